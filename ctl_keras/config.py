@@ -1,0 +1,166 @@
+"""Per-dataset settings: the one place for defaults. Flags only override these.
+
+`get_config("home")` gives the paper's setting; `get_config("home", smoke=True)` a tiny one for
+tests. A Config round-trips through `to_dict` / `from_dict` (it is stored in manifests, checkpoints
+and results.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+DATASETS = ("fashion1", "fashion2", "home", "synthetic")
+VARIANTS = ("hybrid", "global", "local", "local_uniform")
+
+# Category table: dataset -> ordered list of (category name, source labels mapped to it).
+# STL datasets: the source label is the full category path in <dataset>-cat.json.
+# fashion1 (Exact Street2Shop): the source label is the <cat> of meta/json/*_pairs_<cat>.json.
+# A source label missing from this table is skipped and counted ("unknown_category").
+CATEGORY_TABLE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "fashion1": (
+        ("footwear", ("footwear",)),
+        ("tops", ("tops",)),
+        ("outerwear", ("outerwear",)),
+        ("skirts", ("skirts",)),
+        ("leggings", ("leggings",)),
+        ("bags", ("bags",)),
+        ("pants", ("pants",)),
+        ("hats", ("hats",)),
+        ("belts", ("belts",)),
+        ("eyewear", ("eyewear",)),
+        # "dresses" is dropped (paper §3.3): a dress covers most of the body, so cropping it
+        # out leaves too little scene.
+    ),
+    "fashion2": (
+        ("shoes", ("Apparel & Accessories|Shoes",)),
+        ("tops", ("Apparel & Accessories|Clothing|Shirts & Tops",)),
+        ("pants", ("Apparel & Accessories|Clothing|Pants",)),
+        ("handbags", ("Apparel & Accessories|Handbags, Wallets & Cases",)),
+        ("coats", ("Apparel & Accessories|Clothing|Outerwear|Coats & Jackets",)),
+        ("sunglasses", ("Apparel & Accessories|Clothing Accessories|Sunglasses",)),
+        ("shorts", ("Apparel & Accessories|Clothing|Shorts",)),
+        ("skirts", ("Apparel & Accessories|Clothing|Skirts",)),
+        ("earrings", ("Apparel & Accessories|Jewelry|Earrings",)),
+        ("necklaces", ("Apparel & Accessories|Jewelry|Necklaces",)),
+    ),
+    "home": (
+        ("rugs", ("Home & Garden|Decor|Rugs",)),
+        ("chairs", ("Furniture|Chairs",)),
+        ("light fixtures", ("Home & Garden|Lighting|Lighting Fixtures|Ceiling Light Fixtures",)),
+        ("pillows", ("Home & Garden|Decor|Throw Pillows",)),
+        ("mirrors", ("Home & Garden|Decor|Mirrors",)),
+        ("faucets", ("Hardware|Plumbing|Plumbing Fixtures|Faucets",)),
+        ("lamps", ("Home & Garden|Lighting|Lamps",)),
+        ("sofas", ("Furniture|Sofas",)),
+        # The paper's "tables" is the Pinterest path for table & bar stools.
+        ("tables", ("Furniture|Chairs|Table & Bar Stools",)),
+        ("decor", ("Home & Garden|Decor",)),
+        ("curtains", ("Home & Garden|Decor|Window Treatments|Curtains & Drapes",)),
+    ),
+    # Synthetic data is written in the STL format with fashion2's real paths.
+    "synthetic": (
+        ("tops", ("Apparel & Accessories|Clothing|Shirts & Tops",)),
+        ("pants", ("Apparel & Accessories|Clothing|Pants",)),
+        ("shoes", ("Apparel & Accessories|Shoes",)),
+        ("handbags", ("Apparel & Accessories|Handbags, Wallets & Cases",)),
+        ("sunglasses", ("Apparel & Accessories|Clothing Accessories|Sunglasses",)),
+    ),
+}
+
+# Labels that are dropped on purpose (counted as "dropped_category", not "unknown_category").
+DROPPED_LABELS = {"fashion1": ("dresses",)}
+
+
+def categories(dataset: str) -> tuple[str, ...]:
+    """Ordered category names of a dataset; the index is the model's category id."""
+    _check_dataset(dataset)
+    return tuple(name for name, _ in CATEGORY_TABLE[dataset])
+
+
+def label_to_category(dataset: str) -> dict[str, str]:
+    """Source label (category path or Street2Shop file category) -> category name."""
+    _check_dataset(dataset)
+    return {label: name for name, labels in CATEGORY_TABLE[dataset] for label in labels}
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dataset: str
+    categories: tuple[str, ...]
+    # CTL crop: which candidate regions around the expanded product box are allowed.
+    crop_sides: tuple[str, ...] = ("top", "bottom")
+    crop_expand: float = 0.05
+    crop_min_area: float = 0.2
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    num_shards: int = 16
+    # Images: train resizes to resize_size then random-crops image_size; eval center-crops.
+    image_size: int = 224
+    resize_size: int = 256
+    local_grid: int = 7
+    backbone_weights: str = "imagenet"
+    # Heads g: Linear(hidden_dim) -> BN -> ReLU -> Dropout -> Linear(embedding_dim) -> L2.
+    embedding_dim: int = 128
+    hidden_dim: int = 256
+    dropout: float = 0.5
+    variant: str = "hybrid"
+    margin: float = 0.2
+    # Training.
+    batch_size: int = 16
+    epochs: int = 100
+    eval_every: int = 10
+    learning_rate: float = 1e-4
+    seed: int = 0
+    shuffle_buffer: int = 2048
+    num_views: int = 4  # augmented views per image in the feature cache
+    topk_max: int = 50
+
+    def __post_init__(self):
+        _check_dataset(self.dataset)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.image_size > self.resize_size:
+            raise ValueError(f"image_size {self.image_size} is larger than resize_size {self.resize_size}")
+        if self.image_size % 16 or (self.image_size // 16) % self.local_grid:
+            raise ValueError(
+                f"image_size {self.image_size} gives a {self.image_size // 16}x{self.image_size // 16} conv4 "
+                f"map, which cannot be pooled to a {self.local_grid}x{self.local_grid} grid"
+            )
+
+    def replace(self, **overrides: Any) -> "Config":
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fixed)
+
+
+def get_config(dataset: str, smoke: bool = False, **overrides: Any) -> Config:
+    """The default Config of a dataset; `smoke` gives a tiny variant for tests and quick checks."""
+    _check_dataset(dataset)
+    base: dict[str, Any] = {"dataset": dataset, "categories": categories(dataset)}
+    if dataset == "home":
+        base["crop_sides"] = ("top", "bottom", "left", "right")
+    if dataset == "synthetic":
+        # Small images so `make demo` fits in minutes on 2 CPU cores: 112 px gives a 7x7 conv4 map.
+        base.update(image_size=112, resize_size=128, backbone_weights="none", num_shards=2,
+                    epochs=30, eval_every=5, learning_rate=1e-3, shuffle_buffer=512)
+    if smoke:
+        base.update(image_size=64, resize_size=72, local_grid=4, embedding_dim=16, hidden_dim=32,
+                    batch_size=8, epochs=2, eval_every=1, num_shards=2, num_views=2,
+                    backbone_weights="none", shuffle_buffer=64, topk_max=10)
+    base.update(overrides)
+    return Config(**base)

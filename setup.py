@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="ctl_keras",
+    version="0.1.0",
+    description="Complete the Look (Kang et al., CVPR 2019): scene-based complementary product "
+    "recommendation in Keras 3 / TensorFlow",
+    packages=find_packages(include=["ctl_keras", "ctl_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.12,<4",
+        "tf-keras-vis==0.8.7",
+        "tensorflow-serving-api==2.21.*",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+        "pillow>=10",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "faiss": ["faiss-cpu>=1.8"],
+    },
+)
