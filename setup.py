@@ -12,6 +12,7 @@ setup(
         "keras>=3.12,<4",
         "tf-keras-vis==0.8.7",
         "tensorflow-serving-api==2.21.*",
+        "tensorboard==2.21.*",
         "numpy>=1.26",
         "absl-py>=2.1",
         "pillow>=10",
