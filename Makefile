@@ -1,0 +1,25 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[test,faiss]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job on the embedded synthetic dataset: build, train (frozen-feature cache), evaluate,
+# export both towers, index the catalog and recommend for one test scene.
+demo: install
+	$(BIN)/python -m ctl_keras.demo
+
+test: install
+	$(BIN)/python -m pytest tests -q
+
+clean:
+	rm -rf runs export/demo tf_records/synthetic
