@@ -102,8 +102,8 @@ def _shape(draw: ImageDraw.ImageDraw, category: str, shape: int, P) -> None:
                 poly([(c - 0.035, 0.8), (c + 0.035, 0.8), (c + 0.035, 0.92), (c + s * 0.065, 0.94),
                       (c - 0.035, 0.94)])
             elif shape % 3 == 1:  # sneaker: sole ellipse plus a toe towards the outside
-                draw.ellipse(sorted_box([P(c - 0.035, 0.87), P(c + 0.035, 0.945)]), fill=255)
-                draw.ellipse(sorted_box([P(c, 0.895), P(c + s * 0.065, 0.945)]), fill=255)
+                draw.ellipse(_sorted_box([P(c - 0.035, 0.87), P(c + 0.035, 0.945)]), fill=255)
+                draw.ellipse(_sorted_box([P(c, 0.895), P(c + s * 0.065, 0.945)]), fill=255)
             else:  # heel
                 poly([(c - 0.03, 0.86), (c + 0.03, 0.86), (c + s * 0.065, 0.93), (c + s * 0.065, 0.945),
                       (c - s * 0.03, 0.945), (c - s * 0.03, 0.9)])
@@ -114,17 +114,17 @@ def _shape(draw: ImageDraw.ImageDraw, category: str, shape: int, P) -> None:
         elif shape % 3 == 1:
             poly([(0.17, top), (0.27, top), (0.31, 0.55), (0.13, 0.55)])
         else:
-            draw.chord(sorted_box([P(0.14, top - 0.05), P(0.3, 0.56)]), 0, 180, fill=255)
+            draw.chord(_sorted_box([P(0.14, top - 0.05), P(0.3, 0.56)]), 0, 180, fill=255)
         strap = max(2, int(abs(P(0.012, 0)[0] - P(0, 0)[0])))
-        draw.arc(sorted_box([P(0.17, 0.33), P(0.27, top + 0.06)]), 180, 360, fill=255, width=strap)
+        draw.arc(_sorted_box([P(0.17, 0.33), P(0.27, top + 0.06)]), 180, 360, fill=255, width=strap)
     else:  # sunglasses
         for s in (-1, 1):
             lens = [P(s * 0.03 - 0.026, 0.058), P(s * 0.03 + 0.026, 0.095)]
-            (draw.ellipse if shape % 2 == 0 else draw.rectangle)(sorted_box(lens), fill=255)
+            (draw.ellipse if shape % 2 == 0 else draw.rectangle)(_sorted_box(lens), fill=255)
         poly([(-0.01, 0.065), (0.01, 0.065), (0.01, 0.072), (-0.01, 0.072)])
 
 
-def sorted_box(pts):
+def _sorted_box(pts):
     """PIL wants x0 <= x1; mirrored figures flip them."""
     (a, b), (c, d) = pts
     return [min(a, c), min(b, d), max(a, c), max(b, d)]
@@ -173,8 +173,8 @@ def _scene(rng, size, looks, catalog, noise):
     P = _figure_mapper(cx, y0, height, mirror)
     draw = ImageDraw.Draw(img)
     skin = tuple(int(c) for c in np.clip(np.array(SKIN[rng.integers(len(SKIN))]) + rng.normal(0, 8, 3), 0, 255))
-    draw.ellipse(sorted_box([P(-0.065, 0.02), P(0.065, 0.15)]), fill=skin)  # head
-    draw.rectangle(sorted_box([P(-0.025, 0.13), P(0.025, 0.18)]), fill=skin)  # neck
+    draw.ellipse(_sorted_box([P(-0.065, 0.02), P(0.065, 0.15)]), fill=skin)  # head
+    draw.rectangle(_sorted_box([P(-0.025, 0.13), P(0.025, 0.18)]), fill=skin)  # neck
     for s in (-1, 1):  # arms, covered by long sleeves
         draw.polygon([P(s * 0.14, 0.18), P(s * 0.2, 0.19), P(s * 0.21, 0.47), P(s * 0.16, 0.47)], fill=skin)
     items = []
@@ -184,7 +184,7 @@ def _scene(rng, size, looks, catalog, noise):
         variants = catalog[category]
         variant = variants[rng.integers(len(variants))]
         u0, v0, u1, v1 = EXTENT[category]
-        box_px = sorted_box([P(u0, v0), P(u1, v1)])
+        box_px = _sorted_box([P(u0, v0), P(u1, v1)])
         bbox = _paint(img, category, variant, looks[category], P, box_px, rng, noise)
         if bbox is not None:
             items.append((variant["sig"], [round(c / size, 6) for c in bbox]))
@@ -201,7 +201,7 @@ def _product(rng, size, category, look, variant):
     cx = size / 2 - (u0 + u1) / 2 * height
     y0 = size / 2 - (v0 + v1) / 2 * height
     P = _figure_mapper(cx, y0, height, False)
-    _paint(img, category, variant, look, P, sorted_box([P(u0, v0), P(u1, v1)]), rng, 0.0, False)
+    _paint(img, category, variant, look, P, _sorted_box([P(u0, v0), P(u1, v1)]), rng, 0.0, False)
     return img
 
 
