@@ -1,0 +1,123 @@
+"""Frozen ResNet50 feature extractor: RGB 0..255 images -> pool5 and the pooled conv4 map.
+
+The ResNet50 ("caffe") preprocessing lives inside the model, so every caller — training, the feature
+cache and the exported towers — feeds the same raw pixel values.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras.src.applications import resnet as _keras_resnet
+
+# The file Keras's own ResNet50(weights="imagenet", include_top=False) downloads and caches.
+IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_ORIGIN = _keras_resnet.BASE_WEIGHTS_PATH + IMAGENET_FILE
+IMAGENET_HASH = _keras_resnet.WEIGHTS_HASHES["resnet50"][1]
+CONV4_LAYER = "conv4_block6_out"
+# conv4 is 1/16 of the input side in Keras's ResNet50.
+CONV4_STRIDE = 16
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="ctl_keras")
+class CaffePreprocess(keras.layers.Layer):
+    """keras.applications.resnet50.preprocess_input as a layer: RGB 0..255 -> BGR, mean-subtracted."""
+
+    def call(self, images):
+        bgr = keras.ops.flip(images, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=bgr.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def keras_cache_path() -> str:
+    """Where the ImageNet weights are looked up; read at call time so KERAS_HOME set late still counts."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", IMAGENET_FILE)
+
+
+def check_grid(image_size: int, local_grid: int) -> int:
+    """The average-pool size that takes the conv4 map to local_grid x local_grid."""
+    if image_size % CONV4_STRIDE:
+        raise ValueError(f"image_size {image_size} is not a multiple of {CONV4_STRIDE} (the conv4 stride)")
+    side = image_size // CONV4_STRIDE
+    if local_grid <= 0 or side % local_grid:
+        raise ValueError(
+            f"image_size {image_size} gives a {side}x{side} conv4 map, which cannot be average-pooled "
+            f"to a {local_grid}x{local_grid} grid"
+        )
+    return side // local_grid
+
+
+def _imagenet_weights_file() -> str:
+    path = keras_cache_path()
+    if os.path.exists(path):
+        # Use the cached file as is: get_file would re-download one whose hash it does not know.
+        return path
+    try:
+        return keras.utils.get_file(
+            IMAGENET_FILE,
+            IMAGENET_ORIGIN,
+            cache_dir=os.path.dirname(os.path.dirname(path)),
+            cache_subdir="models",
+            file_hash=IMAGENET_HASH,
+        )
+    except Exception as err:  # any download failure (no network, refused, bad hash) means the same
+        reason = " ".join(str(err).split())[:200]
+        raise FileNotFoundError(
+            f"ResNet50 ImageNet weights are not in the Keras cache ({path}) and could not be downloaded "
+            f"({type(err).__name__}: {reason}); put that file there, or pass --backbone_weights=PATH "
+            f"to a local .h5 copy, or --backbone_weights=none for random frozen weights"
+        ) from None
+
+
+def _load_resnet_weights(resnet: keras.Model, weights: str) -> None:
+    if weights == "none":
+        return  # random init; the caller seeds it with keras.utils.set_random_seed
+    path = _imagenet_weights_file() if weights == "imagenet" else os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"backbone weights file {path} does not exist; pass --backbone_weights=imagenet, =none or "
+            f"=PATH to a ResNet50 (include_top=False) .h5 file"
+        )
+    if not (path.endswith(".h5") or path.endswith(".hdf5")):
+        raise ValueError(f"backbone weights file {path} is not an .h5 file")
+    try:
+        resnet.load_weights(path)
+    except Exception as err:
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(
+            f"could not load ResNet50 (include_top=False) weights from {path}: {type(err).__name__}: {reason}"
+        ) from None
+
+
+def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") -> keras.Model:
+    """Frozen backbone: input `image` [B,S,S,3] RGB 0..255 -> {"pool5": [B,2048], "local": [B,g,g,1024]}.
+
+    `weights` is "imagenet" (Keras download cache), "none" (random) or a path to a ResNet50 .h5 file.
+    """
+    pool = check_grid(image_size, local_grid)
+
+    # Section 1: ResNet50 with its weights, exposing conv4 next to the last stage.
+    resnet = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(image_size, image_size, 3)
+    )
+    _load_resnet_weights(resnet, weights)
+    extractor = keras.Model(
+        resnet.input,
+        {"conv4": resnet.get_layer(CONV4_LAYER).output, "conv5": resnet.output},
+        name="resnet50_features",
+    )
+
+    # Section 2: the frozen backbone graph. trainable=False (set below) is what keeps BatchNorm on its
+    # moving statistics even when an outer model is called with training=True.
+    image = keras.Input((image_size, image_size, 3), name="image")
+    features = extractor(CaffePreprocess(name="caffe_preprocess")(image), training=False)
+    pool5 = keras.layers.GlobalAveragePooling2D(name="pool5")(features["conv5"])
+    local = keras.layers.AveragePooling2D(pool_size=pool, strides=pool, name="local")(features["conv4"])
+    backbone = keras.Model(image, {"pool5": pool5, "local": local}, name="backbone")
+    backbone.trainable = False
+    return backbone

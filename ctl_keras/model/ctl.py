@@ -1,0 +1,208 @@
+"""The CTL model: frozen backbone, three heads, category attention, and the towers built on them.
+
+Every Keras model here shares one set of head layers, so training the triplet model trains the towers.
+Variants (DESIGN §3, the ablation table): `hybrid` (paper), `global`, `local` (attention, no global),
+`local_uniform` (local with equal region weights). Queries make d*(s,p) = 2 - q·f_p exact:
+global q = 2 f_s; local q = 2 Σ a_i f_i; local_uniform q = 2 mean f_i; hybrid q = f_s + Σ a_i f_i.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import h5py
+import keras
+
+from ctl_keras.config import Config
+from ctl_keras.model.attention import CategoryAttention
+from ctl_keras.model.backbone import build_backbone
+from ctl_keras.model.category_embedding import CategoryEmbedding
+from ctl_keras.model.distances import PairDistance, check_variant, uniform_attention
+from ctl_keras.model.heads import EmbeddingHead
+
+POOL5_DIM = 2048
+LOCAL_DIM = 1024
+
+
+class CTLHeads(keras.Model):
+    """Container of the trainable head layers; the unit saved by save_heads and checkpoints.
+
+    `global_head` g(Θg) embeds pool5 of scenes and products; `local_head` g(Θl) the scene regions;
+    `attention_head` g(Θâ) the attention keys; `category_embedding` ê_c. Variants leave unused ones None.
+    """
+
+    def __init__(self, config: Config, **kwargs):
+        super().__init__(name="ctl_heads", **kwargs)
+        variant = check_variant(config.variant)
+        sizes = dict(embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
+        self.global_head = EmbeddingHead(name="global_head", **sizes)
+        self.local_head = EmbeddingHead(name="local_head", **sizes) if variant != "global" else None
+        uses_attention = variant in ("hybrid", "local")
+        self.attention_head = EmbeddingHead(name="attention_head", **sizes) if uses_attention else None
+        self.category_embedding = (
+            CategoryEmbedding(len(config.categories), config.embedding_dim, name="category_embedding")
+            if uses_attention
+            else None
+        )
+
+
+def _scene_graph(heads: CTLHeads, config: Config, pool5, local, category) -> dict:
+    """Scene side on symbolic tensors: f_s, region embeddings f_i [B,N,d] and attention a [B,N]."""
+    grid = config.local_grid
+    regions = keras.layers.Reshape((grid * grid, LOCAL_DIM), name="regions")(local)
+    out = {"scene_embedding": heads.global_head(pool5)}
+    if heads.local_head is not None:
+        out["local_embeddings"] = heads.local_head(regions)
+    if heads.attention_head is not None:
+        keys = heads.attention_head(regions)
+        out["attention"] = CategoryAttention(name="attention")(keys, heads.category_embedding(category))
+    else:
+        # No attention in this variant: report equal weights so the map still has one meaning.
+        out["attention"] = uniform_attention(regions)
+    return out
+
+
+def _query(variant: str, scene: dict):
+    """q with d*(s,p) = 2 - q·f_p for the variant (see the module docstring)."""
+    f_s = scene["scene_embedding"]
+    if variant == "global":
+        return 2.0 * f_s
+    pooled = keras.ops.sum(keras.ops.expand_dims(scene["attention"], -1) * scene["local_embeddings"], axis=1)
+    return pooled + f_s if variant == "hybrid" else 2.0 * pooled
+
+
+def _feature_inputs(config: Config, prefix: str):
+    grid = config.local_grid
+    pool5 = keras.Input((POOL5_DIM,), name=f"{prefix}pool5")
+    local = keras.Input((grid, grid, LOCAL_DIM), name=f"{prefix}local")
+    return pool5, local
+
+
+@dataclasses.dataclass
+class CTLModels:
+    """All Keras models of one CTL instance; they share `heads` (and `backbone`)."""
+
+    config: Config
+    backbone: keras.Model
+    heads: CTLHeads
+    scene_head: keras.Model
+    product_head: keras.Model
+    scene_tower: keras.Model
+    product_tower: keras.Model
+
+    def head_weights_models(self) -> tuple[keras.Model, keras.Model]:
+        """(scene_head, product_head): together they hold every head weight and nothing else."""
+        return self.scene_head, self.product_head
+
+    def triplet_model(self, from_features: bool = False) -> keras.Model:
+        """Training graph -> {"d_pos": [B], "d_neg": [B]}, computed with the distances of DESIGN §3.
+
+        Images: {"scene", "positive", "negative", "category"}; features:
+        {"scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category"}.
+        """
+        config, heads = self.config, self.heads
+        category = keras.Input((), dtype="int32", name="category")
+        if from_features:
+            scene_pool5, scene_local = _feature_inputs(config, "scene_")
+            pos_pool5 = keras.Input((POOL5_DIM,), name="positive_pool5")
+            neg_pool5 = keras.Input((POOL5_DIM,), name="negative_pool5")
+            inputs = {"scene_pool5": scene_pool5, "scene_local": scene_local,
+                      "positive_pool5": pos_pool5, "negative_pool5": neg_pool5, "category": category}
+        else:
+            shape = (config.image_size, config.image_size, 3)
+            inputs = {name: keras.Input(shape, name=name) for name in ("scene", "positive", "negative")}
+            inputs["category"] = category
+            scene_features = self.backbone(inputs["scene"], training=False)
+            scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]
+            pos_pool5 = self.backbone(inputs["positive"], training=False)["pool5"]
+            neg_pool5 = self.backbone(inputs["negative"], training=False)["pool5"]
+        scene = _scene_graph(heads, config, scene_pool5, scene_local, category)
+        distance = PairDistance(config.variant, name="pair_distance")
+        d_pos = distance({**scene, "product_embedding": heads.global_head(pos_pool5)})
+        d_neg = distance({**scene, "product_embedding": heads.global_head(neg_pool5)})
+        name = "ctl_triplet_features" if from_features else "ctl_triplet"
+        return keras.Model(inputs, {"d_pos": d_pos, "d_neg": d_neg}, name=name)
+
+    def save_heads(self, path: str) -> None:
+        """Write the head weights (never the backbone) to `path` (*.weights.h5), atomically."""
+        path = os.fspath(path)
+        if not path.endswith(".weights.h5"):
+            raise ValueError(f"head weights path {path} must end in .weights.h5")
+        directory, base = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(directory, f".{base[:-len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
+        try:
+            self.heads.save_weights(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load_heads(self, path: str) -> None:
+        """Load head weights written by save_heads; a file from another variant or size is refused."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"head weights file {path} does not exist")
+        expected = {v.path: tuple(v.shape) for v in self.heads.weights}
+        try:
+            found = _h5_variable_shapes(path)
+        except OSError as err:
+            raise ValueError(f"head weights file {path} is not a readable .weights.h5 file: {err}") from None
+        if sorted(found.values()) != sorted(expected.values()) or len(found) != len(expected):
+            cfg = self.config
+            raise ValueError(
+                f"head weights file {path} does not match this model (variant={cfg.variant}, "
+                f"embedding_dim={cfg.embedding_dim}, hidden_dim={cfg.hidden_dim}, "
+                f"{len(cfg.categories)} categories): it holds {len(found)} arrays, the model {len(expected)}"
+            )
+        self.heads.load_weights(path)
+
+
+def _h5_variable_shapes(path: str) -> dict[str, tuple]:
+    shapes: dict[str, tuple] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: shapes.__setitem__(name, obj.shape) if isinstance(obj, h5py.Dataset) else None)
+    return shapes
+
+
+def build_ctl(config: Config) -> CTLModels:
+    """Build backbone, heads and every model of DESIGN §3 for `config`, seeded with config.seed."""
+    variant = check_variant(config.variant)
+    keras.utils.set_random_seed(config.seed)
+
+    # Section 1: frozen backbone and the trainable heads.
+    backbone = build_backbone(config.image_size, config.local_grid, config.backbone_weights)
+    heads = CTLHeads(config)
+
+    # Section 2: heads on backbone features (what the feature cache feeds).
+    pool5, local = _feature_inputs(config, "")
+    category = keras.Input((), dtype="int32", name="category")
+    scene = _scene_graph(heads, config, pool5, local, category)
+    grid = config.local_grid
+    attention_map = keras.layers.Reshape((grid, grid), name="attention_map")(scene["attention"])
+    scene_out = {"query": _query(variant, scene), "scene_embedding": scene["scene_embedding"],
+                 "attention": attention_map}
+    scene_head = keras.Model({"pool5": pool5, "local": local, "category": category}, scene_out,
+                             name="scene_head")
+    product_pool5 = keras.Input((POOL5_DIM,), name="pool5")
+    product_head = keras.Model({"pool5": product_pool5},
+                               {"product_embedding": heads.global_head(product_pool5)}, name="product_head")
+    heads.built = True  # every head layer is built by the graphs above
+
+    # Section 3: towers, image in, embeddings out (what export serves).
+    size = config.image_size
+    image = keras.Input((size, size, 3), name="image")
+    tower_category = keras.Input((), dtype="int32", name="category")
+    features = backbone(image, training=False)
+    scene_tower = keras.Model(
+        {"image": image, "category": tower_category},
+        scene_head({"pool5": features["pool5"], "local": features["local"], "category": tower_category}),
+        name="scene_tower",
+    )
+    product_image = keras.Input((size, size, 3), name="image")
+    product_tower = keras.Model(
+        {"image": product_image},
+        product_head({"pool5": backbone(product_image, training=False)["pool5"]}),
+        name="product_tower",
+    )
+    return CTLModels(config, backbone, heads, scene_head, product_head, scene_tower, product_tower)

@@ -1,0 +1,59 @@
+"""The embedding head g of the paper: Linear -> BatchNorm -> ReLU -> Dropout -> Linear -> L2-normalize."""
+
+from __future__ import annotations
+
+import keras
+
+# Guards the L2 normalization against an all-zero vector.
+_EPSILON = 1e-12
+
+
+def l2_normalize(x, axis: int = -1):
+    """x / ||x|| along `axis` (keras.ops only, so it runs inside layers and in plain code alike)."""
+    squared = keras.ops.sum(keras.ops.square(x), axis=axis, keepdims=True)
+    return x * keras.ops.rsqrt(keras.ops.maximum(squared, _EPSILON))
+
+
+@keras.saving.register_keras_serializable(package="ctl_keras")
+class EmbeddingHead(keras.layers.Layer):
+    """g: features [..., C] -> unit-length embeddings [..., embedding_dim], over the last axis.
+
+    Works on pool5 vectors [B, 2048] and on region maps [B, N, 1024] alike; BatchNorm then pools its
+    statistics over every leading axis. The BatchNorm is synchronized so that a MirroredStrategy replica
+    normalizes with the global batch's statistics, as a single device would.
+    """
+
+    def __init__(self, embedding_dim: int = 128, hidden_dim: int = 256, dropout: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.hidden = keras.layers.Dense(hidden_dim, name="hidden", dtype=self.dtype_policy)
+        self.batch_norm = keras.layers.BatchNormalization(
+            synchronized=True, name="batch_norm", dtype=self.dtype_policy
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)
+        self.output_dense = keras.layers.Dense(embedding_dim, name="output", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        hidden_shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
+        self.hidden.build(input_shape)
+        self.batch_norm.build(hidden_shape)
+        self.dropout_layer.build(hidden_shape)
+        self.output_dense.build(hidden_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = self.hidden(inputs)
+        x = self.batch_norm(x, training=training)
+        x = keras.ops.relu(x)
+        x = self.dropout_layer(x, training=training)
+        return l2_normalize(self.output_dense(x))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.embedding_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim, dropout=self.dropout)
+        return config
