@@ -1,5 +1,7 @@
 """The CTL crop (paper §3.3, DESIGN.md §2): remove the product from its scene.
 
+The box math is pure; the PIL helpers at the end apply a crop to image files for the builder.
+
 Pure functions on normalized boxes `(left, top, right, bottom)` in [0, 1], origin top-left.
 Because coordinates are normalized, "5% of the image side" is simply 0.05: 5% of the width
 horizontally and 5% of the height vertically, and the image area is 1.
@@ -7,7 +9,11 @@ horizontally and 5% of the height vertically, and the image area is 1.
 
 from __future__ import annotations
 
+import io
+import os
 from typing import Sequence
+
+from PIL import Image, UnidentifiedImageError
 
 Box = tuple[float, float, float, float]
 
@@ -99,3 +105,42 @@ def to_pixels(box: Sequence[float], width: int, height: int) -> tuple[int, int, 
     right, bottom = int(round(box[2] * width)), int(round(box[3] * height))
     left, top = min(left, width - 1), min(top, height - 1)
     return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+# ---------------------------------------------------------------- pixels (PIL only, no TF: runs in workers)
+JPEG_QUALITY = 95
+
+
+def check_image(path: str) -> str | None:
+    """None if `path` is a fully decodable image, else "missing_image" / "corrupt_image"."""
+    if not os.path.isfile(path):
+        return "missing_image"
+    try:
+        with Image.open(path) as img:
+            img.load()  # a full decode: truncated files only fail here
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return "corrupt_image"
+    return None
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _rgb(path: str) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def crop_pair_images(job: tuple[str, Sequence[float], str]) -> tuple[bytes, bytes, bytes]:
+    """(scene path, crop box, product path) -> JPEGs of (cropped scene, full scene, product)."""
+    scene_path, crop_box, product_path = job
+    scene = _rgb(scene_path)
+    cropped = scene.crop(to_pixels(crop_box, *scene.size))
+    return _jpeg(cropped), _jpeg(scene), _jpeg(_rgb(product_path))
+
+
+def product_jpeg(path: str) -> bytes:
+    return _jpeg(_rgb(path))

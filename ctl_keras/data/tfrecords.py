@@ -6,6 +6,7 @@ parsing is tf-side (`tf.io.parse_single_example`) for the tf.data pipeline.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterable, Sequence
 
@@ -32,6 +33,12 @@ MANIFEST_NAME = "manifest.json"
 
 
 # ---------------------------------------------------------------- encoding
+def _serialize(feature: dict) -> bytes:
+    # deterministic=True fixes the order of the feature map, so rebuilds give the same bytes.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
 def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
@@ -82,7 +89,7 @@ def encode_pair(
         "other_boxes": _floats([v for box in other_boxes for v in box]),
         "other_categories": _bytes([_b(c) for c in other_categories]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return _serialize(feature)
 
 
 def encode_product(*, product_id: str, category: str, category_index: int, product_jpeg: bytes) -> bytes:
@@ -92,7 +99,7 @@ def encode_product(*, product_id: str, category: str, category_index: int, produ
         "category_index": _ints([category_index]),
         "product_jpeg": _bytes([product_jpeg]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return _serialize(feature)
 
 
 # ---------------------------------------------------------------- parsing (tf side)
@@ -151,3 +158,18 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
             os.remove(tmp)
         raise
     return count
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write `obj` as sorted, indented JSON atomically (same bytes for the same object)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,324 @@
+"""Raw dataset -> CTL-cropped pairs -> sharded TFRecords (schema: tf_records/README.md).
+
+    python -m ctl_keras.build_dataset --dataset=synthetic --out=tf_records/synthetic
+    python -m ctl_keras.build_dataset --dataset=home --out=tf_records/home \
+        --pairs=home.json --categories=home-cat.json --images_dir=images/
+    python -m ctl_keras.build_dataset --dataset=fashion1 --out=tf_records/fashion1 \
+        --street2shop_dir=street2shop/ --images_dir=images/
+
+Everything that can fail on the whole input (files, dataset name, empty split) is checked before
+the first output byte; bad rows are skipped and counted. Files are written atomically and
+manifest.json last, after removing the previous one, so a directory is trusted only when complete.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import multiprocessing
+import os
+import sys
+from typing import Callable, Iterator
+
+import numpy as np
+from absl import app, flags, logging
+
+from ctl_keras import config as config_lib
+from ctl_keras.data import crop, stl, street2shop, tfrecords
+
+SPLITS = tfrecords.SPLITS
+
+
+# ---------------------------------------------------------------- workers
+@contextlib.contextmanager
+def _pool(workers: int):
+    """A fork pool for the PIL work (workers never touch TF), or None to run inline."""
+    if workers <= 1:
+        yield None
+        return
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _imap(pool, fn, items) -> Iterator:
+    """Ordered and lazy, so only a few chunks of images are in flight at once."""
+    return map(fn, items) if pool is None else pool.imap(fn, items, chunksize=4)
+
+
+# ---------------------------------------------------------------- read + plan (no output yet)
+def _read(config, pairs, categories, images_dir, street2shop_dir):
+    if config.dataset == "fashion1":
+        missing = [n for n, v in (("--street2shop_dir", street2shop_dir), ("--images_dir", images_dir)) if not v]
+    else:
+        missing = [n for n, v in (("--pairs", pairs), ("--categories", categories), ("--images_dir", images_dir))
+                   if not v]
+    if missing:
+        raise ValueError(f"--dataset={config.dataset} needs {' and '.join(missing)}")
+    if not os.path.isdir(images_dir):
+        raise FileNotFoundError(f"images directory not found: {images_dir}")
+    if config.dataset == "fashion1":
+        raw, skipped = street2shop.read_street2shop(street2shop_dir, images_dir)
+        return raw, skipped, functools.partial(street2shop.image_path, images_dir)
+    raw, skipped = stl.read_stl(pairs, categories)
+    return raw, skipped, functools.partial(stl.image_path, images_dir)
+
+
+def _plan(config, pool, raw, skipped, path_of, log) -> dict:
+    """Kept pairs (with crop, other boxes, image paths, pair_id) and drop counts by reason."""
+    dropped = collections.Counter(skipped)
+    seen, unique = set(), []
+    for pair in raw:
+        if (pair.scene_id, pair.product_id) in seen:
+            dropped["duplicate_pair"] += 1
+            continue
+        seen.add((pair.scene_id, pair.product_id))
+        unique.append(pair)
+    labelled, label_skips = stl.assign_categories(unique, config.dataset)
+    dropped.update(label_skips)
+    by_scene = collections.defaultdict(list)
+    for pair, category in labelled:
+        by_scene[pair.scene_id].append((pair, category))
+
+    candidates = []
+    for pair, category in labelled:
+        if category not in config.categories:
+            dropped["unknown_category"] += 1
+            continue
+        crop_box, reason = crop.ctl_crop(pair.box, config.crop_sides, config.crop_expand, config.crop_min_area)
+        if crop_box is None:
+            dropped[reason] += 1
+            continue
+        # Every other annotated product of the scene, even one whose own pair is dropped later.
+        others = [(crop.map_box(o.box, crop_box), c) for o, c in by_scene[pair.scene_id] if o is not pair]
+        others = [(box, c) for box, c in others if box is not None]
+        candidates.append({
+            "scene_id": pair.scene_id, "product_id": pair.product_id, "category": category,
+            "category_index": config.categories.index(category), "box": pair.box, "crop_box": crop_box,
+            "other_boxes": [b for b, _ in others], "other_categories": [c for _, c in others],
+            "scene_path": path_of(pair.scene_id), "product_path": path_of(pair.product_id)})
+
+    paths = sorted({c["scene_path"] for c in candidates} | {c["product_path"] for c in candidates})
+    log(f"checking {len(paths)} images")
+    status = dict(zip(paths, _imap(pool, crop.check_image, paths)))
+    kept = []
+    for candidate in candidates:
+        reason = status[candidate["scene_path"]] or status[candidate["product_path"]]
+        if reason:
+            dropped[reason] += 1
+        else:
+            kept.append(candidate)
+    kept.sort(key=lambda c: (c["scene_id"], c["product_id"]))
+    for pair_id, pair in enumerate(kept):
+        pair["pair_id"] = pair_id
+    scenes_without_pairs = len({p.scene_id for p in raw} - {c["scene_id"] for c in kept})
+    return {"pairs": kept, "dropped": dropped, "pairs_in": len(raw) + sum(skipped.values()),
+            "scenes_without_pairs": scenes_without_pairs}
+
+
+# ---------------------------------------------------------------- split + write
+
+
+def _split_scenes(scenes: list[str], fractions, seed: int) -> dict[str, list[str]]:
+    """Seeded scene-level split; val and test get at least one scene each when there are >= 3."""
+    order = [scenes[i] for i in np.random.default_rng(seed).permutation(len(scenes))]
+    n = len(order)
+    n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+    n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+    return {"train": sorted(order[:n - n_val - n_test]), "val": sorted(order[n - n_val - n_test:n - n_test]),
+            "test": sorted(order[n - n_test:])}
+
+
+def _questions(pairs: list[dict], split_index: int, seed: int) -> tuple[list[dict], int]:
+    """One question per pair: the negative is a seeded draw among the split's products of the same
+    category, excluding every product paired with the same scene (those are positives too)."""
+    rng = np.random.default_rng([seed, split_index])
+    by_category, in_scene = collections.defaultdict(set), collections.defaultdict(set)
+    for pair in pairs:
+        by_category[pair["category"]].add(pair["product_id"])
+        in_scene[pair["scene_id"]].add(pair["product_id"])
+    questions, skipped = [], 0
+    for pair in pairs:
+        candidates = sorted(by_category[pair["category"]] - in_scene[pair["scene_id"]])
+        if not candidates:
+            skipped += 1
+            continue
+        questions.append({"question_id": len(questions), "pair_id": pair["pair_id"],
+                          "scene_id": pair["scene_id"], "category": pair["category"],
+                          "positive": pair["product_id"],
+                          "negative": candidates[int(rng.integers(len(candidates)))]})
+    return questions, skipped
+
+
+def _pair_records(pool, pairs: list[dict], progress) -> Iterator[bytes]:
+    jobs = [(p["scene_path"], p["crop_box"], p["product_path"]) for p in pairs]
+    for pair, (scene, full, product) in zip(pairs, _imap(pool, crop.crop_pair_images, jobs)):
+        progress()
+        yield tfrecords.encode_pair(
+            pair_id=pair["pair_id"], scene_id=pair["scene_id"], product_id=pair["product_id"],
+            category=pair["category"], category_index=pair["category_index"], scene_jpeg=scene,
+            full_scene_jpeg=full, product_jpeg=product, product_box=pair["box"], crop_box=pair["crop_box"],
+            other_boxes=pair["other_boxes"], other_categories=pair["other_categories"])
+
+
+def _product_records(pool, products: list[dict]) -> Iterator[bytes]:
+    jobs = [p["product_path"] for p in products]
+    for product, jpeg in zip(products, _imap(pool, crop.product_jpeg, jobs)):
+        yield tfrecords.encode_product(product_id=product["product_id"], category=product["category"],
+                                       category_index=product["category_index"], product_jpeg=jpeg)
+
+
+def _write_split(pool, config, out_dir, split, pairs, written, log) -> dict:
+    split_index = SPLITS.index(split)
+    # Train pairs are shuffled across shards; val/test stay in pair_id order ("file order").
+    if split == "train":
+        pairs = [pairs[i] for i in np.random.default_rng([config.seed, 7]).permutation(len(pairs))]
+    n_shards = config.num_shards if split == "train" else max(1, config.num_shards // 8)
+    n_shards = max(1, min(n_shards, len(pairs)))
+    done = [0]
+
+    def progress():
+        done[0] += 1
+        if done[0] % 500 == 0 or done[0] == len(pairs):
+            log(f"{split}: {done[0]}/{len(pairs)} pairs")
+
+    shards = []
+    for i in range(n_shards):
+        name = tfrecords.pair_shard_name(split, i, n_shards)
+        written.append(name)
+        tfrecords.write_records(os.path.join(out_dir, name), _pair_records(pool, pairs[i::n_shards], progress))
+        shards.append(name)
+
+    products = {}
+    for pair in sorted(pairs, key=lambda p: p["pair_id"]):  # first occurrence fixes the category
+        products.setdefault(pair["product_id"], pair)
+    per_category = {}
+    for index, category in enumerate(config.categories):
+        chosen = sorted((p for p in products.values() if p["category_index"] == index),
+                        key=lambda p: p["product_id"])
+        name = tfrecords.product_file_name(split, index)
+        written.append(name)
+        per_category[category] = tfrecords.write_records(os.path.join(out_dir, name),
+                                                         _product_records(pool, chosen))
+    log(f"{split}: wrote {len(shards)} pair shard(s) and {len(config.categories)} product files")
+
+    info = {"scenes": len({p["scene_id"] for p in pairs}), "products": len(products), "pairs": len(pairs),
+            "pair_shards": shards, "products_per_category": per_category,
+            "product_files": [tfrecords.product_file_name(split, i) for i in range(len(config.categories))],
+            "questions": 0, "questions_skipped": 0}
+    if split != "train":
+        questions, skipped = _questions(sorted(pairs, key=lambda p: p["pair_id"]), split_index, config.seed)
+        name = tfrecords.questions_file_name(split)
+        written.append(name)
+        tfrecords.write_json(os.path.join(out_dir, name), questions)
+        info.update(questions=len(questions), questions_skipped=skipped)
+    return info
+
+
+def _remove_stale(out_dir: str, keep: set[str]) -> None:
+    """Drop output files of an earlier build that this one did not rewrite (e.g. other shard counts)."""
+    for name in os.listdir(out_dir):
+        ours = name.startswith(("pairs-", "products-", "questions-")) or ".tmp-" in name
+        if ours and name not in keep and os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+
+
+def default_workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
+def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, images_dir=None,
+          street2shop_dir=None, synthetic_kwargs=None, workers: int | None = None,
+          log: Callable[[str], None] = logging.info) -> dict:
+    """Build `config.dataset` into `out_dir`; returns the manifest (also written as manifest.json)."""
+    out_dir = os.fspath(out_dir)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    flag_values = {"pairs": pairs and os.fspath(pairs), "categories": categories and os.fspath(categories),
+                   "images_dir": images_dir and os.fspath(images_dir),
+                   "street2shop_dir": street2shop_dir and os.fspath(street2shop_dir),
+                   "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
+                   "num_shards": config.num_shards}
+    if config.dataset == "synthetic" and pairs is None:
+        from ctl_keras.data import synthetic  # noqa: PLC0415 (only the synthetic dataset needs it)
+        log(f"generating the synthetic dataset under {os.path.join(out_dir, 'raw')}")
+        raw = synthetic.generate(os.path.join(out_dir, "raw"), **(synthetic_kwargs or {}))
+        pairs, categories, images_dir = raw["pairs"], raw["categories"], raw["images_dir"]
+
+    raw, skipped, path_of = _read(config, pairs, categories, images_dir, street2shop_dir)
+    log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
+    with _pool(workers) as pool:
+        plan = _plan(config, pool, raw, skipped, path_of, log)
+        kept = plan["pairs"]
+        by_split = _split_scenes(sorted({p["scene_id"] for p in kept}), config.split_fractions, config.seed)
+        for split in SPLITS:
+            if not by_split[split]:
+                raise ValueError(
+                    f"split {split!r} is empty: only {len(kept)} usable pairs in "
+                    f"{len({p['scene_id'] for p in kept})} scenes (dropped: {dict(plan['dropped'])})")
+        split_of = {scene: split for split, scenes in by_split.items() for scene in scenes}
+
+        os.makedirs(out_dir, exist_ok=True)
+        manifest_path = os.path.join(out_dir, tfrecords.MANIFEST_NAME)
+        if os.path.exists(manifest_path):
+            os.remove(manifest_path)  # from here on the directory is untrusted until we finish
+        written: list[str] = []
+        try:
+            splits = {split: _write_split(pool, config, out_dir, split,
+                                          [p for p in kept if split_of[p["scene_id"]] == split], written, log)
+                      for split in SPLITS}
+        except BaseException:
+            for name in written:
+                if os.path.exists(os.path.join(out_dir, name)):
+                    os.remove(os.path.join(out_dir, name))
+            raise
+    _remove_stale(out_dir, set(written))
+    manifest = {"dataset": config.dataset, "schema_version": tfrecords.SCHEMA_VERSION,
+                "pairs_in": plan["pairs_in"], "pairs_kept": len(kept),
+                "pairs_dropped": dict(sorted(plan["dropped"].items())),
+                "scenes_dropped": {"scene_without_pairs": plan["scenes_without_pairs"]},
+                "categories": list(config.categories), "splits": splits, "flags": flag_values,
+                "config": config.to_dict()}
+    tfrecords.write_json(manifest_path, manifest)
+    log(f"built {config.dataset}: {len(kept)}/{plan['pairs_in']} pairs kept "
+        + ", ".join(f"{s}={splits[s]['pairs']}" for s in SPLITS) + f" -> {out_dir}")
+    return manifest
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Dataset to build.")
+flags.DEFINE_string("out", None, "Output directory, e.g. tf_records/<dataset>.")
+flags.DEFINE_string("pairs", None, "STL pairs JSON (fashion2, home; optional for synthetic).")
+flags.DEFINE_string("categories", None, "STL product -> category path JSON.")
+flags.DEFINE_string("images_dir", None, "Directory of <id>.jpg images.")
+flags.DEFINE_string("street2shop_dir", None, "Exact Street2Shop root (fashion1): holds meta/json/.")
+flags.DEFINE_integer("workers", None, "Image worker processes (default: min(8, CPUs)).")
+flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
+flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
+flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.dataset or not FLAGS.out:
+        raise app.UsageError("--dataset and --out are required")
+    overrides = {k: v for k, v in (("seed", FLAGS.seed), ("num_shards", FLAGS.num_shards)) if v is not None}
+    synthetic_kwargs = None
+    if FLAGS.dataset == "synthetic" and FLAGS.smoke:
+        synthetic_kwargs = {"num_scenes": 48, "scene_size": 96, "product_size": 64}
+    try:
+        config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
+        build(config, FLAGS.out, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
+              street2shop_dir=FLAGS.street2shop_dir, synthetic_kwargs=synthetic_kwargs, workers=FLAGS.workers,
+              log=print)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"build_dataset: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

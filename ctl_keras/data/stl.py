@@ -1,0 +1,98 @@
+"""Reader for the Pinterest Shop-the-Look format (fashion2, home, synthetic).
+
+Pairs file: a JSON list of `{"product": sig, "scene": sig, "bbox": [left, top, right, bottom]}` with
+normalized boxes. The upstream release ships one JSON object per line instead of a list; both are
+accepted. Category file: a JSON object `{product signature: category path}`.
+Images live in `images_dir/<signature>.jpg` (see `image_path`); the builder checks them.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any, NamedTuple
+
+from ctl_keras import config as config_lib
+from ctl_keras.data.crop import check_box
+
+
+class RawPair(NamedTuple):
+    """One annotated (scene, product) row; `label` is the source category label, `box` normalized."""
+
+    scene_id: str
+    product_id: str
+    label: str
+    box: tuple[float, float, float, float]
+
+
+def image_path(images_dir: str | os.PathLike, image_id: str) -> str:
+    return os.path.join(os.fspath(images_dir), f"{image_id}.jpg")
+
+
+def load_json(path: str | os.PathLike, what: str) -> Any:
+    """Whole-file JSON, or JSON lines; a clear error naming the file otherwise."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole_error:
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            return [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            raise ValueError(f"{what} file is not valid JSON: {path} ({whole_error})") from None
+
+
+def read_stl(pairs_path: str | os.PathLike,
+             categories_path: str | os.PathLike) -> tuple[list[RawPair], collections.Counter]:
+    """-> (pairs, skipped-row counts by reason); len(pairs) + sum(counts) = input rows.
+
+    Row reasons: "bad_row" (not an object with product/scene/bbox), "bad_box", "no_category"
+    (product missing from the category file).
+    """
+    rows = load_json(pairs_path, "pairs")
+    if not isinstance(rows, list):
+        raise ValueError(f"pairs file must hold a JSON list of objects: {pairs_path}")
+    categories = load_json(categories_path, "categories")
+    if not isinstance(categories, dict):
+        raise ValueError(f"categories file must hold a JSON object product -> category: {categories_path}")
+
+    pairs, skipped = [], collections.Counter()
+    for row in rows:
+        if not (isinstance(row, dict) and {"product", "scene", "bbox"} <= row.keys()
+                and isinstance(row["bbox"], (list, tuple))):
+            skipped["bad_row"] += 1
+            continue
+        if check_box(row["bbox"]) is not None:
+            skipped["bad_box"] += 1
+            continue
+        product, scene = str(row["product"]), str(row["scene"])
+        label = categories.get(product)
+        if not label:
+            skipped["no_category"] += 1
+            continue
+        pairs.append(RawPair(scene, product, str(label), tuple(float(v) for v in row["bbox"])))
+    return pairs, skipped
+
+
+def assign_categories(pairs: list[RawPair], dataset: str) -> tuple[list[tuple[RawPair, str]], collections.Counter]:
+    """Map source labels to the dataset's category names (config.CATEGORY_TABLE).
+
+    -> ([(pair, category name)], counts): "dropped_category" for labels dropped on purpose
+    (config.DROPPED_LABELS, e.g. fashion1's dresses), "unknown_category" for labels not in the table.
+    """
+    table = config_lib.label_to_category(dataset)
+    dropped = set(config_lib.DROPPED_LABELS.get(dataset, ()))
+    kept, skipped = [], collections.Counter()
+    for pair in pairs:
+        if pair.label in dropped:
+            skipped["dropped_category"] += 1
+        elif pair.label not in table:
+            skipped["unknown_category"] += 1
+        else:
+            kept.append((pair, table[pair.label]))
+    return kept, skipped
