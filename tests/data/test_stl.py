@@ -1,0 +1,73 @@
+"""STL reader and category mapping on small hand-made files."""
+
+import collections
+import json
+
+import pytest
+
+from ctl_keras.data.stl import RawPair, assign_categories, read_stl
+
+SHOES = "Apparel & Accessories|Shoes"
+TOPS = "Apparel & Accessories|Clothing|Shirts & Tops"
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_reads_rows_and_counts_each_bad_row_reason(tmp_path):
+    rows = [
+        {"product": "p1", "scene": "s1", "bbox": [0.1, 0.2, 0.3, 0.4]},   # kept
+        {"product": "p2", "scene": "s1", "bbox": [0, 0, 1, 1]},           # kept (whole image is valid)
+        {"product": "p1", "scene": "s2"},                                 # bad_row: no bbox
+        "not an object",                                                  # bad_row
+        {"product": "p1", "scene": "s2", "bbox": [0.5, 0.1, 0.4, 0.2]},   # bad_box: left >= right
+        {"product": "p1", "scene": "s2", "bbox": [0.1, 0.1, 1.2, 0.2]},   # bad_box: outside [0, 1]
+        {"product": "p1", "scene": "s2", "bbox": [0.1, 0.1, 0.2]},        # bad_box: 3 numbers
+        {"product": "p9", "scene": "s2", "bbox": [0.1, 0.1, 0.2, 0.2]},   # no_category
+    ]
+    pairs_path = write(tmp_path / "pairs.json", rows)
+    cats_path = write(tmp_path / "cat.json", {"p1": SHOES, "p2": TOPS})
+    pairs, skipped = read_stl(pairs_path, cats_path)
+    assert pairs == [RawPair("s1", "p1", SHOES, (0.1, 0.2, 0.3, 0.4)),
+                     RawPair("s1", "p2", TOPS, (0.0, 0.0, 1.0, 1.0))]
+    assert skipped == collections.Counter(bad_row=2, bad_box=3, no_category=1)
+    assert len(pairs) + sum(skipped.values()) == len(rows)
+
+
+def test_accepts_json_lines(tmp_path):
+    """The upstream release writes one object per line."""
+    lines = "\n".join(json.dumps({"product": p, "scene": "s", "bbox": [0.1, 0.1, 0.2, 0.2]}) for p in ("a", "b"))
+    (tmp_path / "pairs.json").write_text(lines + "\n")
+    pairs, skipped = read_stl(tmp_path / "pairs.json", write(tmp_path / "cat.json", {"a": SHOES, "b": SHOES}))
+    assert [p.product_id for p in pairs] == ["a", "b"] and not skipped
+
+
+def test_whole_file_errors_name_the_file(tmp_path):
+    cats = write(tmp_path / "cat.json", {})
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        read_stl(tmp_path / "nope.json", cats)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json"):
+        read_stl(tmp_path / "broken.json", cats)
+    with pytest.raises(ValueError, match="list"):
+        read_stl(write(tmp_path / "obj.json", {"a": 1}), cats)
+    with pytest.raises(ValueError, match="object"):
+        read_stl(write(tmp_path / "p.json", []), write(tmp_path / "c.json", ["x"]))
+
+
+def test_assign_categories_maps_paths_and_counts_unknown():
+    pairs = [RawPair("s", "a", SHOES, (0, 0, 1, 1)), RawPair("s", "b", TOPS, (0, 0, 1, 1)),
+             RawPair("s", "c", "Apparel & Accessories|Clothing|Dresses", (0, 0, 1, 1))]
+    kept, skipped = assign_categories(pairs, "fashion2")
+    assert [(p.product_id, c) for p, c in kept] == [("a", "shoes"), ("b", "tops")]
+    assert skipped == collections.Counter(unknown_category=1)
+
+
+def test_fashion1_dresses_are_dropped_not_unknown():
+    pairs = [RawPair("1", "2", "dresses", (0, 0, 1, 1)), RawPair("1", "3", "bags", (0, 0, 1, 1)),
+             RawPair("1", "4", "socks", (0, 0, 1, 1))]
+    kept, skipped = assign_categories(pairs, "fashion1")
+    assert [c for _, c in kept] == ["bags"]
+    assert skipped == collections.Counter(dropped_category=1, unknown_category=1)
