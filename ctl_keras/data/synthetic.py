@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -279,16 +280,17 @@ def _define_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.out:
-        raise app.UsageError("--out is required")
     try:
+        if len(argv) > 1:
+            raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+        if not FLAGS.out:
+            raise ValueError("--out is required")
         out = generate(FLAGS.out, num_scenes=FLAGS.num_scenes, num_styles=FLAGS.num_styles,
                        scene_size=FLAGS.scene_size, product_size=FLAGS.product_size, noise=FLAGS.noise,
                        seed=FLAGS.seed)
-    except ValueError as e:
-        raise app.UsageError(str(e))
+    except (ValueError, OSError) as e:  # one line, no traceback (absl's UsageError prints the docs)
+        print(f"synthetic: error: {e}", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps(out))
 
 
