@@ -1,0 +1,185 @@
+"""The downloader against a real HTTP server on 127.0.0.1 that misbehaves in the usual ways."""
+
+import collections
+import hashlib
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctl_keras import download as dl
+from ctl_keras.data import urls
+
+FAST = dict(workers=4, retries=2, timeout=5.0, backoff=0.01)
+
+
+def _jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _sig(name: str) -> str:
+    return hashlib.md5(name.encode()).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        server = self.server
+        key = os.path.splitext(os.path.basename(self.path))[0]
+        with server.lock:
+            server.requests[key] += 1
+            count = server.requests[key]
+        mode = server.modes.get(key, "404")
+        body = _jpeg(len(key))
+        if mode == "flaky" and count == 1:
+            mode = "503"
+        if mode in ("404", "503"):
+            self.send_error(int(mode))
+            return
+        if mode == "truncated":
+            body = body[: len(body) // 2]  # honest Content-Length, but half a JPEG
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        # "drop": announce the full body, send half, close the connection.
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if mode == "drop" else body)
+        self.close_connection = True
+
+
+@pytest.fixture()
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.lock, httpd.requests, httpd.modes = threading.Lock(), collections.Counter(), {}
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+MODES = {"scene-a": "ok", "scene-b": "ok", "prod-a": "ok", "prod-flaky": "flaky", "prod-404": "404",
+         "prod-trunc": "truncated", "prod-drop": "drop"}
+
+
+def _stl_setup(tmp_path, server):
+    sigs = {name: _sig(name) for name in MODES}
+    server.modes.update({sigs[n]: m for n, m in MODES.items()})
+    rows = [{"scene": sigs["scene-a"], "product": sigs[p], "bbox": [0, 0, 1, 1]}
+            for p in ("prod-a", "prod-flaky", "prod-404")]
+    rows += [{"scene": sigs["scene-b"], "product": sigs[p], "bbox": [0, 0, 1, 1]}
+             for p in ("prod-a", "prod-trunc", "prod-drop")]
+    rows.append({"scene": "../../etc/passwd", "product": sigs["prod-a"], "bbox": [0, 0, 1, 1]})
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps(rows))
+    return sigs, str(pairs)
+
+
+def _listing(out):
+    return sorted(os.listdir(out))
+
+
+def test_stl_url_layout():
+    """The upstream README's convert_to_url: prefix/s[0:2]/s[2:4]/s[4:6]/s.jpg."""
+    s = "0027e30879ce3d87f82f699f148bff7e"
+    assert urls.stl_url(s) == f"http://i.pinimg.com/400x/00/27/e3/{s}.jpg"
+    assert urls.stl_url(s, "http://mirror/x/") == f"http://mirror/x/00/27/e3/{s}.jpg"
+
+
+def test_download_verify_retry_resume(tmp_path, server):
+    sigs, pairs = _stl_setup(tmp_path, server)
+    jobs, bad = urls.stl_jobs(pairs, server.base + "/400x")
+    assert bad == 1 and len(jobs) == 7  # the path-traversal "signature" is refused
+    out = tmp_path / "images"
+    out.mkdir()
+    (out / "leftover.jpg.part-1234abcd").write_bytes(b"half")  # from an interrupted run
+    result = dl.download(jobs, str(out), **FAST)
+    assert (result["ok"], result["failed"], result["skipped"]) == (4, 3, 0)
+    good = [sigs[n] for n in ("scene-a", "scene-b", "prod-a", "prod-flaky")]
+    bad_sigs = [sigs[n] for n in ("prod-404", "prod-trunc", "prod-drop")]
+    assert _listing(out) == sorted([s + ".jpg" for s in good] + [dl.FAILURES_FILE])
+    assert all(dl.is_valid_image(str(out / f"{s}.jpg")) for s in good)
+    # 404 is final (1 request); truncated and dropped bodies are retried (1 + 2 retries); flaky: 503, then ok.
+    assert [server.requests[s] for s in bad_sigs] == [1, 3, 3]
+    assert server.requests[sigs["prod-flaky"]] == 2
+    lines = (out / dl.FAILURES_FILE).read_text().splitlines()
+    assert lines[0] == "id\turl\treason"
+    reasons = {row.split("\t")[0]: row.split("\t")[2] for row in lines[1:]}
+    assert set(reasons) == set(bad_sigs)
+    assert reasons[sigs["prod-404"]] == "HTTP 404"
+    assert "incomplete" in reasons[sigs["prod-drop"]]
+    assert "does not decode" in reasons[sigs["prod-trunc"]] and "truncated" in reasons[sigs["prod-trunc"]].lower()
+    assert all(row.split("\t")[1].startswith(server.base + "/400x/") for row in lines[1:])
+
+    # Re-run: valid files are skipped without a request; a corrupted one is fetched again.
+    (out / f"{sigs['scene-b']}.jpg").write_bytes(b"not a jpeg")
+    before = dict(server.requests)
+    again = dl.download(jobs, str(out), **FAST)
+    assert (again["ok"], again["failed"], again["skipped"]) == (1, 3, 3)
+    for name in ("scene-a", "prod-a", "prod-flaky"):
+        assert server.requests[sigs[name]] == before[sigs[name]]
+    assert dl.is_valid_image(str(out / f"{sigs['scene-b']}.jpg"))
+
+    # Once the server is fixed, everything is there and the failure list disappears.
+    server.modes.update({s: "ok" for s in bad_sigs})
+    final = dl.download(jobs, str(out), **FAST)
+    assert (final["ok"], final["failed"], final["skipped"]) == (3, 0, 4)
+    assert _listing(out) == sorted(s + ".jpg" for s in sigs.values())
+
+
+def test_street2shop_jobs_and_rewrite(tmp_path, server):
+    root = tmp_path / "s2s"
+    (root / "photos").mkdir(parents=True)
+    (root / "meta" / "json").mkdir(parents=True)
+    (root / "photos" / "photos.txt").write_text(
+        "000000001,http://dead.example/img/1.jpg\n000000002,http://dead.example/img/2.jpg\n"
+        "not-an-id,http://dead.example/img/x.jpg\n000000003,http://dead.example/img/3.jpg\n\n")
+    (root / "meta" / "json" / "train_pairs_tops.json").write_text(
+        json.dumps([{"photo": 1, "product": 7, "bbox": {"left": 0, "top": 0, "width": 5, "height": 5}}]))
+    (root / "meta" / "json" / "retrieval_tops.json").write_text(json.dumps([{"photo": 2, "product": 7}]))
+    rewrite = ("http://dead.example/img", server.base + "/s2s")
+    jobs, bad = urls.street2shop_jobs(str(root), rewrite)
+    # Zero-padded ids become plain integers; photo 3 is in no meta file, so it is not fetched.
+    assert jobs == [("1", server.base + "/s2s/1.jpg"), ("2", server.base + "/s2s/2.jpg")] and bad == 1
+    assert [j[0] for j in urls.street2shop_jobs(str(root), rewrite, all_photos=True)[0]] == ["1", "2", "3"]
+    server.modes.update({"1": "ok", "2": "ok"})
+    result = dl.download(jobs, str(tmp_path / "out"), **FAST)
+    assert (result["ok"], result["failed"]) == (2, 0)
+    assert _listing(tmp_path / "out") == ["1.jpg", "2.jpg"]
+    with pytest.raises(FileNotFoundError, match="photos.txt"):
+        urls.street2shop_jobs(str(tmp_path / "nowhere"))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ctl_keras.download", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_summary_and_errors(tmp_path, server):
+    _, pairs = _stl_setup(tmp_path, server)
+    out = tmp_path / "cli"
+    result = _cli("--dataset=fashion2", f"--pairs={pairs}", f"--out={out}", f"--url_prefix={server.base}/400x",
+                  "--workers=4", "--retries=1", "--timeout=5", "--backoff=0.01")
+    assert result.returncode == 0, result.stderr
+    assert "ok 4, failed 3, skipped 0" in result.stdout
+    assert len((out / dl.FAILURES_FILE).read_text().splitlines()) == 4
+    for args, culprit in ((["--dataset=nope"], "nope"), (["--dataset=home", "--pairs=/no/such.json"], "such.json"),
+                          (["--dataset=home"], "--pairs")):
+        bad = _cli(*args, f"--out={tmp_path / 'x'}")
+        assert bad.returncode == 1 and culprit in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
