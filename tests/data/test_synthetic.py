@@ -159,5 +159,5 @@ def test_cli(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["pairs"] == str(tmp_path / "pairs.json")
-    bad = subprocess.run(cmd[:3] + ["--noise=5"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(cmd[:4] + ["--noise=5"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "noise" in bad.stderr and "Traceback" not in bad.stderr
