@@ -1,0 +1,110 @@
+"""Score any method on a split: binary-choice AUC on the fixed questions and Top-K over a category.
+
+A method is reduced to three things: one representation per test pair (the scene, asked with the
+pair's category), one per test product, and a function giving the [n, m] distance matrix between
+them (lower = more compatible). Our model, every baseline and the hand-made scorers in the tests go
+through the same code, so their numbers are comparable.
+
+Top-K candidate set: for a test pair of category c, ALL products of category c in the same split are
+ranked (the positive included, nothing else from other categories); K runs 1..k_max. Ties are broken
+pessimistically (metrics.positive_ranks), so a constant scorer gets Top-K = 0 until K covers the set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ctl_keras import metrics
+
+DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass
+class ScoreTable:
+    """Representations of one split, aligned with its pairs and products."""
+
+    pair_ids: np.ndarray  # [N] int64
+    pair_categories: np.ndarray  # [N] int32, the asked category
+    positive_ids: Sequence[str]  # [N]
+    scene_reps: np.ndarray  # [N, ...]
+    product_ids: Sequence[str]  # [M]
+    product_categories: np.ndarray  # [M] int32
+    product_reps: np.ndarray  # [M, ...]
+
+
+def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict],
+                categories: Sequence[str], k_max: int) -> dict:
+    """AUC on `questions` and Top-1..k_max over each category's products, overall and per category.
+
+    Returns {"auc", "num_questions", "topk": [k_max floats], "num_queries", "per_category":
+    {name: {"auc", "num_questions", "topk", "num_queries", "num_candidates"}}}.
+    """
+    if len(table.pair_ids) == 0:
+        raise ValueError("the split has no pairs to score (empty test split?)")
+    if not questions:
+        raise ValueError("the split has no questions to score (empty test split?)")
+    pair_row = {int(p): i for i, p in enumerate(table.pair_ids)}
+    product_row = {str(p): j for j, p in enumerate(table.product_ids)}
+    pair_cat = np.asarray(table.pair_categories)
+    prod_cat = np.asarray(table.product_categories)
+    by_cat_q: dict[int, list[dict]] = {}
+    for q in questions:
+        if int(q["pair_id"]) not in pair_row:
+            raise ValueError(f"question {q.get('question_id')} asks about pair {q['pair_id']}, which is not in the split")
+        by_cat_q.setdefault(int(pair_cat[pair_row[int(q["pair_id"])]]), []).append(q)
+
+    d_pos_all, d_neg_all, ranks_all, per_category = [], [], [], {}
+    for c, name in enumerate(categories):
+        rows = np.flatnonzero(pair_cat == c)
+        cols = np.flatnonzero(prod_cat == c)
+        qs = by_cat_q.get(c, [])
+        if rows.size == 0 and not qs:
+            continue
+        if cols.size == 0:
+            raise ValueError(f"category {name!r} has pairs but no products in the split")
+        dist = np.asarray(distance_fn(table.scene_reps[rows], table.product_reps[cols]), np.float64)
+        if dist.shape != (rows.size, cols.size):
+            raise ValueError(f"distance function gave shape {dist.shape}, expected {(rows.size, cols.size)}")
+        local_row = {int(r): i for i, r in enumerate(rows)}
+        local_col = {int(j): i for i, j in enumerate(cols)}
+        pos_index = np.array([local_col[_col(product_row, table.positive_ids[r], name)] for r in rows], np.int64)
+        ranks = metrics.positive_ranks(dist, pos_index) if rows.size else np.zeros(0, np.int64)
+        d_pos = np.array([dist[local_row[pair_row[int(q["pair_id"])]], local_col[_col(product_row, q["positive"], name)]]
+                          for q in qs])
+        d_neg = np.array([dist[local_row[pair_row[int(q["pair_id"])]], local_col[_col(product_row, q["negative"], name)]]
+                          for q in qs])
+        entry = {"num_queries": int(rows.size), "num_candidates": int(cols.size), "num_questions": len(qs)}
+        entry["auc"] = metrics.binary_auc(d_pos, d_neg) if qs else None
+        entry["topk"] = metrics.topk_accuracy(ranks, k_max).tolist() if rows.size else None
+        per_category[name] = entry
+        d_pos_all.append(d_pos)
+        d_neg_all.append(d_neg)
+        ranks_all.append(ranks)
+    d_pos, d_neg, ranks = (np.concatenate(x) for x in (d_pos_all, d_neg_all, ranks_all))
+    return {"auc": metrics.binary_auc(d_pos, d_neg), "num_questions": int(d_pos.size),
+            "topk": metrics.topk_accuracy(ranks, k_max).tolist(), "num_queries": int(ranks.size),
+            "k_max": int(k_max), "per_category": per_category}
+
+
+def _col(product_row: dict, product_id, category: str) -> int:
+    key = product_id.decode() if isinstance(product_id, bytes) else str(product_id)
+    if key not in product_row:
+        raise ValueError(f"product {key!r} (category {category!r}) is not among the split's products")
+    return product_row[key]
+
+
+# Distance functions shared by our model and the embedding baselines.
+def inner_product_distance(offset: float = 2.0) -> DistanceFn:
+    """d = offset − q·f: our d* (DESIGN §3) for unit vectors when offset is 2."""
+    return lambda q, f: offset - np.asarray(q, np.float64) @ np.asarray(f, np.float64).T
+
+
+def squared_l2_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """‖a_i − b_j‖² for every pair of rows, without an [n, m, d] intermediate."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
