@@ -74,9 +74,13 @@ def _imagenet_weights_file() -> str:
         ) from None
 
 
-def _load_resnet_weights(resnet: keras.Model, weights: str) -> None:
+def resolve_weights(weights: str) -> str | None:
+    """The .h5 file to load for `weights` ("imagenet", "none" or a path), None for random init.
+
+    Checked before ResNet50 is built, so a bad flag fails at once.
+    """
     if weights == "none":
-        return  # random init; the caller seeds it with keras.utils.set_random_seed
+        return None  # random init; the caller seeds it with keras.utils.set_random_seed
     path = _imagenet_weights_file() if weights == "imagenet" else os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -85,6 +89,10 @@ def _load_resnet_weights(resnet: keras.Model, weights: str) -> None:
         )
     if not (path.endswith(".h5") or path.endswith(".hdf5")):
         raise ValueError(f"backbone weights file {path} is not an .h5 file")
+    return path
+
+
+def _load_resnet_weights(resnet: keras.Model, path: str) -> None:
     try:
         resnet.load_weights(path)
     except Exception as err:
@@ -100,12 +108,14 @@ def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") 
     `weights` is "imagenet" (Keras download cache), "none" (random) or a path to a ResNet50 .h5 file.
     """
     pool = check_grid(image_size, local_grid)
+    weights_path = resolve_weights(weights)
 
     # Section 1: ResNet50 with its weights, exposing conv4 next to the last stage.
     resnet = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(image_size, image_size, 3)
     )
-    _load_resnet_weights(resnet, weights)
+    if weights_path is not None:
+        _load_resnet_weights(resnet, weights_path)
     extractor = keras.Model(
         resnet.input,
         {"conv4": resnet.get_layer(CONV4_LAYER).output, "conv5": resnet.output},
