@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import multiprocessing
 import os
 import sys
@@ -271,9 +272,7 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
                                           [p for p in kept if split_of[p["scene_id"]] == split], written, log)
                       for split in SPLITS}
         except BaseException:
-            for name in written:
-                if os.path.exists(os.path.join(out_dir, name)):
-                    os.remove(os.path.join(out_dir, name))
+            _remove_stale(out_dir, keep=set())  # no manifest any more: leave no output files either
             raise
     _remove_stale(out_dir, set(written))
     manifest = {"dataset": config.dataset, "schema_version": tfrecords.SCHEMA_VERSION,
@@ -282,6 +281,7 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
                 "scenes_dropped": {"scene_without_pairs": plan["scenes_without_pairs"]},
                 "categories": list(config.categories), "splits": splits, "flags": flag_values,
                 "config": config.to_dict()}
+    manifest = json.loads(json.dumps(manifest))  # return what a reader of the file gets (lists, not tuples)
     tfrecords.write_json(manifest_path, manifest)
     log(f"built {config.dataset}: {len(kept)}/{plan['pairs_in']} pairs kept "
         + ", ".join(f"{s}={splits[s]['pairs']}" for s in SPLITS) + f" -> {out_dir}")
