@@ -1,0 +1,123 @@
+"""The CTL models: the d* = 2 - q·f_p identity for every variant, unit embeddings, head-only weights."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import h5py
+import numpy as np
+import pytest
+
+from ctl_keras.config import VARIANTS, get_config
+from ctl_keras.model.ctl import build_ctl
+
+BATCH = 3
+
+
+@pytest.fixture(scope="module")
+def built():
+    """One smoke build (64 px, grid 4, d=16, random frozen backbone) per variant."""
+    return {v: build_ctl(get_config("synthetic", smoke=True, variant=v)) for v in VARIANTS}
+
+
+def _batch(seed=0):
+    rng = np.random.RandomState(seed)
+    images = lambda: rng.uniform(0, 255, (BATCH, 64, 64, 3)).astype("float32")  # noqa: E731
+    return {"scene": images(), "positive": images(), "negative": images(),
+            "category": np.array([0, 2, 4], "int32")}
+
+
+def _tower_outputs(models, batch):
+    scene = models.scene_tower({"image": batch["scene"], "category": batch["category"]})
+    pos = models.product_tower({"image": batch["positive"]})["product_embedding"]
+    neg = models.product_tower({"image": batch["negative"]})["product_embedding"]
+    return {k: np.asarray(v) for k, v in scene.items()}, np.asarray(pos), np.asarray(neg)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_triplet_distances_equal_two_minus_query_dot_product(built, variant):
+    """Unit vectors make d* = 2 - q·f_p exact (DESIGN §3), from images and from backbone features alike."""
+    models, batch = built[variant], _batch()
+    scene, f_pos, f_neg = _tower_outputs(models, batch)
+    expected_pos = 2.0 - np.sum(scene["query"] * f_pos, axis=-1)
+    expected_neg = 2.0 - np.sum(scene["query"] * f_neg, axis=-1)
+
+    from_images = models.triplet_model(from_features=False)(batch)
+    np.testing.assert_allclose(np.asarray(from_images["d_pos"]), expected_pos, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(from_images["d_neg"]), expected_neg, atol=1e-5)
+
+    scene_features = models.backbone(batch["scene"])
+    features = {"scene_pool5": scene_features["pool5"], "scene_local": scene_features["local"],
+                "positive_pool5": models.backbone(batch["positive"])["pool5"],
+                "negative_pool5": models.backbone(batch["negative"])["pool5"]}
+    # Keras refuses a dict mixing tensors and numpy arrays, so pass numpy throughout.
+    features = {k: np.asarray(v) for k, v in features.items()} | {"category": batch["category"]}
+    from_features = models.triplet_model(from_features=True)(features)
+    np.testing.assert_allclose(np.asarray(from_features["d_pos"]), expected_pos, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(from_features["d_neg"]), expected_neg, atol=1e-5)
+    assert ((expected_pos >= -1e-5) & (expected_pos <= 4 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_embeddings_unit_and_attention_sums_to_one(built, variant):
+    """f_s, f_p unit length; attention [B,4,4] sums to 1; equal weights 1/16 where the variant has none."""
+    models = built[variant]
+    scene, f_pos, _ = _tower_outputs(models, _batch(1))
+    np.testing.assert_allclose(np.linalg.norm(scene["scene_embedding"], axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(f_pos, axis=-1), 1.0, atol=1e-5)
+    assert scene["query"].shape == (BATCH, 16) and scene["attention"].shape == (BATCH, 4, 4)
+    np.testing.assert_allclose(scene["attention"].sum(axis=(1, 2)), 1.0, atol=1e-5)
+    if variant in ("global", "local_uniform"):
+        np.testing.assert_allclose(scene["attention"], 1.0 / 16, atol=1e-7)
+    else:
+        assert scene["attention"].std(axis=(1, 2)).min() > 0  # category-dependent, not flat
+
+
+def test_only_heads_train_and_towers_share_them(built):
+    """The triplet model's trainable weights are exactly the heads' (backbone frozen, nothing else)."""
+    models = built["hybrid"]
+    head_ids = {id(w) for w in models.heads.trainable_weights}
+    for from_features in (False, True):
+        assert {id(w) for w in models.triplet_model(from_features).trainable_weights} == head_ids
+    assert {id(w) for w in models.scene_tower.trainable_weights} | {
+        id(w) for w in models.product_tower.trainable_weights} == head_ids
+    # Three heads of 6 trainable arrays (2 Dense x kernel+bias, BN gamma+beta) and the category table.
+    assert len(head_ids) == 3 * 6 + 1
+
+
+def test_save_load_heads_round_trip_in_fresh_build(built, tmp_path):
+    """Perturbed heads saved, loaded into a fresh same-seed build: identical tower outputs; file has no backbone."""
+    models, batch = built["hybrid"], _batch(2)
+    rng = np.random.RandomState(0)
+    for weight in models.heads.weights:
+        value = np.asarray(weight)
+        weight.assign(value + rng.uniform(0.1, 0.2, value.shape).astype(value.dtype))
+    path = tmp_path / "heads.weights.h5"
+    models.save_heads(str(path))
+    assert sorted(os.listdir(tmp_path)) == ["heads.weights.h5"]  # no temp file left
+    with h5py.File(path) as f:
+        arrays = []
+        f.visititems(lambda name, obj: arrays.append(name) if isinstance(obj, h5py.Dataset) else None)
+    assert len(arrays) == len(models.heads.weights) and not any("conv" in name for name in arrays)
+
+    fresh = build_ctl(models.config)
+    before, _, _ = _tower_outputs(fresh, batch)
+    saved, saved_pos, _ = _tower_outputs(models, batch)
+    assert np.abs(before["query"] - saved["query"]).max() > 1e-3  # the perturbation shows
+    fresh.load_heads(str(path))
+    after, after_pos, _ = _tower_outputs(fresh, batch)
+    for key in saved:
+        np.testing.assert_allclose(after[key], saved[key], atol=1e-6)
+    np.testing.assert_allclose(after_pos, saved_pos, atol=1e-6)
+
+
+def test_load_heads_refuses_other_variant_and_bad_names(built, tmp_path):
+    """A hybrid file into a global model -> ValueError naming the file; a missing file or bad suffix too."""
+    path = tmp_path / "hybrid.weights.h5"
+    built["hybrid"].save_heads(str(path))
+    with pytest.raises(ValueError, match="hybrid.weights.h5 does not match this model .variant=global"):
+        built["global"].load_heads(str(path))
+    with pytest.raises(FileNotFoundError, match="nope.weights.h5"):
+        built["global"].load_heads(str(tmp_path / "nope.weights.h5"))
+    with pytest.raises(ValueError, match="must end in .weights.h5"):
+        built["global"].save_heads(str(tmp_path / "heads.h5"))
