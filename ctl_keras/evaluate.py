@@ -1,0 +1,128 @@
+"""Evaluate a trained model_dir on the fixed test questions and by Top-K retrieval; write eval.json.
+
+    python -m ctl_keras.evaluate --model_dir=runs/synthetic-hybrid [--data_dir=tf_records/synthetic]
+
+Metrics (paper §5.2):
+  AUC    binary-choice accuracy on the split's fixed questions (scene + category, positive vs a
+         negative of the same category): the fraction where d*(s, p+) < d*(s, p−), ties 1/2.
+  Top-K  for every pair of the split, ALL products of the asked category in the same split are
+         ranked by d* (the positive included, no other categories); Top-K is the fraction of pairs
+         whose positive is among the first K, K = 1..config.topk_max. Ties count against the model.
+Both are also reported per category. <model_dir>/eval.json is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+EVAL_FILE = "eval.json"
+
+
+def check_split_nonempty(data_dir: str, split: str) -> None:
+    """A clear error for a split with no pairs or no questions (nothing to evaluate)."""
+    from ctl_keras.data import pipeline
+
+    info = pipeline.read_manifest(data_dir).get("splits", {}).get(split, {})
+    if not info.get("pairs") or not info.get("questions"):
+        raise ValueError(f"the {split} split of {data_dir} is empty ({info.get('pairs', 0)} pairs, "
+                         f"{info.get('questions', 0)} questions): nothing to evaluate")
+
+
+def _recorded(model_dir: str) -> dict:
+    import json
+
+    path = os.path.join(model_dir, "results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def cache_for(config, data_dir: str, full_scene: bool, cache_dir: str | None, backbone):
+    """The train-side feature cache (same default directory as `train --feature_cache`)."""
+    from ctl_keras.features import FeatureCache
+    from ctl_keras.training.loop import default_cache_dir
+
+    cache_dir = cache_dir or default_cache_dir(config, types.SimpleNamespace(data_dir=data_dir, full_scene=full_scene))
+    return FeatureCache.build_or_load(config, data_dir, cache_dir, backbone, full_scene=full_scene)
+
+
+def score_model(models, config, data_dir: str, split: str, features=None, full_scene: bool = False) -> dict:
+    """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (DESIGN §3)."""
+    from ctl_keras import embed
+    from ctl_keras.data import pipeline
+    from ctl_keras.evaluation.scoring import ScoreTable, inner_product_distance, score_split
+
+    check_split_nonempty(data_dir, split)
+    queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene)
+    ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features)
+    table = ScoreTable(queries["pair_ids"], queries["category"], list(queries["positive_ids"]), queries["query"],
+                       list(ids), cats, matrix)
+    return score_split(table, inner_product_distance(2.0), pipeline.load_questions(data_dir, split),
+                       config.categories, config.topk_max)
+
+
+def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "test", full_scene: bool | None = None,
+                   feature_cache: bool | None = None, cache_dir: str | None = None,
+                   backbone_weights: str | None = None, which: str = "best", out: str | None = None) -> dict:
+    """Score <model_dir> and write eval.json (atomically); returns what was written."""
+    from ctl_keras import model_io
+    from ctl_keras.evaluation.report import CANDIDATES_NOTE, write_json_atomic
+
+    config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
+    recorded = _recorded(model_dir)
+    full_scene = bool(recorded.get("full_scene", False)) if full_scene is None else full_scene
+    feature_cache = bool(recorded.get("feature_cache", False)) if feature_cache is None else feature_cache
+    data_dir = data_dir or os.path.join("tf_records", config.dataset)
+    check_split_nonempty(data_dir, split)
+    features = cache_for(config, data_dir, full_scene, cache_dir, models.backbone) if feature_cache else None
+    result = score_model(models, config, data_dir, split, features=features, full_scene=full_scene)
+    result.update({"method": config.variant, "model_dir": os.path.abspath(model_dir), "split": split,
+                   "data_dir": os.path.abspath(data_dir), "full_scene": full_scene, "weights": which,
+                   "candidate_set": CANDIDATES_NOTE})
+    write_json_atomic(out or os.path.join(model_dir, EVAL_FILE), result)
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required")
+    try:
+        from ctl_keras.evaluation.report import eval_table
+
+        result = evaluate_model(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.full_scene, FLAGS.feature_cache,
+                                FLAGS.cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    scenes = "full" if result["full_scene"] else "cropped"
+    print(f"{result['method']} on the {result['split']} split ({scenes} scenes): "
+          f"AUC {result['auc']:.4f} over {result['num_questions']} questions")
+    print(eval_table(result))
+    print(result["candidate_set"])
+    print(f"wrote {FLAGS.out or os.path.join(FLAGS.model_dir, EVAL_FILE)}")
+
+
+def define_flags() -> None:
+    """Flags exist only when run as a script, so importing this module never clashes with other CLIs."""
+    flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + best.weights.h5).")
+    flags.DEFINE_string("data_dir", None, "Built dataset directory (default: tf_records/<dataset>).")
+    flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate.")
+    flags.DEFINE_bool("full_scene", None, "Score uncropped scenes (default: as recorded in results.json).")
+    flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained).")
+    flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: the one train uses).")
+    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet, none, PATH).")
+    flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
+    flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

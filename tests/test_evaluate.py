@@ -1,0 +1,69 @@
+"""evaluate CLI end to end on a smoke model_dir, the identity with embed's AUC, and bad inputs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ctl_keras import embed, evaluate
+from ctl_keras.model.ctl import build_ctl
+
+
+@pytest.fixture(scope="module")
+def model_dir(synthetic_data, tmp_path_factory):
+    """An untrained smoke model saved the way train.py saves one (config.json + best.weights.h5)."""
+    config, _ = synthetic_data
+    out = tmp_path_factory.mktemp("eval_model")
+    build_ctl(config).save_heads(str(out / "best.weights.h5"))
+    (out / "config.json").write_text(json.dumps(config.to_dict()))
+    return str(out)
+
+
+def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
+    config, data_dir = synthetic_data
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.evaluate", f"--model_dir={model_dir}",
+                           f"--data_dir={data_dir}"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ALL" in proc.stdout and "Top-10" in proc.stdout and "ALL products of the asked category" in proc.stdout
+    with open(os.path.join(model_dir, "eval.json")) as f:
+        result = json.load(f)
+    assert len(result["topk"]) == config.topk_max and result["topk"][-1] >= result["topk"][0]
+    assert set(result["per_category"]) <= set(config.categories)
+    # The questions' AUC must equal the one training validates with (embed.validation_auc).
+    _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(model_dir)
+    want = embed.validation_auc(models, config, data_dir, "test")
+    assert result["auc"] == pytest.approx(want, abs=1e-9)
+    # Top-K over a category's products: the last K covers every candidate when K >= the category size.
+    sizes = [c["num_candidates"] for c in result["per_category"].values()]
+    if max(sizes) <= config.topk_max:
+        assert result["topk"][max(sizes) - 1] == 1.0
+
+
+def test_model_dir_without_weights_is_a_clear_error(synthetic_data, tmp_path):
+    config, data_dir = synthetic_data
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    with pytest.raises(FileNotFoundError, match="best.weights.h5 is missing"):
+        evaluate.evaluate_model(str(tmp_path), data_dir)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.evaluate", f"--model_dir={tmp_path / 'nowhere'}",
+                           f"--data_dir={data_dir}"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("evaluate: error:")
+
+
+def test_empty_test_split_is_a_clear_error(synthetic_data, model_dir, tmp_path):
+    """A dataset whose manifest says 0 test pairs is refused before anything is embedded."""
+    _, data_dir = synthetic_data
+    empty = tmp_path / "data"
+    shutil.copytree(data_dir, empty)
+    manifest = json.loads((empty / "manifest.json").read_text())
+    manifest["splits"]["test"].update(pairs=0, questions=0)
+    (empty / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="test split .* is empty"):
+        evaluate.evaluate_model(model_dir, str(empty))
+    assert not np.any([p.name == "eval.json" for p in empty.iterdir()])
