@@ -36,6 +36,17 @@ def element_seeds(seed: int, epoch: int, pair_id: tf.Tensor, num: int) -> tf.Ten
     return tf.random.experimental.stateless_split(key, num)
 
 
+def block_shuffle(ds: tf.data.Dataset, block: int, key: tf.Tensor) -> tf.data.Dataset:
+    """Permute each run of `block` elements with the stateless seed fold_in(key, block index).
+
+    Unlike Dataset.shuffle, the order does not depend on TF's global seed or op counters."""
+    def permute(i, batch):
+        seed = tf.random.experimental.stateless_fold_in(key, i)
+        return tf.random.experimental.stateless_shuffle(batch, seed=seed)
+
+    return ds.batch(max(int(block), 1)).enumerate().map(permute).unbatch()
+
+
 def decode_image(jpeg_bytes: tf.Tensor) -> tf.Tensor:
     """Encoded JPEG/PNG bytes -> float32 [H, W, 3] in 0..255 (greyscale and RGBA become RGB)."""
     image = tf.io.decode_image(jpeg_bytes, channels=3, expand_animations=False)

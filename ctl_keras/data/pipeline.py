@@ -26,12 +26,12 @@ import tensorflow as tf
 from absl import logging
 
 from ctl_keras.data import tfrecords
-from ctl_keras.data.augment import (SALT_PAIR_ORDER, SALT_PRODUCT_ORDER, chain, decode_image,
-                                    decode_op, epoch_key, eval_view, eval_view_op, rename_op,
-                                    seeds_op, train_view, train_view_op)
+from ctl_keras.data.augment import (SALT_PAIR_ORDER, SALT_PRODUCT_ORDER, block_shuffle, chain,
+                                    decode_image, decode_op, epoch_key, eval_view, eval_view_op,
+                                    rename_op, seeds_op, train_view, train_view_op)
 
 __all__ = ["read_manifest", "decode_image", "train_view", "eval_view", "make_dataset",
-           "make_product_dataset", "raw_pairs", "raw_products", "load_questions"]
+           "make_product_dataset", "raw_triplets", "raw_pairs", "raw_products", "load_questions"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 _CYCLE = 4  # pair shards read at once
@@ -107,27 +107,18 @@ def _product_files(data_dir, manifest: dict, split: str) -> list[tuple[int, str,
 
 
 # ---------------------------------------------------------------- ordering
-def _block_shuffle(ds: tf.data.Dataset, block: int, key: tf.Tensor) -> tf.data.Dataset:
-    """Permute each run of `block` elements with a stateless seed (fold_in(key, block index))."""
-    def permute(i, batch):
-        seed = tf.random.experimental.stateless_fold_in(key, i)
-        return tf.random.experimental.stateless_shuffle(batch, seed=seed)
-
-    return ds.batch(max(int(block), 1)).enumerate().map(permute).unbatch()
-
-
 def _shuffled_pairs(files: list[str], config, epoch: int) -> tf.data.Dataset:
     order = np.random.default_rng([int(config.seed), int(epoch)]).permutation(len(files))
     ds = tf.data.Dataset.from_tensor_slices([files[i] for i in order]).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), _CYCLE), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch, SALT_PAIR_ORDER))
+    return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch, SALT_PAIR_ORDER))
 
 
 def _candidate_stream(path: str, key: tf.Tensor, block: int) -> tf.data.Dataset:
     """Endless serialized [2] draws of two distinct products (needs >= 2 products in the file)."""
     def one_pass(r):
-        d = _block_shuffle(tf.data.TFRecordDataset(path), block, tf.random.experimental.stateless_fold_in(key, r))
+        d = block_shuffle(tf.data.TFRecordDataset(path), block, tf.random.experimental.stateless_fold_in(key, r))
         # Odd-length pass: its last product is paired with its first, which is a different product.
         return d.concatenate(d.take(1)).batch(2, drop_remainder=True)
 
@@ -140,7 +131,7 @@ def _parser(keys, features=tfrecords.PAIR_FEATURES):
 
 
 # ---------------------------------------------------------------- datasets
-def _train_triplets(config, manifest, data_dir, epoch: int, scene_key: str) -> tf.data.Dataset:
+def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> tf.data.Dataset:
     products = _product_files(data_dir, manifest, "train")
     usable = [(c, path) for c, path, n in products if n >= 2]
     skipped = [manifest["categories"][c] for c, _, n in products if n < 2]
@@ -177,13 +168,9 @@ def _train_triplets(config, manifest, data_dir, epoch: int, scene_key: str) -> t
                 "pair_id": pair["pair_id"], "positive_id": pair["product_id"],
                 "negative_id": cand["product_id"][i]}
 
-    views = chain(decode_op({"scene": "scene_jpeg", "positive": "positive_jpeg", "negative": "negative_jpeg"}),
-                  seeds_op(config.seed, epoch, 3),
-                  train_view_op(["scene", "positive", "negative"], config))
     return (tf.data.Dataset.zip(pairs, candidates)
             .map(pick_negative, num_parallel_calls=AUTOTUNE)
-            .filter(lambda d: tf.not_equal(d["negative_id"], d["positive_id"]))
-            .map(views, num_parallel_calls=AUTOTUNE))
+            .filter(lambda d: tf.not_equal(d["negative_id"], d["positive_id"])))
 
 
 def _eval_pairs(config, data_dir, split: str, scene_key: str) -> tf.data.Dataset:
@@ -205,15 +192,23 @@ def _finish(ds: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
     return ds.prefetch(AUTOTUNE).with_options(options)
 
 
-def make_dataset(config, split: str, data_dir, *, epoch: int = 0, full_scene: bool = False,
-                 batch_size: int | None = None) -> tf.data.Dataset:
-    """Train: one epoch of shuffled triplets; val/test: every pair once in file order, center view."""
+def _checked_manifest(config, split: str, data_dir) -> dict:
     manifest = read_manifest(data_dir, config.dataset)
     _check_categories(manifest, config, data_dir)
     _split_info(manifest, split, data_dir)
+    return manifest
+
+
+def make_dataset(config, split: str, data_dir, *, epoch: int = 0, full_scene: bool = False,
+                 batch_size: int | None = None) -> tf.data.Dataset:
+    """Train: one epoch of shuffled triplets; val/test: every pair once in file order, center view."""
+    manifest = _checked_manifest(config, split, data_dir)
     scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
     if split == "train":
-        ds = _train_triplets(config, manifest, data_dir, epoch, scene_key)
+        views = chain(decode_op({"scene": "scene_jpeg", "positive": "positive_jpeg", "negative": "negative_jpeg"}),
+                      seeds_op(config.seed, epoch, 3),
+                      train_view_op(["scene", "positive", "negative"], config))
+        ds = _triplet_records(config, manifest, data_dir, epoch, scene_key).map(views, num_parallel_calls=AUTOTUNE)
     else:
         ds = _eval_pairs(config, data_dir, split, scene_key)
     return _finish(ds, batch_size)
@@ -226,6 +221,13 @@ def make_product_dataset(config, split: str, data_dir, *, batch_size: int | None
                           "image": decode_image(d["product_jpeg"])},
                eval_view_op(["image"], config))
     return _finish(_product_records(data_dir, split, config).map(fn, num_parallel_calls=AUTOTUNE), batch_size)
+
+
+def raw_triplets(config, data_dir, *, epoch: int = 0, full_scene: bool = False) -> tf.data.Dataset:
+    """The train triplets of make_dataset before decoding: `*_jpeg` bytes instead of images."""
+    manifest = _checked_manifest(config, "train", data_dir)
+    scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
+    return _finish(_triplet_records(config, manifest, data_dir, epoch, scene_key), None)
 
 
 def raw_pairs(data_dir, split: str) -> tf.data.Dataset:

@@ -128,17 +128,29 @@ def test_train_is_deterministic_per_epoch_and_changes_across_epochs(data_dir):
 
 
 def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_dir):
-    """Over 30 epochs every negative is another product of the positive's category, and each tops pair
-    sees both other tops products (2 possible negatives) as its negative at some epoch."""
+    """Over 30 epochs every negative is another product of the positive's category, no triplet is
+    dropped (10 per epoch), and each tops pair sees both other tops products (its 2 possible
+    negatives) at some epoch. raw_triplets is make_dataset's train stream before decoding."""
     seen = {}
     for epoch in range(30):
-        for t in _epoch(data_dir, epoch):
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        assert len(items) == 10
+        for t in items:
             pos, neg = t["positive_id"].decode(), t["negative_id"].decode()
             assert neg != pos and CATEGORY_OF[neg] == CATEGORY_OF[pos]
             assert CONFIG.categories[t["category"]] == CATEGORY_OF[pos]
             seen.setdefault(int(t["pair_id"]), set()).add(neg)
     for pair_id in range(6):
         assert seen[pair_id] == set(TRAIN_PRODUCTS["tops"]) - {TRAIN_PRODUCTS["tops"][pair_id % 3]}
+
+
+def test_raw_triplets_match_make_dataset(data_dir):
+    """Same order and negatives; the decoded positive's view comes from the same bytes."""
+    raw = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=2).as_numpy_iterator())
+    full = _epoch(data_dir, 2)
+    assert [(t["pair_id"], t["negative_id"]) for t in raw] == [(t["pair_id"], t["negative_id"]) for t in full]
+    assert set(raw[0]) == {"scene_jpeg", "positive_jpeg", "negative_jpeg", "category", "pair_id",
+                           "positive_id", "negative_id"}
 
 
 def test_full_scene_train_variant_reads_the_uncropped_scene(data_dir):
@@ -179,3 +191,37 @@ def test_raw_readers_and_questions(data_dir):
     products = list(pipeline.raw_products(data_dir, "val").as_numpy_iterator())
     assert [p["product_id"] for p in products] == [b"v0", b"v1", b"v2"]
     assert pipeline.load_questions(data_dir, "val")[0]["negative"] == "v1"
+
+
+# ---------------------------------------------------------------- on the built synthetic dataset
+def test_synthetic_train_epoch_negatives_and_batches(synthetic_data):
+    """One epoch of the built dataset: one triplet per train pair whose category has >= 2 products,
+    each negative from the positive's category; batches have the config's shapes."""
+    config, data_dir = synthetic_data
+    manifest = pipeline.read_manifest(data_dir)
+    counts = manifest["splits"]["train"]["products_per_category"]
+    category = {p["product_id"]: int(p["category_index"])
+                for p in pipeline.raw_products(data_dir, "train").as_numpy_iterator()}
+    usable = [int(p["pair_id"]) for p in pipeline.raw_pairs(data_dir, "train").as_numpy_iterator()
+              if counts[config.categories[p["category_index"]]] >= 2]
+    triplets = list(pipeline.raw_triplets(config, data_dir, epoch=1).as_numpy_iterator())
+    assert sorted(int(t["pair_id"]) for t in triplets) == sorted(usable)
+    for t in triplets:
+        assert t["negative_id"] != t["positive_id"]
+        assert category[t["negative_id"]] == category[t["positive_id"]] == t["category"]
+    batch = next(iter(pipeline.make_dataset(config, "train", data_dir, epoch=1, batch_size=config.batch_size)))
+    assert batch["scene"].shape == (config.batch_size, config.image_size, config.image_size, 3)
+
+
+def test_synthetic_eval_products_and_questions(synthetic_data):
+    config, data_dir = synthetic_data
+    manifest = pipeline.read_manifest(data_dir)
+    val = list(pipeline.make_dataset(config, "val", data_dir, batch_size=64).as_numpy_iterator())
+    pair_ids = [int(i) for b in val for i in b["pair_id"]]
+    assert len(pair_ids) == manifest["splits"]["val"]["pairs"] and pair_ids == sorted(pair_ids)
+    products = [p for b in pipeline.make_product_dataset(config, "val", data_dir, batch_size=64).as_numpy_iterator()
+                for p in b["product_id"]]
+    assert len(products) == len(set(products)) == manifest["splits"]["val"]["products"]
+    questions = pipeline.load_questions(data_dir, "val")
+    assert len(questions) == manifest["splits"]["val"]["questions"]
+    assert {q["pair_id"] for q in questions} <= set(pair_ids)
