@@ -1,4 +1,4 @@
-"""Raw dataset -> CTL-cropped pairs -> sharded TFRecords (schema: tf_records/README.md).
+r"""Raw dataset -> CTL-cropped pairs -> sharded TFRecords (schema: tf_records/README.md).
 
     python -m ctl_keras.build_dataset --dataset=synthetic --out=tf_records/synthetic
     python -m ctl_keras.build_dataset --dataset=home --out=tf_records/home \
@@ -46,9 +46,13 @@ def _pool(workers: int):
         pool.join()
 
 
-def _imap(pool, fn, items) -> Iterator:
-    """Ordered and lazy, so only a few chunks of images are in flight at once."""
-    return map(fn, items) if pool is None else pool.imap(fn, items, chunksize=4)
+def _imap(pool, fn, items: list, window: int = 256) -> Iterator:
+    """Ordered map; Pool.imap has no back-pressure, so feed it windows to bound the images held."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    for start in range(0, len(items), window):
+        yield from pool.imap(fn, items[start:start + window], chunksize=4)
 
 
 # ---------------------------------------------------------------- read + plan (no output yet)
@@ -105,7 +109,11 @@ def _plan(config, pool, raw, skipped, path_of, log) -> dict:
 
     paths = sorted({c["scene_path"] for c in candidates} | {c["product_path"] for c in candidates})
     log(f"checking {len(paths)} images")
-    status = dict(zip(paths, _imap(pool, crop.check_image, paths)))
+    status = {}
+    for path, reason in zip(paths, _imap(pool, crop.check_image, paths)):
+        status[path] = reason
+        if len(status) % 2000 == 0:
+            log(f"checked {len(status)}/{len(paths)} images")
     kept = []
     for candidate in candidates:
         reason = status[candidate["scene_path"]] or status[candidate["product_path"]]
@@ -289,16 +297,21 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Dataset to build.")
-flags.DEFINE_string("out", None, "Output directory, e.g. tf_records/<dataset>.")
-flags.DEFINE_string("pairs", None, "STL pairs JSON (fashion2, home; optional for synthetic).")
-flags.DEFINE_string("categories", None, "STL product -> category path JSON.")
-flags.DEFINE_string("images_dir", None, "Directory of <id>.jpg images.")
-flags.DEFINE_string("street2shop_dir", None, "Exact Street2Shop root (fashion1): holds meta/json/.")
-flags.DEFINE_integer("workers", None, "Image worker processes (default: min(8, CPUs)).")
-flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
-flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
-flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
+
+
+def _define_flags():
+    # Only when run as a script: importing the builder (tests, the demo) must not claim flag names
+    # such as --dataset that the training CLIs define too.
+    flags.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Dataset to build.")
+    flags.DEFINE_string("out", None, "Output directory, e.g. tf_records/<dataset>.")
+    flags.DEFINE_string("pairs", None, "STL pairs JSON (fashion2, home; optional for synthetic).")
+    flags.DEFINE_string("categories", None, "STL product -> category path JSON.")
+    flags.DEFINE_string("images_dir", None, "Directory of <id>.jpg images.")
+    flags.DEFINE_string("street2shop_dir", None, "Exact Street2Shop root (fashion1): holds meta/json/.")
+    flags.DEFINE_integer("workers", None, "Image worker processes (default: min(8, CPUs)).")
+    flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
+    flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
+    flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
 
 
 def main(argv):
@@ -321,4 +334,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 from typing import Any, NamedTuple
 
 from ctl_keras import config as config_lib
 from ctl_keras.data.crop import check_box
+
+_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 
 
 class RawPair(NamedTuple):
@@ -51,7 +54,8 @@ def read_stl(pairs_path: str | os.PathLike,
              categories_path: str | os.PathLike) -> tuple[list[RawPair], collections.Counter]:
     """-> (pairs, skipped-row counts by reason); len(pairs) + sum(counts) = input rows.
 
-    Row reasons: "bad_row" (not an object with product/scene/bbox), "bad_box", "no_category"
+    Row reasons: "bad_row" (not an object with product/scene/bbox, or an id that is not a plain
+    token of letters, digits, "_" or "-"), "bad_box", "no_category"
     (product missing from the category file).
     """
     rows = load_json(pairs_path, "pairs")
@@ -71,6 +75,9 @@ def read_stl(pairs_path: str | os.PathLike,
             skipped["bad_box"] += 1
             continue
         product, scene = str(row["product"]), str(row["scene"])
+        if not (_ID_RE.match(product) and _ID_RE.match(scene)):
+            skipped["bad_row"] += 1  # ids become file names: only plain tokens
+            continue
         label = categories.get(product)
         if not label:
             skipped["no_category"] += 1

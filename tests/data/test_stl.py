@@ -26,13 +26,14 @@ def test_reads_rows_and_counts_each_bad_row_reason(tmp_path):
         {"product": "p1", "scene": "s2", "bbox": [0.1, 0.1, 1.2, 0.2]},   # bad_box: outside [0, 1]
         {"product": "p1", "scene": "s2", "bbox": [0.1, 0.1, 0.2]},        # bad_box: 3 numbers
         {"product": "p9", "scene": "s2", "bbox": [0.1, 0.1, 0.2, 0.2]},   # no_category
+        {"product": "p1", "scene": "../s2", "bbox": [0.1, 0.1, 0.2, 0.2]},  # bad_row: id is a path
     ]
     pairs_path = write(tmp_path / "pairs.json", rows)
     cats_path = write(tmp_path / "cat.json", {"p1": SHOES, "p2": TOPS})
     pairs, skipped = read_stl(pairs_path, cats_path)
     assert pairs == [RawPair("s1", "p1", SHOES, (0.1, 0.2, 0.3, 0.4)),
                      RawPair("s1", "p2", TOPS, (0.0, 0.0, 1.0, 1.0))]
-    assert skipped == collections.Counter(bad_row=2, bad_box=3, no_category=1)
+    assert skipped == collections.Counter(bad_row=3, bad_box=3, no_category=1)
     assert len(pairs) + sum(skipped.values()) == len(rows)
 
 
