@@ -199,7 +199,9 @@ def _write_split(pool, config, out_dir, split, pairs, written, log) -> dict:
     for i in range(n_shards):
         name = tfrecords.pair_shard_name(split, i, n_shards)
         written.append(name)
-        tfrecords.write_records(os.path.join(out_dir, name), _pair_records(pool, pairs[i::n_shards], progress))
+        # Contiguous slices: reading the shards in order gives val/test pairs in pair_id order.
+        chunk = pairs[len(pairs) * i // n_shards:len(pairs) * (i + 1) // n_shards]
+        tfrecords.write_records(os.path.join(out_dir, name), _pair_records(pool, chunk, progress))
         shards.append(name)
 
     products = {}

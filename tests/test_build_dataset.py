@@ -134,6 +134,20 @@ def test_pair_content_crop_and_other_boxes(stl_build):
     assert sorted(int(p["pair_id"]) for p in pairs) == list(range(15))
 
 
+def test_val_test_shards_read_in_pair_id_order(synthetic_data, tmp_path):
+    """Evaluation reads "in file order": with num_shards=16, val/test get 16 // 8 = 2 shards each, and
+    reading them in order must still give increasing pair ids."""
+    config, data_dir = synthetic_data
+    raw = os.path.join(data_dir, "raw")
+    manifest = build_dataset.build(config.replace(num_shards=16), tmp_path, pairs=os.path.join(raw, "pairs.json"),
+                                   categories=os.path.join(raw, "categories.json"),
+                                   images_dir=os.path.join(raw, "images"), workers=1, **QUIET)
+    for split in ("val", "test"):
+        assert len(manifest["splits"][split]["pair_shards"]) == 2
+        ids = [int(p["pair_id"]) for p in read_pairs(tmp_path, manifest, split)]
+        assert ids == sorted(ids) and len(ids) == manifest["splits"][split]["pairs"]
+
+
 def test_rebuild_is_byte_identical_with_a_pool_and_removes_stale_shards(stl_build, tmp_path):
     """Same inputs built again into a fresh dir with 2 workers give the same bytes; a rebuild with
     one train shard removes the two-shard files of the first build."""
