@@ -1,0 +1,182 @@
+"""Compute the frozen backbone's features once per image and view, and write them to disk atomically.
+
+On-disk layout of a cache directory (everything float16 to halve the disk and page-cache footprint;
+the heads see float32, and float16's ~3 significant digits are far below the augmentation noise):
+
+    manifest.json                       written last; identity of the data + config fields below
+    <split>/scene_pool5.npy             [N, V, 2048]         one row per pair (cropped or full scene)
+    <split>/scene_local.npy             [N, V, g, g, 1024]
+    <split>/product_pool5.npy           [M, V, 2048]         one row per product of the split
+    <split>/index.npz                   pair_ids, scene_category, positive_row, product_category
+    <split>/ids.json                    scene_ids, positive_ids, product_ids (strings)
+
+V = config.num_views for train (augmented with pipeline.train_view) and 1 for val/test (center view).
+The whole directory is built under a temporary sibling name and renamed into place, so an interrupted
+build never leaves something that looks like a cache.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import zlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ctl_keras.data import pipeline
+
+FORMAT = "ctl_keras feature cache v1"
+SPLITS = ("train", "val", "test")
+# Config fields whose change makes cached features wrong.
+CONFIG_KEYS = ("dataset", "image_size", "resize_size", "local_grid", "backbone_weights", "num_views", "seed")
+_SCENE, _PRODUCT = 0, 1
+_BATCH = 32  # images per backbone call
+
+
+def identity(config, data_dir, full_scene: bool) -> dict:
+    """What the cache's contents depend on: the data manifest's bytes and the view/backbone config."""
+    path = os.path.join(data_dir, "manifest.json")
+    pipeline.read_manifest(data_dir)  # clear error when the dataset is not built
+    with open(path, "rb") as f:
+        data_hash = hashlib.sha256(f.read()).hexdigest()
+    ident = {k: getattr(config, k) for k in CONFIG_KEYS}
+    ident["full_scene"] = bool(full_scene)
+    ident["data_manifest_sha256"] = data_hash
+    weights = config.backbone_weights
+    if weights not in ("none", "imagenet") and os.path.exists(weights):
+        st = os.stat(weights)
+        ident["backbone_file"] = {"size": st.st_size, "mtime": int(st.st_mtime)}
+    return ident
+
+
+def view_seed(config, kind: int, view: int, key) -> tf.Tensor:
+    """int64 [2] stateless seed of (config.seed, view, image id); scenes and products never share one."""
+    base = tf.constant([int(config.seed), 1000 + kind], tf.int64)  # 1000+: apart from the pipeline's salts
+    fold = tf.random.experimental.stateless_fold_in
+    return fold(fold(base, tf.constant(view, tf.int64)), tf.cast(key, tf.int64))
+
+
+def _product_key(product_id: str) -> int:
+    return zlib.crc32(product_id.encode("utf-8"))
+
+
+def _views(config, jpeg, kind, key, num_views: int, train: bool):
+    image = pipeline.decode_image(jpeg)
+    if not train:
+        return tf.expand_dims(pipeline.eval_view(image, config), 0)
+    return tf.stack([pipeline.train_view(image, view_seed(config, kind, v, key), config)
+                     for v in range(num_views)])
+
+
+def _run_backbone(call, images_ds, rows: int, views: int, outputs: dict, progbar):
+    """Fill the memmaps in `outputs` ({"pool5": mm, "local": mm}) from a dataset of [V,S,S,3] stacks."""
+    start = 0
+    for stack in images_ds.batch(max(1, _BATCH // views)).prefetch(2):
+        b = int(stack.shape[0])
+        feats = call(tf.reshape(stack, [b * views, *stack.shape[2:]]))
+        for name, mm in outputs.items():
+            value = feats[name].numpy().astype(np.float16)
+            mm[start:start + b] = value.reshape(b, views, *value.shape[1:])
+        start += b
+        progbar.add(b * views)
+    if start != rows:
+        raise ValueError(f"expected {rows} rows, the dataset gave {start}")
+
+
+def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
+    train = split == "train"
+    views = config.num_views if train else 1
+    g = config.local_grid
+    pairs = [{k: ex[k].numpy() for k in ("pair_id", "scene_id", "product_id", "category_index")}
+             for ex in pipeline.raw_pairs(data_dir, split)]
+    products = [{k: ex[k].numpy() for k in ("product_id", "category_index")}
+                for ex in pipeline.raw_products(data_dir, split)]
+    product_ids = [p["product_id"].decode() for p in products]
+    row_of = {pid: i for i, pid in enumerate(product_ids)}
+    positive_ids = [p["product_id"].decode() for p in pairs]
+    missing = sorted({pid for pid in positive_ids if pid not in row_of})
+    if missing:
+        raise ValueError(f"{split}: {len(missing)} positives are not among the split's products, e.g. {missing[0]!r}")
+    os.makedirs(out)
+    progbar = keras.utils.Progbar(progbar_total(len(pairs), len(products), views), unit_name="image")
+    logging.info("feature cache: %s split, %d pairs, %d products, %d view(s)", split, len(pairs), len(products), views)
+
+    mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
+    scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, 2048)),
+                 "local": mm("scene_local.npy", (len(pairs), views, g, g, 1024))}
+    jpeg_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
+    scene_ds = pipeline.raw_pairs(data_dir, split).map(
+        lambda ex: _views(config, ex[jpeg_key], _SCENE, ex["pair_id"], views, train),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    _run_backbone(call, scene_ds, len(pairs), views, scene_out, progbar)
+
+    product_out = {"pool5": mm("product_pool5.npy", (len(products), views, 2048))}
+    keys = tf.constant([_product_key(pid) for pid in product_ids], tf.int64)
+    product_ds = tf.data.Dataset.zip(pipeline.raw_products(data_dir, split), tf.data.Dataset.from_tensor_slices(keys))
+    product_ds = product_ds.map(
+        lambda ex, key: _views(config, ex["product_jpeg"], _PRODUCT, key, views, train),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    _run_backbone(call, product_ds, len(products), views, product_out, progbar)
+    for m in (*scene_out.values(), *product_out.values()):
+        m.flush()
+    del scene_out, product_out
+
+    np.savez(os.path.join(out, "index.npz"),
+             pair_ids=np.array([p["pair_id"] for p in pairs], np.int64),
+             scene_category=np.array([p["category_index"] for p in pairs], np.int32),
+             positive_row=np.array([row_of[pid] for pid in positive_ids], np.int64),
+             product_category=np.array([p["category_index"] for p in products], np.int32))
+    with open(os.path.join(out, "ids.json"), "w") as f:
+        json.dump({"scene_ids": [p["scene_id"].decode() for p in pairs], "positive_ids": positive_ids,
+                   "product_ids": product_ids}, f)
+    return {"pairs": len(pairs), "products": len(products), "views": views}
+
+
+def _remove_stale_temps(cache_dir: str) -> None:
+    """Temp dirs of builds whose process died (SIGKILL) are garbage; live ones are left alone."""
+    for path in glob.glob(f"{cache_dir}.tmp-*"):
+        try:
+            pid = int(path.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> None:
+    """Write a complete cache at `cache_dir` (replacing an outdated one) or nothing at all."""
+    if config.num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {config.num_views}")
+    cache_dir = os.path.abspath(os.fspath(cache_dir))
+    ident = identity(config, data_dir, full_scene)
+    os.makedirs(os.path.dirname(cache_dir), exist_ok=True)
+    _remove_stale_temps(cache_dir)
+    tmp = f"{cache_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    total = lambda pairs, products, views: (pairs + products) * views
+    # One trace for every split and batch size (tracing ResNet50 costs seconds).
+    spec = tf.TensorSpec([None, config.image_size, config.image_size, 3], tf.float32)
+    call = tf.function(lambda x: backbone(x, training=False), input_signature=[spec])
+    try:
+        splits = {s: _build_split(config, data_dir, s, os.path.join(tmp, s), call, full_scene, total)
+                  for s in SPLITS}
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump({"format": FORMAT, "identity": ident, "splits": splits}, f, indent=1)
+        if os.path.exists(cache_dir):
+            old = f"{cache_dir}.old-{os.getpid()}"
+            os.replace(cache_dir, old)
+            os.replace(tmp, cache_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, cache_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

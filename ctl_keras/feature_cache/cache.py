@@ -1,0 +1,156 @@
+"""Read side of the feature cache: memmapped accessors and the per-epoch training dataset.
+
+Nothing is loaded into RAM wholesale: arrays are opened with `mmap_mode="r"` and each batch gathers
+only its rows (the OS page cache does the rest), so a cache larger than memory still trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ctl_keras.feature_cache import build as _build
+
+TRAIN_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
+
+
+class FeatureCache:
+    """A built cache directory (see `ctl_keras.feature_cache.build` for the layout)."""
+
+    def __init__(self, cache_dir):
+        self.cache_dir = os.path.abspath(os.fspath(cache_dir))
+        path = os.path.join(self.cache_dir, "manifest.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{self.cache_dir} is not a feature cache (no manifest.json); "
+                                    "build it with FeatureCache.build_or_load or train --feature_cache")
+        with open(path) as f:
+            self.manifest = json.load(f)
+        if self.manifest.get("format") != _build.FORMAT:
+            raise ValueError(f"{path}: format {self.manifest.get('format')!r}, expected {_build.FORMAT!r}")
+        self.identity = self.manifest["identity"]
+        self.full_scene = bool(self.identity["full_scene"])
+        self.num_views = int(self.identity["num_views"])
+        self._splits: dict[str, dict] = {}
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def build_or_load(cls, config, data_dir, cache_dir, backbone, full_scene: bool = False) -> "FeatureCache":
+        """Load the cache at `cache_dir` if it matches (data manifest, view/backbone config), else rebuild it.
+
+        A non-empty directory that is not a feature cache is never overwritten: that is a ValueError.
+        """
+        cache_dir = os.path.abspath(os.fspath(cache_dir))
+        want = _build.identity(config, data_dir, full_scene)
+        manifest = os.path.join(cache_dir, "manifest.json")
+        if os.path.exists(manifest):
+            cache = cls(cache_dir)
+            if cache.identity == want:
+                logging.info("feature cache: using %s", cache_dir)
+                return cache
+            changed = sorted(k for k in set(want) | set(cache.identity) if want.get(k) != cache.identity.get(k))
+            logging.warning("feature cache at %s was built for other %s; rebuilding", cache_dir, ", ".join(changed))
+        elif os.path.isdir(cache_dir) and os.listdir(cache_dir):
+            raise ValueError(f"feature cache dir {cache_dir} exists, is not empty and has no manifest.json; "
+                             "refusing to overwrite it: pass another --feature_cache directory")
+        _build.build(config, data_dir, cache_dir, backbone, full_scene)
+        return cls(cache_dir)
+
+    # ------------------------------------------------------------ accessors
+    def split(self, split: str) -> dict:
+        """Memmapped arrays + index of one split (opened lazily, kept open)."""
+        if split not in _build.SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(_build.SPLITS)}")
+        if split not in self._splits:
+            d = os.path.join(self.cache_dir, split)
+            arrays = {name: np.load(os.path.join(d, f"{name}.npy"), mmap_mode="r")
+                      for name in ("scene_pool5", "scene_local", "product_pool5")}
+            with np.load(os.path.join(d, "index.npz")) as index:
+                arrays.update({k: index[k] for k in index.files})
+            with open(os.path.join(d, "ids.json")) as f:
+                arrays.update({k: np.array(v, dtype=object) for k, v in json.load(f).items()})
+            self._splits[split] = arrays
+        return self._splits[split]
+
+    def _center(self, split: str) -> dict:
+        if split == "train":
+            raise ValueError("the feature cache holds only augmented views of the train split; "
+                             "embed train images with the image path (features=None)")
+        return self.split(split)
+
+    def scenes(self, split: str) -> dict:
+        """Center-view scene features of val/test, one row per pair in file order (arrays are float16)."""
+        s = self._center(split)
+        return {"pool5": s["scene_pool5"][:, 0], "local": s["scene_local"][:, 0], "category": s["scene_category"],
+                "pair_ids": s["pair_ids"], "scene_ids": s["scene_ids"], "positive_ids": s["positive_ids"]}
+
+    def products(self, split: str) -> dict:
+        """Center-view product pool5 of val/test, one row per product of the split."""
+        s = self._center(split)
+        return {"pool5": s["product_pool5"][:, 0], "category": s["product_category"], "ids": s["product_ids"]}
+
+    # ------------------------------------------------------------ training
+    def epoch_plan(self, seed: int, epoch: int) -> dict:
+        """Row/view choices of one epoch, deterministic per (seed, epoch).
+
+        Pairs are shuffled; each image gets a uniformly random cached view; the negative is a uniformly
+        random *other* train product of the positive's category.
+        """
+        s = self.split("train")
+        rng = np.random.default_rng([int(seed), int(epoch), 7])
+        n = len(s["pair_ids"])
+        order = rng.permutation(n)
+        views = rng.integers(self.num_views, size=(3, n))
+        pos = s["positive_row"][order]
+        cat = s["scene_category"][order]
+        neg = np.empty(n, np.int64)
+        for c in np.unique(cat):
+            members = np.flatnonzero(s["product_category"] == c)
+            if len(members) < 2:
+                raise ValueError(f"category index {c} has {len(members)} train product(s); "
+                                 "a negative needs at least 2")
+            sel = np.flatnonzero(cat == c)
+            slot = np.searchsorted(members, pos[sel])  # members is sorted
+            if np.any(members[np.minimum(slot, len(members) - 1)] != pos[sel]):
+                raise ValueError(f"a train pair of category index {c} has a positive of another category")
+            pick = rng.integers(len(members) - 1, size=len(sel))
+            neg[sel] = members[pick + (pick >= slot)]  # skip over the positive
+        return {"scene_row": order, "positive_row": pos, "negative_row": neg, "category": cat,
+                "scene_view": views[0], "positive_view": views[1], "negative_view": views[2]}
+
+    def train_dataset(self, config, epoch: int, batch_size: int) -> tf.data.Dataset:
+        """One epoch of feature triplets as dict batches (float32 features, int32 category)."""
+        if config.num_views != self.num_views:
+            raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")
+        s = self.split("train")
+        plan = self.epoch_plan(config.seed, epoch)
+        n, g = len(plan["scene_row"]), s["scene_local"].shape[2]
+
+        def batches():
+            for start in range(0, n, batch_size):
+                b = slice(start, start + batch_size)
+                yield {
+                    "scene_pool5": _gather(s["scene_pool5"], plan["scene_row"][b], plan["scene_view"][b]),
+                    "scene_local": _gather(s["scene_local"], plan["scene_row"][b], plan["scene_view"][b]),
+                    "positive_pool5": _gather(s["product_pool5"], plan["positive_row"][b], plan["positive_view"][b]),
+                    "negative_pool5": _gather(s["product_pool5"], plan["negative_row"][b], plan["negative_view"][b]),
+                    "category": plan["category"][b].astype(np.int32),
+                }
+
+        spec = {"scene_pool5": tf.TensorSpec([None, 2048], tf.float32),
+                "scene_local": tf.TensorSpec([None, g, g, 1024], tf.float32),
+                "positive_pool5": tf.TensorSpec([None, 2048], tf.float32),
+                "negative_pool5": tf.TensorSpec([None, 2048], tf.float32),
+                "category": tf.TensorSpec([None], tf.int32)}
+        return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
+
+
+def _gather(mm: np.ndarray, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """Rows of a [N, V, ...] memmap, one chosen view each, as float32; reads rows in file order."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *mm.shape[2:]), np.float32)
+    out[order] = mm[rows[order], views[order]]
+    return out

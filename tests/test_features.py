@@ -1,0 +1,156 @@
+"""Frozen-feature cache: contents equal the backbone on the same view, epochs are deterministic,
+negatives follow the rule, a config change rebuilds, an interrupted build leaves nothing."""
+
+import glob
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctl_keras.data import pipeline
+from ctl_keras.feature_cache import build as cache_build
+from ctl_keras.features import FeatureCache
+from ctl_keras.model.backbone import build_backbone
+
+
+@pytest.fixture(scope="module")
+def backbone(synthetic_data):
+    config, _ = synthetic_data
+    keras.utils.set_random_seed(0)
+    return build_backbone(config.image_size, config.local_grid, "none")
+
+
+@pytest.fixture(scope="module")
+def cache(synthetic_data, backbone, tmp_path_factory):
+    config, data_dir = synthetic_data
+    return FeatureCache.build_or_load(config, data_dir, tmp_path_factory.mktemp("fc") / "cache", backbone)
+
+
+def _first_examples(ds, n):
+    return [ex for ex in ds.take(n)]
+
+
+def test_val_features_equal_backbone_on_center_view(synthetic_data, backbone, cache):
+    """Row i of the val cache is the backbone's output on eval_view(scene_i) (float16: ~1e-3 relative)."""
+    config, data_dir = synthetic_data
+    exs = _first_examples(pipeline.raw_pairs(data_dir, "val"), 3)
+    images = tf.stack([pipeline.eval_view(pipeline.decode_image(ex["scene_jpeg"]), config) for ex in exs])
+    want = backbone(images, training=False)
+    got = cache.scenes("val")
+    assert list(got["pair_ids"][:3]) == [int(ex["pair_id"]) for ex in exs]
+    for key in ("pool5", "local"):
+        np.testing.assert_allclose(np.asarray(got[key][:3], np.float32), want[key].numpy(), rtol=1e-2, atol=1e-2)
+    prod = _first_examples(pipeline.raw_products(data_dir, "val"), 2)
+    images = tf.stack([pipeline.eval_view(pipeline.decode_image(ex["product_jpeg"]), config) for ex in prod])
+    np.testing.assert_allclose(np.asarray(cache.products("val")["pool5"][:2], np.float32),
+                               backbone(images, training=False)["pool5"].numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_train_views_equal_backbone_on_train_view(synthetic_data, backbone, cache):
+    """View v of train pair i is the backbone on train_view(scene_i, seed(config.seed, v, pair_id))."""
+    config, data_dir = synthetic_data
+    ex = _first_examples(pipeline.raw_pairs(data_dir, "train"), 1)[0]
+    image = pipeline.decode_image(ex["scene_jpeg"])
+    views = tf.stack([pipeline.train_view(image, cache_build.view_seed(config, 0, v, ex["pair_id"]), config)
+                      for v in range(config.num_views)])
+    want = backbone(views, training=False)
+    s = cache.split("train")
+    assert s["scene_pool5"].shape[1] == config.num_views
+    np.testing.assert_allclose(np.asarray(s["scene_pool5"][0], np.float32), want["pool5"].numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(s["scene_local"][0], np.float32), want["local"].numpy(), rtol=1e-2, atol=1e-2)
+    # Views really differ (random crop/mirror; 9x9 offsets x 2 mirrors can collide by chance).
+    differs = np.any(s["scene_pool5"][:, 0] != s["scene_pool5"][:, 1], axis=1)
+    assert differs.mean() > 0.8
+
+
+def _epoch(cache, config, epoch, batch_size=5):
+    batches = list(cache.train_dataset(config, epoch, batch_size).as_numpy_iterator())
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def test_train_dataset_deterministic_per_seed_and_epoch(synthetic_data, cache):
+    config, _ = synthetic_data
+    a, b, c = _epoch(cache, config, 0), _epoch(cache, config, 0), _epoch(cache, config, 1)
+    assert set(a) == {"scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category"}
+    assert a["scene_local"].dtype == np.float32 and a["category"].dtype == np.int32
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["scene_pool5"], c["scene_pool5"])
+    d = _epoch(cache, config.replace(seed=config.seed + 1), 0)
+    assert not np.array_equal(a["scene_pool5"], d["scene_pool5"])
+    n = len(cache.split("train")["pair_ids"])
+    assert len(a["category"]) == n  # every pair once per epoch
+
+
+def test_negative_rule(synthetic_data, cache):
+    """Negative: a train product of the positive's category, never the positive; all gathered rows agree."""
+    config, _ = synthetic_data
+    s = cache.split("train")
+    seen_negatives = set()
+    for epoch in range(5):
+        plan = cache.epoch_plan(config.seed, epoch)
+        assert np.all(plan["negative_row"] != plan["positive_row"])
+        assert np.array_equal(s["product_category"][plan["negative_row"]], plan["category"])
+        assert np.array_equal(s["product_category"][plan["positive_row"]], plan["category"])
+        assert sorted(plan["scene_row"]) == list(range(len(s["pair_ids"])))
+        seen_negatives.update(plan["negative_row"].tolist())
+    assert len(seen_negatives) > 2  # negatives are redrawn, not fixed
+    batch = _epoch(cache, config, 3)
+    plan = cache.epoch_plan(config.seed, 3)
+    want = np.asarray(s["product_pool5"][plan["negative_row"], plan["negative_view"]], np.float32)
+    np.testing.assert_array_equal(batch["negative_pool5"], want)
+
+
+def test_reload_and_rebuild_on_config_mismatch(synthetic_data, backbone, cache, monkeypatch, tmp_path):
+    config, data_dir = synthetic_data
+    calls = []
+    real_build = cache_build.build
+    monkeypatch.setattr(cache_build, "build", lambda *a, **k: (calls.append(a), real_build(*a, **k)))
+    same = FeatureCache.build_or_load(config, data_dir, cache.cache_dir, backbone)
+    assert calls == [] and same.identity == cache.identity
+    # A copy of the 2-view cache asked for with 1 view must be rebuilt, not silently reused.
+    copy = tmp_path / "copy"
+    shutil.copytree(cache.cache_dir, copy)
+    rebuilt = FeatureCache.build_or_load(config.replace(num_views=1), data_dir, copy, backbone)
+    assert len(calls) == 1 and rebuilt.num_views == 1
+    assert rebuilt.split("train")["scene_pool5"].shape[1] == 1
+    with open(copy / "manifest.json") as f:
+        assert json.load(f)["identity"]["num_views"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["copy"]  # no .old-* or .tmp-* left behind
+
+
+def test_refuses_foreign_directory_and_mismatched_views(synthetic_data, backbone, cache, tmp_path):
+    config, data_dir = synthetic_data
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and has no manifest"):
+        FeatureCache.build_or_load(config, data_dir, tmp_path, backbone)
+    with pytest.raises(ValueError, match="num_views"):
+        cache.train_dataset(config.replace(num_views=3), 0, 4)
+    with pytest.raises(ValueError, match="augmented views"):
+        cache.scenes("train")
+
+
+def test_interrupted_build_leaves_no_cache(synthetic_data, backbone, tmp_path, monkeypatch):
+    """An exception after the train scenes are written (mid-build) leaves neither a cache nor a temp dir."""
+    config, data_dir = synthetic_data
+    real = cache_build._run_backbone
+    calls = []
+
+    def fail_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return real(*args)
+
+    monkeypatch.setattr(cache_build, "_run_backbone", fail_second)
+    target = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="injected"):
+        FeatureCache.build_or_load(config.replace(num_views=1), data_dir, target, backbone)
+    assert len(calls) == 2
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(FileNotFoundError, match="not a feature cache"):
+        FeatureCache(target)
