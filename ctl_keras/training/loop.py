@@ -1,0 +1,222 @@
+"""The custom distributed training loop: strategy, train step, epochs, evaluation, resume.
+
+A `strategy.run` loop rather than `Model.fit`: Keras 3 `fit` breaks under multi-worker strategies
+(keras-team/keras#20585), and the loop has to checkpoint seed-generator state that `fit` does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ctl_keras import embed
+from ctl_keras.config import Config
+from ctl_keras.data import pipeline
+from ctl_keras.model.ctl import build_ctl
+from ctl_keras.model.loss import triplet_hinge
+from ctl_keras.training import checkpointing, results
+from ctl_keras.training.summaries import Summaries
+
+IMAGE_KEYS = ("scene", "positive", "negative", "category")
+FEATURE_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
+STRATEGIES = ("auto", "mirrored", "one_device")
+ATTENTION_EXAMPLES = 8
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the checkpoint of the last finished epoch is kept untouched."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Run settings that are not part of Config (Config is what the model_dir's config.json holds)."""
+
+    data_dir: str
+    model_dir: str
+    strategy: str = "auto"
+    feature_cache: bool = False
+    full_scene: bool = False
+    cache_dir: str | None = None
+
+    def recorded(self) -> dict:
+        """The options that change the trained weights, checked on resume (strategy does not)."""
+        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """auto: MirroredStrategy over the GPUs when there are several, else one device.
+
+    mirrored: MirroredStrategy over every visible GPU, or over the logical CPUs when there is no GPU
+    (that is how the multi-replica path is tested on a CPU split into logical devices).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+
+
+def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, margin: float):
+    """A tf.function running one global batch on every replica; returns the global mean loss."""
+
+    def replica_step(batch):
+        # The mean is over the *global* batch (summed over replicas by the optimizer), counted
+        # here so a short last batch is averaged over its real size, as on one device.
+        ctx = tf.distribute.get_replica_context()
+        global_size = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.shape(batch["category"])[0])
+        with tf.GradientTape() as tape:
+            out = triplet(batch, training=True)
+            per_example = triplet_hinge(out["d_pos"], out["d_neg"], margin)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_size)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        losses = strategy.run(replica_step, args=(batch,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return step
+
+
+def _train_dataset(config: Config, options: RunOptions, features, epoch_index: int) -> tf.data.Dataset:
+    if features is not None:
+        return features.train_dataset(config, epoch_index, config.batch_size)
+    ds = pipeline.make_dataset(config, "train", options.data_dir, epoch=epoch_index,
+                               full_scene=options.full_scene, batch_size=config.batch_size)
+    # Only the model inputs cross to the replicas (ids are strings the devices do not need).
+    return ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})
+
+
+def default_cache_dir(config: Config, options: RunOptions) -> str:
+    weights = config.backbone_weights if config.backbone_weights in ("imagenet", "none") else "file"
+    name = f"{config.image_size}px_{config.num_views}views_{weights}" + ("_full" if options.full_scene else "")
+    return os.path.join(options.data_dir, "feature_cache", name)
+
+
+class Trainer:
+    """Holds the models, optimizer and state of one run; `run()` trains to config.epochs."""
+
+    def __init__(self, config: Config, options: RunOptions):
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+        self.config, self.options = config, options
+        self.manifest = pipeline.read_manifest(options.data_dir, config.dataset)
+        self.strategy = make_strategy(options.strategy)
+        with self.strategy.scope():
+            self.models = build_ctl(config)
+            self.triplet = self.models.triplet_model(from_features=options.feature_cache)
+            self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+            # Only the heads train; the frozen backbone is not a variable of CTLHeads.
+            self.variables = list(self.models.heads.trainable_variables)
+            self.optimizer.build(self.variables)
+        # Every head variable, including BatchNorm statistics and dropout seed states.
+        self.state = checkpointing.TrainState(options.model_dir, self.models.heads.variables, self.optimizer)
+        self.features = None
+        self.summaries = Summaries(options.model_dir)
+
+    def _load_features(self) -> None:
+        from ctl_keras.features import FeatureCache  # noqa: PLC0415 (only the fast path needs it)
+
+        cache_dir = self.options.cache_dir or default_cache_dir(self.config, self.options)
+        self.features = FeatureCache.build_or_load(self.config, self.options.data_dir, cache_dir,
+                                                   self.models.backbone, full_scene=self.options.full_scene)
+
+    def _auc(self, split: str) -> float:
+        return embed.validation_auc(self.models, self.config, self.options.data_dir, split,
+                                    features=self.features, full_scene=self.options.full_scene)
+
+    def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
+        """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
+        pairs = self.manifest["splits"]["train"]["pairs"]
+        bar = keras.utils.Progbar(math.ceil(pairs / self.config.batch_size), stateful_metrics=["loss"])
+        ds = self.strategy.experimental_distribute_dataset(
+            _train_dataset(self.config, self.options, self.features, epoch - 1))
+        total, steps, start = 0.0, 0, time.perf_counter()
+        for batch in ds:
+            loss = float(step_fn(batch))
+            steps += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, the checkpoint "
+                    f"of epoch {epoch - 1} in {self.options.model_dir} is kept (lower --learning_rate?)")
+            total += loss
+            bar.update(steps, [("loss", total / steps)])
+        seconds = time.perf_counter() - start
+        bar.update(steps, [("loss", total / max(steps, 1))], finalize=True)
+        return total / max(steps, 1), steps, seconds
+
+    def _evaluate(self, epoch: int) -> None:
+        auc = self._auc("val")
+        if auc > float(self.state.best_auc.numpy()):
+            self.state.best_auc.assign(auc)
+            self.state.best_epoch.assign(epoch)
+            checkpointing.save_heads_atomic(self.models, self._path("best.weights.h5"))
+        self.summaries.scalars(epoch, {"val/auc": auc})
+        images, attention, names = embed.attention_examples(
+            self.models, self.config, self.options.data_dir, ATTENTION_EXAMPLES, features=self.features)
+        self.summaries.attention(epoch, images, attention, names)
+        logging.info("epoch %d/%d: val AUC %.4f (best %.4f at epoch %d)", epoch, self.config.epochs, auc,
+                     float(self.state.best_auc.numpy()), int(self.state.best_epoch.numpy()))
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.options.model_dir, name)
+
+    def run(self) -> dict:
+        config = self.config
+        start_epoch = self.state.restore()
+        if start_epoch:
+            logging.info("resuming %s after epoch %d", self.options.model_dir, start_epoch)
+        if self.options.feature_cache:
+            self._load_features()
+        step_fn = make_train_step(self.strategy, self.triplet, self.optimizer, self.variables, config.margin)
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            loss, steps, seconds = self._epoch(epoch, step_fn)
+            self.state.train_seconds.assign_add(seconds)
+            self.summaries.scalars(epoch, {
+                "train/loss": loss, "train/steps_per_second": steps / max(seconds, 1e-9),
+                "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                self._evaluate(epoch)
+            checkpointing.save_heads_atomic(self.models, self._path("last.weights.h5"))
+            # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
+            self.state.save(epoch)
+        return self._finish(max(start_epoch, config.epochs))
+
+    def _finish(self, epochs_run: int) -> dict:
+        best = self._path("best.weights.h5")
+        if not os.path.exists(best):
+            raise FileNotFoundError(f"{best} is missing: no evaluation finished in {self.options.model_dir}")
+        self.models.load_heads(best)
+        test_auc = self._auc("test")
+        ids, categories, matrix = embed.product_embeddings(
+            self.models, self.config, self.options.data_dir, "test", features=self.features)
+        names = [self.config.categories[int(c)] for c in np.asarray(categories)]
+        self.summaries.projector(ids, names, matrix)
+        self.summaries.close()
+        out = results.write_results(
+            self.options.model_dir, self.config, val_auc=float(self.state.best_auc.numpy()),
+            test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
+            train_seconds=float(self.state.train_seconds.numpy()),
+            extra={**self.options.recorded(), "strategy": self.options.strategy,
+                   "replicas": self.strategy.num_replicas_in_sync})
+        logging.info("done: val AUC %.4f (epoch %d), test AUC %.4f -> %s", out["val_auc"], out["best_epoch"],
+                     test_auc, self._path(results.RESULTS_FILE))
+        return out
+
+
+def train(config: Config, options: RunOptions) -> dict:
+    """Train (or resume) in options.model_dir under its lock; returns the results.json content."""
+    with checkpointing.ModelDirLock(options.model_dir):
+        checkpointing.check_or_write_config(options.model_dir, config, options.recorded())
+        return Trainer(config, options).run()
