@@ -160,13 +160,22 @@ class CTLModels:
 
 def _h5_variable_shapes(path: str) -> dict[str, tuple]:
     shapes: dict[str, tuple] = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            shapes[name] = obj.shape
+
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: shapes.__setitem__(name, obj.shape) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(visit)
     return shapes
 
 
 def build_ctl(config: Config) -> CTLModels:
-    """Build backbone, heads and every model of DESIGN §3 for `config`, seeded with config.seed."""
+    """Build backbone, heads and every model of DESIGN §3 for `config`.
+
+    Seeds with keras.utils.set_random_seed(config.seed) (Python, NumPy, TF and Keras global seeds), so the
+    same config gives the same random backbone and head initialization.
+    """
     variant = check_variant(config.variant)
     keras.utils.set_random_seed(config.seed)
 
