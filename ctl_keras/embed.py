@@ -1,0 +1,150 @@
+"""Embed a split with the towers (images) or the heads (cached features), and score its questions.
+
+Both paths see the same center view: images go through `pipeline.decode_image` + `pipeline.eval_view`
+here, and the feature cache stored the backbone's output on exactly that view. Because d* = 2 - q.f_p
+exactly (DESIGN §3), a question needs only one query per pair and one embedding per product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ctl_keras import metrics
+from ctl_keras.data import pipeline
+
+_BATCH = 32
+
+
+def _predict(model, batches):
+    """Run `model` (inference mode) over an iterable of input dicts; concatenate each output key."""
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    chunks: dict[str, list] = {}
+    for inputs in batches:
+        for k, v in call(inputs).items():
+            chunks.setdefault(k, []).append(np.asarray(v))
+    if not chunks:
+        raise ValueError("nothing to embed: the split is empty")
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def _check_features(features, config, full_scene: bool) -> None:
+    ident = features.identity
+    for key in ("image_size", "local_grid", "backbone_weights"):
+        if ident[key] != getattr(config, key):
+            raise ValueError(f"feature cache {features.cache_dir} has {key}={ident[key]!r} "
+                             f"but the config has {getattr(config, key)!r}")
+    if features.full_scene != bool(full_scene):
+        raise ValueError(f"feature cache {features.cache_dir} holds "
+                         f"{'full' if features.full_scene else 'cropped'} scenes but full_scene={full_scene}")
+
+
+def _feature_batches(arrays: dict, n: int):
+    for start in range(0, n, _BATCH):
+        yield {k: tf.constant(np.asarray(v[start:start + _BATCH], np.int32 if k == "category" else np.float32))
+               for k, v in arrays.items()}
+
+
+def _scene_image_dataset(config, data_dir, split, full_scene):
+    key = "full_scene_jpeg" if full_scene else "scene_jpeg"
+    return pipeline.raw_pairs(data_dir, split).map(
+        lambda ex: {"image": pipeline.eval_view(pipeline.decode_image(ex[key]), config),
+                    "category": tf.cast(ex["category_index"], tf.int32), "pair_id": ex["pair_id"],
+                    "scene_id": ex["scene_id"], "positive_id": ex["product_id"]},
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def scene_queries(models, config, data_dir, split, features=None, full_scene=False) -> dict:
+    """One row per pair of `split` (file order): query, f_s, attention, category and ids."""
+    if features is not None:
+        _check_features(features, config, full_scene)
+        s = features.scenes(split)
+        out = _predict(models.scene_head, _feature_batches(
+            {"pool5": s["pool5"], "local": s["local"], "category": s["category"]}, len(s["pair_ids"])))
+        meta = {"pair_ids": np.asarray(s["pair_ids"], np.int64), "category": np.asarray(s["category"], np.int32),
+                "scene_ids": np.asarray(s["scene_ids"], str), "positive_ids": np.asarray(s["positive_ids"], str)}
+    else:
+        meta_chunks: dict[str, list] = {k: [] for k in ("pair_id", "category", "scene_id", "positive_id")}
+
+        def batches():
+            for b in _scene_image_dataset(config, data_dir, split, full_scene).batch(_BATCH).prefetch(2):
+                for k in meta_chunks:
+                    meta_chunks[k].append(b[k].numpy())
+                yield {"image": b["image"], "category": b["category"]}
+
+        out = _predict(models.scene_tower, batches())
+        meta = {"pair_ids": np.concatenate(meta_chunks["pair_id"]).astype(np.int64),
+                "category": np.concatenate(meta_chunks["category"]).astype(np.int32),
+                "scene_ids": np.char.decode(np.concatenate(meta_chunks["scene_id"]).astype(bytes)),
+                "positive_ids": np.char.decode(np.concatenate(meta_chunks["positive_id"]).astype(bytes))}
+    return {"query": out["query"], "scene_embedding": out["scene_embedding"], "attention": out["attention"], **meta}
+
+
+def product_embeddings(models, config, data_dir, split, features=None):
+    """(ids [M] str, categories [M] int32, f_p [M, d]) for every product of `split` (file order)."""
+    if features is not None:
+        _check_features(features, config, features.full_scene)
+        p = features.products(split)
+        out = _predict(models.product_head, _feature_batches({"pool5": p["pool5"]}, len(p["ids"])))
+        return np.asarray(p["ids"], str), np.asarray(p["category"], np.int32), out["product_embedding"]
+    ids, cats = [], []
+
+    def batches():
+        ds = pipeline.raw_products(data_dir, split).map(
+            lambda ex: {"image": pipeline.eval_view(pipeline.decode_image(ex["product_jpeg"]), config),
+                        "product_id": ex["product_id"], "category": tf.cast(ex["category_index"], tf.int32)},
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        for b in ds.batch(_BATCH).prefetch(2):
+            ids.append(b["product_id"].numpy())
+            cats.append(b["category"].numpy())
+            yield {"image": b["image"]}
+
+    out = _predict(models.product_tower, batches())
+    return (np.char.decode(np.concatenate(ids).astype(bytes)), np.concatenate(cats).astype(np.int32),
+            out["product_embedding"])
+
+
+def question_distances(queries: dict, products, questions):
+    """(d_pos, d_neg) per question, d* = 2 - q.f_p, in float64."""
+    ids, _, matrix = products
+    pair_row = {int(p): i for i, p in enumerate(queries["pair_ids"])}
+    product_row = {str(p): i for i, p in enumerate(ids)}
+
+    def rows(table, keys, what):
+        try:
+            return np.array([table[k] for k in keys], np.int64)
+        except KeyError as e:
+            raise ValueError(f"question refers to {what} {e.args[0]!r}, which is not in the embedded split") from None
+
+    q = np.asarray(queries["query"], np.float64)[rows(pair_row, [int(x["pair_id"]) for x in questions], "pair")]
+    f = np.asarray(matrix, np.float64)
+    f_pos = f[rows(product_row, [str(x["positive"]) for x in questions], "product")]
+    f_neg = f[rows(product_row, [str(x["negative"]) for x in questions], "product")]
+    return 2.0 - np.sum(q * f_pos, axis=1), 2.0 - np.sum(q * f_neg, axis=1)
+
+
+def validation_auc(models, config, data_dir, split, features=None, full_scene=False) -> float:
+    """AUC on the fixed binary questions of `split` (val or test)."""
+    questions = pipeline.load_questions(data_dir, split)
+    queries = scene_queries(models, config, data_dir, split, features, full_scene)
+    products = product_embeddings(models, config, data_dir, split, features)
+    return metrics.binary_auc(*question_distances(queries, products, questions))
+
+
+def attention_examples(models, config, data_dir, n, features=None):
+    """First n val pairs: (center-view images uint8 [n,S,S,3], attention [n,g,g], category names)."""
+    ds = _scene_image_dataset(config, data_dir, "val", False).take(n).batch(max(1, n))
+    batch = next(iter(ds), None)
+    if batch is None:
+        raise ValueError(f"no val pairs in {data_dir}")
+    images = np.clip(np.round(batch["image"].numpy()), 0, 255).astype(np.uint8)
+    category = batch["category"].numpy()
+    if features is not None:
+        _check_features(features, config, False)
+        s = features.scenes("val")
+        k = len(images)
+        out = _predict(models.scene_head, _feature_batches(
+            {"pool5": s["pool5"][:k], "local": s["local"][:k], "category": s["category"][:k]}, k))
+    else:
+        out = _predict(models.scene_tower, [{"image": batch["image"], "category": batch["category"]}])
+    return images, out["attention"], [config.categories[int(c)] for c in category]
