@@ -1,0 +1,74 @@
+"""Analysis commands on the tiny synthetic fixture with an untrained (seeded) smoke model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctl_keras.analysis import cli
+
+
+@pytest.fixture(scope="module")
+def model_dir(synthetic_data, tmp_path_factory):
+    from ctl_keras.model.ctl import build_ctl
+
+    config, data_dir = synthetic_data
+    directory = tmp_path_factory.mktemp("analysis_model")
+    build_ctl(config).save_heads(str(directory / "best.weights.h5"))
+    (directory / "config.json").write_text(json.dumps(config.to_dict()))
+    (directory / "results.json").write_text(json.dumps({"data_dir": data_dir}))
+    return str(directory)
+
+
+def test_saliency_map_shape_and_finite(synthetic_data, model_dir):
+    from ctl_keras import model_io
+    from ctl_keras.analysis.saliency import SceneSaliency
+
+    config, _ = synthetic_data
+    _, models = model_io.load_trained(model_dir)
+    images = np.random.default_rng(0).uniform(0, 255, (3, config.image_size, config.image_size, 3))
+    positives = np.eye(config.embedding_dim, dtype=np.float32)[:3]
+    maps = SceneSaliency(models.scene_tower, config)(images, np.array([0, 1, 0]), positives)
+    assert maps.shape == (3, config.local_grid, config.local_grid)
+    assert np.all(np.isfinite(maps)) and maps.max() > 0
+
+
+def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
+    result = cli.run_attention(model_dir, str(tmp_path), num_overlays=2, batch_size=8)
+    stored = json.loads((tmp_path / "attention.json").read_text())
+    assert stored["pairs"] == result["pairs"] > 0 and "tf_keras_vis.saliency.Saliency" in stored["saliency_method"]
+    rates = stored["rates"]
+    assert set(rates) == {"attention (ours)", "random (seed 0)", "random (expectation)", "saliency"}
+    for row in rates.values():
+        assert 0.0 <= row["top1"] <= row["top3"] <= 1.0
+    assert "| attention (ours) |" in (tmp_path / "attention.md").read_text()
+    overlays = sorted(os.listdir(tmp_path / "overlays"))
+    assert len(overlays) == 2 and all(name.endswith(".png") for name in overlays)
+
+
+def test_figures_png_is_written_and_not_blank(model_dir, tmp_path):
+    path = cli.run_figures(model_dir, str(tmp_path), num_scenes=2)
+    image = np.asarray(Image.open(path).convert("L"), np.float64)
+    assert image.shape[0] > 100 and image.shape[1] > 300 and image.std() > 10
+
+
+def test_human_kit_from_model(synthetic_data, model_dir, tmp_path):
+    key = cli.run_human_kit(model_dir, str(tmp_path), num_questions=3, methods=["ours", "random"])
+    assert key["num_questions"] == 3 and key["methods"] == ["ours", "random"]
+    assert all(set(q["choices"].values()) <= {"A", "B"} for q in key["questions"])
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("class='q'") == 3 and "://" not in page
+    sheet = tmp_path / "a.csv"
+    sheet.write_text("question_id,answer\n" + "".join(f"{q['question_id']},{q['positive_side']}\n"
+                                                      for q in key["questions"]))
+    result = cli.run_human_score(str(tmp_path), [str(sheet)])
+    assert result["human_majority_vs_dataset"] == 1.0 and (tmp_path / "human_scores.md").exists()
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        cli.run_human_kit(model_dir, str(tmp_path / "x"), num_questions=2, methods=["nope"])
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cli.run_attention(str(tmp_path / "none"), str(tmp_path / "out"))
