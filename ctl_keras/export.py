@@ -1,0 +1,60 @@
+"""Export a trained model for TF Serving: scene tower, product tower and, with a catalog index, the recommender.
+
+  python -m ctl_keras.export --model_dir=runs/synthetic --export_dir=export/demo
+  python -m ctl_keras.export --model_dir=runs/synthetic --export_dir=export/demo \
+      --catalog_index=export/demo/catalog --top_k=10
+
+Each run writes the next integer version of every model; see export/README.md for serving.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
+flags.DEFINE_string("export_dir", None, "Where scene_tower/, product_tower/ (and recommender/) versions go.")
+flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights: imagenet, none or a .h5 path.")
+flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights of model_dir to export.")
+flags.DEFINE_string("catalog_index", None,
+                    "Catalog index (from `python -m ctl_keras.recommend index`) to bundle into recommender/.")
+flags.DEFINE_integer("top_k", 10, "Products the recommender returns per request.", lower_bound=1)
+
+
+def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best", catalog_index=None,
+        top_k=10) -> dict[str, str]:
+    """Load, export, and return {model: version dir}. Raises ValueError/FileNotFoundError on bad input."""
+    from ctl_keras.model_io import load_trained
+    from ctl_keras.serving.exporter import export_models
+
+    index = None
+    if catalog_index:
+        from ctl_keras.retrieval.index import load_index
+
+        index = load_index(catalog_index)
+    config, models = load_trained(model_dir, backbone_weights=backbone_weights, which=which)
+    return export_models(models, config, export_dir, index=index, top_k=top_k)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("model_dir", "export_dir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    try:
+        written = run(FLAGS.model_dir, FLAGS.export_dir, backbone_weights=FLAGS.backbone_weights,
+                      which=FLAGS.which, catalog_index=FLAGS.catalog_index, top_k=FLAGS.top_k)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"export: {err}", file=sys.stderr)
+        sys.exit(1)
+    for name, path in written.items():
+        logging.info("exported %s", path)
+        print(f"{name}: {os.path.abspath(path)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Servable SavedModels (towers, recommender), TF Serving warmup, versions and clients."""

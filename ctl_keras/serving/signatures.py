@@ -1,0 +1,185 @@
+"""tf.Module wrappers that turn the Keras towers into servable SavedModels.
+
+Preprocessing is in the graph and is the training pipeline's own eval view (decode, resize to
+resize_size, center crop image_size), so a client sends raw JPEG/PNG bytes. Categories travel as
+names and are mapped with a lookup table in the graph. Bad input fails with an assertion whose
+message says what is wrong. The Keras models are captured by closures rather than tracked as
+children, so the SavedModel holds only variables, a table and tf.functions: loading it needs
+neither keras nor ctl_keras.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ctl_keras.data.pipeline import decode_image, eval_view
+
+SCENE_OUTPUTS = ("query", "scene_embedding", "attention")
+PRODUCT_OUTPUTS = ("product_embedding",)
+# Padding of the recommender's result slots when a category has fewer than top_k products.
+PAD_D_STAR = 4.0
+
+
+def _bytes_spec():
+    return tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
+def _images_spec(config):
+    return tf.TensorSpec([None, config.image_size, config.image_size, 3], tf.float32, name="images")
+
+
+def _category_spec():
+    return tf.TensorSpec([None], tf.string, name="category")
+
+
+def _assert_nonempty(batch, what: str):
+    return tf.debugging.Assert(tf.size(batch) > 0, [f"empty batch: send at least one {what}"])
+
+
+def preprocess_bytes(image_bytes, config):
+    """[B] JPEG/PNG bytes -> float32 [B, S, S, 3] in 0..255, after checks with clear messages."""
+    head3 = tf.strings.substr(image_bytes, 0, 3)
+    is_image = tf.logical_or(tf.equal(head3, b"\xff\xd8\xff"),
+                             tf.equal(tf.strings.substr(image_bytes, 0, 4), b"\x89PNG"))
+    checks = [
+        _assert_nonempty(image_bytes, "image"),
+        tf.debugging.Assert(tf.reduce_all(is_image),
+                            ["image_bytes are not a JPEG or PNG image at batch positions:",
+                             tf.reshape(tf.where(tf.logical_not(is_image)), [-1])]),
+    ]
+    with tf.control_dependencies(checks):
+        image_bytes = tf.identity(image_bytes)
+    size = config.image_size
+    return tf.map_fn(lambda b: eval_view(decode_image(b), config), image_bytes,
+                     fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def _category_table(categories):
+    init = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(categories), tf.string), tf.range(len(categories), dtype=tf.int32))
+    return tf.lookup.StaticHashTable(init, default_value=-1)
+
+
+def _category_ids(table, category, batch, categories):
+    """Names -> int32 ids; asserts every name is known and that there is one name per image."""
+    ids = table.lookup(category)
+    checks = [
+        tf.debugging.Assert(tf.reduce_all(ids >= 0),
+                            ["unknown category name(s):", tf.boolean_mask(category, ids < 0),
+                             f"valid names: {', '.join(categories)}"]),
+        tf.debugging.Assert(tf.equal(tf.shape(category)[0], tf.shape(batch)[0]),
+                            ["need one category per image; got", tf.shape(category)[0],
+                             "categories for", tf.shape(batch)[0], "images"]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
+
+
+def _track(module, keras_models):
+    """Track the models' variables (deduplicated) so tf.saved_model.save writes them."""
+    seen, variables = set(), []
+    for model in keras_models:
+        for v in model.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                variables.append(v)
+    module.model_variables = variables
+
+
+def scene_tower_module(scene_tower, config):
+    """Module with `serving_default(image_bytes, category)` and `predict_images(images, category)`."""
+    module = tf.Module(name="scene_tower")
+    _track(module, [scene_tower])
+    module.category_table = _category_table(config.categories)
+
+    def run(images, category):
+        ids = _category_ids(module.category_table, category, images, config.categories)
+        out = scene_tower({"image": images, "category": ids}, training=False)
+        return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
+
+    @tf.function(input_signature=[_bytes_spec(), _category_spec()])
+    def serving_default(image_bytes, category):
+        return run(preprocess_bytes(image_bytes, config), category)
+
+    @tf.function(input_signature=[_images_spec(config), _category_spec()])
+    def predict_images(images, category):
+        with tf.control_dependencies([_assert_nonempty(images, "image")]):
+            return run(tf.identity(images), category)
+
+    module.serving_default, module.predict_images = serving_default, predict_images
+    return module
+
+
+def product_tower_module(product_tower, config):
+    """Module with `serving_default(image_bytes)` and `predict_images(images)` -> product_embedding."""
+    module = tf.Module(name="product_tower")
+    _track(module, [product_tower])
+
+    def run(images):
+        out = product_tower({"image": images}, training=False)
+        return {"product_embedding": tf.identity(out["product_embedding"], name="product_embedding")}
+
+    @tf.function(input_signature=[_bytes_spec()])
+    def serving_default(image_bytes):
+        return run(preprocess_bytes(image_bytes, config))
+
+    @tf.function(input_signature=[_images_spec(config)])
+    def predict_images(images):
+        with tf.control_dependencies([_assert_nonempty(images, "image")]):
+            return run(tf.identity(images))
+
+    module.serving_default, module.predict_images = serving_default, predict_images
+    return module
+
+
+def recommender_module(scene_tower, config, index, top_k: int):
+    """Scene tower + the catalog: (image bytes, category) -> top-K product_ids and d_star per image.
+
+    Exact search: q·f_p over the whole catalog with other categories masked to -inf, then top_k
+    (ties by catalog row, like ctl_keras.retrieval.search). Slots beyond a category's size hold
+    product_id "" and d_star PAD_D_STAR; `num_results` says how many are real.
+    """
+    if list(index.categories) != list(config.categories):
+        raise ValueError("the catalog index and the model have different category lists")
+    module = tf.Module(name="recommender")
+    _track(module, [scene_tower])
+    module.category_table = _category_table(config.categories)
+    # Variables, not constants: a large catalog would overflow the 2 GB graph proto.
+    module.catalog_embeddings = tf.Variable(index.embeddings, trainable=False, name="catalog_embeddings")
+    module.catalog_categories = tf.Variable(index.category_ids, trainable=False, name="catalog_categories")
+    module.catalog_ids = tf.Variable(np.asarray(index.product_ids, dtype=object).astype(bytes),
+                                     trainable=False, dtype=tf.string, name="catalog_ids")
+    k = int(min(top_k, len(index)))
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1 and the catalog non-empty (top_k={top_k}, {len(index)} products)")
+
+    def run(images, category):
+        ids = _category_ids(module.category_table, category, images, config.categories)
+        query = scene_tower({"image": images, "category": ids}, training=False)["query"]
+        scores = tf.linalg.matmul(query, module.catalog_embeddings, transpose_b=True)
+        in_category = tf.equal(module.catalog_categories[tf.newaxis, :], ids[:, tf.newaxis])
+        scores = tf.where(in_category, scores, tf.constant(-np.inf, tf.float32))
+        top, rows = tf.math.top_k(scores, k=k)
+        valid = tf.math.is_finite(top)
+        return {
+            "product_ids": tf.where(valid, tf.gather(module.catalog_ids, rows), b""),
+            "d_star": tf.where(valid, 2.0 - top, PAD_D_STAR),
+            "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
+        }
+
+    @tf.function(input_signature=[_bytes_spec(), _category_spec()])
+    def serving_default(image_bytes, category):
+        return run(preprocess_bytes(image_bytes, config), category)
+
+    @tf.function(input_signature=[_images_spec(config), _category_spec()])
+    def predict_images(images, category):
+        with tf.control_dependencies([_assert_nonempty(images, "image")]):
+            return run(tf.identity(images), category)
+
+    module.serving_default, module.predict_images = serving_default, predict_images
+    return module
+
+
+def signatures(module) -> dict:
+    return {"serving_default": module.serving_default, "predict_images": module.predict_images}
