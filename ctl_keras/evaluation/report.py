@@ -83,7 +83,8 @@ def plot_topk(results: dict, titles: dict, scenes: list[str], path: str) -> None
         ax.set_ylabel("Top-K accuracy")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.lines:
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}.png"

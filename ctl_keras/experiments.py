@@ -1,0 +1,237 @@
+"""One command for the paper's experiments (§5): train + evaluate every method on cropped and full scenes.
+
+    python -m ctl_keras.experiments --dataset=synthetic --out=runs/experiments [--methods=hybrid,ibr]
+                                    [--scenes=cropped,full] [--smoke]
+
+Methods: ours (hybrid, global, local, local_uniform — trained by ctl_keras.training on the frozen-
+feature cache) and the baselines of ctl_keras.baselines (random, popularity, imagenet, ibr, siamese,
+bpr_dae). All share the data, the frozen backbone (one feature cache per scene mode) and the test
+questions. Writes into --out:
+    <scenes>/<method>/eval.json   one method's numbers (a method with this file is skipped on re-run)
+    <scenes>/<method>/model/      our models' model_dirs
+    results.json                  every number, timings included
+    table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per scene mode
+    topk.png                      Top-K curves (Figure 5 analog)
+Top-K ranks ALL products of the asked category in the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+OURS = ("hybrid", "global", "local", "local_uniform")
+OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
+              "local_uniform": "Ours (local, uniform attention)"}
+SCENES = ("cropped", "full")
+
+
+def all_methods() -> tuple[str, ...]:
+    from ctl_keras.baselines.registry import BASELINES
+
+    return (*BASELINES, *OURS)
+
+
+def check_methods(methods, scenes) -> None:
+    valid = all_methods()
+    unknown = [m for m in methods if m not in valid]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; valid names: {', '.join(valid)}")
+    bad = [s for s in scenes if s not in SCENES]
+    if bad:
+        raise ValueError(f"unknown scene mode {bad[0]!r}; valid: {', '.join(SCENES)}")
+    if not methods or not scenes:
+        raise ValueError("nothing to run: --methods and --scenes must name at least one each")
+
+
+def ensure_dataset(config, data_dir: str, smoke: bool) -> None:
+    """Build the synthetic dataset when missing (in a child: build_dataset defines its own flags)."""
+    if os.path.exists(os.path.join(data_dir, "manifest.json")) or config.dataset != "synthetic":
+        return
+    command = [sys.executable, "-m", "ctl_keras.build_dataset", "--dataset=synthetic", f"--out={data_dir}",
+               f"--seed={config.seed}"] + (["--smoke"] if smoke else [])
+    logging.info("no built dataset in %s; running %s", data_dir, " ".join(command[1:]))
+    if subprocess.run(command).returncode != 0:
+        raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
+
+
+@contextlib.contextmanager
+def _full_scene_attention_workaround():
+    """training.loop logs attention examples via embed.attention_examples, which checks the feature
+    cache for cropped scenes and so fails under --feature_cache --full_scene. Until that is fixed
+    there, give it the image path (features=None) for a full-scene cache: it only feeds TensorBoard."""
+    from ctl_keras import embed
+
+    original = embed.attention_examples
+
+    def patched(models, config, data_dir, n, features=None):
+        if features is not None and features.full_scene:
+            features = None
+        return original(models, config, data_dir, n, features=features)
+
+    embed.attention_examples = patched
+    try:
+        yield
+    finally:
+        embed.attention_examples = original
+
+
+class Runner:
+    """Runs methods one at a time, sharing a feature cache per scene mode; writes reports after each."""
+
+    def __init__(self, config, data_dir, out, cache_root=None, baseline_epochs=None, siamese_epochs=None):
+        self.config, self.data_dir, self.out = config, data_dir, out
+        self.cache_root = cache_root
+        self.baseline_epochs, self.siamese_epochs = baseline_epochs, siamese_epochs
+        self._backbone = None
+        self._caches: dict = {}
+
+    def cache_dir(self, full_scene: bool) -> str:
+        from ctl_keras.training.loop import default_cache_dir
+
+        path = default_cache_dir(self.config, types.SimpleNamespace(data_dir=self.data_dir, full_scene=full_scene))
+        return os.path.join(self.cache_root, os.path.basename(path)) if self.cache_root else path
+
+    def backbone(self):
+        from ctl_keras.baselines.siamese import build_shared_backbone
+
+        if self._backbone is None:
+            self._backbone = build_shared_backbone(self.config)
+        return self._backbone
+
+    def cache(self, full_scene: bool):
+        from ctl_keras.features import FeatureCache
+
+        if full_scene not in self._caches:
+            self._caches[full_scene] = FeatureCache.build_or_load(
+                self.config, self.data_dir, self.cache_dir(full_scene), self.backbone(), full_scene=full_scene)
+        return self._caches[full_scene]
+
+    def run_ours(self, variant: str, full_scene: bool, path: str) -> dict:
+        from ctl_keras import evaluate
+        from ctl_keras.training import loop
+
+        model_dir = os.path.join(os.path.dirname(path), "model")
+        cache_dir = self.cache_dir(full_scene)
+        self.cache(full_scene)  # built once, with the shared backbone
+        options = loop.RunOptions(data_dir=self.data_dir, model_dir=model_dir, feature_cache=True,
+                                  full_scene=full_scene, cache_dir=cache_dir)
+        with _full_scene_attention_workaround():
+            trained = loop.train(self.config.replace(variant=variant), options)
+        result = evaluate.evaluate_model(model_dir, self.data_dir, full_scene=full_scene, feature_cache=True,
+                                         cache_dir=cache_dir, out=os.path.join(model_dir, evaluate.EVAL_FILE))
+        result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
+        return result
+
+    def run_baseline(self, name: str, full_scene: bool) -> dict:
+        from ctl_keras.baselines import registry, split_features
+        from ctl_keras.data import pipeline
+
+        cache = self.cache(full_scene)
+        kwargs = {"epochs": self.siamese_epochs if name == "siamese" else self.baseline_epochs}
+        if name == "siamese":
+            kwargs["backbone"] = self.backbone()
+        method = registry.create(name, self.config, **kwargs)
+        fit = method.fit(split_features(cache, "train", self.data_dir), split_features(cache, "val", self.data_dir))
+        result = method.score(split_features(cache, "test", self.data_dir), pipeline.load_questions(self.data_dir, "test"))
+        result["fit"] = fit
+        return result
+
+    def run_one(self, method: str, scene: str) -> dict:
+        from ctl_keras.evaluation.report import CANDIDATES_NOTE, write_json_atomic
+
+        path = os.path.join(self.out, scene, method, "eval.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                logging.info("%s/%s: already done (%s), skipping", scene, method, path)
+                return json.load(f)
+        start = time.time()
+        full = scene == "full"
+        result = self.run_ours(method, full, path) if method in OURS else self.run_baseline(method, full)
+        result.update({"method": method, "scenes": scene, "seconds": round(time.time() - start, 1),
+                       "candidate_set": CANDIDATES_NOTE})
+        write_json_atomic(path, result)
+        return result
+
+
+def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
+                    baseline_epochs=None, siamese_epochs=None, cache_root=None) -> dict:
+    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png."""
+    from ctl_keras import config as config_lib
+    from ctl_keras import evaluate
+    from ctl_keras.baselines.registry import TITLES
+    from ctl_keras.evaluation.report import markdown_table, plot_topk, write_json_atomic
+
+    methods, scenes = list(methods), list(scenes)
+    check_methods(methods, scenes)
+    overrides = {"epochs": epochs} if epochs else {}
+    config = config_lib.get_config(dataset, smoke=smoke, **overrides)
+    data_dir = data_dir or os.path.join("tf_records", dataset)
+    ensure_dataset(config, data_dir, smoke)
+    evaluate.check_split_nonempty(data_dir, "test")
+    runner = Runner(config, data_dir, out, cache_root, baseline_epochs, siamese_epochs)
+    titles = {**TITLES, **OUR_TITLES}
+    results: dict = {s: {} for s in scenes}
+    total, start = len(methods) * len(scenes), time.time()
+    for i, (scene, method) in enumerate([(s, m) for s in scenes for m in methods], 1):
+        logging.info("[%d/%d] %s scenes: %s", i, total, scene, method)
+        r = results[scene][method] = runner.run_one(method, scene)
+        top10 = r["topk"][min(10, r["k_max"]) - 1]
+        print(f"[{i}/{total}] {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
+              f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)", flush=True)
+        summary = {"dataset": dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
+                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "results": results,
+                   "wall_seconds_this_run": round(time.time() - start, 1)}
+        write_json_atomic(os.path.join(out, "results.json"), summary)
+        table = markdown_table(results, titles, scenes)
+        tmp = os.path.join(out, f".table.md.tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(table)
+        os.replace(tmp, os.path.join(out, "table.md"))
+        plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
+    return summary
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.out:
+        raise app.UsageError("--out is required")
+    try:
+        run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
+                        smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
+                        siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"experiments: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(open(os.path.join(FLAGS.out, "table.md")).read())
+    print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
+
+
+def define_flags() -> None:
+    """Flags exist only when run as a script (build_dataset and train define --dataset/--out too)."""
+    from ctl_keras.config import DATASETS
+
+    flags.DEFINE_enum("dataset", "synthetic", list(DATASETS), "Dataset name.")
+    flags.DEFINE_string("data_dir", None, "Built dataset (default: tf_records/<dataset>; synthetic is built if missing).")
+    flags.DEFINE_string("out", None, "Output directory for every method's results, table.md, topk.png, results.json.")
+    flags.DEFINE_list("methods", list(all_methods()), "Methods to run (baselines and our variants).")
+    flags.DEFINE_list("scenes", list(SCENES), "Scene modes: cropped (CTL crop), full (uncropped scene).")
+    flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
+    flags.DEFINE_integer("epochs", None, "Epochs of our models and the trained baselines (default: the config's).")
+    flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's).")
+    flags.DEFINE_integer("siamese_epochs", None, "Epochs of the Siamese conv5 fine-tuning (default: min(epochs, 5)).")
+    flags.DEFINE_string("cache_root", None, "Where the feature caches go (default: <data_dir>/feature_cache).")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,69 @@
+"""experiments: a --smoke run with 2 methods writes table/PNG/JSON, re-runs skip, bad names fail clearly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ctl_keras import experiments
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.fixture(scope="module")
+def run(synthetic_data, tmp_path_factory):
+    _, data_dir = synthetic_data
+    root = tmp_path_factory.mktemp("experiments")
+    out = root / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctl_keras.experiments", "--smoke", f"--data_dir={data_dir}", f"--out={out}",
+         f"--cache_root={root / 'caches'}", "--methods=hybrid,imagenet", "--scenes=cropped,full"],
+        capture_output=True, text=True, env=ENV, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return data_dir, root, out, proc.stdout
+
+
+def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
+    config, _ = synthetic_data
+    _, _, out, stdout = run
+    table = (out / "table.md").read_text()
+    lines = table.splitlines()
+    assert lines[0].startswith("| Method | AUC (cropped) | AUC (full) | Top-1 (cropped)")
+    assert any(line.startswith("| Ours (hybrid) |") for line in lines)
+    assert any(line.startswith("| ImageNet Features |") for line in lines)
+    assert "ALL products of the asked category" in table
+    assert (out / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((out / "results.json").read_text())
+    for scene in ("cropped", "full"):
+        for method in ("hybrid", "imagenet"):
+            r = results["results"][scene][method]
+            assert 0.0 <= r["auc"] <= 1.0 and len(r["topk"]) == config.topk_max
+            assert (out / scene / method / "eval.json").exists()
+    assert (out / "cropped" / "hybrid" / "model" / "best.weights.h5").exists()
+    assert "[4/4]" in stdout
+
+
+def test_rerun_skips_finished_methods(run):
+    """Every eval.json exists, so an in-process re-run trains nothing and rewrites no eval.json."""
+    data_dir, root, out, _ = run
+    path = out / "cropped" / "hybrid" / "eval.json"
+    before = path.stat().st_mtime_ns
+    summary = experiments.run_experiments("synthetic", str(out), ["hybrid", "imagenet"], ["cropped", "full"],
+                                          data_dir=data_dir, smoke=True, cache_root=str(root / "caches"))
+    assert path.stat().st_mtime_ns == before
+    assert set(summary["results"]["full"]) == {"hybrid", "imagenet"}
+
+
+def test_unknown_method_is_a_one_line_error(synthetic_data, tmp_path):
+    _, data_dir = synthetic_data
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid names: random, popularity"):
+        experiments.run_experiments("synthetic", str(tmp_path), ["hybrid", "nope"], ["cropped"], data_dir=data_dir)
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.experiments", f"--out={tmp_path}", "--methods=nope"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "experiments: error: unknown method 'nope'; valid names: " + ", ".join(experiments.all_methods())]
+    with pytest.raises(ValueError, match="unknown scene mode 'zoom'"):
+        experiments.check_methods(["hybrid"], ["zoom"])
