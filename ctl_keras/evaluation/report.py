@@ -8,7 +8,7 @@ from typing import Any
 
 CANDIDATES_NOTE = ("Top-K ranks, for each test pair, ALL products of the asked category in the test split "
                    "(the positive included); ties count against the method.")
-TABLE_KS = (1, 10, 50)
+TABLE_KS = (1, 5, 10)
 
 
 def write_json_atomic(path: str, value: Any) -> None:
@@ -62,7 +62,15 @@ def markdown_table(results: dict, titles: dict, scenes: list[str]) -> str:
         cells += [_fmt(results.get(s, {}).get(m, {}).get("auc")) for s in scenes]
         cells += [_fmt(_topk(results.get(s, {}).get(m, {}), k)) for k in ks for s in scenes]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + CANDIDATES_NOTE + "\n"
+    sizes = []
+    for s in scenes:
+        r = next(iter(results.get(s, {}).values()), None)
+        if r:
+            per = r["per_category"].values()
+            mean = sum(c["num_candidates"] * c["num_queries"] for c in per) / max(1, r["num_queries"])
+            sizes.append(f"{mean:.1f} ({s}, {r['num_queries']} queries, {r['num_questions']} questions)")
+    note = CANDIDATES_NOTE + (" Candidates per query on average: " + "; ".join(sizes) + "." if sizes else "")
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def plot_topk(results: dict, titles: dict, scenes: list[str], path: str) -> None:
