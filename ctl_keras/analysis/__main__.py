@@ -41,6 +41,12 @@ def _need(*names):
 
 
 def _run(command: str) -> None:
+    if command == "human-score":  # pure Python: no TF import
+        from ctl_keras.analysis import human_eval
+
+        _need("kit", "sheets")
+        print(human_eval.markdown(human_eval.score_kit(FLAGS.kit, FLAGS.sheets, FLAGS.out)), end="")
+        return
     from ctl_keras.analysis import cli  # TF loads only after flags parsed
 
     common = dict(data_dir=FLAGS.data_dir, backbone_weights=FLAGS.backbone_weights)
@@ -58,11 +64,6 @@ def _run(command: str) -> None:
                                 methods=FLAGS.methods, seed=FLAGS.seed, **common)
         print(f"{key['num_questions']} questions, methods {', '.join(key['methods'])}: open "
               f"{os.path.join(FLAGS.out, 'index.html')}; keep key.json hidden from annotators")
-    else:
-        _need("kit", "sheets")
-        from ctl_keras.analysis import human_eval
-
-        print(human_eval.markdown(cli.run_human_score(FLAGS.kit, FLAGS.sheets, FLAGS.out)), end="")
 
 
 def main(argv):

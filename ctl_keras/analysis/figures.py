@@ -26,6 +26,7 @@ def save_figure(fig, path: str) -> str:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp made it 0600
         os.replace(tmp, path)
     finally:
         plt.close(fig)

@@ -24,6 +24,13 @@ KEY_FILE, SHEET_FILE, PAGE_FILE = "key.json", "answers.csv", "index.html"
 SIDES = ("A", "B")
 
 
+def readable(path: str) -> None:
+    """mkstemp creates 0600 files; give outputs the usual umask-based mode instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_atomic(path: str, text: str) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -31,6 +38,7 @@ def write_atomic(path: str, text: str) -> str:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+        readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -213,3 +221,19 @@ def markdown(result: dict) -> str:
     for name, r in result["methods"].items():
         lines.append(f"| {name} | {pct(r['vs_dataset'])} | {pct(r['vs_human'])} | {pct(r['on_agreed'])} |")
     return "\n".join(lines) + "\n"
+
+
+def score_kit(kit_dir: str, sheets: list[str], out: str | None = None) -> dict:
+    """Score filled sheets against the kit's key; writes <out or kit_dir>/human_scores.{json,md}."""
+    key = read_key(kit_dir)
+    qids = [q["question_id"] for q in key["questions"]]
+    if not sheets:
+        raise ValueError("no answer sheets given (--sheets=a.csv,b.csv)")
+    names = [os.path.basename(s) for s in sheets]
+    if len(set(names)) != len(names):
+        raise ValueError("two answer sheets share a file name: " + ", ".join(sheets))
+    result = score(key, {name: read_sheet(s, qids) for name, s in zip(names, sheets)})
+    out = out or kit_dir
+    write_atomic(os.path.join(out, "human_scores.json"), json.dumps(result, indent=1) + "\n")
+    write_atomic(os.path.join(out, "human_scores.md"), markdown(result))
+    return result

@@ -94,3 +94,23 @@ def test_malformed_and_missing_rows_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"blank.csv: malformed rows 2 \(answer"):
         he.read_sheet(blank, [1, 2])
     assert he.read_sheet(_sheet(tmp_path / "ok.csv", [(2, "b"), (1, " a ")]), [1, 2]) == {1: "A", 2: "B"}
+
+
+def test_human_score_cli_one_line_errors_and_table(tmp_path):
+    """The CLI prints the Markdown table for good sheets and one stderr line naming bad rows."""
+    import subprocess
+    import sys
+
+    he.write_kit(str(tmp_path), _items(2), {"ours": ["A", "A"]}, seed=0)  # positives: A, B
+    good = _sheet(tmp_path / "good.csv", [(10, "A"), (11, "B")])
+    bad = _sheet(tmp_path / "bad.csv", [(10, "A"), (11, "x")])
+    run = lambda sheets: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "ctl_keras.analysis", "human-score", f"--kit={tmp_path}", f"--sheets={sheets}"],
+        capture_output=True, text=True, timeout=120)
+    ok = run(good)
+    assert ok.returncode == 0, ok.stderr
+    assert "| ours | 50.0% | 50.0% | 50.0% |" in ok.stdout  # ours picks A twice; truth A, B
+    failed = run(bad)
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert failed.returncode == 1 and len(lines) == 1
+    assert "bad.csv" in lines[0] and "malformed rows 3" in lines[0] and "Traceback" not in failed.stderr
