@@ -72,3 +72,24 @@ def test_human_kit_from_model(synthetic_data, model_dir, tmp_path):
 def test_missing_model_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cli.run_attention(str(tmp_path / "none"), str(tmp_path / "out"))
+
+
+def test_view_boxes_match_the_pipeline_eval_view(synthetic_data):
+    """A white box drawn in a non-square 40x80 scene lands, after pipeline.eval_view (stretch to 72,
+    center 64 crop), inside the cells view_boxes + relevant_cells predict."""
+    from ctl_keras.analysis import attention_hits as ah
+    from ctl_keras.data import pipeline
+
+    config, _ = synthetic_data
+    box = [0.5, 0.0, 1.0, 0.5]  # right half, top half of the cropped scene
+    scene = np.zeros((40, 80, 3), np.float32)
+    scene[:20, 40:] = 255.0
+    view = np.asarray(pipeline.eval_view(scene, config))[..., 0]
+    mapped = ah.view_boxes([box], config.image_size, config.resize_size)[0]
+    s = config.image_size
+    left, bottom = int(round(mapped[0] * s)), int(round(mapped[3] * s))
+    assert view[: bottom - 1, left + 1:].min() > 200 and view[bottom + 1:, :].max() < 50
+    assert view[:, : left - 1].max() < 50
+    expected = np.zeros((config.local_grid,) * 2, bool)
+    expected[:2, 2:] = True  # 4x4 grid: top-right 2x2 block
+    np.testing.assert_array_equal(ah.relevant_cells([mapped], config.local_grid), expected)
