@@ -154,3 +154,36 @@ def test_interrupted_build_leaves_no_cache(synthetic_data, backbone, tmp_path, m
     assert os.listdir(tmp_path) == []
     with pytest.raises(FileNotFoundError, match="not a feature cache"):
         FeatureCache(target)
+
+
+def _fake_cache(product_category, positive_row, num_views=3):
+    """A FeatureCache over hand-made index arrays (no files): enough for epoch_plan."""
+    cache = FeatureCache.__new__(FeatureCache)
+    cache.cache_dir, cache.num_views = "fake", num_views
+    product_category = np.array(product_category, np.int32)
+    positive_row = np.array(positive_row, np.int64)
+    cache._splits = {"train": {"product_category": product_category, "positive_row": positive_row,
+                               "scene_category": product_category[positive_row],
+                               "pair_ids": np.arange(len(positive_row))}}
+    return cache
+
+
+def test_epoch_plan_hand_made_catalog():
+    """Products 0,1 are category 0, product 2 is alone in category 1, 3..5 are category 2.
+
+    Pairs with positive 0 must get negative 1 (the only other product of category 0), positive 1 gets 0;
+    the pair whose positive is product 2 is skipped (no possible negative); category-2 negatives are
+    the two other products of 3..5.
+    """
+    cache = _fake_cache([0, 0, 1, 2, 2, 2], [0, 1, 2, 3, 4, 5, 0])
+    for epoch in range(10):
+        plan = cache.epoch_plan(seed=4, epoch=epoch)
+        assert sorted(plan["scene_row"]) == [0, 1, 3, 4, 5, 6]  # pair 2 skipped
+        for pos, neg in zip(plan["positive_row"], plan["negative_row"]):
+            if pos in (0, 1):
+                assert neg == 1 - pos
+            else:
+                assert neg in {3, 4, 5} - {pos}
+        assert all(0 <= v < 3 for k in ("scene_view", "positive_view", "negative_view") for v in plan[k])
+    with pytest.raises(ValueError, match="two or more products"):
+        _fake_cache([0, 1], [0, 1]).epoch_plan(0, 0)

@@ -97,21 +97,29 @@ class FeatureCache:
         """Row/view choices of one epoch, deterministic per (seed, epoch).
 
         Pairs are shuffled; each image gets a uniformly random cached view; the negative is a uniformly
-        random *other* train product of the positive's category.
+        random *other* train product of the positive's category (pairs of a category with fewer than
+        two train products are skipped, as in the image pipeline).
         """
         s = self.split("train")
         rng = np.random.default_rng([int(seed), int(epoch), 7])
-        n = len(s["pair_ids"])
-        order = rng.permutation(n)
+        counts = np.bincount(s["product_category"], minlength=int(s["scene_category"].max()) + 1)
+        # As in the image pipeline: a category with < 2 train products cannot give a negative.
+        usable = counts[s["scene_category"]] >= 2
+        if not usable.any():
+            raise ValueError(f"no train category of {self.cache_dir} has two or more products")
+        if not usable.all() and not getattr(self, "_warned", False):
+            logging.warning("feature cache: %d train pairs skipped: their category has fewer than two "
+                            "train products, so no negative can be drawn", int((~usable).sum()))
+            self._warned = True
+        order = rng.permutation(len(usable))
+        order = order[usable[order]]
+        n = len(order)
         views = rng.integers(self.num_views, size=(3, n))
         pos = s["positive_row"][order]
         cat = s["scene_category"][order]
         neg = np.empty(n, np.int64)
         for c in np.unique(cat):
             members = np.flatnonzero(s["product_category"] == c)
-            if len(members) < 2:
-                raise ValueError(f"category index {c} has {len(members)} train product(s); "
-                                 "a negative needs at least 2")
             sel = np.flatnonzero(cat == c)
             slot = np.searchsorted(members, pos[sel])  # members is sorted
             if np.any(members[np.minimum(slot, len(members) - 1)] != pos[sel]):
