@@ -15,13 +15,17 @@ import sys
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
-flags.DEFINE_string("export_dir", None, "Where scene_tower/, product_tower/ (and recommender/) versions go.")
-flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights: imagenet, none or a .h5 path.")
-flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights of model_dir to export.")
-flags.DEFINE_string("catalog_index", None,
-                    "Catalog index (from `python -m ctl_keras.recommend index`) to bundle into recommender/.")
-flags.DEFINE_integer("top_k", 10, "Products the recommender returns per request.", lower_bound=1)
+
+
+def define_flags() -> None:
+    """Defined on demand, not at import, so other modules can import run() without flag clashes."""
+    flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
+    flags.DEFINE_string("export_dir", None, "Where scene_tower/, product_tower/ (and recommender/) versions go.")
+    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights: imagenet, none or a .h5 path.")
+    flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights of model_dir to export.")
+    flags.DEFINE_string("catalog_index", None,
+                        "Catalog index (from `python -m ctl_keras.recommend index`) to bundle into recommender/.")
+    flags.DEFINE_integer("top_k", 10, "Products the recommender returns per request.", lower_bound=1)
 
 
 def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best", catalog_index=None,
@@ -57,4 +61,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

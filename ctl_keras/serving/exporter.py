@@ -24,14 +24,20 @@ META_NAME = "ctl_export.json"
 
 
 def model_fingerprint(models) -> str:
-    """sha256 over every weight of both towers (name + bytes): equal iff the towers compute the same."""
-    digest, seen = hashlib.sha256(), {}
+    """sha256 over every weight of both towers: equal iff the towers compute the same function.
+
+    Variables are taken in model order, not by name: Keras numbers auto-named layers per process.
+    Dropout seed-generator states are skipped; they never affect inference.
+    """
+    digest, seen = hashlib.sha256(), set()
     for model in (models.scene_tower, models.product_tower):
         for v in model.variables:
-            seen.setdefault(v.path, v)
-    for path in sorted(seen):
-        digest.update(path.encode())
-        digest.update(seen[path].numpy().tobytes())
+            if id(v) in seen or "seed_generator" in v.path:
+                continue
+            seen.add(id(v))
+            value = v.numpy()
+            digest.update(f"{value.dtype}{value.shape}".encode())
+            digest.update(value.tobytes())
     return digest.hexdigest()
 
 

@@ -1,0 +1,142 @@
+"""recommend index/query and the recommender SavedModel on the smoke synthetic catalog, with the
+parity check of DESIGN §3: index ranking == ranking by the training graph's d*."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctl_keras import export, recommend
+from ctl_keras.data.pipeline import decode_image, eval_view, raw_pairs, raw_products
+from ctl_keras.model.ctl import build_ctl
+from ctl_keras.retrieval.index import CatalogIndex, load_index, save_index
+from ctl_keras.retrieval.search import Searcher
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ctl_keras.recommend", *args], capture_output=True, text=True, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_data, tmp_path_factory):
+    """model_dir of an untrained smoke model -> export v1 -> CLI index of the test split's products."""
+    config, data_dir = synthetic_data
+    tmp = tmp_path_factory.mktemp("recommend")
+    model_dir, export_dir = tmp / "model", str(tmp / "export")
+    model_dir.mkdir()
+    models = build_ctl(config)
+    models.save_heads(str(model_dir / "best.weights.h5"))
+    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    export.run(str(model_dir), export_dir)
+    proc = _cli("index", f"--export_dir={export_dir}", f"--products={data_dir}:test", f"--index={tmp / 'catalog'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pairs = {}
+    for p in raw_pairs(data_dir, "test"):
+        key = (p["scene_id"].numpy().decode(), p["category"].numpy().decode())
+        pairs.setdefault(key, p["scene_jpeg"].numpy())
+    scene_path = tmp / "scene.jpg"
+    first = next(iter(pairs))
+    scene_path.write_bytes(pairs[first])
+    return config, data_dir, models, str(model_dir), export_dir, str(tmp / "catalog"), pairs, str(scene_path), first[1]
+
+
+def test_index_holds_every_test_product_once(setup):
+    config, data_dir, *_, index_path, _, _, _ = setup
+    index = load_index(index_path)
+    products = {p["product_id"].numpy().decode(): p["category"].numpy().decode()
+                for p in raw_products(data_dir, "test")}
+    assert sorted(index.product_ids) == sorted(products)
+    assert all(index.categories[c] == products[p] for p, c in zip(index.product_ids, index.category_ids))
+    assert index.meta["tower_version"] == 1 and index.embedding_dim == config.embedding_dim
+    np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_index_ranking_equals_training_graph_d_star(setup):
+    """For every (test scene, category): ids ranked by the served q·f_p == ids ranked by triplet_model's
+    d*(s, p) over all products of that category, and d* = 2 - q·f_p within 1e-5."""
+    config, data_dir, models, _, export_dir, index_path, pairs, *_ = setup
+    index = load_index(index_path)
+    tower = tf.saved_model.load(os.path.join(export_dir, "scene_tower", "1")).signatures["serving_default"]
+    triplet = models.triplet_model(from_features=False)
+    images = {}
+    for p in raw_products(data_dir, "test"):
+        images[p["product_id"].numpy().decode()] = eval_view(decode_image(p["product_jpeg"]), config).numpy()
+    searcher = Searcher(index)
+    for (scene_id, category), jpeg in pairs.items():
+        q = tower(image_bytes=tf.constant([jpeg]), category=tf.constant([category]))["query"].numpy()
+        members = index.product_ids[index.category_ids == index.category_id(category)]
+        ids, d_star = searcher.search(q, category, len(members))
+        scene = eval_view(decode_image(jpeg), config).numpy()
+        batch = np.stack([images[m] for m in members])
+        d = triplet({"scene": np.repeat(scene[None], len(members), 0), "positive": batch, "negative": batch,
+                     "category": np.full(len(members), config.categories.index(category), np.int32)})["d_pos"]
+        d = np.asarray(d)
+        expected = members[np.argsort(d, kind="stable")]
+        assert list(ids[0]) == list(expected), (scene_id, category)
+        np.testing.assert_allclose(d_star[0], np.sort(d), atol=1e-5)
+
+
+def test_query_json_prints_only_a_sorted_list(setup):
+    *_, index_path, _, scene, category = setup
+    proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--k=3", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)  # the whole of stdout is the JSON list
+    assert [sorted(r) for r in results] == [["d_star", "product_id"]] * len(results)
+    assert 1 <= len(results) <= 3
+    assert [r["d_star"] for r in results] == sorted(r["d_star"] for r in results)
+    assert results == recommend.run_query(index_path, scene, category, 3)
+
+
+def test_backends_give_the_same_answer(setup):
+    *_, index_path, _, scene, category = setup
+    answers = [recommend.run_query(index_path, scene, category, 5, backend=b) for b in ("numpy", "tf", "faiss")]
+    assert [r["product_id"] for r in answers[1]] == [r["product_id"] for r in answers[0]]
+    assert [r["product_id"] for r in answers[2]] == [r["product_id"] for r in answers[0]]
+
+
+def test_unknown_category_is_a_one_line_error(setup):
+    config, *_, index_path, _, scene, _ = setup
+    proc = _cli("query", f"--index={index_path}", f"--scene={scene}", "--category=dresses", "--json")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"recommend query: unknown category 'dresses'; valid: {', '.join(config.categories)}")
+
+
+def test_index_of_another_size_is_refused(setup, tmp_path):
+    """An index with 8-d embeddings against the 16-d smoke tower: refused before searching."""
+    *_, index_path, _, scene, category = setup
+    good = load_index(index_path)
+    bad = CatalogIndex(good.product_ids, good.category_ids, np.ones((len(good), 8), np.float32) / np.sqrt(8),
+                       good.categories, {k: v for k, v in good.meta.items() if k != "npz_sha256"})
+    save_index(bad, tmp_path / "bad")
+    with pytest.raises(ValueError, match="embedding size 8 vs 16"):
+        recommend.run_query(str(tmp_path / "bad"), scene, category, 3)
+
+
+def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
+    """export --catalog_index bundles the index: recommender/2 top-3 == index top-3 for every scene;
+    the v1 index against scene tower v2 is refused (tower version 1 vs 2)."""
+    config, _, _, model_dir, export_dir, index_path, pairs, scene, category = setup
+    written = export.run(model_dir, export_dir, catalog_index=index_path, top_k=3)
+    assert written["recommender"] == os.path.join(export_dir, "recommender", "2")
+    serve = tf.saved_model.load(written["recommender"]).signatures["serving_default"]
+    tower = tf.saved_model.load(written["scene_tower"]).signatures["serving_default"]
+    searcher = Searcher(load_index(index_path))
+    keys = list(pairs)
+    out = serve(image_bytes=tf.constant([pairs[k] for k in keys]), category=tf.constant([c for _, c in keys]))
+    queries = tower(image_bytes=tf.constant([pairs[k] for k in keys]), category=tf.constant([c for _, c in keys]))
+    for row, (_, cat) in enumerate(keys):
+        ids, d_star = searcher.search(queries["query"].numpy()[row], cat, 3)
+        n = int(out["num_results"][row])
+        assert n == len(ids[0])
+        assert [p.decode() for p in out["product_ids"].numpy()[row][:n]] == list(ids[0])
+        np.testing.assert_allclose(out["d_star"].numpy()[row][:n], d_star[0], atol=1e-5)
+    with pytest.raises(ValueError, match="tower version 1 vs 2"):
+        recommend.run_query(index_path, scene, category, 3, version=2)
