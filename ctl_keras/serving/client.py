@@ -104,7 +104,10 @@ def make_predict_request(model: str, inputs: dict, *, signature: str = "serving_
     if version is not None:
         request.model_spec.version.value = int(version)
     for name, values in inputs.items():
-        array = np.array(values, dtype=object) if values and isinstance(values[0], (bytes, str)) else np.asarray(values)
+        array = np.asarray(values)
+        if array.dtype.kind in "SUO":
+            # object arrays keep bytes intact (a fixed-width "S" array would strip trailing NULs)
+            array = np.array(list(values), dtype=object)
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
     return request
 
