@@ -65,18 +65,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
 
 
-def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, margin: float):
+def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, margin: float,
+                    global_batch_size: int):
     """A tf.function running one global batch on every replica; returns the global mean loss."""
 
     def replica_step(batch):
-        # The mean is over the *global* batch (summed over replicas by the optimizer), counted
-        # here so a short last batch is averaged over its real size, as on one device.
-        ctx = tf.distribute.get_replica_context()
-        global_size = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.shape(batch["category"])[0])
         with tf.GradientTape() as tape:
             out = triplet(batch, training=True)
             per_example = triplet_hinge(out["d_pos"], out["d_neg"], margin)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_size)
+            # Mean over the global batch; the optimizer sums the replicas' gradients.
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
@@ -90,12 +88,17 @@ def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, 
 
 
 def _train_dataset(config: Config, options: RunOptions, features, epoch_index: int) -> tf.data.Dataset:
+    """Full batches only: a short last batch splits unevenly over replicas, and MirroredStrategy then
+    traces replicas whose synchronized-BatchNorm all-reduces do not pair up (regroup AssertionError).
+    The dropped remainder (< batch_size triplets) changes with the per-epoch shuffle."""
     if features is not None:
-        return features.train_dataset(config, epoch_index, config.batch_size)
-    ds = pipeline.make_dataset(config, "train", options.data_dir, epoch=epoch_index,
-                               full_scene=options.full_scene, batch_size=config.batch_size)
-    # Only the model inputs cross to the replicas (ids are strings the devices do not need).
-    return ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})
+        ds = features.train_dataset(config, epoch_index, config.batch_size)
+    else:
+        ds = pipeline.make_dataset(config, "train", options.data_dir, epoch=epoch_index,
+                                   full_scene=options.full_scene, batch_size=config.batch_size)
+        # Only the model inputs cross to the replicas (ids are strings the devices do not need).
+        ds = ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})
+    return ds.filter(lambda b: tf.shape(b["category"])[0] == config.batch_size)
 
 
 def default_cache_dir(config: Config, options: RunOptions) -> str:
@@ -113,6 +116,11 @@ class Trainer:
         self.config, self.options = config, options
         self.manifest = pipeline.read_manifest(options.data_dir, config.dataset)
         self.strategy = make_strategy(options.strategy)
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {replicas} replicas")
+        if self.manifest["splits"]["train"]["pairs"] < config.batch_size:
+            raise ValueError(f"{options.data_dir} has fewer train pairs than one batch of {config.batch_size}")
         with self.strategy.scope():
             self.models = build_ctl(config)
             self.triplet = self.models.triplet_model(from_features=options.feature_cache)
@@ -139,7 +147,7 @@ class Trainer:
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
         pairs = self.manifest["splits"]["train"]["pairs"]
-        bar = keras.utils.Progbar(math.ceil(pairs / self.config.batch_size), stateful_metrics=["loss"])
+        bar = keras.utils.Progbar(pairs // self.config.batch_size, stateful_metrics=["loss"])
         ds = self.strategy.experimental_distribute_dataset(
             _train_dataset(self.config, self.options, self.features, epoch - 1))
         total, steps, start = 0.0, 0, time.perf_counter()
@@ -179,7 +187,8 @@ class Trainer:
             logging.info("resuming %s after epoch %d", self.options.model_dir, start_epoch)
         if self.options.feature_cache:
             self._load_features()
-        step_fn = make_train_step(self.strategy, self.triplet, self.optimizer, self.variables, config.margin)
+        step_fn = make_train_step(self.strategy, self.triplet, self.optimizer, self.variables, config.margin,
+                                  config.batch_size)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loss, steps, seconds = self._epoch(epoch, step_fn)
             self.state.train_seconds.assign_add(seconds)

@@ -1,0 +1,63 @@
+"""MirroredStrategy over 2 logical CPU devices trains the same heads as one device.
+
+The CPU is split before TensorFlow initializes, so this runs in a fresh process. Dropout is 0: each
+replica draws its own dropout mask by design; the heads' BatchNorm is synchronized across replicas, so
+with the loss averaged over the global batch the two runs compute the same updates up to float order.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ctl_keras.config import get_config
+    from ctl_keras.training import loop
+    data_dir, out = sys.argv[1], sys.argv[2]
+    config = get_config("synthetic", smoke=True, dropout=0.0, epochs=1)
+    for strategy in ("one_device", "mirrored"):
+        loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=f"{out}/{strategy}",
+                                           strategy=strategy, feature_cache=True))
+""")
+
+
+def _arrays(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
+    """Same data, seed and global batch (8 = 2 x 4), one epoch: head weights agree within tolerance."""
+    _, data_dir, _, _ = feature_run
+    done = subprocess.run([sys.executable, "-c", SCRIPT, data_dir, str(tmp_path)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "mirrored" / "results.json") as f:
+        mirrored = json.load(f)
+    with open(tmp_path / "one_device" / "results.json") as f:
+        single = json.load(f)
+    assert mirrored["replicas"] == 2 and single["replicas"] == 1
+    a = _arrays(tmp_path / "one_device" / "last.weights.h5")
+    b = _arrays(tmp_path / "mirrored" / "last.weights.h5")
+    assert a.keys() == b.keys() and len(a) > 0
+    # The bias before each BatchNorm has an exactly-zero gradient (BN subtracts it again), so what it
+    # gets is float noise, which Adam turns into steps of about lr = 1e-3 in either direction; it and
+    # the BN moving means that include it drift apart by a few 1e-4 over the 19 steps of an epoch.
+    # Every other weight agrees to ~1e-5 relative; atol = one Adam step covers the drift.
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-3, err_msg=name)
+    # Both runs trained: the BatchNorm moving means (vars/2 in the .weights.h5) left their initial zeros.
+    assert any(name.endswith("batch_norm/vars/2") and np.abs(a[name]).max() > 1e-3 for name in a)
+    with open(os.path.join(data_dir, "manifest.json")) as f:
+        questions = json.load(f)["splits"]["val"]["questions"]
+    assert abs(mirrored["val_auc"] - single["val_auc"]) <= 1 / questions  # one question may flip at most
