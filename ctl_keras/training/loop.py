@@ -226,6 +226,7 @@ class Trainer:
 
 def train(config: Config, options: RunOptions) -> dict:
     """Train (or resume) in options.model_dir under its lock; returns the results.json content."""
+    pipeline.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
     with checkpointing.ModelDirLock(options.model_dir):
         checkpointing.check_or_write_config(options.model_dir, config, options.recorded())
         return Trainer(config, options).run()
