@@ -1,0 +1,84 @@
+"""Scene-tower latency: the exported SavedModel (JPEG bytes in) vs the in-process Keras call.
+
+    python benchmarks/serving_latency.py            # batch 1 and 32, 5 timed calls each
+    python benchmarks/serving_latency.py --full     # 30 timed calls each
+
+One run: builds the synthetic config's model (112 px, 7x7 grid, backbone_weights=none: latency does
+not depend on the weight values), exports it to a temp dir, then times per batch size
+- savedmodel: `serving_default(image_bytes, category)` of the loaded SavedModel (decode, resize and
+  crop in the graph), the path TF Serving runs;
+- keras: `scene_tower(...)` on already-decoded float images (the in-process call);
+- keras+decode: the same with the pipeline's eager decode/eval_view first (same work as savedmodel);
+and prints median milliseconds and the ratios (target: savedmodel within 1.2x of in-process).
+Medians after 2 untimed warm-up calls; the machine's other load adds noise, so read ratios, not ms.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("full", False, "30 timed calls per measurement instead of 5.")
+flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
+
+
+def _median_ms(fn, repeats: int) -> float:
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from ctl_keras.config import get_config
+    from ctl_keras.data.pipeline import decode_image, eval_view
+    from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.serving import exporter, warmup
+
+    repeats = 30 if FLAGS.full else 5
+    config = get_config("synthetic")  # 112 px, backbone_weights="none"
+    models = build_ctl(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        logging.info("exporting to %s", tmp)
+        served = tf.saved_model.load(exporter.export_models(models, config, tmp)["scene_tower"])
+        serve = served.signatures["serving_default"]
+        jpeg = warmup.example_images(config, seed=0)[0]
+        rows = []
+        for b in (int(x) for x in FLAGS.batch_sizes):
+            image_bytes = tf.constant([jpeg] * b)
+            names = tf.constant([config.categories[i % len(config.categories)] for i in range(b)])
+            ids = np.array([i % len(config.categories) for i in range(b)], np.int32)
+            floats = tf.stack([eval_view(decode_image(jpeg), config)] * b)
+
+            def keras_decode():
+                x = tf.stack([eval_view(decode_image(j), config) for j in [jpeg] * b])
+                return models.scene_tower({"image": x, "category": ids}, training=False)["query"].numpy()
+
+            saved = _median_ms(lambda: serve(image_bytes=image_bytes, category=names)["query"].numpy(), repeats)
+            keras = _median_ms(lambda: models.scene_tower({"image": floats, "category": ids},
+                                                          training=False)["query"].numpy(), repeats)
+            keras_dec = _median_ms(keras_decode, repeats)
+            rows.append((b, saved, keras, keras_dec))
+    print(f"scene tower, image {config.image_size}px, grid {config.local_grid}, {repeats} timed calls, median ms")
+    print(f"{'batch':>5} {'savedmodel':>11} {'keras':>9} {'keras+decode':>13} {'sm/keras':>9} {'sm/keras+dec':>13}")
+    for b, saved, keras, keras_dec in rows:
+        print(f"{b:5d} {saved:11.1f} {keras:9.1f} {keras_dec:13.1f} {saved / keras:9.2f} {saved / keras_dec:13.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
