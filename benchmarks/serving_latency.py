@@ -62,7 +62,7 @@ def main(argv):
         for b in (int(x) for x in FLAGS.batch_sizes):
             image_bytes = tf.constant([jpeg] * b)
             names = tf.constant([config.categories[i % len(config.categories)] for i in range(b)])
-            ids = np.array([i % len(config.categories) for i in range(b)], np.int32)
+            ids = tf.constant([i % len(config.categories) for i in range(b)], tf.int32)
             floats = tf.stack([eval_view(decode_image(jpeg), config)] * b)
 
             def keras_decode():
