@@ -43,18 +43,6 @@ def write_json(path: str, value: Any) -> None:
     atomic_write(path, write)
 
 
-def save_heads_atomic(models, path: str) -> None:
-    # Keras insists on the ".weights.h5" ending, so the temporary name keeps it.
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
-    try:
-        models.save_heads(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class ModelDirLock:
     """Exclusive flock on <model_dir>/.lock; the kernel drops it when the process dies, even by SIGKILL."""
 

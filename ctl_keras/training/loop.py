@@ -155,9 +155,10 @@ class Trainer:
             loss = float(step_fn(batch))
             steps += 1
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, the checkpoint "
-                    f"of epoch {epoch - 1} in {self.options.model_dir} is kept (lower --learning_rate?)")
+                kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
+                        if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
+                raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, "
+                                       f"{kept} (lower --learning_rate?)")
             total += loss
             bar.update(steps, [("loss", total / steps)])
         seconds = time.perf_counter() - start
@@ -169,7 +170,7 @@ class Trainer:
         if auc > float(self.state.best_auc.numpy()):
             self.state.best_auc.assign(auc)
             self.state.best_epoch.assign(epoch)
-            checkpointing.save_heads_atomic(self.models, self._path("best.weights.h5"))
+            self.models.save_heads(self._path("best.weights.h5"))  # atomic
         self.summaries.scalars(epoch, {"val/auc": auc})
         images, attention, names = embed.attention_examples(
             self.models, self.config, self.options.data_dir, ATTENTION_EXAMPLES, features=self.features)
@@ -197,7 +198,7 @@ class Trainer:
                 "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 self._evaluate(epoch)
-            checkpointing.save_heads_atomic(self.models, self._path("last.weights.h5"))
+            self.models.save_heads(self._path("last.weights.h5"))
             # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
             self.state.save(epoch)
         return self._finish(max(start_epoch, config.epochs))

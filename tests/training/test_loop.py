@@ -105,3 +105,20 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, mo
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-2")
     assert open(os.path.join(run_dir, "last.weights.h5"), "rb").read() == last
     assert open(os.path.join(run_dir, "results.json")).read() == results
+
+
+def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_path):
+    """The default (no feature cache) path, on uncropped scenes: one epoch of floor(train pairs / 8)
+    full steps, evaluated, recorded as a full_scene run."""
+    config, data_dir = synthetic_data
+    config = config.replace(epochs=1)
+    model_dir = str(tmp_path / "images")
+    results = loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=model_dir, full_scene=True))
+    assert results["full_scene"] is True and results["feature_cache"] is False
+    assert results["epochs_run"] == 1 and results["best_epoch"] == 1
+    with open(os.path.join(model_dir, "train_options.json")) as f:
+        assert json.load(f) == {"feature_cache": False, "full_scene": True}
+    tags = _events(model_dir)
+    loss = float(tags["train/loss"][0][1])
+    assert 0.0 < loss < 1.0  # hinge with margin 0.2 on distances in [0, 4], mostly near the margin
+    assert os.path.exists(os.path.join(model_dir, "checkpoints", "ckpt-1.index"))
