@@ -36,15 +36,15 @@ def test_results_json_and_config(feature_run):
                 "config", "git_commit"):
         assert key in on_disk, key
     assert on_disk["dataset"] == "synthetic" and on_disk["variant"] == config.variant
-    assert on_disk["epochs_run"] == config.epochs == 2
-    assert 1 <= on_disk["best_epoch"] <= 2
+    assert on_disk["epochs_run"] == config.epochs == 3
+    assert 1 <= on_disk["best_epoch"] <= 3
     assert 0.0 <= on_disk["val_auc"] <= 1.0 and 0.0 <= on_disk["test_auc"] <= 1.0
     assert on_disk["train_seconds"] > 0
     assert on_disk["git_commit"] is None or len(on_disk["git_commit"]) == 40
     assert Config.from_dict(on_disk["config"]) == config
     with open(os.path.join(model_dir, "config.json")) as f:
         assert Config.from_dict(json.load(f)) == config
-    for name in ("best.weights.h5", "last.weights.h5", "checkpoints/ckpt-2.index"):
+    for name in ("best.weights.h5", "last.weights.h5", "checkpoints/ckpt-3.index"):
         assert os.path.exists(os.path.join(model_dir, name)), name
 
 
@@ -53,11 +53,11 @@ def test_tensorboard_tags_and_projector(feature_run):
     config, data_dir, model_dir, results = feature_run
     tags = _events(model_dir)
     for tag in SCALAR_TAGS:
-        assert [step for step, _ in tags[tag]] == [1, 2], tag
+        assert [step for step, _ in tags[tag]] == [1, 2, 3], tag
     assert float(tags["train/learning_rate"][0][1]) == pytest.approx(config.learning_rate)
     assert max(float(v) for _, v in tags["val/auc"]) == pytest.approx(results["val_auc"])
     images = tags["val/attention"]
-    assert [step for step, _ in images] == [1, 2]
+    assert [step for step, _ in images] == [1, 2, 3]
     # An image summary tensor holds [width, height, png_1, ..., png_n] as strings.
     width, height, *pngs = images[0][1]
     assert int(width) == int(height) == config.image_size and len(pngs) >= 1
@@ -92,7 +92,7 @@ def test_checkpoint_of_another_config_is_refused(feature_run):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, monkeypatch):
-    """Resume the finished 2-epoch run to 3 epochs with a loss that is NaN: stop at epoch 3 step 1."""
+    """Resume the finished 3-epoch run to 4 epochs with a loss that is NaN: stop at epoch 4 step 1."""
     config, data_dir, model_dir, _ = feature_run
     run_dir = str(tmp_path / "run")
     shutil.copytree(model_dir, run_dir, ignore=shutil.ignore_patterns(".lock"))
@@ -100,9 +100,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, mo
     results = open(os.path.join(run_dir, "results.json")).read()
     monkeypatch.setattr(loop, "triplet_hinge", lambda d_pos, d_neg, margin: d_pos * float("nan"))
     options = loop.RunOptions(data_dir=data_dir, model_dir=run_dir, feature_cache=True)
-    with pytest.raises(loop.TrainingDiverged, match=r"loss is nan at epoch 3 step 1.*checkpoint of epoch 2"):
-        loop.train(config.replace(epochs=3), options)
-    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-2")
+    with pytest.raises(loop.TrainingDiverged, match=r"loss is nan at epoch 4 step 1.*checkpoint of epoch 3"):
+        loop.train(config.replace(epochs=4), options)
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-3")
     assert open(os.path.join(run_dir, "last.weights.h5"), "rb").read() == last
     assert open(os.path.join(run_dir, "results.json")).read() == results
 

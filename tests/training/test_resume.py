@@ -12,12 +12,10 @@ import numpy as np
 
 from ctl_keras.training.checkpointing import ModelDirLock
 
-EPOCHS = 6
 
-
-def _command(data_dir, model_dir):
+def _command(data_dir, model_dir, epochs):
     return [sys.executable, "-m", "ctl_keras.train", "--dataset=synthetic", "--smoke", f"--data_dir={data_dir}",
-            f"--model_dir={model_dir}", f"--epochs={EPOCHS}", "--feature_cache"]
+            f"--model_dir={model_dir}", f"--epochs={epochs}", "--feature_cache"]
 
 
 def _env():
@@ -47,12 +45,13 @@ def _latest_epoch(model_dir):
 
 
 def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
-    """Kill after epoch >= 1 is checkpointed, rerun: same head weights (dropout on) and same AUCs."""
-    _, data_dir, _, _ = feature_run
-    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    _run(_command(data_dir, straight))
+    """Kill after epoch >= 1 is checkpointed, rerun: the same head weights (dropout on) and AUCs as the
+    uninterrupted feature_run of the same config, which ran in the test process."""
+    _, data_dir, straight, results = feature_run
+    epochs = results["epochs_run"]
+    killed = str(tmp_path / "killed")
 
-    proc = subprocess.Popen(_command(data_dir, killed), env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_command(data_dir, killed, epochs), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         while _latest_epoch(killed) < 1:
@@ -62,10 +61,10 @@ def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
     finally:
         proc.wait(timeout=60)
     killed_at = _latest_epoch(killed)
-    assert 1 <= killed_at < EPOCHS, killed_at  # the rerun below has epochs left to train
+    assert 1 <= killed_at < epochs, killed_at  # the rerun below has epochs left to train
     assert not os.path.exists(os.path.join(killed, "results.json"))
 
-    resumed = _run(_command(data_dir, killed))
+    resumed = _run(_command(data_dir, killed, epochs))
     assert f"resuming {killed} after epoch" in resumed.stderr
     a, b = _arrays(os.path.join(straight, "last.weights.h5")), _arrays(os.path.join(killed, "last.weights.h5"))
     assert a.keys() == b.keys() and len(a) > 0
@@ -84,7 +83,7 @@ def test_second_concurrent_run_refuses(feature_run, tmp_path):
     _, data_dir, _, _ = feature_run
     model_dir = str(tmp_path / "busy")
     with ModelDirLock(model_dir):
-        done = subprocess.run(_command(data_dir, model_dir), env=_env(), capture_output=True, text=True,
+        done = subprocess.run(_command(data_dir, model_dir, 1), env=_env(), capture_output=True, text=True,
                               timeout=600)
     assert done.returncode == 1
     message = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
