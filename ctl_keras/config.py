@@ -157,7 +157,7 @@ def get_config(dataset: str, smoke: bool = False, **overrides: Any) -> Config:
     if dataset == "synthetic":
         # Small images so `make demo` fits in minutes on 2 CPU cores: 112 px gives a 7x7 conv4 map.
         base.update(image_size=112, resize_size=128, backbone_weights="none", num_shards=2,
-                    epochs=30, eval_every=5, learning_rate=1e-3, shuffle_buffer=512)
+                    epochs=100, eval_every=10, learning_rate=1e-3, shuffle_buffer=512)
     if smoke:
         base.update(image_size=64, resize_size=72, local_grid=4, embedding_dim=16, hidden_dim=32,
                     batch_size=8, epochs=2, eval_every=1, num_shards=2, num_views=2,
