@@ -187,3 +187,25 @@ def test_epoch_plan_hand_made_catalog():
         assert all(0 <= v < 3 for k in ("scene_view", "positive_view", "negative_view") for v in plan[k])
     with pytest.raises(ValueError, match="two or more products"):
         _fake_cache([0, 1], [0, 1]).epoch_plan(0, 0)
+
+
+def test_full_scene_cache_uncrops_train_only(synthetic_data, backbone, cache, tmp_path):
+    """full_scene=True: train view v of pair i is the backbone on train_view(full_scene_i, same seed);
+    val/test rows equal the cropped cache's (the CTL task is always scored on cropped scenes)."""
+    config, data_dir = synthetic_data
+    full = FeatureCache.build_or_load(config, data_dir, tmp_path / "full", backbone, full_scene=True)
+    assert full.full_scene and full.identity["full_scene_splits"] == ["train"]
+    assert [full.manifest["splits"][s]["scenes"] for s in ("train", "val", "test")] == ["full", "cropped", "cropped"]
+    for split in ("val", "test"):
+        for key in ("pool5", "local"):
+            np.testing.assert_array_equal(full.scenes(split)[key], cache.scenes(split)[key])
+        np.testing.assert_array_equal(full.products(split)["pool5"], cache.products(split)["pool5"])
+    ex = _first_examples(pipeline.raw_pairs(data_dir, "train"), 1)[0]
+    seed = cache_build.view_seed(config, 0, 0, ex["pair_id"])
+    want = backbone(pipeline.train_view(pipeline.decode_image(ex["full_scene_jpeg"]), seed, config)[None],
+                    training=False)["pool5"].numpy()[0]
+    got = np.asarray(full.split("train")["scene_pool5"][0, 0], np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
+    assert not np.allclose(got, np.asarray(cache.split("train")["scene_pool5"][0, 0], np.float32), atol=1e-2)
+    # The train products do not depend on the scenes.
+    np.testing.assert_array_equal(full.split("train")["product_pool5"], cache.split("train")["product_pool5"])

@@ -4,13 +4,17 @@ On-disk layout of a cache directory (everything float16 to halve the disk and pa
 the heads see float32, and float16's ~3 significant digits are far below the augmentation noise):
 
     manifest.json                       written last; identity of the data + config fields below
-    <split>/scene_pool5.npy             [N, V, 2048]         one row per pair (cropped or full scene)
+    <split>/scene_pool5.npy             [N, V, 2048]         one row per pair
     <split>/scene_local.npy             [N, V, g, g, 1024]
     <split>/product_pool5.npy           [M, V, 2048]         one row per product of the split
     <split>/index.npz                   pair_ids, scene_category, positive_row, product_category
     <split>/ids.json                    scene_ids, positive_ids, product_ids (strings)
 
 V = config.num_views for train (augmented with pipeline.train_view) and 1 for val/test (center view).
+
+Scenes: val/test are ALWAYS the CTL-cropped scene, because the task (and so model selection and the
+test score) is recommending a product that is not visible in the scene. `full_scene=True` changes only
+the train split, whose scenes then come from `full_scene_jpeg` (the paper's "train with full images").
 The whole directory is built under a temporary sibling name and renamed into place, so an interrupted
 build never leaves something that looks like a cache.
 """
@@ -46,7 +50,10 @@ def identity(config, data_dir, full_scene: bool) -> dict:
     with open(path, "rb") as f:
         data_hash = hashlib.sha256(f.read()).hexdigest()
     ident = {k: getattr(config, k) for k in CONFIG_KEYS}
-    ident["full_scene"] = bool(full_scene)
+    ident["full_scene"] = bool(full_scene)  # train scenes only
+    if full_scene:
+        # Full-scene caches built before val/test were always cropped lack this key, so they rebuild.
+        ident["full_scene_splits"] = ["train"]
     ident["data_manifest_sha256"] = data_hash
     weights = config.backbone_weights
     if weights not in ("none", "imagenet") and os.path.exists(weights):
@@ -110,7 +117,7 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
     mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
     scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, 2048)),
                  "local": mm("scene_local.npy", (len(pairs), views, g, g, 1024))}
-    jpeg_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
+    jpeg_key = "full_scene_jpeg" if full_scene and train else "scene_jpeg"
     scene_ds = pipeline.raw_pairs(data_dir, split).map(
         lambda ex: _views(config, ex[jpeg_key], _SCENE, ex["pair_id"], views, train),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -135,7 +142,8 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
     with open(os.path.join(out, "ids.json"), "w") as f:
         json.dump({"scene_ids": [p["scene_id"].decode() for p in pairs], "positive_ids": positive_ids,
                    "product_ids": product_ids}, f)
-    return {"pairs": len(pairs), "products": len(products), "views": views}
+    return {"pairs": len(pairs), "products": len(products), "views": views,
+            "scenes": "full" if jpeg_key == "full_scene_jpeg" else "cropped"}
 
 
 def _remove_stale_temps(cache_dir: str) -> None:
@@ -151,7 +159,10 @@ def _remove_stale_temps(cache_dir: str) -> None:
 
 
 def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> None:
-    """Write a complete cache at `cache_dir` (replacing an outdated one) or nothing at all."""
+    """Write a complete cache at `cache_dir` (replacing an outdated one) or nothing at all.
+
+    `full_scene`: the train split's scenes are uncropped; val/test scenes are cropped either way.
+    """
     if config.num_views < 1:
         raise ValueError(f"num_views must be >= 1, got {config.num_views}")
     cache_dir = os.path.abspath(os.fspath(cache_dir))

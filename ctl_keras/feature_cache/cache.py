@@ -32,6 +32,7 @@ class FeatureCache:
         if self.manifest.get("format") != _build.FORMAT:
             raise ValueError(f"{path}: format {self.manifest.get('format')!r}, expected {_build.FORMAT!r}")
         self.identity = self.manifest["identity"]
+        # True: the TRAIN scenes are uncropped. Val/test scenes are the cropped ones in every cache.
         self.full_scene = bool(self.identity["full_scene"])
         self.num_views = int(self.identity["num_views"])
         self._splits: dict[str, dict] = {}
@@ -40,6 +41,8 @@ class FeatureCache:
     @classmethod
     def build_or_load(cls, config, data_dir, cache_dir, backbone, full_scene: bool = False) -> "FeatureCache":
         """Load the cache at `cache_dir` if it matches (data manifest, view/backbone config), else rebuild it.
+
+        `full_scene=True` caches uncropped TRAIN scenes; val/test scenes are cropped in every cache.
 
         A non-empty directory that is not a feature cache is never overwritten: that is a ValueError.
         """
@@ -82,7 +85,8 @@ class FeatureCache:
         return self.split(split)
 
     def scenes(self, split: str) -> dict:
-        """Center-view scene features of val/test, one row per pair in file order (arrays are float16)."""
+        """Center-view CROPPED scene features of val/test (whatever the train scenes are), one row per pair
+        in file order (arrays are float16)."""
         s = self._center(split)
         return {"pool5": s["scene_pool5"][:, 0], "local": s["scene_local"][:, 0], "category": s["scene_category"],
                 "pair_ids": s["pair_ids"], "scene_ids": s["scene_ids"], "positive_ids": s["positive_ids"]}
