@@ -3,9 +3,16 @@
 Both paths see the same center view: images go through `pipeline.decode_image` + `pipeline.eval_view`
 here, and the feature cache stored the backbone's output on exactly that view. Because d* = 2 - q.f_p
 exactly (DESIGN §3), a question needs only one query per pair and one embedding per product.
+
+Val/test scenes are the CTL-cropped ones whatever the model was trained on: the task is recommending a
+product that is NOT visible in the scene (paper Table 2 trains some rows on full images but scores
+every row on cropped scenes). `full_scene=True` scores uncropped scenes, an analysis only (the product
+is visible there), through the image path only.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -14,11 +21,20 @@ from ctl_keras import metrics
 from ctl_keras.data import pipeline
 
 _BATCH = 32
+# One tf.function per model: a new one per call would re-trace at every evaluation.
+_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model):
+    if model not in _CALLS:
+        ref = weakref.ref(model)  # a strong reference in the value would keep the key alive forever
+        _CALLS[model] = tf.function(lambda x: ref()(x, training=False), reduce_retracing=True)
+    return _CALLS[model]
 
 
 def _predict(model, batches):
     """Run `model` (inference mode) over an iterable of input dicts; concatenate each output key."""
-    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    call = _inference_fn(model)
     chunks: dict[str, list] = {}
     for inputs in batches:
         for k, v in call(inputs).items():
@@ -28,15 +44,13 @@ def _predict(model, batches):
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
-def _check_features(features, config, full_scene: bool) -> None:
+def _check_features(features, config) -> None:
+    """Any cache fits val/test (their scenes are cropped in every cache) if its views match the config."""
     ident = features.identity
     for key in ("image_size", "local_grid", "backbone_weights"):
         if ident[key] != getattr(config, key):
             raise ValueError(f"feature cache {features.cache_dir} has {key}={ident[key]!r} "
                              f"but the config has {getattr(config, key)!r}")
-    if features.full_scene != bool(full_scene):
-        raise ValueError(f"feature cache {features.cache_dir} holds "
-                         f"{'full' if features.full_scene else 'cropped'} scenes but full_scene={full_scene}")
 
 
 def _feature_batches(arrays: dict, n: int):
@@ -55,9 +69,15 @@ def _scene_image_dataset(config, data_dir, split, full_scene):
 
 
 def scene_queries(models, config, data_dir, split, features=None, full_scene=False) -> dict:
-    """One row per pair of `split` (file order): query, f_s, attention, category and ids."""
+    """One row per pair of `split` (file order): query, f_s, attention, category and ids.
+
+    Scenes are cropped; `full_scene=True` (analysis only, image path only) embeds the uncropped ones.
+    """
+    if features is not None and full_scene:
+        raise ValueError("full_scene=True scores uncropped scenes, which needs the image path (features=None): "
+                         f"feature cache {features.cache_dir} holds only cropped val/test scenes")
     if features is not None:
-        _check_features(features, config, full_scene)
+        _check_features(features, config)
         s = features.scenes(split)
         out = _predict(models.scene_head, _feature_batches(
             {"pool5": s["pool5"], "local": s["local"], "category": s["category"]}, len(s["pair_ids"])))
@@ -83,7 +103,7 @@ def scene_queries(models, config, data_dir, split, features=None, full_scene=Fal
 def product_embeddings(models, config, data_dir, split, features=None):
     """(ids [M] str, categories [M] int32, f_p [M, d]) for every product of `split` (file order)."""
     if features is not None:
-        _check_features(features, config, features.full_scene)
+        _check_features(features, config)
         p = features.products(split)
         out = _predict(models.product_head, _feature_batches({"pool5": p["pool5"]}, len(p["ids"])))
         return np.asarray(p["ids"], str), np.asarray(p["category"], np.int32), out["product_embedding"]
@@ -124,7 +144,7 @@ def question_distances(queries: dict, products, questions):
 
 
 def validation_auc(models, config, data_dir, split, features=None, full_scene=False) -> float:
-    """AUC on the fixed binary questions of `split` (val or test)."""
+    """AUC on the fixed binary questions of `split` (val or test), on cropped scenes unless full_scene."""
     questions = pipeline.load_questions(data_dir, split)
     queries = scene_queries(models, config, data_dir, split, features, full_scene)
     products = product_embeddings(models, config, data_dir, split, features)
@@ -132,7 +152,7 @@ def validation_auc(models, config, data_dir, split, features=None, full_scene=Fa
 
 
 def attention_examples(models, config, data_dir, n, features=None):
-    """First n val pairs: (center-view images uint8 [n,S,S,3], attention [n,g,g], category names)."""
+    """First n val pairs, cropped: (center-view images uint8 [n,S,S,3], attention [n,g,g], category names)."""
     ds = _scene_image_dataset(config, data_dir, "val", False).take(n).batch(max(1, n))
     batch = next(iter(ds), None)
     if batch is None:
@@ -140,7 +160,7 @@ def attention_examples(models, config, data_dir, n, features=None):
     images = np.clip(np.round(batch["image"].numpy()), 0, 255).astype(np.uint8)
     category = batch["category"].numpy()
     if features is not None:
-        _check_features(features, config, False)
+        _check_features(features, config)
         s = features.scenes("val")
         k = len(images)
         out = _predict(models.scene_head, _feature_batches(

@@ -1,5 +1,5 @@
-"""embed: question distances equal the full model's d*, AUC equals a hand count, and the feature-cache
-path scores like the image path."""
+"""embed: question distances equal the full model's d*, AUC equals a hand count, the feature-cache
+path scores like the image path, and val/test scenes are cropped whatever cache (train scenes) is used."""
 
 import keras
 import numpy as np
@@ -31,6 +31,14 @@ def image_side(synthetic_data, models):
 def cache(synthetic_data, models, tmp_path_factory):
     config, data_dir = synthetic_data
     return FeatureCache.build_or_load(config, data_dir, tmp_path_factory.mktemp("fc") / "c", models.backbone)
+
+
+@pytest.fixture(scope="module")
+def full_cache(synthetic_data, models, tmp_path_factory):
+    """A cache for training on uncropped scenes: its val/test scenes must still be the cropped ones."""
+    config, data_dir = synthetic_data
+    return FeatureCache.build_or_load(config, data_dir, tmp_path_factory.mktemp("fc") / "full", models.backbone,
+                                      full_scene=True)
 
 
 def test_question_distances_equal_triplet_model(synthetic_data, models, image_side):
@@ -100,11 +108,44 @@ def test_feature_path_matches_image_path(synthetic_data, models, image_side, cac
     auc_img = embed.validation_auc(models, config, data_dir, "val")
     auc_feat = embed.validation_auc(models, config, data_dir, "val", features=cache)
     assert abs(auc_img - auc_feat) <= 0.02
-    with pytest.raises(ValueError, match="cropped scenes"):
-        embed.scene_queries(models, config, data_dir, "val", features=cache, full_scene=True)
 
 
-def test_attention_examples_both_paths(synthetic_data, models, cache):
+def test_full_scene_cache_embeds_cropped_val_and_test(synthetic_data, models, cache, full_cache):
+    """A cache built for full-scene training gives exactly the cropped cache's val/test queries and AUC."""
+    config, data_dir = synthetic_data
+    for split in ("val", "test"):
+        want = embed.scene_queries(models, config, data_dir, split, features=cache)
+        got = embed.scene_queries(models, config, data_dir, split, features=full_cache)
+        for key in ("query", "attention", "pair_ids", "positive_ids"):
+            np.testing.assert_array_equal(got[key], want[key])
+        assert (embed.validation_auc(models, config, data_dir, split, features=full_cache)
+                == embed.validation_auc(models, config, data_dir, split, features=cache))
+    with pytest.raises(ValueError, match="needs the image path"):
+        embed.scene_queries(models, config, data_dir, "val", features=full_cache, full_scene=True)
+
+
+def test_full_scene_option_embeds_uncropped_images(synthetic_data, models, image_side):
+    """The explicit analysis option reads full_scene_jpeg: same pairs, other queries than the cropped ones."""
+    config, data_dir = synthetic_data
+    cropped, _ = image_side
+    full = embed.scene_queries(models, config, data_dir, "val", full_scene=True)
+    np.testing.assert_array_equal(full["pair_ids"], cropped["pair_ids"])
+    assert not np.allclose(full["query"], cropped["query"], atol=1e-3)
+
+
+def test_inference_function_is_traced_once_per_model(synthetic_data, models, cache):
+    """Repeated evaluations reuse one tf.function per model: no new trace on the second AUC."""
+    config, data_dir = synthetic_data
+    embed.validation_auc(models, config, data_dir, "val", features=cache)
+    fns = [embed._inference_fn(m) for m in (models.scene_head, models.product_head)]
+    before = [f.experimental_get_tracing_count() for f in fns]
+    embed.validation_auc(models, config, data_dir, "val", features=cache)
+    assert [embed._inference_fn(m) for m in (models.scene_head, models.product_head)] == fns
+    assert [f.experimental_get_tracing_count() for f in fns] == before
+
+
+def test_attention_examples_both_paths(synthetic_data, models, cache, full_cache):
+    """Images, cropped cache and full-scene cache all show the same cropped val scenes."""
     config, data_dir = synthetic_data
     images, attention, names = embed.attention_examples(models, config, data_dir, 2)
     f_images, f_attention, f_names = embed.attention_examples(models, config, data_dir, 2, features=cache)
@@ -113,3 +154,8 @@ def test_attention_examples_both_paths(synthetic_data, models, cache):
     assert names == f_names and all(n in config.categories for n in names)
     np.testing.assert_array_equal(images, f_images)
     np.testing.assert_allclose(attention, f_attention, atol=1e-2)
+    full_images, full_attention, full_names = embed.attention_examples(models, config, data_dir, 2,
+                                                                       features=full_cache)
+    np.testing.assert_array_equal(full_images, images)
+    np.testing.assert_array_equal(full_attention, f_attention)
+    assert full_names == names
