@@ -9,6 +9,11 @@ Metrics (paper §5.2):
          ranked by d* (the positive included, no other categories); Top-K is the fraction of pairs
          whose positive is among the first K, K = 1..config.topk_max. Ties count against the model.
 Both are also reported per category. <model_dir>/eval.json is written atomically.
+
+Scenes: the CTL-cropped test scenes, whatever the model was trained on (paper Table 2 trains some
+models on full images but scores all on cropped scenes: the product must not be visible). eval.json
+records `trained_on` and `scored_on`. `--full_scene` scores uncropped scenes instead: an analysis, NOT
+the CTL task (the product is visible in them), and only through the image path.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 EVAL_FILE = "eval.json"
+FULL_SCENE_NOTE = "scored on uncropped scenes: the product is visible in them, so this is NOT the CTL task"
 
 
 def check_split_nonempty(data_dir: str, split: str) -> None:
@@ -43,17 +49,28 @@ def _recorded(model_dir: str) -> dict:
         return json.load(f)
 
 
-def cache_for(config, data_dir: str, full_scene: bool, cache_dir: str | None, backbone):
-    """The train-side feature cache (same default directory as `train --feature_cache`)."""
+def _trained_on(recorded: dict) -> str:
+    if "trained_on" in recorded:
+        return recorded["trained_on"]
+    if "full_scene" in recorded:
+        return "full" if recorded["full_scene"] else "cropped"
+    return "unknown"  # no results.json: a model_dir not written by train
+
+
+def cache_for(config, data_dir: str, trained_on_full: bool, cache_dir: str | None, backbone):
+    """The feature cache training used (same default directory as `train --feature_cache`); its
+    val/test scenes are cropped either way, so reusing it only saves a rebuild."""
     from ctl_keras.features import FeatureCache
     from ctl_keras.training.loop import default_cache_dir
 
-    cache_dir = cache_dir or default_cache_dir(config, types.SimpleNamespace(data_dir=data_dir, full_scene=full_scene))
-    return FeatureCache.build_or_load(config, data_dir, cache_dir, backbone, full_scene=full_scene)
+    cache_dir = cache_dir or default_cache_dir(config, types.SimpleNamespace(data_dir=data_dir,
+                                                                             full_scene=trained_on_full))
+    return FeatureCache.build_or_load(config, data_dir, cache_dir, backbone, full_scene=trained_on_full)
 
 
 def score_model(models, config, data_dir: str, split: str, features=None, full_scene: bool = False) -> dict:
-    """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (DESIGN §3)."""
+    """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (DESIGN §3), on cropped scenes
+    (`full_scene=True`: uncropped ones, image path only)."""
     from ctl_keras import embed
     from ctl_keras.data import pipeline
     from ctl_keras.evaluation.scoring import ScoreTable, inner_product_distance, score_split
@@ -67,24 +84,33 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
                        config.categories, config.topk_max)
 
 
-def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "test", full_scene: bool | None = None,
+def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "test", full_scene: bool = False,
                    feature_cache: bool | None = None, cache_dir: str | None = None,
                    backbone_weights: str | None = None, which: str = "best", out: str | None = None) -> dict:
-    """Score <model_dir> and write eval.json (atomically); returns what was written."""
+    """Score <model_dir> on cropped scenes (`full_scene=True`: uncropped, an analysis) and write eval.json
+    (atomically); returns what was written. `feature_cache` defaults to what training used."""
     from ctl_keras import model_io
     from ctl_keras.evaluation.report import CANDIDATES_NOTE, write_json_atomic
 
-    config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
     recorded = _recorded(model_dir)
-    full_scene = bool(recorded.get("full_scene", False)) if full_scene is None else full_scene
-    feature_cache = bool(recorded.get("feature_cache", False)) if feature_cache is None else feature_cache
+    if full_scene and feature_cache:
+        raise ValueError("--full_scene scores uncropped scenes, which needs the image path: drop --feature_cache "
+                         "(feature caches hold only cropped val/test scenes)")
+    if feature_cache is None:
+        feature_cache = bool(recorded.get("feature_cache", False)) and not full_scene
+    config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
+    trained_on = _trained_on(recorded)
     data_dir = data_dir or os.path.join("tf_records", config.dataset)
     check_split_nonempty(data_dir, split)
-    features = cache_for(config, data_dir, full_scene, cache_dir, models.backbone) if feature_cache else None
+    features = (cache_for(config, data_dir, trained_on == "full", cache_dir, models.backbone)
+                if feature_cache else None)
     result = score_model(models, config, data_dir, split, features=features, full_scene=full_scene)
     result.update({"method": config.variant, "model_dir": os.path.abspath(model_dir), "split": split,
-                   "data_dir": os.path.abspath(data_dir), "full_scene": full_scene, "weights": which,
+                   "data_dir": os.path.abspath(data_dir), "trained_on": trained_on,
+                   "scored_on": "full" if full_scene else "cropped", "weights": which,
                    "candidate_set": CANDIDATES_NOTE})
+    if full_scene:
+        result["note"] = FULL_SCENE_NOTE
     write_json_atomic(out or os.path.join(model_dir, EVAL_FILE), result)
     return result
 
@@ -102,9 +128,10 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         sys.exit(1)
-    scenes = "full" if result["full_scene"] else "cropped"
-    print(f"{result['method']} on the {result['split']} split ({scenes} scenes): "
-          f"AUC {result['auc']:.4f} over {result['num_questions']} questions")
+    print(f"{result['method']} (trained on {result['trained_on']} scenes) on the {result['split']} split "
+          f"({result['scored_on']} scenes): AUC {result['auc']:.4f} over {result['num_questions']} questions")
+    if "note" in result:
+        print(f"NOTE: {result['note']}")
     print(eval_table(result))
     print(result["candidate_set"])
     print(f"wrote {FLAGS.out or os.path.join(FLAGS.model_dir, EVAL_FILE)}")
@@ -115,8 +142,11 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + best.weights.h5).")
     flags.DEFINE_string("data_dir", None, "Built dataset directory (default: tf_records/<dataset>).")
     flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate.")
-    flags.DEFINE_bool("full_scene", None, "Score uncropped scenes (default: as recorded in results.json).")
-    flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained).")
+    flags.DEFINE_bool("full_scene", False, "Analysis only: score uncropped scenes; the product is visible in them, "
+                      "so this is NOT the CTL task. Needs the image path (no --feature_cache). Default: the "
+                      "cropped scenes, whatever the model was trained on.")
+    flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained; "
+                      "never with --full_scene).")
     flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: the one train uses).")
     flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet, none, PATH).")
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")

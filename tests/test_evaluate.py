@@ -33,6 +33,9 @@ def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     with open(os.path.join(model_dir, "eval.json")) as f:
         result = json.load(f)
     assert len(result["topk"]) == config.topk_max and result["topk"][-1] >= result["topk"][0]
+    # No results.json: what the model was trained on is unknown; the score is on cropped scenes.
+    assert result["trained_on"] == "unknown" and result["scored_on"] == "cropped" and "note" not in result
+    assert "(cropped scenes)" in proc.stdout
     assert set(result["per_category"]) <= set(config.categories)
     # The questions' AUC must equal the one training validates with (embed.validation_auc).
     _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(model_dir)
@@ -42,6 +45,26 @@ def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     sizes = [c["num_candidates"] for c in result["per_category"].values()]
     if max(sizes) <= config.topk_max:
         assert result["topk"][max(sizes) - 1] == 1.0
+
+
+def test_full_scene_is_an_explicit_image_path_analysis(synthetic_data, model_dir, tmp_path):
+    """A model trained on full scenes is scored on cropped ones by default; --full_scene scores the
+    uncropped scenes (image path), says so, and is refused with a feature cache."""
+    config, data_dir = synthetic_data
+    trained = tmp_path / "trained_full"
+    shutil.copytree(model_dir, trained)
+    (trained / "results.json").write_text(json.dumps({"feature_cache": False, "full_scene": True}))
+    out = str(tmp_path / "eval.json")
+    cropped = evaluate.evaluate_model(str(trained), data_dir, out=out)
+    assert cropped["trained_on"] == "full" and cropped["scored_on"] == "cropped"
+    full = evaluate.evaluate_model(str(trained), data_dir, full_scene=True, out=out)
+    assert full["trained_on"] == "full" and full["scored_on"] == "full" and "NOT the CTL task" in full["note"]
+    _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(str(trained))
+    assert full["auc"] == pytest.approx(embed.validation_auc(models, config, data_dir, "test", full_scene=True),
+                                        abs=1e-9)
+    assert cropped["auc"] == pytest.approx(embed.validation_auc(models, config, data_dir, "test"), abs=1e-9)
+    with pytest.raises(ValueError, match="needs the image path"):
+        evaluate.evaluate_model(str(trained), data_dir, full_scene=True, feature_cache=True, out=out)
 
 
 def test_model_dir_without_weights_is_a_clear_error(synthetic_data, tmp_path):
