@@ -2,6 +2,9 @@
 
 A `strategy.run` loop rather than `Model.fit`: Keras 3 `fit` breaks under multi-worker strategies
 (keras-team/keras#20585), and the loop has to checkpoint seed-generator state that `fit` does not.
+
+`full_scene` is a training choice only (paper Table 2, "train with full images"): validation (model
+selection) and the test AUC are always on the CTL-cropped scenes, where the product is not visible.
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """Run settings that are not part of Config (Config is what the model_dir's config.json holds)."""
+    """Run settings that are not part of Config (Config is what the model_dir's config.json holds).
+
+    full_scene: train on uncropped scenes; val/test are scored on cropped scenes either way.
+    """
 
     data_dir: str
     model_dir: str
@@ -102,6 +108,7 @@ def _train_dataset(config: Config, options: RunOptions, features, epoch_index: i
 
 
 def default_cache_dir(config: Config, options: RunOptions) -> str:
+    """Suffix "_full": the cache's train scenes are uncropped (its val/test scenes are cropped, as always)."""
     weights = config.backbone_weights if config.backbone_weights in ("imagenet", "none") else "file"
     name = f"{config.image_size}px_{config.num_views}views_{weights}" + ("_full" if options.full_scene else "")
     return os.path.join(options.data_dir, "feature_cache", name)
@@ -141,8 +148,8 @@ class Trainer:
                                                    self.models.backbone, full_scene=self.options.full_scene)
 
     def _auc(self, split: str) -> float:
-        return embed.validation_auc(self.models, self.config, self.options.data_dir, split,
-                                    features=self.features, full_scene=self.options.full_scene)
+        """AUC on the cropped scenes of `split`, whatever the train scenes are."""
+        return embed.validation_auc(self.models, self.config, self.options.data_dir, split, features=self.features)
 
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
@@ -219,9 +226,11 @@ class Trainer:
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
             train_seconds=float(self.state.train_seconds.numpy()),
             extra={**self.options.recorded(), "strategy": self.options.strategy,
-                   "replicas": self.strategy.num_replicas_in_sync})
-        logging.info("done: val AUC %.4f (epoch %d), test AUC %.4f -> %s", out["val_auc"], out["best_epoch"],
-                     test_auc, self._path(results.RESULTS_FILE))
+                   "replicas": self.strategy.num_replicas_in_sync,
+                   "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
+        logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",
+                     out["trained_on"], out["val_auc"], out["best_epoch"], test_auc,
+                     self._path(results.RESULTS_FILE))
         return out
 
 

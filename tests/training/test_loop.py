@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctl_keras import evaluate
 from ctl_keras.config import Config
 from ctl_keras.training import loop
 
@@ -108,17 +109,44 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, mo
 
 
 def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_path):
-    """The default (no feature cache) path, on uncropped scenes: one epoch of floor(train pairs / 8)
-    full steps, evaluated, recorded as a full_scene run."""
+    """The default (no feature cache) path, trained on uncropped scenes: one epoch of floor(train pairs
+    / 8) full steps, recorded as a full_scene run, its test AUC the one evaluate gives on cropped scenes."""
     config, data_dir = synthetic_data
     config = config.replace(epochs=1)
     model_dir = str(tmp_path / "images")
     results = loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=model_dir, full_scene=True))
     assert results["full_scene"] is True and results["feature_cache"] is False
+    assert results["trained_on"] == "full" and results["scored_on"] == "cropped"
     assert results["epochs_run"] == 1 and results["best_epoch"] == 1
+    scored = evaluate.evaluate_model(model_dir, data_dir, out=str(tmp_path / "eval.json"))
+    assert scored["trained_on"] == "full" and scored["scored_on"] == "cropped"
+    assert scored["auc"] == pytest.approx(results["test_auc"], abs=1e-9)
     with open(os.path.join(model_dir, "train_options.json")) as f:
         assert json.load(f) == {"feature_cache": False, "full_scene": True}
     tags = _events(model_dir)
     loss = float(tags["train/loss"][0][1])
     assert 0.0 < loss < 1.0  # hinge with margin 0.2 on distances in [0, 4], mostly near the margin
     assert os.path.exists(os.path.join(model_dir, "checkpoints", "ckpt-1.index"))
+
+
+def test_feature_cache_full_scene_run_is_scored_on_cropped_scenes(synthetic_data, feature_run, tmp_path):
+    """train --feature_cache --full_scene: finishes (attention examples included); its val and test AUC
+    equal evaluate's on cropped scenes, also when evaluate reads the cropped run's cache instead of the
+    full-scene one (so the full-scene cache's val/test scenes are the cropped ones)."""
+    config, data_dir = synthetic_data
+    cropped_cache = loop.default_cache_dir(config, loop.RunOptions(data_dir=data_dir, model_dir=""))
+    assert os.path.isdir(cropped_cache)  # built by feature_run
+    model_dir = str(tmp_path / "full")
+    options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, feature_cache=True, full_scene=True)
+    results = loop.train(config.replace(epochs=1), options)
+    assert results["trained_on"] == "full" and results["scored_on"] == "cropped"
+    assert [step for step, _ in _events(model_dir)["val/attention"]] == [1]
+    out = str(tmp_path / "eval.json")
+    for split, key in (("val", "val_auc"), ("test", "test_auc")):
+        scored = evaluate.evaluate_model(model_dir, data_dir, split=split, out=out)
+        assert scored["scored_on"] == "cropped" and scored["trained_on"] == "full"
+        assert scored["auc"] == pytest.approx(results[key], abs=1e-9), split
+        via_cropped_cache = evaluate.evaluate_model(model_dir, data_dir, split=split, cache_dir=cropped_cache, out=out)
+        assert via_cropped_cache["auc"] == pytest.approx(results[key], abs=1e-9), split
+    with pytest.raises(ValueError, match="needs the image path"):
+        evaluate.evaluate_model(model_dir, data_dir, full_scene=True, feature_cache=True, out=out)
