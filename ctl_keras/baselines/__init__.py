@@ -1,7 +1,8 @@
 """The paper's baselines (§5.1) behind one small interface, so they share data, backbone and questions.
 
 Every baseline reads the same frozen-backbone feature cache as our model (`ctl_keras.features`), one
-`SplitFeatures` per split, cropped or full scenes depending on how the cache was built:
+`SplitFeatures` per split. Train scenes are cropped or full depending on how the cache was built;
+val/test scenes are always cropped, so every method is scored on the CTL task:
 
     method = registry.create("ibr", config)
     method.fit(train_features)                       # no-op for the training-free ones
@@ -39,7 +40,7 @@ class SplitFeatures:
     product_pool5: np.ndarray  # [M, V, 2048]
     # Where the images are, for baselines that need more than the cached features (siamese).
     data_dir: str | None = None
-    full_scene: bool = False
+    full_scene: bool = False  # uncropped scenes: only ever True for a train split
 
     def __len__(self) -> int:
         return len(self.pair_ids)
@@ -122,7 +123,7 @@ def split_features(cache, split: str, data_dir: str | None = None) -> SplitFeatu
         positive_rows=np.asarray(s["positive_row"], np.int64), scene_pool5=s["scene_pool5"],
         scene_local=s["scene_local"], product_ids=[str(x) for x in s["product_ids"]],
         product_categories=np.asarray(s["product_category"], np.int32), product_pool5=s["product_pool5"],
-        data_dir=data_dir, full_scene=cache.full_scene)
+        data_dir=data_dir, full_scene=cache.full_scene and split == "train")
 
 
 class FeatureTripletBaseline(Baseline):

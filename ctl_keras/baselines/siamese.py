@@ -35,7 +35,10 @@ def build_shared_backbone(config) -> keras.Model:
 
 
 def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(scene conv4 [N,h,h,1024], product conv4 [M,h,h,1024]) float16, center view, file order."""
+    """(scene conv4 [N,h,h,1024], product conv4 [M,h,h,1024]) float16, center view, file order.
+
+    `full_scene`: uncropped scenes (SplitFeatures sets it only for the train split of a full-scene run).
+    """
     extractor = backbone.get_layer("resnet50_features")
     preprocess = backbone.get_layer("caffe_preprocess")
     conv4 = keras.Model(extractor.input, extractor.get_layer(CONV4_LAYER).output)

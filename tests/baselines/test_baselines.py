@@ -1,5 +1,7 @@
 """Every baseline trains a step on the tiny synthetic fixture and scores the test questions."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,15 @@ def test_negatives_share_category_and_differ_from_positive(features):
 def test_unknown_baseline_lists_valid_names(synthetic_data):
     with pytest.raises(ValueError, match="unknown baseline 'nope'; valid names: random, popularity"):
         registry.create("nope", synthetic_data[0])
+
+
+def test_full_scene_cache_gives_uncropped_train_scenes_only(synthetic_data, features):
+    """A full-scene run fits on uncropped train scenes; its val/test splits (siamese reads the images
+    by this flag) are the cropped ones."""
+    _, data_dir = synthetic_data
+    _, train, _ = features
+    full = FeatureCache(os.path.dirname(os.path.dirname(train.scene_pool5.filename)))
+    full.full_scene = True  # as a cache built with full_scene=True reports it
+    assert split_features(full, "train", data_dir).full_scene is True
+    assert split_features(full, "val", data_dir).full_scene is False
+    assert split_features(full, "test", data_dir).full_scene is False
