@@ -1,4 +1,4 @@
-"""One command for the paper's experiments (§5): train + evaluate every method on cropped and full scenes.
+"""One command for the paper's experiments (§5): every method trained on cropped and on full scenes.
 
     python -m ctl_keras.experiments --dataset=synthetic --out=runs/experiments [--methods=hybrid,ibr]
                                     [--scenes=cropped,full] [--smoke]
@@ -6,18 +6,20 @@
 Methods: ours (hybrid, global, local, local_uniform — trained by ctl_keras.training on the frozen-
 feature cache) and the baselines of ctl_keras.baselines (random, popularity, imagenet, ibr, siamese,
 bpr_dae). All share the data, the frozen backbone (one feature cache per scene mode) and the test
-questions. Writes into --out:
+questions. As in the paper's Table 2, the scene mode is what a method is TRAINED on ("full": uncropped
+train scenes; baselines fit on full-scene features); every method, in both modes, is validated and
+scored on the CTL-cropped scenes, since the task is recommending a product that is not visible.
+Writes into --out:
     <scenes>/<method>/eval.json   one method's numbers (a method with this file is skipped on re-run)
     <scenes>/<method>/model/      our models' model_dirs
     results.json                  every number, timings included
-    table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per scene mode
+    table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per training mode
     topk.png                      Top-K curves (Figure 5 analog)
 Top-K ranks ALL products of the asked category in the test split.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -63,27 +65,6 @@ def ensure_dataset(config, data_dir: str, smoke: bool) -> None:
         raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
 
 
-@contextlib.contextmanager
-def _full_scene_attention_workaround():
-    """training.loop logs attention examples via embed.attention_examples, which checks the feature
-    cache for cropped scenes and so fails under --feature_cache --full_scene. Until that is fixed
-    there, give it the image path (features=None) for a full-scene cache: it only feeds TensorBoard."""
-    from ctl_keras import embed
-
-    original = embed.attention_examples
-
-    def patched(models, config, data_dir, n, features=None):
-        if features is not None and features.full_scene:
-            features = None
-        return original(models, config, data_dir, n, features=features)
-
-    embed.attention_examples = patched
-    try:
-        yield
-    finally:
-        embed.attention_examples = original
-
-
 class Runner:
     """Runs methods one at a time, sharing a feature cache per scene mode; writes reports after each."""
 
@@ -124,14 +105,15 @@ class Runner:
         self.cache(full_scene)  # built once, with the shared backbone
         options = loop.RunOptions(data_dir=self.data_dir, model_dir=model_dir, feature_cache=True,
                                   full_scene=full_scene, cache_dir=cache_dir)
-        with _full_scene_attention_workaround():
-            trained = loop.train(self.config.replace(variant=variant), options)
-        result = evaluate.evaluate_model(model_dir, self.data_dir, full_scene=full_scene, feature_cache=True,
-                                         cache_dir=cache_dir, out=os.path.join(model_dir, evaluate.EVAL_FILE))
+        trained = loop.train(self.config.replace(variant=variant), options)
+        # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
+        result = evaluate.evaluate_model(model_dir, self.data_dir, feature_cache=True, cache_dir=cache_dir,
+                                         out=os.path.join(model_dir, evaluate.EVAL_FILE))
         result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
         return result
 
     def run_baseline(self, name: str, full_scene: bool) -> dict:
+        """Fit on the train features of the mode's cache, score on its (always cropped) test scenes."""
         from ctl_keras.baselines import registry, split_features
         from ctl_keras.data import pipeline
 
@@ -151,13 +133,17 @@ class Runner:
         path = os.path.join(self.out, scene, method, "eval.json")
         if os.path.exists(path):
             with open(path) as f:
+                done = json.load(f)
+            if done.get("scored_on") == "cropped":
                 logging.info("%s/%s: already done (%s), skipping", scene, method, path)
-                return json.load(f)
+                return done
+            # Written when "full" also meant scoring on full scenes: not comparable, run again.
+            logging.warning("%s: not scored on cropped scenes; running %s/%s again", path, scene, method)
         start = time.time()
         full = scene == "full"
         result = self.run_ours(method, full, path) if method in OURS else self.run_baseline(method, full)
-        result.update({"method": method, "scenes": scene, "seconds": round(time.time() - start, 1),
-                       "candidate_set": CANDIDATES_NOTE})
+        result.update({"method": method, "scenes": scene, "trained_on": scene, "scored_on": "cropped",
+                       "seconds": round(time.time() - start, 1), "candidate_set": CANDIDATES_NOTE})
         write_json_atomic(path, result)
         return result
 
@@ -182,13 +168,14 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     results: dict = {s: {} for s in scenes}
     total, start = len(methods) * len(scenes), time.time()
     for i, (scene, method) in enumerate([(s, m) for s in scenes for m in methods], 1):
-        logging.info("[%d/%d] %s scenes: %s", i, total, scene, method)
+        logging.info("[%d/%d] trained on %s scenes: %s", i, total, scene, method)
         r = results[scene][method] = runner.run_one(method, scene)
         top10 = r["topk"][min(10, r["k_max"]) - 1]
-        print(f"[{i}/{total}] {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
+        print(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
               f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)", flush=True)
         summary = {"dataset": dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
-                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "results": results,
+                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "scored_on": "cropped",
+                   "results": results,
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         write_json_atomic(os.path.join(out, "results.json"), summary)
         table = markdown_table(results, titles, scenes)
@@ -224,7 +211,8 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Built dataset (default: tf_records/<dataset>; synthetic is built if missing).")
     flags.DEFINE_string("out", None, "Output directory for every method's results, table.md, topk.png, results.json.")
     flags.DEFINE_list("methods", list(all_methods()), "Methods to run (baselines and our variants).")
-    flags.DEFINE_list("scenes", list(SCENES), "Scene modes: cropped (CTL crop), full (uncropped scene).")
+    flags.DEFINE_list("scenes", list(SCENES), "Scenes the methods are TRAINED on: cropped (CTL crop), full "
+                      "(uncropped scene). Every method is scored on the cropped test scenes.")
     flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
     flags.DEFINE_integer("epochs", None, "Epochs of our models and the trained baselines (default: the config's).")
     flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's).")

@@ -1,7 +1,9 @@
-"""experiments: a --smoke run with 2 methods writes table/PNG/JSON, re-runs skip, bad names fail clearly."""
+"""experiments: a --smoke run with 2 methods writes table/PNG/JSON, "full" trains on full scenes but scores
+on cropped ones, re-runs skip (stale full-scene scores rerun), bad names fail clearly."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,7 +32,8 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     _, _, out, stdout = run
     table = (out / "table.md").read_text()
     lines = table.splitlines()
-    assert lines[0].startswith("| Method | AUC (cropped) | AUC (full) | Top-1 (cropped)")
+    assert lines[0].startswith("| Method | AUC (trained on cropped) | AUC (trained on full) | Top-1 (trained on cropped)")
+    assert "Every number is scored on the CTL-cropped test scenes" in table
     assert any(line.startswith("| Ours (hybrid) |") for line in lines)
     assert any(line.startswith("| ImageNet Features |") for line in lines)
     assert "ALL products of the asked category" in table
@@ -41,8 +44,21 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
             r = results["results"][scene][method]
             assert 0.0 <= r["auc"] <= 1.0 and len(r["topk"]) == config.topk_max
             assert (out / scene / method / "eval.json").exists()
+            assert r["trained_on"] == scene and r["scored_on"] == "cropped"
     assert (out / "cropped" / "hybrid" / "model" / "best.weights.h5").exists()
     assert "[4/4]" in stdout
+
+
+def test_full_mode_trains_on_full_and_scores_on_cropped(run):
+    """The training-free ImageNet baseline gets the same numbers in both modes (same cropped test
+    scenes); our full-mode model was trained on full scenes and its results.json says so."""
+    _, _, out, _ = run
+    results = json.loads((out / "results.json").read_text())["results"]
+    cropped, full = results["cropped"]["imagenet"], results["full"]["imagenet"]
+    assert full["auc"] == cropped["auc"] and full["topk"] == cropped["topk"]
+    trained = json.loads((out / "full" / "hybrid" / "model" / "results.json").read_text())
+    assert trained["trained_on"] == "full" and trained["full_scene"] is True and trained["scored_on"] == "cropped"
+    assert results["full"]["hybrid"]["auc"] == trained["test_auc"]
 
 
 def test_rerun_skips_finished_methods(run):
@@ -67,3 +83,17 @@ def test_unknown_method_is_a_one_line_error(synthetic_data, tmp_path):
         "experiments: error: unknown method 'nope'; valid names: " + ", ".join(experiments.all_methods())]
     with pytest.raises(ValueError, match="unknown scene mode 'zoom'"):
         experiments.check_methods(["hybrid"], ["zoom"])
+
+
+def test_stale_full_scene_score_is_rerun(run, tmp_path):
+    """An eval.json without scored_on == "cropped" (old meaning of "full") is not reused."""
+    data_dir, root, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out / "full" / "imagenet", copy / "full" / "imagenet")
+    stale = copy / "full" / "imagenet" / "eval.json"
+    old = json.loads(stale.read_text())
+    stale.write_text(json.dumps({k: v for k, v in old.items() if k != "scored_on"} | {"auc": 0.99}))
+    summary = experiments.run_experiments("synthetic", str(copy), ["imagenet"], ["full"], data_dir=data_dir,
+                                          smoke=True, cache_root=str(root / "caches"))
+    assert summary["results"]["full"]["imagenet"]["auc"] == old["auc"] != 0.99
+    assert json.loads(stale.read_text())["scored_on"] == "cropped"

@@ -9,6 +9,8 @@ from typing import Any
 CANDIDATES_NOTE = ("Top-K ranks, for each test pair, ALL products of the asked category in the test split "
                    "(the positive included); ties count against the method.")
 TABLE_KS = (1, 5, 10)
+SCORED_ON_NOTE = ("Every number is scored on the CTL-cropped test scenes (the product is not visible); "
+                  "a column's scene mode is what the method was TRAINED on.")
 
 
 def write_json_atomic(path: str, value: Any) -> None:
@@ -46,16 +48,18 @@ def eval_table(result: dict) -> str:
 
 
 def markdown_table(results: dict, titles: dict, scenes: list[str]) -> str:
-    """Rows = methods, columns = AUC per scene mode and Top-K per scene mode (paper Table 2 layout).
+    """Rows = methods, columns = AUC and Top-K per training scene mode (paper Table 2 layout).
 
-    `results[scene][method]` is a score_split result (or missing when not run).
+    `results[scene][method]` is a score_split result on cropped test scenes of a method trained on
+    `scene` scenes (or missing when not run).
     """
     methods = []
     for scene in scenes:
         methods += [m for m in results.get(scene, {}) if m not in methods]
     k_max = max((r["k_max"] for s in scenes for r in results.get(s, {}).values()), default=0)
     ks = [k for k in TABLE_KS if k <= k_max]
-    head = ["Method"] + [f"AUC ({s})" for s in scenes] + [f"Top-{k} ({s})" for k in ks for s in scenes]
+    head = (["Method"] + [f"AUC (trained on {s})" for s in scenes]
+            + [f"Top-{k} (trained on {s})" for k in ks for s in scenes])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         cells = [titles.get(m, m)]
@@ -68,13 +72,13 @@ def markdown_table(results: dict, titles: dict, scenes: list[str]) -> str:
         if r:
             per = r["per_category"].values()
             mean = sum(c["num_candidates"] * c["num_queries"] for c in per) / max(1, r["num_queries"])
-            sizes.append(f"{mean:.1f} ({s}, {r['num_queries']} queries, {r['num_questions']} questions)")
+            sizes.append(f"{mean:.1f} (trained on {s}, {r['num_queries']} queries, {r['num_questions']} questions)")
     note = CANDIDATES_NOTE + (" Candidates per query on average: " + "; ".join(sizes) + "." if sizes else "")
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    return "\n".join(lines) + "\n\n" + SCORED_ON_NOTE + " " + note + "\n"
 
 
 def plot_topk(results: dict, titles: dict, scenes: list[str], path: str) -> None:
-    """Figure 5 analog: Top-K accuracy vs K, one panel per scene mode, one line per method."""
+    """Figure 5 analog: Top-K accuracy vs K on cropped test scenes, one panel per training scene mode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +90,7 @@ def plot_topk(results: dict, titles: dict, scenes: list[str], path: str) -> None
             topk = r.get("topk") or []
             ax.plot(range(1, len(topk) + 1), topk, label=titles.get(method, method),
                     linewidth=2.2 if method == "hybrid" else 1.2)
-        ax.set_title(f"{scene} scenes")
+        ax.set_title(f"trained on {scene} scenes (scored on cropped)")
         ax.set_xlabel("K")
         ax.set_ylabel("Top-K accuracy")
         ax.set_ylim(0, 1)

@@ -18,12 +18,14 @@ RESULTS = {"cropped": {"hybrid": _result(0.9, [0.5] * 4 + [0.75] * 6), "random":
 def test_markdown_table_rows_columns_and_missing_cells():
     table = markdown_table(RESULTS, {"hybrid": "Ours"}, ["cropped", "full"])
     lines = table.splitlines()
-    assert lines[0] == ("| Method | AUC (cropped) | AUC (full) | Top-1 (cropped) | Top-1 (full) | Top-5 (cropped) "
-                        "| Top-5 (full) | Top-10 (cropped) | Top-10 (full) |")
+    assert lines[0] == ("| Method | AUC (trained on cropped) | AUC (trained on full) | Top-1 (trained on cropped) "
+                        "| Top-1 (trained on full) | Top-5 (trained on cropped) | Top-5 (trained on full) "
+                        "| Top-10 (trained on cropped) | Top-10 (trained on full) |")
     # hybrid: Top-5 cropped is topk[4] = 0.75; random was not run on full scenes -> "–".
     assert lines[2] == "| Ours | 0.900 | 0.800 | 0.500 | 0.250 | 0.750 | 0.250 | 0.750 | 0.250 |"
     assert lines[3] == "| random | 0.500 | – | 0.250 | – | 0.250 | – | 0.250 | – |"
-    assert "Candidates per query on average: 6.0 (cropped" in table
+    assert "Candidates per query on average: 6.0 (trained on cropped" in table
+    assert "Every number is scored on the CTL-cropped test scenes" in lines[5]
 
 
 def test_eval_table_has_category_and_overall_rows():
