@@ -35,7 +35,7 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device"],
                   "auto: MirroredStrategy when there is more than one GPU.")
 flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
 flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
-flags.DEFINE_bool("full_scene", False, "Train and evaluate on uncropped scenes (the paper's 'full images').")
+flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
 
 _OVERRIDES = ("variant", "epochs", "batch_size", "learning_rate", "embedding_dim", "margin", "image_size",
               "backbone_weights", "eval_every", "seed", "num_views")
