@@ -225,7 +225,8 @@ class Trainer:
             self.options.model_dir, self.config, val_auc=float(self.state.best_auc.numpy()),
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
             train_seconds=float(self.state.train_seconds.numpy()),
-            extra={**self.options.recorded(), "strategy": self.options.strategy,
+            extra={**self.options.recorded(), "data_dir": os.path.abspath(self.options.data_dir),
+                   "strategy": self.options.strategy,
                    "replicas": self.strategy.num_replicas_in_sync,
                    "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
         logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",
