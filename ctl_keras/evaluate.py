@@ -24,6 +24,8 @@ import types
 
 from absl import app, flags
 
+from ctl_keras import logs
+
 FLAGS = flags.FLAGS
 EVAL_FILE = "eval.json"
 FULL_SCENE_NOTE = "scored on uncropped scenes: the product is visible in them, so this is NOT the CTL task"
@@ -116,6 +118,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir:

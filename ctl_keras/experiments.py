@@ -29,6 +29,8 @@ import types
 
 from absl import app, flags, logging
 
+from ctl_keras import logs
+
 FLAGS = flags.FLAGS
 OURS = ("hybrid", "global", "local", "local_uniform")
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
@@ -188,6 +190,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:

@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags, logging
 
+from ctl_keras import logs
+
 FLAGS = flags.FLAGS
 
 
@@ -44,6 +46,7 @@ def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best",
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     for name in ("model_dir", "export_dir"):

@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags, logging
 
+from ctl_keras import logs
+
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query")
 
@@ -80,6 +82,7 @@ def _require(command, *names):
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m ctl_keras.recommend {{{'|'.join(COMMANDS)}}} --flags...")
     command = argv[1]

@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 
 from ctl_keras import config as config_lib
+from ctl_keras import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "synthetic", list(config_lib.DATASETS),
@@ -63,6 +64,7 @@ def _ensure_dataset(config: config_lib.Config, data_dir: str) -> None:
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:

@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from ctl_keras import logs
+
 COMMANDS = ("attention", "figures", "human-kit", "human-score")
 
 flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
@@ -67,6 +69,7 @@ def _run(command: str) -> None:
 
 
 def main(argv):
+    logs.quiet_library_info()
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"expected one command out of {', '.join(COMMANDS)}; got {argv[1:]}")
     try:
