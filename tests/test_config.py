@@ -1,0 +1,44 @@
+import json
+import os
+
+import pytest
+
+from ctl_keras import config
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "data", "fixtures", "stl_category_paths.json")
+
+
+@pytest.mark.parametrize("dataset,products,n_categories", [("fashion2", 38111, 10), ("home", 41306, 11)])
+def test_every_real_stl_category_path_maps_to_a_paper_category(dataset, products, n_categories):
+    """Every distinct path of the released <dataset>-cat.json (38,111 / 41,306 products) maps to one of
+    the paper's 10 / 11 categories, and every category receives products."""
+    with open(FIXTURE) as f:
+        paths = json.load(f)["paths"][dataset]
+    assert sum(paths.values()) == products
+    mapping = config.label_to_category(dataset)
+    assert set(paths) <= set(mapping), set(paths) - set(mapping)
+    per_category = {}
+    for path, count in paths.items():
+        per_category[mapping[path]] = per_category.get(mapping[path], 0) + count
+    assert sorted(per_category) == sorted(config.categories(dataset))
+    assert len(per_category) == n_categories
+
+
+def test_config_round_trips_and_rejects_unknown_names():
+    """to_dict/from_dict is the identity; unknown dataset, variant and keys are one-line errors."""
+    cfg = config.get_config("home", smoke=True, variant="local")
+    assert config.Config.from_dict(cfg.to_dict()) == cfg
+    assert cfg.crop_sides == ("top", "bottom", "left", "right")
+    with pytest.raises(ValueError, match="unknown dataset 'shoes'"):
+        config.get_config("shoes")
+    with pytest.raises(ValueError, match="unknown variant"):
+        config.get_config("home", variant="attention")
+    with pytest.raises(ValueError, match="unknown config keys: bogus"):
+        config.Config.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_grid_must_divide_the_conv4_map():
+    """224 px gives a 14x14 conv4 map: a 7x7 grid pools 2x2; a 5x5 grid cannot."""
+    assert config.get_config("home").local_grid == 7
+    with pytest.raises(ValueError, match="cannot be pooled to a 5x5 grid"):
+        config.get_config("home", local_grid=5)
