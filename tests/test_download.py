@@ -101,6 +101,19 @@ def test_stl_url_layout():
     assert urls.stl_url(s, "http://mirror/x/") == f"http://mirror/x/00/27/e3/{s}.jpg"
 
 
+def test_stl_jobs_accept_json_lines(tmp_path):
+    """The upstream STL release is one JSON object per line; it must give the jobs a JSON list gives."""
+    rows = [{"scene": _sig("s1"), "product": _sig("p1"), "bbox": [0, 0, 1, 1]},
+            {"scene": _sig("s1"), "product": _sig("p2"), "bbox": [0, 0, 1, 1]},
+            {"scene": "bad/id", "product": _sig("p1"), "bbox": [0, 0, 1, 1]}]
+    as_list, as_lines = tmp_path / "list.json", tmp_path / "lines.json"
+    as_list.write_text(json.dumps(rows))
+    as_lines.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    jobs, bad = urls.stl_jobs(str(as_lines))
+    assert (jobs, bad) == urls.stl_jobs(str(as_list))
+    assert bad == 1 and [j[0] for j in jobs] == sorted({_sig("s1"), _sig("p1"), _sig("p2")})
+
+
 def test_download_verify_retry_resume(tmp_path, server):
     sigs, pairs = _stl_setup(tmp_path, server)
     jobs, bad = urls.stl_jobs(pairs, server.base + "/400x")

@@ -12,9 +12,10 @@ to (street photos of the pairs, shop photos of the retrieval files) are listed, 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
+
+from ctl_keras.data.stl import load_json
 
 STL_DATASETS = ("fashion2", "home")
 DEFAULT_STL_PREFIX = "http://i.pinimg.com/400x"
@@ -27,19 +28,10 @@ def stl_url(signature: str, prefix: str = DEFAULT_STL_PREFIX) -> str:
     return f"{prefix.rstrip('/')}/{s[0:2]}/{s[2:4]}/{s[4:6]}/{s}.jpg"
 
 
-def _load_json(path: str, what: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
-
-
 def stl_jobs(pairs_path: str, prefix: str = DEFAULT_STL_PREFIX) -> tuple[list[tuple[str, str]], int]:
     """Jobs for every scene and product of an STL pairs file, and the number of unusable rows."""
-    rows = _load_json(pairs_path, "pairs file")
+    # Same reader as the builder: the upstream release is one JSON object per line, not a list.
+    rows = load_json(pairs_path, "pairs")
     if not isinstance(rows, list):
         raise ValueError(f"pairs file {pairs_path} must hold a JSON list of {{product, scene, bbox}}")
     signatures, bad = set(), 0
@@ -59,7 +51,7 @@ def _referenced_photos(street2shop_dir: str) -> set[int] | None:
         return None
     photos = set()
     for path in files:
-        for row in _load_json(path, "Street2Shop metadata"):
+        for row in load_json(path, "Street2Shop metadata"):
             try:
                 photos.add(int(row["photo"]))
             except (KeyError, TypeError, ValueError):
