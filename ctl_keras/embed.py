@@ -47,7 +47,8 @@ def _predict(model, batches):
 def _check_features(features, config) -> None:
     """Any cache fits val/test (their scenes are cropped in every cache) if its views match the config."""
     ident = features.identity
-    for key in ("image_size", "local_grid", "backbone_weights"):
+    # resize_size sets the center view too (resize, then the central image_size crop).
+    for key in ("image_size", "resize_size", "local_grid", "backbone_weights"):
         if ident[key] != getattr(config, key):
             raise ValueError(f"feature cache {features.cache_dir} has {key}={ident[key]!r} "
                              f"but the config has {getattr(config, key)!r}")

@@ -110,6 +110,16 @@ def test_feature_path_matches_image_path(synthetic_data, models, image_side, cac
     assert abs(auc_img - auc_feat) <= 0.02
 
 
+def test_cache_of_another_view_is_refused(synthetic_data, models, cache):
+    """A cache built for another resize (so another center view) must not be scored silently."""
+    config, data_dir = synthetic_data
+    other = config.replace(resize_size=config.resize_size + 8)
+    with pytest.raises(ValueError, match="resize_size"):
+        embed.scene_queries(models, other, data_dir, "val", features=cache)
+    with pytest.raises(ValueError, match="resize_size"):
+        embed.product_embeddings(models, other, data_dir, "val", features=cache)
+
+
 def test_full_scene_cache_embeds_cropped_val_and_test(synthetic_data, models, cache, full_cache):
     """A cache built for full-scene training gives exactly the cropped cache's val/test queries and AUC."""
     config, data_dir = synthetic_data
