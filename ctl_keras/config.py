@@ -124,6 +124,14 @@ class Config:
         _check_dataset(self.dataset)
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if not 0 <= self.seed < 2**32:
+            # NumPy's seeding refuses anything else, deep inside the builder or the loop.
+            raise ValueError(f"seed {self.seed} must be in [0, 2**32)")
+        fractions = tuple(self.split_fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions {fractions} must be three non-negative numbers summing to 1")
+        if not self.crop_sides or not set(self.crop_sides) <= {"top", "bottom", "left", "right"}:
+            raise ValueError(f"crop_sides {self.crop_sides} must be a non-empty subset of top, bottom, left, right")
         if self.image_size > self.resize_size:
             raise ValueError(f"image_size {self.image_size} is larger than resize_size {self.resize_size}")
         if self.image_size % 16 or (self.image_size // 16) % self.local_grid:

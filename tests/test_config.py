@@ -42,3 +42,14 @@ def test_grid_must_divide_the_conv4_map():
     assert config.get_config("home").local_grid == 7
     with pytest.raises(ValueError, match="cannot be pooled to a 5x5 grid"):
         config.get_config("home", local_grid=5)
+
+
+def test_seed_split_and_crop_sides_are_checked_up_front():
+    """Each would otherwise fail deep in NumPy seeding, the splitter or the cropper."""
+    with pytest.raises(ValueError, match="seed -1 must be in"):
+        config.get_config("synthetic", seed=-1)
+    with pytest.raises(ValueError, match="split_fractions .* summing to 1"):
+        config.get_config("synthetic", split_fractions=(0.8, 0.6, 0.6))
+    with pytest.raises(ValueError, match="crop_sides"):
+        config.get_config("synthetic", crop_sides=("middle",))
+    assert config.get_config("home").crop_sides == ("top", "bottom", "left", "right")
