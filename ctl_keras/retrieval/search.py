@@ -17,14 +17,16 @@ BACKENDS = ("numpy", "tf", "faiss")
 def _numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:
     """Row indices of the k largest scores, best first, ties by lower index. scores: [B, n]."""
     n = scores.shape[1]
-    if k < n:
-        # argpartition keeps the work O(n); the exact order (and ties) are settled on the k kept.
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(n), (scores.shape[0], 1))
-    kept = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -kept), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    if k >= n:
+        return np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)[:, :k]
+    # argpartition keeps the work O(n), but which of several rows tied at the k-th score it keeps is
+    # arbitrary; so keep every row scoring at least the k-th score and settle the order on those.
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    out = np.empty((scores.shape[0], k), np.int64)
+    for b in range(scores.shape[0]):
+        rows = np.flatnonzero(scores[b] >= kth[b])
+        out[b] = rows[np.lexsort((rows, -scores[b, rows]))[:k]]
+    return out
 
 
 class Searcher:

@@ -31,6 +31,21 @@ def test_k_larger_than_category_returns_whole_category(backend):
     np.testing.assert_allclose(d, [[1.0], [1.0]], atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_at_the_cut_keep_the_lower_rows(backend):
+    """Rows 1..7 are one vector (duplicate product images), so q=(1,0) scores them all 1.0 and row 0
+    scores 0: top-k must be the lowest tied rows p1..pk (d* 1.0), not whichever rows argpartition kept
+    (for k=5 it used to keep p6 instead of p5)."""
+    emb = np.array([[0, 1]] + [[1, 0]] * 7, np.float32)
+    index = CatalogIndex(np.array([f"p{i}" for i in range(8)]), np.zeros(8, np.int32), emb, ("all",))
+    searcher = Searcher(index, backend)
+    for k in (1, 3, 5, 7, 8):
+        ids, d = searcher.search(np.array([[1.0, 0.0], [1.0, 0.0]]), "all", k)
+        expected = [f"p{i}" for i in range(1, min(k, 7) + 1)] + (["p0"] if k == 8 else [])
+        assert ids.tolist() == [expected, expected], (k, ids)
+    np.testing.assert_allclose(d[0], [1.0] * 7 + [2.0], atol=1e-6)
+
+
 def test_backends_equal_brute_force_on_random_catalog():
     """500 random unit vectors in 3 categories, 4 queries: every backend == argsort of masked q·f."""
     rng = np.random.default_rng(0)
