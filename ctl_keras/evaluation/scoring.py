@@ -70,12 +70,13 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
             raise ValueError(f"distance function gave shape {dist.shape}, expected {(rows.size, cols.size)}")
         local_row = {int(r): i for i, r in enumerate(rows)}
         local_col = {int(j): i for i, j in enumerate(cols)}
-        pos_index = np.array([local_col[_col(product_row, table.positive_ids[r], name)] for r in rows], np.int64)
+        def col(product_id, local_col=local_col, name=name):
+            return _col(product_row, local_col, product_id, name)
+
+        pos_index = np.array([col(table.positive_ids[r]) for r in rows], np.int64)
         ranks = metrics.positive_ranks(dist, pos_index) if rows.size else np.zeros(0, np.int64)
-        d_pos = np.array([dist[local_row[pair_row[int(q["pair_id"])]], local_col[_col(product_row, q["positive"], name)]]
-                          for q in qs])
-        d_neg = np.array([dist[local_row[pair_row[int(q["pair_id"])]], local_col[_col(product_row, q["negative"], name)]]
-                          for q in qs])
+        d_pos = np.array([dist[local_row[pair_row[int(q["pair_id"])]], col(q["positive"])] for q in qs])
+        d_neg = np.array([dist[local_row[pair_row[int(q["pair_id"])]], col(q["negative"])] for q in qs])
         entry = {"num_queries": int(rows.size), "num_candidates": int(cols.size), "num_questions": len(qs)}
         entry["auc"] = metrics.binary_auc(d_pos, d_neg) if qs else None
         entry["topk"] = metrics.topk_accuracy(ranks, k_max).tolist() if rows.size else None
@@ -89,11 +90,14 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
             "k_max": int(k_max), "per_category": per_category}
 
 
-def _col(product_row: dict, product_id, category: str) -> int:
+def _col(product_row: dict, local_col: dict, product_id, category: str) -> int:
+    """Column of `product_id` among the category's candidates; a clear error when it is not one."""
     key = product_id.decode() if isinstance(product_id, bytes) else str(product_id)
     if key not in product_row:
         raise ValueError(f"product {key!r} (category {category!r}) is not among the split's products")
-    return product_row[key]
+    if product_row[key] not in local_col:
+        raise ValueError(f"product {key!r} is not of category {category!r}, the category it is scored in")
+    return local_col[product_row[key]]
 
 
 # Distance functions shared by our model and the embedding baselines.

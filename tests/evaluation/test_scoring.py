@@ -57,6 +57,25 @@ def test_constant_scorer_is_half_auc_and_pessimistic_topk():
     assert r["topk"] == [0.0, 0.25, 1.0]
 
 
+def test_other_categories_are_never_candidates():
+    """A scorer that puts every SHOES product at distance 0 from every scene (and tops at 1 + |index
+    gap|): if shoes leaked into the tops candidate sets, each tops positive would rank behind 2 shoes
+    (Top-1 0). With the per-category mask, tops are ranked only against tops (Top-1 1)."""
+    def shoes_first(s, p):
+        return np.where(p[:, 0][None, :] >= 3, 0.0, 1.0 + perfect(s, p))
+
+    r = score_split(_table(), shoes_first, QUESTIONS, CATS, k_max=3)
+    assert r["per_category"]["tops"]["topk"] == [1.0, 1.0, 1.0]
+    assert r["per_category"]["tops"]["auc"] == 1.0 and r["per_category"]["tops"]["num_candidates"] == 3
+
+
+def test_question_across_categories_is_a_clear_error():
+    """A question whose negative (s0, shoes) is not of the pair's category (tops) is refused by name."""
+    bad = [dict(QUESTIONS[0], negative="s0")]
+    with pytest.raises(ValueError, match="'s0' is not of category 'tops'"):
+        score_split(_table(), perfect, bad, CATS, k_max=2)
+
+
 def test_missing_and_empty_inputs():
     with pytest.raises(ValueError, match="no questions"):
         score_split(_table(), perfect, [], CATS, k_max=2)
