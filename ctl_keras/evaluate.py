@@ -2,6 +2,8 @@
 
     python -m ctl_keras.evaluate --model_dir=runs/synthetic-hybrid [--data_dir=tf_records/synthetic]
 
+The dataset is --data_dir, else the one training recorded in results.json, else tf_records/<dataset>.
+
 Metrics (paper §5.2):
   AUC    binary-choice accuracy on the split's fixed questions (scene + category, positive vs a
          negative of the same category): the fraction where d*(s, p+) < d*(s, p−), ties 1/2.
@@ -102,7 +104,8 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
         feature_cache = bool(recorded.get("feature_cache", False)) and not full_scene
     config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
     trained_on = _trained_on(recorded)
-    data_dir = data_dir or os.path.join("tf_records", config.dataset)
+    # The run's own dataset: another build under the default path may have a different split.
+    data_dir = data_dir or recorded.get("data_dir") or os.path.join("tf_records", config.dataset)
     check_split_nonempty(data_dir, split)
     features = (cache_for(config, data_dir, trained_on == "full", cache_dir, models.backbone)
                 if feature_cache else None)
@@ -143,7 +146,8 @@ def main(argv):
 def define_flags() -> None:
     """Flags exist only when run as a script, so importing this module never clashes with other CLIs."""
     flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + best.weights.h5).")
-    flags.DEFINE_string("data_dir", None, "Built dataset directory (default: tf_records/<dataset>).")
+    flags.DEFINE_string("data_dir", None, "Built dataset directory (default: results.json's data_dir, else "
+                        "tf_records/<dataset>).")
     flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate.")
     flags.DEFINE_bool("full_scene", False, "Analysis only: score uncropped scenes; the product is visible in them, "
                       "so this is NOT the CTL task. Needs the image path (no --feature_cache). Default: the "

@@ -79,6 +79,17 @@ def test_model_dir_without_weights_is_a_clear_error(synthetic_data, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("evaluate: error:")
 
 
+def test_default_data_dir_is_the_one_training_recorded(model_dir, tmp_path):
+    """Without --data_dir, evaluate reads the dataset results.json names (not tf_records/<dataset>):
+    pointed at a missing directory, the error names that directory."""
+    trained = tmp_path / "trained"
+    shutil.copytree(model_dir, trained)
+    recorded = tmp_path / "built_elsewhere"
+    (trained / "results.json").write_text(json.dumps({"data_dir": str(recorded)}))
+    with pytest.raises(FileNotFoundError, match=f"no manifest.json in {recorded}"):
+        evaluate.evaluate_model(str(trained), out=str(tmp_path / "eval.json"))
+
+
 def test_empty_test_split_is_a_clear_error(synthetic_data, model_dir, tmp_path):
     """A dataset whose manifest says 0 test pairs is refused before anything is embedded."""
     _, data_dir = synthetic_data
