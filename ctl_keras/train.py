@@ -7,6 +7,7 @@ epoch; the model_dir layout is in ARCHITECTURE.md. TensorBoard: `tensorboard --l
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -63,6 +64,19 @@ def _ensure_dataset(config: config_lib.Config, data_dir: str) -> None:
         raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
 
 
+def _is_tf_op_error(err: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")  # never import TF here: a flag error must stay fast
+    return tf is not None and isinstance(err, tf.errors.OpError)
+
+
+def _op_error_line(err) -> str:
+    """A runtime error from inside a tf.data/tf.function graph (e.g. a truncated TFRecord) as one line."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", getattr(err, "message", "") or str(err)).strip()
+    first = text.splitlines()[0] if text else ""
+    return (f"{type(err).__name__}: {first} (a damaged data file? rebuild the dataset with "
+            f"`python -m ctl_keras.build_dataset`)")
+
+
 def main(argv):
     logs.quiet_library_info()
     if len(argv) > 1:
@@ -81,6 +95,11 @@ def main(argv):
         results = loop.train(config, options)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001 (only TensorFlow's runtime errors are turned into one line)
+        if not _is_tf_op_error(e):
+            raise
+        print(f"train: error: {_op_error_line(e)}", file=sys.stderr)
         sys.exit(1)
     print(f"val AUC {results['val_auc']:.4f} (epoch {results['best_epoch']}), test AUC {results['test_auc']:.4f}")
 

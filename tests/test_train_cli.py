@@ -65,3 +65,22 @@ def test_data_dir_without_manifest_says_how_to_build(tmp_path):
     assert f"python -m ctl_keras.build_dataset --dataset=home --out={data_dir}" in errors[0]
     assert "Traceback" not in done.stderr
     assert os.listdir(data_dir) == [] and not os.path.exists(model_dir)
+
+
+def test_truncated_shard_is_one_line_error(synthetic_data, tmp_path):
+    """A damaged TFRecord fails inside TF's iterator; the CLI still prints one line and no traceback."""
+    import glob
+    import shutil
+
+    _, data_dir = synthetic_data
+    damaged = tmp_path / "data"
+    shutil.copytree(data_dir, damaged, ignore=shutil.ignore_patterns("raw", "feature_cache"))
+    for shard in glob.glob(str(damaged / "pairs-train-*.tfrecord")):
+        with open(shard, "r+b") as f:
+            f.truncate(os.path.getsize(shard) // 2)
+    done = _cli("--smoke", f"--data_dir={damaged}", f"--model_dir={tmp_path / 'model'}", "--epochs=1")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
+    assert len(errors) == 1, done.stderr[-2000:]
+    assert "DataLossError: truncated record" in errors[0] and "function_node" not in errors[0]
+    assert "Traceback" not in done.stderr
