@@ -53,7 +53,9 @@ def model_requests(model_name: str, config, with_category: bool) -> list[predict
         logs.append(predict_log(model_name, "serving_default", inputs))
     inputs = {"images": floats}
     if with_category:
-        inputs["category"] = np.array(categories[-len(floats):], dtype=object)
+        # One name per image even when there are fewer categories than images (the last ones otherwise).
+        inputs["category"] = np.array([categories[(i - len(floats)) % len(categories)] for i in range(len(floats))],
+                                      dtype=object)
     logs.append(predict_log(model_name, "predict_images", inputs))
     return logs
 

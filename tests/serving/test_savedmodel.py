@@ -182,3 +182,13 @@ def test_bad_input_fails_with_a_clear_assertion(exported, kwargs, message):
     with pytest.raises(tf.errors.InvalidArgumentError) as err:
         loaded.signatures["serving_default"](**kwargs)
     assert message in str(err.value)
+
+
+def test_warmup_sends_one_category_per_image_with_few_categories():
+    """With a single category the float request still has 2 images and 2 names (a mismatch would make
+    the server's warmup replay, and so the model load, fail)."""
+    config = get_config("synthetic", smoke=True).replace(categories=("shoes",))
+    request = warmup.model_requests("scene_tower", config, with_category=True)[-1].predict_log.request
+    assert request.model_spec.signature_name == "predict_images"
+    images, names = (tf.make_ndarray(request.inputs[k]) for k in ("images", "category"))
+    assert images.shape[0] == 2 and names.tolist() == [b"shoes", b"shoes"]
