@@ -87,16 +87,9 @@ def _track(module, keras_models):
     module.model_variables = variables
 
 
-def scene_tower_module(scene_tower, config):
-    """Module with `serving_default(image_bytes, category)` and `predict_images(images, category)`."""
-    module = tf.Module(name="scene_tower")
-    _track(module, [scene_tower])
-    module.category_table = _category_table(config.categories)
-
-    def run(images, category):
-        ids = _category_ids(module.category_table, category, images, config.categories)
-        out = scene_tower({"image": images, "category": ids}, training=False)
-        return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
+def _with_category_signatures(module, run, config):
+    """Attach `serving_default(image_bytes, category)` and `predict_images(images, category)` calling
+    `run(images, category)`: the scene tower and the recommender take the same inputs."""
 
     @tf.function(input_signature=[_bytes_spec(), _category_spec()])
     def serving_default(image_bytes, category):
@@ -109,6 +102,20 @@ def scene_tower_module(scene_tower, config):
 
     module.serving_default, module.predict_images = serving_default, predict_images
     return module
+
+
+def scene_tower_module(scene_tower, config):
+    """Module with `serving_default(image_bytes, category)` and `predict_images(images, category)`."""
+    module = tf.Module(name="scene_tower")
+    _track(module, [scene_tower])
+    module.category_table = _category_table(config.categories)
+
+    def run(images, category):
+        ids = _category_ids(module.category_table, category, images, config.categories)
+        out = scene_tower({"image": images, "category": ids}, training=False)
+        return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
+
+    return _with_category_signatures(module, run, config)
 
 
 def product_tower_module(product_tower, config):
@@ -168,17 +175,7 @@ def recommender_module(scene_tower, config, index, top_k: int):
             "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
         }
 
-    @tf.function(input_signature=[_bytes_spec(), _category_spec()])
-    def serving_default(image_bytes, category):
-        return run(preprocess_bytes(image_bytes, config), category)
-
-    @tf.function(input_signature=[_images_spec(config), _category_spec()])
-    def predict_images(images, category):
-        with tf.control_dependencies([_assert_nonempty(images, "image")]):
-            return run(tf.identity(images), category)
-
-    module.serving_default, module.predict_images = serving_default, predict_images
-    return module
+    return _with_category_signatures(module, run, config)
 
 
 def signatures(module) -> dict:
