@@ -19,8 +19,8 @@ def _numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:
     n = scores.shape[1]
     if k >= n:
         return np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)[:, :k]
-    # argpartition keeps the work O(n), but which of several rows tied at the k-th score it keeps is
-    # arbitrary; so keep every row scoring at least the k-th score and settle the order on those.
+    # A partition keeps the work O(n). argpartition's k rows would be an arbitrary subset of the rows
+    # tied at the k-th score, so keep every row scoring at least that and order those.
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
     out = np.empty((scores.shape[0], k), np.int64)
     for b in range(scores.shape[0]):
