@@ -152,7 +152,8 @@ class Runner:
 
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
                     baseline_epochs=None, siamese_epochs=None, cache_root=None) -> dict:
-    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png."""
+    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png, and,
+    when hybrid is trained on cropped scenes, the attention analysis and figures (attention/, figures/)."""
     from ctl_keras import config as config_lib
     from ctl_keras import evaluate
     from ctl_keras.baselines.registry import TITLES
@@ -186,7 +187,20 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
             f.write(table)
         os.replace(tmp, os.path.join(out, "table.md"))
         plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
+    if "hybrid" in methods and "cropped" in scenes:
+        _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)
     return summary
+
+
+def _analyse(model_dir: str, out: str, data_dir: str) -> None:
+    """Table 3 / Figures 6-7 for our hybrid model: attention hit rates + overlays, best/worst products."""
+    from ctl_keras.analysis import cli as analysis
+
+    logging.info("attention analysis and figures of %s", model_dir)
+    result = analysis.run_attention(model_dir, os.path.join(out, "attention"), data_dir=data_dir)
+    analysis.run_figures(model_dir, os.path.join(out, "figures"), data_dir=data_dir)
+    print(f"attention analysis: {os.path.join(out, 'attention', 'attention.md')} "
+          f"({result['pairs']} test pairs); figures: {os.path.join(out, 'figures')}", flush=True)
 
 
 def main(argv):

@@ -38,6 +38,8 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     assert any(line.startswith("| ImageNet Features |") for line in lines)
     assert "ALL products of the asked category" in table
     assert (out / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| attention (ours) |" in (out / "attention" / "attention.md").read_text()
+    assert (out / "figures" / "compatibility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
     for scene in ("cropped", "full"):
         for method in ("hybrid", "imagenet"):
