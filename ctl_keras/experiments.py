@@ -29,7 +29,7 @@ import types
 
 from absl import app, flags, logging
 
-from ctl_keras import logs
+from ctl_keras import atomic, logs
 
 FLAGS = flags.FLAGS
 OURS = ("hybrid", "global", "local", "local_uniform")
@@ -181,11 +181,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
                    "results": results,
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         write_json_atomic(os.path.join(out, "results.json"), summary)
-        table = markdown_table(results, titles, scenes)
-        tmp = os.path.join(out, f".table.md.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(table)
-        os.replace(tmp, os.path.join(out, "table.md"))
+        atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes))
         plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
     if "hybrid" in methods and "cropped" in scenes:
         _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)

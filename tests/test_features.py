@@ -1,7 +1,6 @@
 """Frozen-feature cache: contents equal the backbone on the same view, epochs are deterministic,
 negatives follow the rule, a config change rebuilds, an interrupted build leaves nothing."""
 
-import glob
 import json
 import os
 import shutil

@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
+from ctl_keras import atomic
 from ctl_keras import config as config_lib
 
 CATEGORIES = ("tops", "pants", "shoes", "handbags", "sunglasses")
@@ -207,16 +208,11 @@ def _product(rng, size, category, look, variant):
 
 
 def _save_jpeg(img: Image.Image, path: str) -> None:
-    tmp = path + ".tmp"
-    img.save(tmp, format="JPEG", quality=90)
-    os.replace(tmp, path)
+    atomic.atomic_write(path, lambda tmp: img.save(tmp, format="JPEG", quality=90))
 
 
 def _save_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=0, sort_keys=True)
-    os.replace(tmp, path)
+    atomic.write_json(path, obj, indent=0)
 
 
 def generate(out_dir, *, num_scenes=600, num_styles=8, scene_size=160, product_size=96, noise=0.1,

@@ -6,11 +6,12 @@ parsing is tf-side (`tf.io.parse_single_example`) for the tf.data pipeline.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Sequence
 
 import tensorflow as tf
+
+from ctl_keras import atomic
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -162,14 +163,4 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write `obj` as sorted, indented JSON atomically (same bytes for the same object)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic.write_json(path, obj, indent=1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+from ctl_keras import atomic
 
 CANDIDATES_NOTE = ("Top-K ranks, for each test pair, ALL products of the asked category in the test split "
                    "(the positive included); ties count against the method.")
@@ -15,13 +16,7 @@ SCORED_ON_NOTE = ("Every number is scored on the CTL-cropped test scenes (the pr
 
 def write_json_atomic(path: str, value: Any) -> None:
     """Write JSON to a temp name in the same directory, then rename: readers never see half a file."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, value)
 
 
 def _topk(result: dict, k: int):

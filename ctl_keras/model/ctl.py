@@ -14,6 +14,7 @@ import os
 import h5py
 import keras
 
+from ctl_keras.atomic import atomic_write
 from ctl_keras.config import Config
 from ctl_keras.model.attention import CategoryAttention
 from ctl_keras.model.backbone import build_backbone
@@ -129,14 +130,7 @@ class CTLModels:
         path = os.fspath(path)
         if not path.endswith(".weights.h5"):
             raise ValueError(f"head weights path {path} must end in .weights.h5")
-        directory, base = os.path.split(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{base[:-len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-        try:
-            self.heads.save_weights(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, self.heads.save_weights, suffix=".weights.h5")
 
     def load_heads(self, path: str) -> None:
         """Load head weights written by save_heads; a file from another variant or size is refused."""

@@ -10,37 +10,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 import tensorflow as tf
 
+from ctl_keras.atomic import write_json
 from ctl_keras.config import Config
 
 CONFIG_FILE = "config.json"
 OPTIONS_FILE = "train_options.json"  # run options outside Config that change the trained weights
 LOCK_FILE = ".lock"
-
-
-def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:
-    """Call write(tmp_path) on a temporary name in the same directory, then rename over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}{suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: str, value: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.write("\n")
-
-    atomic_write(path, write)
 
 
 class ModelDirLock:

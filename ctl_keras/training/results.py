@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from ctl_keras.config import Config
-from ctl_keras.training.checkpointing import write_json
+from ctl_keras.atomic import write_json
 
 RESULTS_FILE = "results.json"
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
-from ctl_keras.training.checkpointing import atomic_write
+from ctl_keras.atomic import atomic_write
 
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ctl_keras.config import get_config
-from ctl_keras.training.checkpointing import (ModelDirLock, TrainState, atomic_write, check_or_write_config,
-                                              write_json)
+from ctl_keras.atomic import atomic_write, write_json
+from ctl_keras.training.checkpointing import ModelDirLock, TrainState, check_or_write_config
 
 
 def test_lock_refuses_a_second_holder_and_is_released(tmp_path):

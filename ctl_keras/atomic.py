@@ -1,0 +1,40 @@
+"""Atomic file writes: write under a temporary name in the same directory, then `os.replace`.
+
+A reader (or a later run) never sees half a file, and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+    """Call write(tmp_path) on a temporary name beside `path`, then rename it over `path`.
+
+    `suffix` keeps an extension some writers insist on (e.g. Keras's ".weights.h5").
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+def write_json(path: str | os.PathLike, value: Any, indent: int = 2) -> None:
+    """Sorted, indented JSON (the same object gives the same bytes), written atomically."""
+    write_text(path, json.dumps(value, indent=indent, sort_keys=True) + "\n")
