@@ -26,3 +26,19 @@ def synthetic_data(tmp_path_factory):
     for split in ("val", "test"):
         assert manifest["splits"][split]["questions"] > 0, split
     return config, str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def untrained_model(synthetic_data, tmp_path_factory):
+    """(config, models, model_dir): a seeded, untrained smoke model saved the way train.py saves one
+    (config.json + best.weights.h5; no results.json). Tests read it; write into copies, not into it."""
+    import json
+
+    from ctl_keras.model.ctl import build_ctl
+
+    config, _ = synthetic_data
+    models = build_ctl(config)
+    model_dir = tmp_path_factory.mktemp("untrained_model")
+    models.save_heads(str(model_dir / "best.weights.h5"))
+    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    return config, models, str(model_dir)

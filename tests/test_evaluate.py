@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 
 from ctl_keras import embed, evaluate
-from ctl_keras.model.ctl import build_ctl
 
 
 @pytest.fixture(scope="module")
-def model_dir(synthetic_data, tmp_path_factory):
-    """An untrained smoke model saved the way train.py saves one (config.json + best.weights.h5)."""
-    config, _ = synthetic_data
-    out = tmp_path_factory.mktemp("eval_model")
-    build_ctl(config).save_heads(str(out / "best.weights.h5"))
-    (out / "config.json").write_text(json.dumps(config.to_dict()))
+def model_dir(untrained_model, tmp_path_factory):
+    """A copy of the untrained smoke model (the CLI writes eval.json into it)."""
+    out = tmp_path_factory.mktemp("eval_model") / "model"
+    shutil.copytree(untrained_model[2], out)
     return str(out)
 
 

@@ -1,14 +1,11 @@
 """python -m ctl_keras.export: the CLI, integer versions, and no half-written version on failure."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from ctl_keras.config import get_config
-from ctl_keras.model.ctl import build_ctl
 from ctl_keras.serving import exporter, versions, warmup
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -19,14 +16,9 @@ def _cli(*args):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(untrained_model):
     """An untrained smoke model saved as a model_dir (no training needed to test export)."""
-    config = get_config("synthetic", smoke=True)
-    models = build_ctl(config)
-    model_dir = tmp_path_factory.mktemp("model")
-    models.save_heads(str(model_dir / "best.weights.h5"))
-    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
-    return config, models, str(model_dir)
+    return untrained_model
 
 
 def test_cli_writes_version_1_of_both_towers(trained, tmp_path):

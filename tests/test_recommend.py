@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from ctl_keras import export, recommend
 from ctl_keras.data.pipeline import decode_image, eval_view, raw_pairs, raw_products
-from ctl_keras.model.ctl import build_ctl
 from ctl_keras.retrieval.index import CatalogIndex, load_index, save_index
 from ctl_keras.retrieval.search import Searcher
 
@@ -24,15 +23,12 @@ def _cli(*args):
 
 
 @pytest.fixture(scope="module")
-def setup(synthetic_data, tmp_path_factory):
+def setup(synthetic_data, untrained_model, tmp_path_factory):
     """model_dir of an untrained smoke model -> export v1 -> CLI index of the test split's products."""
     config, data_dir = synthetic_data
     tmp = tmp_path_factory.mktemp("recommend")
-    model_dir, export_dir = tmp / "model", str(tmp / "export")
-    model_dir.mkdir()
-    models = build_ctl(config)
-    models.save_heads(str(model_dir / "best.weights.h5"))
-    (model_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    export_dir = str(tmp / "export")
+    _, models, model_dir = untrained_model
     export.run(str(model_dir), export_dir)
     proc = _cli("index", f"--export_dir={export_dir}", f"--products={data_dir}:test", f"--index={tmp / 'catalog'}")
     assert proc.returncode == 0, proc.stderr[-2000:]

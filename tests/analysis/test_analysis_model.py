@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,14 +12,11 @@ from ctl_keras.analysis import cli
 
 
 @pytest.fixture(scope="module")
-def model_dir(synthetic_data, tmp_path_factory):
-    from ctl_keras.model.ctl import build_ctl
-
-    config, data_dir = synthetic_data
-    directory = tmp_path_factory.mktemp("analysis_model")
-    build_ctl(config).save_heads(str(directory / "best.weights.h5"))
-    (directory / "config.json").write_text(json.dumps(config.to_dict()))
-    (directory / "results.json").write_text(json.dumps({"data_dir": data_dir}))
+def model_dir(synthetic_data, untrained_model, tmp_path_factory):
+    """A copy of the untrained smoke model whose results.json records the dataset, as train.py writes it."""
+    directory = tmp_path_factory.mktemp("analysis_model") / "model"
+    shutil.copytree(untrained_model[2], directory)
+    (directory / "results.json").write_text(json.dumps({"data_dir": synthetic_data[1]}))
     return str(directory)
 
 
