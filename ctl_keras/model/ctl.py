@@ -92,10 +92,6 @@ class CTLModels:
     scene_tower: keras.Model
     product_tower: keras.Model
 
-    def head_weights_models(self) -> tuple[keras.Model, keras.Model]:
-        """(scene_head, product_head): together they hold every head weight and nothing else."""
-        return self.scene_head, self.product_head
-
     def triplet_model(self, from_features: bool = False) -> keras.Model:
         """Training graph -> {"d_pos": [B], "d_neg": [B]}, computed with the distances of DESIGN §3.
 
