@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any, Callable
 
 
@@ -18,7 +19,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}{suffix}")
+    # pid + random part: threads and processes writing beside each other never share a temp name.
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{os.path.basename(path)}{suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -27,12 +29,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
             os.remove(tmp)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
 
     atomic_write(path, write)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, value: Any, indent: int = 2) -> None:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from ctl_keras import atomic
+
 MODEL_DIR = os.path.join("runs", "demo")
 DATA_DIR = os.path.join("tf_records", "synthetic")
 EXPORT_DIR = os.path.join("export", "demo")
@@ -37,9 +39,7 @@ def _write_test_scene() -> dict:
     question = pipeline.load_questions(DATA_DIR, "test")[0]
     for example in pipeline.raw_pairs(DATA_DIR, "test"):
         if int(example["pair_id"]) == question["pair_id"]:
-            with open(SCENE + ".tmp", "wb") as f:
-                f.write(example["scene_jpeg"].numpy())
-            os.replace(SCENE + ".tmp", SCENE)
+            atomic.write_bytes(SCENE, example["scene_jpeg"].numpy())
             return question
     raise SystemExit(f"demo: pair {question['pair_id']} of the first test question is missing in {DATA_DIR}")
 

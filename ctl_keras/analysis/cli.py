@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import embed, model_io
+from ctl_keras import atomic, embed, model_io
 from ctl_keras.analysis import attention_hits, figures, human_eval
 from ctl_keras.data import pipeline
 
@@ -80,7 +80,7 @@ def run_attention(model_dir, out_dir, *, data_dir=None, split="test", num_overla
     saliency = SceneSaliency(models.scene_tower, config, smooth_samples)
     grid = config.local_grid
     attention, salient, relevant, coverage_boxes, shown = [], [], [], [], []
-    for n, chunk in enumerate(_batches(scene_records(config, data_dir, split), batch_size)):
+    for chunk in _batches(scene_records(config, data_dir, split), batch_size):
         images = np.stack([r["scene"] for r in chunk])
         cats = np.array([r["category"] for r in chunk], np.int32)
         scene_out = models.scene_tower({"image": images, "category": cats}, training=False)
@@ -114,8 +114,8 @@ def run_attention(model_dir, out_dir, *, data_dir=None, split="test", num_overla
             f"{rows['saliency']['excluded_no_relevant']} without any relevant cell are excluded.\n"
             f"saliency = {saliency.method}\n")
     os.makedirs(out_dir, exist_ok=True)
-    human_eval.write_atomic(os.path.join(out_dir, "attention.json"), json.dumps(result, indent=1) + "\n")
-    human_eval.write_atomic(os.path.join(out_dir, "attention.md"), table + note)
+    atomic.write_text(os.path.join(out_dir, "attention.json"), json.dumps(result, indent=1) + "\n")
+    atomic.write_text(os.path.join(out_dir, "attention.md"), table + note)
     for i, image, category, pair_id in shown:
         figures.attention_overlay(os.path.join(out_dir, "overlays", f"pair_{pair_id}.png"), image,
                                   attention[i], salient[i], coverage_boxes[i], relevant[i],

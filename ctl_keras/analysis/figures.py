@@ -7,7 +7,6 @@ name in its directory and renamed, so a crash never leaves half a file.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import matplotlib
 
@@ -16,22 +15,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from ctl_keras import atomic  # noqa: E402
+
 
 def save_figure(fig, path: str) -> str:
     """Save `fig` to `path` (PNG) atomically and close it."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp made it 0600
-        os.replace(tmp, path)
+        atomic.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

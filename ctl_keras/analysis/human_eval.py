@@ -16,34 +16,13 @@ import html
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from ctl_keras import atomic
+
 KEY_FILE, SHEET_FILE, PAGE_FILE = "key.json", "answers.csv", "index.html"
 SIDES = ("A", "B")
-
-
-def readable(path: str) -> None:
-    """mkstemp creates 0600 files; give outputs the usual umask-based mode instead."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def write_atomic(path: str, text: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def pick_questions(questions: list[dict], num: int, seed: int) -> list[dict]:
@@ -126,9 +105,9 @@ def write_kit(out_dir: str, items: list[dict], choices: dict[str, list[str]], se
     writer = csv.writer(sheet, lineterminator="\n")
     writer.writerow(["question_id", "answer"])
     writer.writerows([[q["question_id"], ""] for q in key["questions"]])
-    write_atomic(os.path.join(out_dir, PAGE_FILE), render_page(items, title))
-    write_atomic(os.path.join(out_dir, SHEET_FILE), sheet.getvalue())
-    write_atomic(os.path.join(out_dir, KEY_FILE), json.dumps(key, indent=1) + "\n")
+    atomic.write_text(os.path.join(out_dir, PAGE_FILE), render_page(items, title))
+    atomic.write_text(os.path.join(out_dir, SHEET_FILE), sheet.getvalue())
+    atomic.write_text(os.path.join(out_dir, KEY_FILE), json.dumps(key, indent=1) + "\n")
     return key
 
 
@@ -234,6 +213,6 @@ def score_kit(kit_dir: str, sheets: list[str], out: str | None = None) -> dict:
         raise ValueError("two answer sheets share a file name: " + ", ".join(sheets))
     result = score(key, {name: read_sheet(s, qids) for name, s in zip(names, sheets)})
     out = out or kit_dir
-    write_atomic(os.path.join(out, "human_scores.json"), json.dumps(result, indent=1) + "\n")
-    write_atomic(os.path.join(out, "human_scores.md"), markdown(result))
+    atomic.write_text(os.path.join(out, "human_scores.json"), json.dumps(result, indent=1) + "\n")
+    atomic.write_text(os.path.join(out, "human_scores.md"), markdown(result))
     return result
