@@ -300,3 +300,15 @@ def test_cli_checks_out_before_work(tmp_path, server):
     assert proc.stderr.strip().splitlines() == [
         f"download: error: --out={afile}/sub cannot be created: {afile} is a file, not a directory"]
     assert sum(server.requests.values()) == 0
+
+
+def test_cli_non_utf8_pairs_file_is_one_line_naming_it(tmp_path):
+    text = '[{"scene": "abcdef", "product": "ghijkl", "bbox": [0, 0, 1, 1], "n": "é"}]'
+    pairs = tmp_path / "pairs.json"
+    pairs.write_bytes(text.encode("latin-1"))
+    proc = _cli("--dataset=home", f"--pairs={pairs}", f"--out={tmp_path / 'out'}")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"download: error: pairs file is not UTF-8 text: {pairs} (byte {text.index('é')}: b'\\xe9'); "
+        "JSON files must be UTF-8"]
+    assert not (tmp_path / "out").exists()
