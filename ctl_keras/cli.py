@@ -57,34 +57,42 @@ def require(*names: str, flag_values=None) -> None:
             raise ValueError(f"--{name} is required")
 
 
+def _check_creatable(path: str, flag_name: str) -> None:
+    """`path` does not exist: its nearest existing ancestor must be a directory we may write in."""
+    existing = os.path.dirname(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--{flag_name}={path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag_name}={path}: no permission to write in {existing}")
+
+
 def check_output_dir(path: str | os.PathLike | None, flag_name: str) -> None:
     """Fail now, before any work, when `path` can never become a writable directory: it is a file,
     a parent is a file, or the nearest existing parent is not writable. Creates nothing."""
     if path is None or os.fspath(path) == "":
         return
     path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise ValueError(f"--{flag_name}={path} is a file, not a directory")
-        existing = path
-    else:
-        existing = os.path.dirname(path)
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing):
-            raise ValueError(f"--{flag_name}={path} cannot be created: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--{flag_name}={path}: no permission to write in {existing}")
+    if not os.path.exists(path):
+        _check_creatable(path, flag_name)
+    elif not os.path.isdir(path):
+        raise ValueError(f"--{flag_name}={path} is a file, not a directory")
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag_name}={path}: no permission to write in {path}")
 
 
 def check_output_file(path: str | os.PathLike | None, flag_name: str) -> None:
-    """As check_output_dir for the directory a file will be written into; the file must not be a directory."""
+    """As check_output_dir, for a file to be (re)written: not a directory, its directory writable."""
     if path is None or os.fspath(path) == "":
         return
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         raise ValueError(f"--{flag_name}={path} is a directory; expected a file name")
-    check_output_dir(os.path.dirname(path), flag_name)
+    if not os.path.exists(path):
+        _check_creatable(path, flag_name)
+    elif not os.access(os.path.dirname(path), os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag_name}={path}: no permission to write in {os.path.dirname(path)}")
 
 
 def error_line(err: BaseException) -> str:
