@@ -63,11 +63,11 @@ def _checked_decode(image_bytes, max_pixels: int):
     """decode_image after asserting, from the header, that the image has at most max_pixels pixels."""
     height_width = header_size(image_bytes)
     pixels = height_width[0] * height_width[1]
-    check = tf.debugging.Assert(
-        pixels <= max_pixels,
-        ["image of", height_width[0], "x", height_width[1], "=", pixels,
-         f"pixels exceeds the limit of {max_pixels} pixels (ctl_keras.export --max_image_pixels); "
-         "send a downscaled image"])
+    message = tf.strings.format(
+        "image of {} x {} = {} pixels exceeds the limit of " + str(max_pixels)
+        + " pixels (ctl_keras.export --max_image_pixels); send a downscaled image",
+        [height_width[0], height_width[1], pixels])
+    check = tf.debugging.Assert(pixels <= max_pixels, [message])
     with tf.control_dependencies([check]):
         return decode_image(tf.identity(image_bytes))
 

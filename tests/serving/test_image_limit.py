@@ -49,8 +49,9 @@ def test_oversized_images_are_invalid_argument_and_normal_ones_unchanged(served)
     meta = exporter.read_meta(dirs["scene_tower"])
     assert meta["max_image_pixels"] == LIMIT
     for fmt in ("JPEG", "PNG"):
-        big = _encode(81, 80, fmt)  # one pixel row too many
-        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"exceeds the limit of {LIMIT} pixels"):
+        big = _encode(81, 80, fmt)  # one pixel column too many
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"image of 80 x 81 = 6480 pixels exceeds the limit of {LIMIT} pixels"):
             scene(image_bytes=tf.constant([big]), category=tf.constant(["shoes"]))
         with pytest.raises(tf.errors.InvalidArgumentError, match="max_image_pixels"):
             product(image_bytes=tf.constant([_encode(10, 10, fmt), big]))
