@@ -1,8 +1,11 @@
 """The one opening and error handling of every command-line tool.
 
-Adopting it (a CLI keeps its flags and its `main(argv)`; absl's `app.run(main)` becomes):
+Adopting it (a CLI keeps its `main(argv)`; absl's `app.run(main)` becomes `cli.run`):
 
     from ctl_keras import cli
+
+    def define_flags():                      # the flag convention: defined on demand, never at import,
+        flags.DEFINE_string("model_dir", ...)  # so any module can be imported without flag clashes
 
     def main(argv):
         cli.require("model_dir")                                 # ValueError "--model_dir is required"
@@ -10,8 +13,7 @@ Adopting it (a CLI keeps its flags and its `main(argv)`; absl's `app.run(main)` 
         ...                                                      # raise ValueError etc. on bad input
 
     if __name__ == "__main__":
-        define_flags()
-        cli.run(main, "export")                # or cli.run(main, "analysis", commands=COMMANDS)
+        cli.run(main, "export", define_flags=define_flags)  # + commands=COMMANDS for `tool COMMAND`
 
 `run` gives every tool the same behaviour:
   - TensorFlow's C++ start-up noise is filtered (logs.quiet_tensorflow_startup) and TF/Keras INFO
@@ -117,12 +119,16 @@ def _fail(prefix: str, message: str, code: int = 1):
     sys.exit(code)
 
 
-def run(main: Callable[[list[str]], None], name: str, *, commands: Sequence[str] | None = None) -> None:
-    """absl's app.run(main) with the shared opening and error handling above (never returns)."""
+def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[[], None] | None = None,
+        commands: Sequence[str] | None = None) -> None:
+    """absl's app.run(main) with the shared opening and error handling above (never returns).
+    `define_flags` is called first (flags exist only when the module runs as a command)."""
     from absl import app
     from absl import logging as absl_logging
 
     logs.quiet_tensorflow_startup()
+    if define_flags is not None:
+        define_flags()
 
     def wrapped(argv):
         logs.quiet_library_info()

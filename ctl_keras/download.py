@@ -171,8 +171,8 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
 FLAGS = flags.FLAGS
 
 
-def _define_flags():
-    # Only when run as a script, so importing this module (tests) never clashes with other CLIs' flags.
+def define_flags() -> None:
+    """Only when run as a command, so importing this module never clashes with other CLIs' flags."""
     flags.DEFINE_string("dataset", None, "fashion1 (Street2Shop), fashion2 or home (STL).")
     flags.DEFINE_string("pairs", None, "fashion2/home: STL pairs file (fashion.json / home.json).")
     flags.DEFINE_string("street2shop_dir", None, "fashion1: Street2Shop root (photos/photos.txt, meta/json).")
@@ -228,5 +228,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main, "download")
+    cli.run(main, "download", define_flags=define_flags)

@@ -153,5 +153,4 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main, "evaluate")
+    cli.run(main, "evaluate", define_flags=define_flags)

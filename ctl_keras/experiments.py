@@ -228,5 +228,4 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main, "experiments")
+    cli.run(main, "experiments", define_flags=define_flags)

@@ -62,5 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main, "export")
+    cli.run(main, "export", define_flags=define_flags)

@@ -45,6 +45,18 @@ def test_check_output_dir_and_file(tmp_path):
             cli.check_output_dir(locked / "sub", "out")
 
 
+def test_positional_arguments_and_missing_flags_are_one_line():
+    """The shared opening: same prefix convention and exit code for every CLI, no usage dump."""
+    cases = [("ctl_keras.export", ["extra"], "export: error: unexpected arguments: extra"),
+             ("ctl_keras.analysis", ["nope"], "analysis: error: expected one command out of attention, figures, "
+                                              "human-kit, human-score; got ['nope']"),
+             ("ctl_keras.analysis", ["figures"], "analysis figures: error: --model_dir is required"),
+             ("ctl_keras.experiments", [], "experiments: error: --out is required")]
+    for module, args, want in cases:
+        proc = _run(module, *args, timeout=120)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [want], (module, proc.stderr[-2000:])
+
+
 def test_startup_noise_filter_keeps_real_warnings():
     noise = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
              "I0000 00:00:1795800270.881966    5751 cudart_stub.cc:31] Could not find cuda drivers on your "

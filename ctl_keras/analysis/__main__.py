@@ -16,21 +16,24 @@ from ctl_keras import cli
 
 COMMANDS = ("attention", "figures", "human-kit", "human-score")
 
-flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
-flags.DEFINE_string("data_dir", None, "Built dataset (default: results.json's data_dir, else tf_records/<dataset>).")
-flags.DEFINE_string("out", None, "Output directory (human-score: default --kit).")
-flags.DEFINE_string("split", "test", "Split analysed by attention and figures.")
-flags.DEFINE_integer("num_scenes", 4, "figures: scenes in the grid.")
-flags.DEFINE_integer("num_overlays", 6, "attention: overlay PNGs written for the first pairs.")
-flags.DEFINE_integer("smooth_samples", 0, "attention: SmoothGrad samples (0 = vanilla gradient saliency).")
-flags.DEFINE_integer("num_questions", 50, "human-kit: questions exported.")
-flags.DEFINE_list("methods", ["ours", "random"], "human-kit: ours, random, or NAME=MODEL_DIR of another model.")
-flags.DEFINE_integer("seed", 0, "Seed of random rankings, question sampling and A/B sides.")
-flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet|none|path.h5).")
-flags.DEFINE_string("kit", None, "human-score: directory written by human-kit.")
-flags.DEFINE_list("sheets", [], "human-score: filled answer sheets (CSV), one per annotator.")
-
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defined when run as a command only (cli.run calls this), like every other CLI."""
+    flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
+    flags.DEFINE_string("data_dir", None, "Built dataset (default: results.json's data_dir, else tf_records/<dataset>).")
+    flags.DEFINE_string("out", None, "Output directory (human-score: default --kit).")
+    flags.DEFINE_string("split", "test", "Split analysed by attention and figures.")
+    flags.DEFINE_integer("num_scenes", 4, "figures: scenes in the grid.")
+    flags.DEFINE_integer("num_overlays", 6, "attention: overlay PNGs written for the first pairs.")
+    flags.DEFINE_integer("smooth_samples", 0, "attention: SmoothGrad samples (0 = vanilla gradient saliency).")
+    flags.DEFINE_integer("num_questions", 50, "human-kit: questions exported.")
+    flags.DEFINE_list("methods", ["ours", "random"], "human-kit: ours, random, or NAME=MODEL_DIR of another model.")
+    flags.DEFINE_integer("seed", 0, "Seed of random rankings, question sampling and A/B sides.")
+    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet|none|path.h5).")
+    flags.DEFINE_string("kit", None, "human-score: directory written by human-kit.")
+    flags.DEFINE_list("sheets", [], "human-score: filled answer sheets (CSV), one per annotator.")
 
 
 def main(argv):
@@ -64,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, "analysis", commands=COMMANDS)
+    cli.run(main, "analysis", define_flags=define_flags, commands=COMMANDS)
