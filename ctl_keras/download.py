@@ -19,6 +19,7 @@ written are finished (each write is atomic), the process exits 130/143 and a re-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -66,10 +67,7 @@ def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout
             return "stopped", ""
         try:
             data = fetch(url, timeout, deadline, max_bytes, stop)
-            if writing is None:
-                _write_atomically(path, data)
-                return "ok", ""
-            with writing:
+            with writing or contextlib.nullcontext():
                 if stop.is_set():
                     return "stopped", ""
                 _write_atomically(path, data)
