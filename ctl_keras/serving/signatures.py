@@ -5,9 +5,9 @@ resize_size, center crop image_size), so a client sends raw JPEG/PNG bytes. Cate
 names and are mapped with a lookup table in the graph. Bad input fails with an assertion whose
 message says what is wrong. Image size is bounded: width and height are read from the JPEG/PNG header
 (no pixel decoded) and an image above `max_pixels` fails the request with INVALID_ARGUMENT, since a
-6000x6000 JPEG would otherwise cost about half a gigabyte per request. The Keras models are captured by closures rather than tracked as
-children, so the SavedModel holds only variables, a table and tf.functions: loading it needs
-neither keras nor ctl_keras.
+6000x6000 JPEG would otherwise cost about half a gigabyte per request. The Keras models are
+captured by closures rather than tracked as children, so the SavedModel holds only variables, a
+table and tf.functions: loading it needs neither keras nor ctl_keras.
 """
 
 from __future__ import annotations
