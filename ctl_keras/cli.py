@@ -103,7 +103,7 @@ def error_line(err: BaseException) -> str:
     tf = sys.modules.get("tensorflow")  # never import TF here: a flag error must stay fast
     if tf is not None and isinstance(err, tf.errors.OpError):
         text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", getattr(err, "message", "") or str(err)).strip()
-        first = text.splitlines()[0] if text else ""
+        first = re.sub(r"\s*name:\s*$", "", text.splitlines()[0]) if text else ""  # eager ops end "name: "
         hint = f" ({_REBUILD_HINT})" if isinstance(err, tf.errors.DataLossError) else ""
         return f"{type(err).__name__}: {first}{hint}"
     return " ".join(str(err).split()) or type(err).__name__

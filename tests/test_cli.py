@@ -128,4 +128,6 @@ def test_error_line_of_a_tf_op_error_drops_the_graph_prefix():
                                   "\t [[{{node IteratorGetNext}}]]")
     assert cli.error_line(err) == ("DataLossError: truncated record at 1234 (a damaged data file? rebuild the "
                                    "dataset with `python -m ctl_keras.build_dataset`)")
+    eager = tf.errors.DataLossError(None, None, "truncated record at 217400 [Op:IteratorGetNext] name: ")
+    assert cli.error_line(eager).startswith("DataLossError: truncated record at 217400 [Op:IteratorGetNext] (a dam")
     assert cli.error_line(ValueError("two\n  lines")) == "two lines"
