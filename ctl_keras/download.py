@@ -9,78 +9,35 @@ to a temporary name in `--out` and renamed into place, so no partial image is ev
 other than 408/429 are final; everything else is retried with exponential backoff plus jitter.
 At the end: the line "ok N, failed N, skipped N" and `<out>/download_failures.tsv` (id, url, reason),
 which is removed when nothing failed. The exit code is 0 whenever the run completes.
+
+Bounds: `--timeout` limits each connect and socket read; `--deadline` limits one attempt at one file
+as a whole (a server trickling a byte per second otherwise holds a worker forever), and `--max_bytes`
+its body (announced Content-Length or bytes actually received; too large is final, not retried).
+Ctrl-C or SIGTERM stop the run within about a second: no new file is started, the files being
+written are finished (each write is atomic), the process exits 130/143 and a re-run resumes.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import http.client
-import io
+import contextlib
 import os
+import queue
 import random
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-from absl import app, flags, logging
-from PIL import Image
+from absl import flags, logging
 
+from ctl_keras import cli
 from ctl_keras.data import urls
+from ctl_keras.fetch import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, Permanent, Stopped, fetch, is_valid_image,
+                             reason as failure_reason)
+
+__all__ = ["download", "download_one", "is_valid_image", "FAILURES_FILE"]
 
 FAILURES_FILE = "download_failures.tsv"
 _PART = ".part-"  # temporary files are "<name>.part-<random>" in the output directory
-_USER_AGENT = "ctl_keras-downloader/1.0"
-
-
-def is_valid_image(path: str) -> bool:
-    """True if `path` is an image PIL decodes to the last pixel."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-        return True
-    except Exception:  # PIL raises many types for bad files; any of them means "fetch it again"
-        return False
-
-
-class _Permanent(Exception):
-    """A failure that retrying will not fix (404 and the like)."""
-
-
-class _BadImage(Exception):
-    """The body arrived but is not a complete image."""
-
-
-def _fetch(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read()  # raises IncompleteRead when the body is shorter than announced
-    except urllib.error.HTTPError as e:
-        if 400 <= e.code < 500 and e.code not in (408, 429):
-            raise _Permanent(f"HTTP {e.code}") from None
-        raise
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # OSError on a truncated file, UnidentifiedImageError on HTML error pages
-    except Exception as e:
-        raise _BadImage(f"image does not decode ({e}), {len(data)} bytes") from None
-    return data
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code}"
-    if isinstance(error, _BadImage):
-        return str(error)
-    if isinstance(error, http.client.IncompleteRead):
-        return f"incomplete body ({len(error.partial)} bytes, {error.expected} more expected)"
-    text = f"{type(error).__name__}: {error}"
-    return " ".join(text.split())[:200]  # one line, no tabs: it goes into a TSV
-
-
 def _write_atomically(path: str, data: bytes) -> None:
     tmp = f"{path}{_PART}{uuid.uuid4().hex[:8]}"
     try:
@@ -92,23 +49,35 @@ def _write_atomically(path: str, data: bytes) -> None:
             os.remove(tmp)
 
 
-def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout: float,
-                 backoff: float) -> tuple[str, str]:
-    """("skipped"|"ok", "") or ("failed", reason) for one image."""
+def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout: float, backoff: float,
+                 deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
+                 stop: threading.Event | None = None, writing: threading.Semaphore | None = None
+                 ) -> tuple[str, str]:
+    """("skipped"|"ok", "") or ("failed", reason) for one image; ("stopped", "") when `stop` is set.
+
+    `writing` is held while the file is written, so an interrupted run can wait for writes to end.
+    """
+    stop = stop or threading.Event()
     path = os.path.join(out_dir, f"{image_id}.jpg")
     if os.path.exists(path) and is_valid_image(path):
         return "skipped", ""
     reason = ""
     for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+        if attempt and stop.wait(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)):
+            return "stopped", ""
         try:
-            _write_atomically(path, _fetch(url, timeout))
+            data = fetch(url, timeout, deadline, max_bytes, stop)
+            with writing or contextlib.nullcontext():
+                if stop.is_set():
+                    return "stopped", ""
+                _write_atomically(path, data)
             return "ok", ""
-        except _Permanent as e:
+        except Stopped:
+            return "stopped", ""
+        except Permanent as e:
             return "failed", str(e)
-        except Exception as e:  # network, HTTP 5xx, decode: all worth another try
-            reason = _reason(e)
+        except Exception as e:  # network, HTTP 5xx, decode, deadline: all worth another try
+            reason = failure_reason(e)
     return "failed", f"{reason} (after {retries + 1} attempts)"
 
 
@@ -133,33 +102,66 @@ def _write_failures(out_dir: str, failures: list[tuple[str, str, str]]) -> None:
 
 
 def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, retries: int = 4,
-             timeout: float = 30.0, backoff: float = 1.0, log_every: float = 10.0) -> dict:
-    """Fetches every (id, url) job into out_dir/<id>.jpg; returns {"ok", "failed", "skipped", "failures"}."""
-    if workers < 1 or retries < 0 or timeout <= 0 or backoff < 0:
-        raise ValueError(f"need workers >= 1, retries >= 0, timeout > 0, backoff >= 0; got "
-                         f"{workers}, {retries}, {timeout}, {backoff}")
+             timeout: float = 30.0, backoff: float = 1.0, log_every: float = 10.0,
+             deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """Fetches every (id, url) job into out_dir/<id>.jpg; returns {"ok", "failed", "skipped", "failures"}.
+
+    KeyboardInterrupt (Ctrl-C; cli.Terminated for SIGTERM) stops the workers: files being written
+    are finished, nothing new starts, no failure list is written, and the interrupt is re-raised.
+    """
+    if workers < 1 or retries < 0 or timeout <= 0 or backoff < 0 or deadline <= 0 or max_bytes < 1:
+        raise ValueError(f"need workers >= 1, retries >= 0, timeout > 0, backoff >= 0, deadline > 0, "
+                         f"max_bytes >= 1; got {workers}, {retries}, {timeout}, {backoff}, {deadline}, {max_bytes}")
     os.makedirs(out_dir, exist_ok=True)
     if _remove_stale_parts(out_dir):
         logging.info("removed temporary files of an interrupted run")
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     failures: list[tuple[str, str, str]] = []
     lock, last_log = threading.Lock(), [time.monotonic()]
+    stop, writing = threading.Event(), threading.Semaphore(workers)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
 
-    def run(job):
-        status, reason = download_one(*job, out_dir, retries=retries, timeout=timeout, backoff=backoff)
+    def work():
+        while not stop.is_set():
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            status, reason = download_one(*job, out_dir, retries=retries, timeout=timeout, backoff=backoff,
+                                          deadline=deadline, max_bytes=max_bytes, stop=stop, writing=writing)
+            if status == "stopped":
+                return
+            with lock:
+                counts[status] += 1
+                if status == "failed":
+                    failures.append((job[0], job[1], reason))
+                done = sum(counts.values())
+                if time.monotonic() - last_log[0] >= log_every or done == len(jobs):
+                    last_log[0] = time.monotonic()
+                    logging.info("%d/%d images: ok %d, failed %d, skipped %d", done, len(jobs),
+                                 counts["ok"], counts["failed"], counts["skipped"])
+
+    # Daemon threads, not a ThreadPoolExecutor: its threads are joined at exit, so an interrupted
+    # run would wait for every blocked socket read (up to --timeout each).
+    threads = [threading.Thread(target=work, daemon=True, name=f"download-{i}")
+               for i in range(min(workers, max(1, len(jobs))))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # a timed join lets the main thread handle SIGINT/SIGTERM
+    except KeyboardInterrupt:
+        stop.set()
+        for _ in range(workers):  # wait for writes in progress (local and quick), then leave
+            writing.acquire()
         with lock:
-            counts[status] += 1
-            if status == "failed":
-                failures.append((job[0], job[1], reason))
-            done = sum(counts.values())
-            if time.monotonic() - last_log[0] >= log_every or done == len(jobs):
-                last_log[0] = time.monotonic()
-                logging.info("%d/%d images: ok %d, failed %d, skipped %d", done, len(jobs),
-                             counts["ok"], counts["failed"], counts["skipped"])
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(run, job) for job in jobs]:
-            future.result()
+            logging.warning("interrupted after ok %d, failed %d, skipped %d of %d images; run the same "
+                            "command again to resume", counts["ok"], counts["failed"], counts["skipped"],
+                            len(jobs))
+        raise
     _write_failures(out_dir, failures)
     return {**counts, "failures": sorted(failures)}
 
@@ -167,8 +169,8 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
 FLAGS = flags.FLAGS
 
 
-def _define_flags():
-    # Only when run as a script, so importing this module (tests) never clashes with other CLIs' flags.
+def define_flags() -> None:
+    """Only when run as a command, so importing this module never clashes with other CLIs' flags."""
     flags.DEFINE_string("dataset", None, "fashion1 (Street2Shop), fashion2 or home (STL).")
     flags.DEFINE_string("pairs", None, "fashion2/home: STL pairs file (fashion.json / home.json).")
     flags.DEFINE_string("street2shop_dir", None, "fashion1: Street2Shop root (photos/photos.txt, meta/json).")
@@ -178,7 +180,11 @@ def _define_flags():
     flags.DEFINE_bool("all_photos", False, "fashion1: every photo of photos.txt, not only referenced.")
     flags.DEFINE_integer("workers", 16, "Parallel downloads.")
     flags.DEFINE_integer("retries", 4, "Retries after the first attempt.")
-    flags.DEFINE_float("timeout", 30.0, "Per-request timeout, seconds.")
+    flags.DEFINE_float("timeout", 30.0, "Seconds one connect or socket read may wait.")
+    flags.DEFINE_float("deadline", DEFAULT_DEADLINE, "Seconds one attempt at one file may take in all "
+                       "(checked between reads, so at most deadline + timeout).")
+    flags.DEFINE_integer("max_bytes", DEFAULT_MAX_BYTES, "Largest image body accepted, bytes; larger ones fail "
+                         "without retry.")
     flags.DEFINE_float("backoff", 1.0, "Base retry delay, seconds; doubles each retry, with +-50% jitter.")
 
 
@@ -208,23 +214,16 @@ def _jobs() -> list[tuple[str, str]]:
 
 
 def main(argv):
-    try:
-        if len(argv) > 1:
-            raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-        if not FLAGS.dataset or not FLAGS.out:
-            raise ValueError("--dataset and --out are required")
-        jobs = _jobs()
-        logging.info("%d images to fetch into %s", len(jobs), FLAGS.out)
-        result = download(jobs, FLAGS.out, workers=FLAGS.workers, retries=FLAGS.retries,
-                          timeout=FLAGS.timeout, backoff=FLAGS.backoff)
-    except (ValueError, OSError) as e:  # one line, no traceback (absl's UsageError prints the docs)
-        print(f"download: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    cli.require("dataset", "out")
+    cli.check_output_dir(FLAGS.out, "out")
+    jobs = _jobs()
+    logging.info("%d images to fetch into %s", len(jobs), FLAGS.out)
+    result = download(jobs, FLAGS.out, workers=FLAGS.workers, retries=FLAGS.retries, timeout=FLAGS.timeout,
+                      backoff=FLAGS.backoff, deadline=FLAGS.deadline, max_bytes=FLAGS.max_bytes)
     print(f"ok {result['ok']}, failed {result['failed']}, skipped {result['skipped']}")
     if result["failed"]:
         print(f"failures listed in {os.path.join(FLAGS.out, FAILURES_FILE)}")
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.run(main, "download", define_flags=define_flags)

@@ -21,12 +21,11 @@ the CTL task (the product is visible in them), and only through the image path.
 from __future__ import annotations
 
 import os
-import sys
 import types
 
-from absl import app, flags
+from absl import flags
 
-from ctl_keras import logs
+from ctl_keras import cli
 
 FLAGS = flags.FLAGS
 EVAL_FILE = "eval.json"
@@ -121,19 +120,12 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
 
 
 def main(argv):
-    logs.quiet_library_info()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required")
-    try:
-        from ctl_keras.evaluation.report import eval_table
+    cli.require("model_dir")
+    cli.check_output_file(FLAGS.out, "out")  # before scoring, not at the final write
+    result = evaluate_model(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.full_scene, FLAGS.feature_cache,
+                            FLAGS.cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
+    from ctl_keras.evaluation.report import eval_table
 
-        result = evaluate_model(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.full_scene, FLAGS.feature_cache,
-                                FLAGS.cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        sys.exit(1)
     print(f"{result['method']} (trained on {result['trained_on']} scenes) on the {result['split']} split "
           f"({result['scored_on']} scenes): AUC {result['auc']:.4f} over {result['num_questions']} questions")
     if "note" in result:
@@ -161,5 +153,4 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, "evaluate", define_flags=define_flags)

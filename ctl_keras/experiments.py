@@ -27,9 +27,9 @@ import sys
 import time
 import types
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from ctl_keras import atomic, logs
+from ctl_keras import atomic, cli
 
 FLAGS = flags.FLAGS
 OURS = ("hybrid", "global", "local", "local_uniform")
@@ -200,18 +200,12 @@ def _analyse(model_dir: str, out: str, data_dir: str) -> None:
 
 
 def main(argv):
-    logs.quiet_library_info()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.out:
-        raise app.UsageError("--out is required")
-    try:
-        run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
-                        smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
-                        siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"experiments: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    cli.require("out")
+    cli.check_output_dir(FLAGS.out, "out")  # before hours of training, not at the first write
+    cli.check_output_dir(FLAGS.cache_root, "cache_root")
+    run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
+                    smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
+                    siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
     print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
 
@@ -234,5 +228,4 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, "experiments", define_flags=define_flags)

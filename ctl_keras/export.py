@@ -10,11 +10,12 @@ Each run writes the next integer version of every model; see export/README.md fo
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from ctl_keras import logs
+from ctl_keras import cli
+
+from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS  # the package only: no TensorFlow import
 
 FLAGS = flags.FLAGS
 
@@ -28,10 +29,14 @@ def define_flags() -> None:
     flags.DEFINE_string("catalog_index", None,
                         "Catalog index (from `python -m ctl_keras.recommend index`) to bundle into recommender/.")
     flags.DEFINE_integer("top_k", 10, "Products the recommender returns per request.", lower_bound=1)
+    flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+                         "Largest image (width x height, read from the JPEG/PNG header) the serving "
+                         "signatures accept; larger ones fail with INVALID_ARGUMENT before decoding.",
+                         lower_bound=1)
 
 
 def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best", catalog_index=None,
-        top_k=10) -> dict[str, str]:
+        top_k=10, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> dict[str, str]:
     """Load, export, and return {model: version dir}. Raises ValueError/FileNotFoundError on bad input."""
     from ctl_keras.model_io import load_trained
     from ctl_keras.serving.exporter import export_models
@@ -42,27 +47,19 @@ def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best",
 
         index = load_index(catalog_index)
     config, models = load_trained(model_dir, backbone_weights=backbone_weights, which=which)
-    return export_models(models, config, export_dir, index=index, top_k=top_k)
+    return export_models(models, config, export_dir, index=index, top_k=top_k, max_image_pixels=max_image_pixels)
 
 
 def main(argv):
-    logs.quiet_library_info()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("model_dir", "export_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required")
-    try:
-        written = run(FLAGS.model_dir, FLAGS.export_dir, backbone_weights=FLAGS.backbone_weights,
-                      which=FLAGS.which, catalog_index=FLAGS.catalog_index, top_k=FLAGS.top_k)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"export: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.require("model_dir", "export_dir")
+    cli.check_output_dir(FLAGS.export_dir, "export_dir")  # before minutes of loading and tracing
+    written = run(FLAGS.model_dir, FLAGS.export_dir, backbone_weights=FLAGS.backbone_weights,
+                  which=FLAGS.which, catalog_index=FLAGS.catalog_index, top_k=FLAGS.top_k,
+                  max_image_pixels=FLAGS.max_image_pixels)
     for name, path in written.items():
         logging.info("exported %s", path)
         print(f"{name}: {os.path.abspath(path)}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, "export", define_flags=define_flags)

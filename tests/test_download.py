@@ -6,9 +6,11 @@ import http.server
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +52,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if mode == "truncated":
             body = body[: len(body) // 2]  # honest Content-Length, but half a JPEG
+        if mode == "trickle":  # a valid image, one byte every 100 ms: minutes for this body
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                if server.closing.is_set():
+                    return
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
+        if mode == "huge":  # announces 10 MB (and would send them)
+            self.send_response(200)
+            self.send_header("Content-Length", str(10_000_000))
+            self.end_headers()
+            self.wfile.write(b"\0" * 65536)
+            return
+        if mode == "huge_unannounced":  # no Content-Length: 1.5 MB, then the connection closes
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"\0" * 1_500_000)
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         # "drop": announce the full body, send half, close the connection.
@@ -64,10 +89,13 @@ def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.lock, httpd.requests, httpd.modes = threading.Lock(), collections.Counter(), {}
+    httpd.closing = threading.Event()
+    httpd.handle_error = lambda request, address: None  # a client hanging up on a trickle is expected
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield httpd
+    httpd.closing.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
@@ -196,3 +224,91 @@ def test_cli_summary_and_errors(tmp_path, server):
         bad = _cli(*args, f"--out={tmp_path / 'x'}")
         assert bad.returncode == 1 and culprit in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_trickling_server_hits_the_whole_file_deadline(tmp_path, server):
+    """Each read is fast (one byte per 100 ms, far under --timeout) but the file never ends in time."""
+    server.modes.update({"slow": "trickle", "fine": "ok"})
+    jobs = [("fine", f"{server.base}/x/fine.jpg"), ("slow", f"{server.base}/x/slow.jpg")]
+    result = dl.download(jobs, str(tmp_path), workers=2, retries=1, timeout=5.0, backoff=0.01, deadline=1.0)
+    assert (result["ok"], result["failed"]) == (1, 1)
+    (image_id, _, reason), = result["failures"]
+    assert image_id == "slow" and "deadline exceeded" in reason and "(after 2 attempts)" in reason
+    assert server.requests["slow"] == 2
+    assert _listing(tmp_path) == sorted(["fine.jpg", dl.FAILURES_FILE])
+
+
+def test_bodies_above_max_bytes_fail_without_retry(tmp_path, server):
+    server.modes.update({"big": "huge", "bigger": "huge_unannounced", "fine": "ok"})
+    jobs = [(n, f"{server.base}/x/{n}.jpg") for n in ("big", "bigger", "fine")]
+    result = dl.download(jobs, str(tmp_path), workers=3, retries=2, timeout=5.0, backoff=0.01, max_bytes=1_000_000)
+    reasons = {i: r for i, _, r in result["failures"]}
+    assert result["ok"] == 1 and set(reasons) == {"big", "bigger"}
+    assert reasons["big"] == "body of 10000000 bytes exceeds --max_bytes=1000000"  # from the header alone
+    assert reasons["bigger"].startswith("body exceeds --max_bytes=1000000")
+    assert server.requests["big"] == server.requests["bigger"] == 1  # final: no retry
+    with pytest.raises(ValueError, match="max_bytes >= 1"):
+        dl.download(jobs, str(tmp_path), max_bytes=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                 (signal.SIGTERM, 143, "terminated")])
+def test_signal_stops_promptly_and_the_rerun_resumes(tmp_path, server, signum, code, word):
+    """Three workers hang on trickling bodies; the signal ends the process at once (today it would
+    wait for every trickle), one line, no partial file; re-running fetches only what is missing."""
+    # STL signatures: "fine00" is served at <prefix>/fi/ne/00/fine00.jpg; the handler keys on the stem.
+    server.modes.update({"fine00": "ok", "slow100": "trickle", "slow200": "trickle", "slow300": "trickle"})
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps([{"scene": "fine00", "product": f"slow{i}00", "bbox": [0, 0, 1, 1]}
+                                 for i in (1, 2, 3)]))
+    out = tmp_path / "images"
+    # The child gets SIGINT's default disposition whatever ours is (a background job ignores SIGINT).
+    proc = subprocess.Popen([sys.executable, "-m", "ctl_keras.download", "--dataset=home", f"--pairs={pairs}",
+                             f"--out={out}", f"--url_prefix={server.base}/p", "--workers=4", "--timeout=30",
+                             "--deadline=600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for _ in range(600):  # until the good image is in and every trickle has started
+            if (out / "fine00.jpg").exists() and all(server.requests[f"slow{i}00"] for i in (1, 2, 3)):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the downloader never got going")
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=30)  # today: minutes (every trickle waited for)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == f"download: {word}"
+    assert "run the same command again to resume" in stderr and stdout == ""
+    assert _listing(out) == ["fine00.jpg"] and dl.is_valid_image(str(out / "fine00.jpg"))
+    server.modes.update({f"slow{i}00": "ok" for i in (1, 2, 3)})
+    jobs, _ = urls.stl_jobs(str(pairs), f"{server.base}/p")
+    again = dl.download(jobs, str(out), **FAST)
+    assert (again["ok"], again["failed"], again["skipped"]) == (3, 0, 1)
+
+
+def test_cli_checks_out_before_work(tmp_path, server):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _, pairs = _stl_setup(tmp_path, server)
+    proc = _cli("--dataset=fashion2", f"--pairs={pairs}", f"--out={afile}/sub", f"--url_prefix={server.base}/400x")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"download: error: --out={afile}/sub cannot be created: {afile} is a file, not a directory"]
+    assert sum(server.requests.values()) == 0
+
+
+def test_cli_non_utf8_pairs_file_is_one_line_naming_it(tmp_path):
+    text = '[{"scene": "abcdef", "product": "ghijkl", "bbox": [0, 0, 1, 1], "n": "é"}]'
+    pairs = tmp_path / "pairs.json"
+    pairs.write_bytes(text.encode("latin-1"))
+    proc = _cli("--dataset=home", f"--pairs={pairs}", f"--out={tmp_path / 'out'}")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"download: error: pairs file is not UTF-8 text: {pairs} (byte {text.index('é')}: b'\\xe9'); "
+        "JSON files must be UTF-8"]
+    assert not (tmp_path / "out").exists()

@@ -40,7 +40,7 @@ def test_cli_writes_version_1_of_both_towers(trained, tmp_path):
 def test_cli_missing_model_dir_is_one_line(tmp_path):
     proc = _cli(f"--model_dir={tmp_path / 'nope'}", f"--export_dir={tmp_path / 'e'}")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"export: model_dir {tmp_path / 'nope'} does not exist")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"export: error: model_dir {tmp_path / 'nope'} does not exist")
     assert not (tmp_path / "e").exists() or not any((tmp_path / "e").rglob("saved_model.pb"))
 
 

@@ -34,12 +34,21 @@ def image_path(images_dir: str | os.PathLike, image_id: str) -> str:
 
 
 def load_json(path: str | os.PathLike, what: str) -> Any:
-    """Whole-file JSON, or JSON lines; a clear error naming the file otherwise."""
+    """Whole-file JSON, or JSON lines; a clear error naming the file otherwise.
+
+    UTF-8 (a leading byte-order mark is accepted); other bytes are a ValueError naming the file and
+    the offset, where Python's own UnicodeDecodeError names neither.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} file is not UTF-8 text: {path} (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                         f"JSON files must be UTF-8") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as whole_error:

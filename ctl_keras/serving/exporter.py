@@ -16,6 +16,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 from ctl_keras.serving import signatures as sig
 from ctl_keras.serving import versions, warmup
 
@@ -71,8 +72,11 @@ def _write(module, directory: str, model: str, config, meta: dict) -> None:
         json.dump(meta, f, indent=1, sort_keys=True)
 
 
-def export_models(models, config, export_dir: str, *, index=None, top_k: int = 10) -> dict[str, str]:
+def export_models(models, config, export_dir: str, *, index=None, top_k: int = 10,
+                  max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict[str, str]:
     """Export the towers (and the recommender when `index` is a CatalogIndex); {model: version dir}.
+
+    `max_image_pixels`: the image_bytes signatures refuse larger images (signatures.py).
 
     All versions are built under hidden names and renamed together at the end (versions.py).
     """
@@ -89,14 +93,14 @@ def export_models(models, config, export_dir: str, *, index=None, top_k: int = 1
                      "categories": list(config.categories), "image_size": config.image_size,
                      "resize_size": config.resize_size, "local_grid": config.local_grid,
                      "variant": config.variant, "model_fingerprint": fingerprint,
-                     "tensorflow_version": tf.__version__}
-        _write(sig.scene_tower_module(models.scene_tower, config), staging[SCENE], SCENE, config,
-               dict(base_meta, model=SCENE, outputs=list(sig.SCENE_OUTPUTS)))
-        _write(sig.product_tower_module(models.product_tower, config), staging[PRODUCT], PRODUCT, config,
-               dict(base_meta, model=PRODUCT, outputs=list(sig.PRODUCT_OUTPUTS)))
+                     "tensorflow_version": tf.__version__, "max_image_pixels": int(max_image_pixels)}
+        _write(sig.scene_tower_module(models.scene_tower, config, max_image_pixels), staging[SCENE], SCENE,
+               config, dict(base_meta, model=SCENE, outputs=list(sig.SCENE_OUTPUTS)))
+        _write(sig.product_tower_module(models.product_tower, config, max_image_pixels), staging[PRODUCT],
+               PRODUCT, config, dict(base_meta, model=PRODUCT, outputs=list(sig.PRODUCT_OUTPUTS)))
         if index is not None:
-            _write(sig.recommender_module(models.scene_tower, config, index, top_k), staging[RECOMMENDER],
-                   RECOMMENDER, config,
+            _write(sig.recommender_module(models.scene_tower, config, index, top_k, max_image_pixels),
+                   staging[RECOMMENDER], RECOMMENDER, config,
                    dict(base_meta, model=RECOMMENDER, top_k=int(min(top_k, len(index))),
                         outputs=["product_ids", "d_star", "num_results"],
                         catalog={"num_products": len(index), "source": index.meta.get("source"),

@@ -3,9 +3,11 @@
 Preprocessing is in the graph and is the training pipeline's own eval view (decode, resize to
 resize_size, center crop image_size), so a client sends raw JPEG/PNG bytes. Categories travel as
 names and are mapped with a lookup table in the graph. Bad input fails with an assertion whose
-message says what is wrong. The Keras models are captured by closures rather than tracked as
-children, so the SavedModel holds only variables, a table and tf.functions: loading it needs
-neither keras nor ctl_keras.
+message says what is wrong. Image size is bounded: width and height are read from the JPEG/PNG header
+(no pixel decoded) and an image above `max_pixels` fails the request with INVALID_ARGUMENT, since a
+6000x6000 JPEG would otherwise cost about half a gigabyte per request. The Keras models are
+captured by closures rather than tracked as children, so the SavedModel holds only variables, a
+table and tf.functions: loading it needs neither keras nor ctl_keras.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctl_keras.data.pipeline import decode_image, eval_view
+from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
 SCENE_OUTPUTS = ("query", "scene_embedding", "attention")
 PRODUCT_OUTPUTS = ("product_embedding",)
@@ -37,7 +40,39 @@ def _assert_nonempty(batch, what: str):
     return tf.debugging.Assert(tf.size(batch) > 0, [f"empty batch: send at least one {what}"])
 
 
-def preprocess_bytes(image_bytes, config):
+def header_size(image_bytes):
+    """(height, width) int64 of one JPEG or PNG from its header alone (magic already checked).
+
+    JPEG: tf.image.extract_jpeg_shape reads the SOF marker. PNG: the IHDR chunk always comes first,
+    width and height as big-endian uint32 at bytes 16..23.
+    """
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)
+
+    def png():
+        # Guard the length: substr past the end would raise its own, less clear, error.
+        ihdr = tf.strings.substr(tf.strings.join([image_bytes, b"\0" * 24]), 16, 8)
+        width_height = tf.cast(tf.io.decode_raw(ihdr, tf.uint8), tf.int64)
+        be = lambda b: b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]  # noqa: E731
+        return tf.stack([be(width_height[4:8]), be(width_height[0:4])])
+
+    return tf.cond(tf.equal(tf.strings.substr(image_bytes, 0, 3), b"\xff\xd8\xff"), jpeg, png)
+
+
+def _checked_decode(image_bytes, max_pixels: int):
+    """decode_image after asserting, from the header, that the image has at most max_pixels pixels."""
+    height_width = header_size(image_bytes)
+    pixels = height_width[0] * height_width[1]
+    message = tf.strings.format(
+        "image of {} x {} = {} pixels exceeds the limit of " + str(max_pixels)
+        + " pixels (ctl_keras.export --max_image_pixels); send a downscaled image",
+        [height_width[0], height_width[1], pixels])
+    check = tf.debugging.Assert(pixels <= max_pixels, [message])
+    with tf.control_dependencies([check]):
+        return decode_image(tf.identity(image_bytes))
+
+
+def preprocess_bytes(image_bytes, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """[B] JPEG/PNG bytes -> float32 [B, S, S, 3] in 0..255, after checks with clear messages."""
     head3 = tf.strings.substr(image_bytes, 0, 3)
     is_image = tf.logical_or(tf.equal(head3, b"\xff\xd8\xff"),
@@ -51,7 +86,7 @@ def preprocess_bytes(image_bytes, config):
     with tf.control_dependencies(checks):
         image_bytes = tf.identity(image_bytes)
     size = config.image_size
-    return tf.map_fn(lambda b: eval_view(decode_image(b), config), image_bytes,
+    return tf.map_fn(lambda b: eval_view(_checked_decode(b, max_pixels), config), image_bytes,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
@@ -87,13 +122,13 @@ def _track(module, keras_models):
     module.model_variables = variables
 
 
-def _with_category_signatures(module, run, config):
+def _with_category_signatures(module, run, config, max_pixels: int):
     """Attach `serving_default(image_bytes, category)` and `predict_images(images, category)` calling
     `run(images, category)`: the scene tower and the recommender take the same inputs."""
 
     @tf.function(input_signature=[_bytes_spec(), _category_spec()])
     def serving_default(image_bytes, category):
-        return run(preprocess_bytes(image_bytes, config), category)
+        return run(preprocess_bytes(image_bytes, config, max_pixels), category)
 
     @tf.function(input_signature=[_images_spec(config), _category_spec()])
     def predict_images(images, category):
@@ -104,7 +139,7 @@ def _with_category_signatures(module, run, config):
     return module
 
 
-def scene_tower_module(scene_tower, config):
+def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """Module with `serving_default(image_bytes, category)` and `predict_images(images, category)`."""
     module = tf.Module(name="scene_tower")
     _track(module, [scene_tower])
@@ -115,10 +150,10 @@ def scene_tower_module(scene_tower, config):
         out = scene_tower({"image": images, "category": ids}, training=False)
         return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
 
-    return _with_category_signatures(module, run, config)
+    return _with_category_signatures(module, run, config, max_pixels)
 
 
-def product_tower_module(product_tower, config):
+def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """Module with `serving_default(image_bytes)` and `predict_images(images)` -> product_embedding."""
     module = tf.Module(name="product_tower")
     _track(module, [product_tower])
@@ -129,7 +164,7 @@ def product_tower_module(product_tower, config):
 
     @tf.function(input_signature=[_bytes_spec()])
     def serving_default(image_bytes):
-        return run(preprocess_bytes(image_bytes, config))
+        return run(preprocess_bytes(image_bytes, config, max_pixels))
 
     @tf.function(input_signature=[_images_spec(config)])
     def predict_images(images):
@@ -140,7 +175,7 @@ def product_tower_module(product_tower, config):
     return module
 
 
-def recommender_module(scene_tower, config, index, top_k: int):
+def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """Scene tower + the catalog: (image bytes, category) -> top-K product_ids and d_star per image.
 
     Exact search: q·f_p over the whole catalog with other categories masked to -inf, then top_k
@@ -175,7 +210,7 @@ def recommender_module(scene_tower, config, index, top_k: int):
             "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
         }
 
-    return _with_category_signatures(module, run, config)
+    return _with_category_signatures(module, run, config, max_pixels)
 
 
 def signatures(module) -> dict:

@@ -72,3 +72,22 @@ def test_fashion1_dresses_are_dropped_not_unknown():
     kept, skipped = assign_categories(pairs, "fashion1")
     assert [c for _, c in kept] == ["bags"]
     assert skipped == collections.Counter(dropped_category=1, unknown_category=1)
+
+
+def test_non_utf8_files_are_an_error_naming_the_file(tmp_path):
+    """Latin-1 bytes used to raise a bare UnicodeDecodeError naming neither the file nor the fix."""
+    cats = write(tmp_path / "cat.json", {"p1": SHOES})
+    text = '[{"product": "p1", "scene": "s1", "bbox": [0, 0, 1, 1], "note": "café"}]'
+    latin1 = tmp_path / "pairs-latin1.json"
+    latin1.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"pairs file is not UTF-8 text: .*pairs-latin1\.json "
+                                         rf"\(byte {text.index('é')}: b'\\xe9'\)"):
+        read_stl(latin1, cats)
+    bad_cats = tmp_path / "cat-bad.json"
+    bad_cats.write_bytes(b'{"p1": "\xff"}')
+    with pytest.raises(ValueError, match=r"categories file is not UTF-8 text: .*cat-bad\.json"):
+        read_stl(write(tmp_path / "ok.json", []), bad_cats)
+    # A UTF-8 byte-order mark (Windows editors write one) is accepted.
+    bom = tmp_path / "pairs-bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"product": "p1", "scene": "s1", "bbox": [0, 0, 1, 1]}]).encode())
+    assert read_stl(bom, cats)[0] == [RawPair("s1", "p1", SHOES, (0.0, 0.0, 1.0, 1.0))]
