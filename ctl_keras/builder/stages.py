@@ -152,7 +152,7 @@ def finish(written: list[tuple[str, int]], planned: dict, staging: str) -> str:
         got, expected = dict(written), planned["files"]
         if got != expected:
             wrong = sorted(n for n in expected.keys() | got.keys() if got.get(n) != expected.get(n))
-            raise RuntimeError(f"output files differ from the plan: {wrong[:5]}")
+            raise RuntimeError(f"output files differ from the plan: {[(n, got.get(n), expected.get(n)) for n in wrong[:5]]}")
     body = planned["manifest"] if planned["error"] is None else {"error": planned["error"]}
     files.write_bytes(files.join(staging, tfrecords.MANIFEST_NAME),
                       (json.dumps(body, indent=1, sort_keys=True) + "\n").encode("utf-8"))
