@@ -1,7 +1,8 @@
 """The build as one Beam pipeline, and the pipeline options a user may pass through.
 
     read pairs (driver) -> check images -> plan + split by scene (one element, images as side input)
-      -> crop + encode pairs, encode products -> group by output file -> write each file (sorted)
+      -> crop scenes | re-encode each product image once -> join by product -> encode records
+      -> group by output file -> write each file (sorted)
       -> stage the manifest (after every file)
 
 Runs on any Beam runner. The local default is pinned to the Python FnApiRunner: with no --runner,
@@ -66,11 +67,15 @@ def build_pipeline(p: beam.Pipeline, bundle: dict, paths: list[str], staging: st
     markers = planned | "Every file" >> beam.FlatMap(lambda pl: [(name, None) for name in pl.get("files", ())])
     questions = planned | "Questions" >> beam.FlatMap(
         lambda pl: [(name, (0, data)) for name, data in pl.get("questions", {}).items()])
-    pairs = (planned | "Pair jobs" >> beam.FlatMap(lambda pl: pl.get("pairs", ()))
-             | "Spread pairs" >> beam.Reshuffle() | "Crop and encode pairs" >> beam.Map(stages.encode_pair))
-    products = (planned | "Product jobs" >> beam.FlatMap(lambda pl: pl.get("products", ()))
-                | "Spread products" >> beam.Reshuffle() | "Encode products" >> beam.Map(stages.encode_product))
-    written = ((markers, questions, pairs, products) | "All values" >> beam.Flatten()
+    scenes = (planned | "Pair jobs" >> beam.FlatMap(lambda pl: pl.get("pairs", ()))
+              | "Spread pairs" >> beam.Reshuffle() | "Crop scenes" >> beam.Map(stages.crop_scene))
+    images = (planned | "Product images" >> beam.FlatMap(lambda pl: pl.get("product_paths", ()))
+              | "Spread products" >> beam.Reshuffle() | "Encode product images" >> beam.Map(stages.product_image))
+    entries = (planned | "Product jobs" >> beam.FlatMap(lambda pl: pl.get("products", ()))
+               | "Product entries" >> beam.Map(stages.product_entry))
+    records = ((scenes, images, entries) | "Per product" >> beam.Flatten() | "By product" >> beam.GroupByKey()
+               | "Encode records" >> beam.FlatMap(stages.assemble))
+    written = ((markers, questions, records) | "All values" >> beam.Flatten()
                | "By file" >> beam.GroupByKey() | "Write files" >> beam.Map(lambda kv: stages.write_file(staging, kv)))
     _ = (written | "Written" >> beam.combiners.ToList()
          | "Stage manifest" >> beam.Map(stages.finish, planned=beam.pvalue.AsSingleton(summary), staging=staging))

@@ -62,6 +62,7 @@ def plan(bundle: dict, status: dict) -> dict:
                 "scenes_dropped": {"scene_without_pairs": planned["scenes_without_pairs"]},
                 "categories": list(config.categories), "splits": splits, "flags": bundle["flags"],
                 "config": config.to_dict()}
+    layout["product_paths"] = sorted({p["product_path"] for p in kept})
     return {"error": None, "manifest": json.loads(json.dumps(manifest)), **layout}
 
 
@@ -110,22 +111,41 @@ def _layout_split(config, split, pairs, layout) -> dict:
 
 
 # ---------------------------------------------------------------- per element
-def encode_pair(job: dict) -> tuple[str, tuple[int, bytes]]:
-    scene, full, product = crop.crop_pair_images((job["scene_path"], job["crop_box"], job["product_path"]))
-    record = tfrecords.encode_pair(
-        pair_id=job["pair_id"], scene_id=job["scene_id"], product_id=job["product_id"],
-        category=job["category"], category_index=job["category_index"], scene_jpeg=scene,
-        full_scene_jpeg=full, product_jpeg=product, product_box=job["box"], crop_box=job["crop_box"],
-        other_boxes=job["other_boxes"], other_categories=job["other_categories"])
-    return job["file"], (job["position"], record)
+# A product's image is decoded and re-encoded once, not once per pair and again for the product file:
+# scenes are cropped in parallel, then joined with their product's JPEG by product path.
+def crop_scene(job: dict) -> tuple[str, tuple]:
+    scene, full = crop.scene_jpegs(job["scene_path"], job["crop_box"])
+    return job["product_path"], ("pair", job, scene, full)
 
 
-def encode_product(job: dict) -> tuple[str, tuple[str, bytes]]:
-    record = tfrecords.encode_product(product_id=job["product_id"], category=job["category"],
-                                      category_index=job["category_index"],
-                                      product_jpeg=crop.product_jpeg(job["product_path"]))
+def product_image(path: str) -> tuple[str, tuple]:
     # Module attribute lookups at call time (crop.product_jpeg): tests can make a step fail.
-    return job["file"], (job["product_id"], record)
+    return path, ("jpeg", crop.product_jpeg(path))
+
+
+def product_entry(job: dict) -> tuple[str, tuple]:
+    return job["product_path"], ("product", job)
+
+
+def assemble(item) -> list[tuple[str, tuple]]:
+    """(product path, its JPEG + the pairs and product files that need it) -> (file, (sort key, record))."""
+    _, values = item
+    jpeg = next(v[1] for v in values if v[0] == "jpeg")
+    out = []
+    for value in values:
+        if value[0] == "pair":
+            _, job, scene, full = value
+            out.append((job["file"], (job["position"], tfrecords.encode_pair(
+                pair_id=job["pair_id"], scene_id=job["scene_id"], product_id=job["product_id"],
+                category=job["category"], category_index=job["category_index"], scene_jpeg=scene,
+                full_scene_jpeg=full, product_jpeg=jpeg, product_box=job["box"], crop_box=job["crop_box"],
+                other_boxes=job["other_boxes"], other_categories=job["other_categories"]))))
+        elif value[0] == "product":
+            job = value[1]
+            out.append((job["file"], (job["product_id"], tfrecords.encode_product(
+                product_id=job["product_id"], category=job["category"], category_index=job["category_index"],
+                product_jpeg=jpeg))))
+    return out
 
 
 def write_file(staging: str, item) -> tuple[str, int]:

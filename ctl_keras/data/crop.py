@@ -150,12 +150,16 @@ def _rgb(path: str) -> Image.Image:
         return img.convert("RGB")
 
 
+def scene_jpegs(scene_path: str, crop_box: Sequence[float]) -> tuple[bytes, bytes]:
+    """JPEGs of (cropped scene, full scene)."""
+    scene = _rgb(scene_path)
+    return _jpeg(scene.crop(to_pixels(crop_box, *scene.size))), _jpeg(scene)
+
+
 def crop_pair_images(job: tuple[str, Sequence[float], str]) -> tuple[bytes, bytes, bytes]:
     """(scene path, crop box, product path) -> JPEGs of (cropped scene, full scene, product)."""
     scene_path, crop_box, product_path = job
-    scene = _rgb(scene_path)
-    cropped = scene.crop(to_pixels(crop_box, *scene.size))
-    return _jpeg(cropped), _jpeg(scene), _jpeg(_rgb(product_path))
+    return (*scene_jpegs(scene_path, crop_box), product_jpeg(product_path))
 
 
 def product_jpeg(path: str) -> bytes:
