@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging as py_logging
 import os
 import signal
 import sys
@@ -159,6 +160,7 @@ def main(argv):
     if FLAGS.dataset == "synthetic" and FLAGS.smoke:
         synthetic_kwargs = {"num_scenes": 48, "scene_size": 96, "product_size": 64}
     signal.signal(signal.SIGTERM, _terminate)
+    py_logging.getLogger("apache_beam").setLevel(py_logging.WARNING)  # not Beam's per-step INFO lines
     try:
         config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
         build(config, FLAGS.out, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,

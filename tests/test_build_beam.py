@@ -56,6 +56,36 @@ def test_tfrecord_framing_is_tensorflows(tmp_path):
     assert (tmp_path / "ours.tfrecord").read_bytes() == (tmp_path / "tf.tfrecord").read_bytes()
 
 
+def _tf_example(features: dict) -> bytes:
+    """The reference: TensorFlow's own Example proto, deterministic serialization."""
+    feature = {}
+    for key, value in features.items():
+        if key in ("pair_id", "category_index"):
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        elif key in ("product_box", "crop_box", "other_boxes"):
+            flat = [v for item in value for v in (item if isinstance(item, list) else [item])]
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=flat))
+        else:
+            values = value if isinstance(value, list) else [value]
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[v.encode() if isinstance(v, str) else v for v in values]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("others", [0, 1, 3])
+def test_tf_free_encoding_gives_tensorflows_bytes(others):
+    """Beam workers encode without TF; the bytes must still be tf.train.Example's (unicode ids, an
+    empty other_boxes list, a pair_id past 2**32, "category" next to "category_index")."""
+    pair = dict(pair_id=2**40 + 7, scene_id="s\u00e9", product_id="p1", category="tops", category_index=3,
+                scene_jpeg=bytes(range(256)), full_scene_jpeg=b"", product_jpeg=b"\xff\xd8" * 90,
+                product_box=[0.3, 0.8, 0.7, 0.95], crop_box=[0.0, 0.0, 1.0, 0.75],
+                other_boxes=[[0.1 * i, 0.2, 0.3 + 0.1 * i, 0.9] for i in range(others)],
+                other_categories=["shoes"] * others)
+    assert tfrecords.encode_pair(**pair) == _tf_example(pair)
+    product = dict(product_id="p1", category="tops", category_index=3, product_jpeg=b"jpeg")
+    assert tfrecords.encode_product(**product) == _tf_example(product)
+
+
 def test_manifest_records_runner_and_pipeline_options(synthetic_data, tmp_path):
     config, data_dir = synthetic_data
     manifest = json.load(open(os.path.join(data_dir, "manifest.json")))

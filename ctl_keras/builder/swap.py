@@ -13,7 +13,7 @@ import json
 import uuid
 
 from ctl_keras.builder import files
-from ctl_keras.data import tfrecords
+from ctl_keras.data import encoding as tfrecords
 
 STAGING_PREFIX = ".staging-"
 MARKER = "CTL_KERAS_STAGING"  # inside a staging directory: proves this builder made it
