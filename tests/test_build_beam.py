@@ -142,7 +142,12 @@ def test_rebuild_deletes_only_files_a_manifest_listed(synthetic_data, tmp_path):
             "scores.tmp-123": b"keep", ".staging-mine": b"a file, not our staging dir"}
     for name, data in mine.items():
         (out / name).write_bytes(data)
+    (out / ".staging-killed").mkdir()  # a SIGKILLed build's staging dir carries the marker: removed
+    (out / ".staging-killed" / "CTL_KERAS_STAGING").write_bytes(b"")
+    (out / ".staging-user").mkdir()  # the same name pattern without the marker is the user's: kept
     second = build_dataset.build(config.replace(num_shards=1), out, workers=1, **inputs, **QUIET)
+    assert not (out / ".staging-killed").exists() and (out / ".staging-user").is_dir()
+    (out / ".staging-user").rmdir()
     names = set(os.listdir(out))
     assert all((out / name).read_bytes() == data for name, data in mine.items())
     assert not set(first["splits"]["train"]["pair_shards"]) & names
