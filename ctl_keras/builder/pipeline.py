@@ -50,7 +50,8 @@ def make_options(beam_args: list[str], workers: int) -> tuple[po.PipelineOptions
     if "direct_num_workers" not in explicit:
         direct.direct_num_workers = workers
     if "direct_running_mode" not in explicit and direct.direct_num_workers != 1:
-        # in_memory would run every bundle in this one process; threads share PIL's GIL-free work
+        # in_memory runs every bundle in this one process (no speed-up, measured); multi_threading
+        # loses elements in Beam 2.77 (BUILD_NOTES.md), so real parallelism means worker processes.
         direct.direct_running_mode = "multi_processing"
     recorded = {k: v for k, v in explicit.items() if k not in _PARALLELISM and k != "runner"}
     return options, {"runner": standard.runner, "pipeline_options": dict(sorted(recorded.items()))}
