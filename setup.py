@@ -17,9 +17,12 @@ setup(
         "absl-py>=2.1",
         "pillow>=10",
         "matplotlib>=3.8",
+        "apache-beam>=2.77,<3",  # the dataset builder's pipeline (DirectRunner locally)
+        "google-crc32c>=1.5",  # TFRecord CRCs written by the Beam workers (apache-beam does not pull it in)
     ],
     extras_require={
         "test": ["pytest>=8"],
         "faiss": ["faiss-cpu>=1.8"],
+        "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
     },
 )

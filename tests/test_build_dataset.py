@@ -169,10 +169,14 @@ def test_rebuild_in_place_same_bytes(stl_build):
     assert snapshot(out) == before
 
 
-def test_interrupted_build_leaves_no_manifest_nor_shards(stl_build, tmp_path, monkeypatch):
-    config, inputs, _, _ = stl_build
+def test_failed_rebuild_keeps_the_old_dataset_and_a_failed_first_build_leaves_nothing(stl_build, tmp_path,
+                                                                                      monkeypatch):
+    """Issue 9 item 4: a rebuild that dies leaves the previous complete dataset as it was (it used to
+    delete it); a first build that dies leaves no manifest and no shard; the rerun completes it."""
+    config, inputs, out, _ = stl_build
     target = tmp_path / "out"
     build_dataset.build(config, target, workers=1, **inputs, **QUIET)
+    before = snapshot(target)
 
     def explode(path):
         raise RuntimeError("killed mid-build")
@@ -180,8 +184,14 @@ def test_interrupted_build_leaves_no_manifest_nor_shards(stl_build, tmp_path, mo
     monkeypatch.setattr(crop, "product_jpeg", explode)
     with pytest.raises(RuntimeError, match="killed"):
         build_dataset.build(config, target, workers=1, **inputs, **QUIET)
-    assert not (target / "manifest.json").exists()
-    assert not [n for n in os.listdir(target) if n.endswith(".tfrecord") or ".tmp-" in n]
+    assert snapshot(target) == before and sorted(os.listdir(target)) == sorted(before)  # no staging left
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError, match="killed"):
+        build_dataset.build(config, fresh, workers=1, **inputs, **QUIET)
+    assert not fresh.exists()
+    monkeypatch.undo()
+    build_dataset.build(config, fresh, workers=1, **inputs, **QUIET)
+    assert snapshot(fresh) == snapshot(out)
 
 
 def test_whole_input_errors_write_nothing(tmp_path):

@@ -111,12 +111,28 @@ def to_pixels(box: Sequence[float], width: int, height: int) -> tuple[int, int, 
 JPEG_QUALITY = 95
 
 
+def _is_file(path: str) -> bool:
+    if "://" not in path:
+        return os.path.isfile(path)
+    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415 (gs:// etc.: the Beam builder)
+    return FileSystems.exists(path)
+
+
+def _source(path: str):
+    """A local path as is; a URL (gs://...) read through Beam's filesystems."""
+    if "://" not in path:
+        return path
+    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return io.BytesIO(f.read())
+
+
 def check_image(path: str) -> str | None:
     """None if `path` is a fully decodable image, else "missing_image" / "corrupt_image"."""
-    if not os.path.isfile(path):
+    if not _is_file(path):
         return "missing_image"
     try:
-        with Image.open(path) as img:
+        with Image.open(_source(path)) as img:
             img.load()  # a full decode: truncated files only fail here
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return "corrupt_image"
@@ -130,16 +146,20 @@ def _jpeg(img: Image.Image) -> bytes:
 
 
 def _rgb(path: str) -> Image.Image:
-    with Image.open(path) as img:
+    with Image.open(_source(path)) as img:
         return img.convert("RGB")
+
+
+def scene_jpegs(scene_path: str, crop_box: Sequence[float]) -> tuple[bytes, bytes]:
+    """JPEGs of (cropped scene, full scene)."""
+    scene = _rgb(scene_path)
+    return _jpeg(scene.crop(to_pixels(crop_box, *scene.size))), _jpeg(scene)
 
 
 def crop_pair_images(job: tuple[str, Sequence[float], str]) -> tuple[bytes, bytes, bytes]:
     """(scene path, crop box, product path) -> JPEGs of (cropped scene, full scene, product)."""
     scene_path, crop_box, product_path = job
-    scene = _rgb(scene_path)
-    cropped = scene.crop(to_pixels(crop_box, *scene.size))
-    return _jpeg(cropped), _jpeg(scene), _jpeg(_rgb(product_path))
+    return (*scene_jpegs(scene_path, crop_box), product_jpeg(product_path))
 
 
 def product_jpeg(path: str) -> bytes:

@@ -1,106 +1,21 @@
 """TFRecord encode/parse for CTL pairs and products (schema: tf_records/README.md) and file names.
 
-Encoding is plain Python (tf.train.Example) so the builder's worker processes never run TF ops;
-parsing is tf-side (`tf.io.parse_single_example`) for the tf.data pipeline.
+Names and encoding live in data/encoding.py (no TensorFlow: the builder's Beam workers never import
+it; the same bytes as tf.train.Example) and are re-exported here; parsing is tf-side
+(`tf.io.parse_single_example`) for the tf.data pipeline.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import tensorflow as tf
 
 from ctl_keras import atomic
-
-SCHEMA_VERSION = 1
-SPLITS = ("train", "val", "test")
-
-
-# ---------------------------------------------------------------- file names
-def pair_shard_name(split: str, i: int, n: int) -> str:
-    return f"pairs-{split}-{i:05d}-of-{n:05d}.tfrecord"
-
-
-def product_file_name(split: str, category_index: int) -> str:
-    return f"products-{split}-{category_index:02d}.tfrecord"
-
-
-def questions_file_name(split: str) -> str:
-    return f"questions-{split}.json"
-
-
-MANIFEST_NAME = "manifest.json"
-
-
-# ---------------------------------------------------------------- encoding
-def _serialize(feature: dict) -> bytes:
-    # deterministic=True fixes the order of the feature map, so rebuilds give the same bytes.
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
-
-
-def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-
-
-def _floats(values: Sequence[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-
-
-def _ints(values: Sequence[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-
-def _b(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else str(text).encode("utf-8")
-
-
-def encode_pair(
-    *,
-    pair_id: int,
-    scene_id: str,
-    product_id: str,
-    category: str,
-    category_index: int,
-    scene_jpeg: bytes,
-    full_scene_jpeg: bytes,
-    product_jpeg: bytes,
-    product_box: Sequence[float],
-    crop_box: Sequence[float],
-    other_boxes: Sequence[Sequence[float]] = (),
-    other_categories: Sequence[str] = (),
-) -> bytes:
-    """One serialized pair Example; `other_boxes` is a list of k boxes, flattened to 4k floats."""
-    if len(other_boxes) != len(other_categories):
-        raise ValueError(f"{len(other_boxes)} other_boxes but {len(other_categories)} other_categories")
-    if len(product_box) != 4 or len(crop_box) != 4 or any(len(b) != 4 for b in other_boxes):
-        raise ValueError("boxes must have 4 coordinates (left, top, right, bottom)")
-    feature = {
-        "pair_id": _ints([pair_id]),
-        "scene_id": _bytes([_b(scene_id)]),
-        "product_id": _bytes([_b(product_id)]),
-        "category": _bytes([_b(category)]),
-        "category_index": _ints([category_index]),
-        "scene_jpeg": _bytes([scene_jpeg]),
-        "full_scene_jpeg": _bytes([full_scene_jpeg]),
-        "product_jpeg": _bytes([product_jpeg]),
-        "product_box": _floats(product_box),
-        "crop_box": _floats(crop_box),
-        "other_boxes": _floats([v for box in other_boxes for v in box]),
-        "other_categories": _bytes([_b(c) for c in other_categories]),
-    }
-    return _serialize(feature)
-
-
-def encode_product(*, product_id: str, category: str, category_index: int, product_jpeg: bytes) -> bytes:
-    feature = {
-        "product_id": _bytes([_b(product_id)]),
-        "category": _bytes([_b(category)]),
-        "category_index": _ints([category_index]),
-        "product_jpeg": _bytes([product_jpeg]),
-    }
-    return _serialize(feature)
+from ctl_keras.data.encoding import (  # noqa: F401 (re-exported)
+    MANIFEST_NAME, SCHEMA_VERSION, SPLITS, encode_pair, encode_product, pair_shard_name, product_file_name,
+    questions_file_name)
 
 
 # ---------------------------------------------------------------- parsing (tf side)
