@@ -22,14 +22,14 @@ import functools
 import json
 import logging as py_logging
 import os
-import signal
 import sys
 import tempfile
 from typing import Callable, Sequence
 
 import apache_beam as beam
-from absl import app, flags, logging
+from absl import flags, logging
 
+from ctl_keras import cli
 from ctl_keras import config as config_lib
 from ctl_keras.builder import files, pipeline, stages, swap
 from ctl_keras.data import stl, street2shop, tfrecords
@@ -143,37 +143,22 @@ def _define_flags():
     flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """Our absl flags; everything else is left for Beam's PipelineOptions."""
-    return FLAGS(argv, known_only=True)
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through build(): the staging dir is removed
-
-
 def main(argv):
-    if not FLAGS.dataset or not FLAGS.out:
-        raise app.UsageError("--dataset and --out are required")
+    cli.require("dataset", "out")
     overrides = {k: v for k, v in (("seed", FLAGS.seed), ("num_shards", FLAGS.num_shards)) if v is not None}
     synthetic_kwargs = None
     if FLAGS.dataset == "synthetic" and FLAGS.smoke:
         synthetic_kwargs = {"num_scenes": 48, "scene_size": 96, "product_size": 64}
-    signal.signal(signal.SIGTERM, _terminate)
     py_logging.getLogger("apache_beam").setLevel(py_logging.WARNING)  # not Beam's per-step INFO lines
+    config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
     try:
-        config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
         build(config, FLAGS.out, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
               street2shop_dir=FLAGS.street2shop_dir, synthetic_kwargs=synthetic_kwargs, workers=FLAGS.workers,
               log=print, beam_args=argv[1:])
-    except (ValueError, FileNotFoundError) as e:
-        print(f"build_dataset: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.run): build() has removed its staging directory
         print("build_dataset: interrupted; the previous dataset (if any) is unchanged", file=sys.stderr)
-        sys.exit(130)
+        raise
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    cli.run(main, "build_dataset", define_flags=_define_flags, pass_through=True)

@@ -120,10 +120,11 @@ def _fail(prefix: str, message: str, code: int = 1):
 
 
 def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[[], None] | None = None,
-        commands: Sequence[str] | None = None) -> None:
+        commands: Sequence[str] | None = None, pass_through: bool = False) -> None:
     """absl's app.run(main) with the shared opening and error handling above (never returns).
-    `define_flags` is called first (flags exist only when the module runs as a command)."""
-    from absl import app
+    `define_flags` is called first (flags exist only when the module runs as a command).
+    `pass_through`: arguments that are not our flags reach main's argv (Beam pipeline options)."""
+    from absl import app, flags
     from absl import logging as absl_logging
 
     logs.quiet_tensorflow_startup()
@@ -137,10 +138,10 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             if commands is None:
-                if len(argv) > 1:
+                if len(argv) > 1 and not pass_through:
                     raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
             else:
-                if len(argv) != 2 or argv[1] not in commands:
+                if len(argv) < 2 or argv[1] not in commands or (len(argv) > 2 and not pass_through):
                     raise ValueError(f"expected one command out of {', '.join(commands)}; got {argv[1:]}")
                 prefix = f"{name} {argv[1]}"
             main(argv)
@@ -154,4 +155,5 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             absl_logging.debug("%s failed", prefix, exc_info=True)
             _fail(prefix, f"error: {error_line(err)}")
 
-    app.run(wrapped)
+    parser = (lambda argv: flags.FLAGS(argv, known_only=True)) if pass_through else None
+    app.run(wrapped, **({"flags_parser": parser} if parser else {}))
