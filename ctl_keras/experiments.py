@@ -84,10 +84,10 @@ class Runner:
         return os.path.join(self.cache_root, os.path.basename(path)) if self.cache_root else path
 
     def backbone(self):
-        from ctl_keras.baselines.siamese import build_shared_backbone
+        from ctl_keras.model.backbone import seeded_backbone
 
         if self._backbone is None:
-            self._backbone = build_shared_backbone(self.config)
+            self._backbone = seeded_backbone(self.config)
         return self._backbone
 
     def cache(self, full_scene: bool):

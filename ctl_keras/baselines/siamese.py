@@ -15,23 +15,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from keras import ops
-from keras.src.applications import resnet as keras_resnet
 
 from ctl_keras.baselines import Baseline, SplitFeatures, sample_negatives
 from ctl_keras.data import pipeline
 from ctl_keras.evaluation.scoring import squared_l2_distance
+from ctl_keras.model import backbone as backbone_lib
 
 MARGIN = 1.0
 DEFAULT_EPOCHS = 5
-CONV4_LAYER = "conv4_block6_out"
-
-
-def build_shared_backbone(config) -> keras.Model:
-    """The frozen backbone exactly as build_ctl makes it (same seed, so same random weights for 'none')."""
-    from ctl_keras.model.backbone import build_backbone
-
-    keras.utils.set_random_seed(config.seed)
-    return build_backbone(config.image_size, config.local_grid, config.backbone_weights)
 
 
 def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +30,8 @@ def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) ->
 
     `full_scene`: uncropped scenes (SplitFeatures sets it only for the train split of a full-scene run).
     """
-    extractor = backbone.get_layer("resnet50_features")
-    preprocess = backbone.get_layer("caffe_preprocess")
-    conv4 = keras.Model(extractor.input, extractor.get_layer(CONV4_LAYER).output)
-    call = tf.function(lambda x: conv4(preprocess(x), training=False), reduce_retracing=True)
+    conv4 = backbone_lib.conv4_model(backbone)
+    call = tf.function(lambda x: conv4(x, training=False), reduce_retracing=True)
     key = "full_scene_jpeg" if full_scene else "scene_jpeg"
 
     def run(ds):
@@ -68,7 +57,7 @@ class Siamese(Baseline):
 
     def backbone(self) -> keras.Model:
         if self._backbone is None:
-            self._backbone = build_shared_backbone(self.config)
+            self._backbone = backbone_lib.seeded_backbone(self.config)
         return self._backbone
 
     def _split_maps(self, split: SplitFeatures):
@@ -86,16 +75,11 @@ class Siamese(Baseline):
 
     def _build_tower(self, side: int) -> keras.Model:
         x = inputs = keras.Input((side, side, 1024), name="conv4")
-        x = keras_resnet.stack_residual_blocks_v1(x, 512, 3, name="conv5")
+        x = backbone_lib.conv5_stage(self.backbone())(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
         x = keras.layers.Dense(self.config.embedding_dim, name="projection")(x)
         x = keras.layers.UnitNormalization()(x)
-        tower = keras.Model(inputs, x, name="siamese_tower")
-        extractor = self.backbone().get_layer("resnet50_features")
-        for layer in tower.layers:
-            if layer.name.startswith("conv5_") and layer.weights:
-                layer.set_weights(extractor.get_layer(layer.name).get_weights())
-        return tower
+        return keras.Model(inputs, x, name="siamese_tower")
 
     def fit(self, train: SplitFeatures, val: SplitFeatures | None = None) -> dict:
         scenes, products = self._split_maps(train)

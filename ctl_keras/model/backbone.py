@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 
 import keras
-from keras.src.applications import resnet as _keras_resnet
 
-# The file Keras's own ResNet50(weights="imagenet", include_top=False) downloads and caches.
+# The file Keras's own ResNet50(weights="imagenet", include_top=False) downloads and caches (origin
+# and md5 as in keras/src/applications/resnet.py; copied, not imported: that module is private API).
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_ORIGIN = _keras_resnet.BASE_WEIGHTS_PATH + IMAGENET_FILE
-IMAGENET_HASH = _keras_resnet.WEIGHTS_HASHES["resnet50"][1]
+IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
+IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
 CONV4_LAYER = "conv4_block6_out"
 # conv4 is 1/16 of the input side in Keras's ResNet50.
 CONV4_STRIDE = 16
@@ -131,3 +131,30 @@ def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") 
     backbone = keras.Model(image, {"pool5": pool5, "local": local}, name="backbone")
     backbone.trainable = False
     return backbone
+
+
+def conv4_model(backbone: keras.Model) -> keras.Model:
+    """The frozen backbone up to the full conv4 map: image [B,S,S,3] RGB 0..255 -> [B,S/16,S/16,1024]."""
+    extractor = backbone.get_layer("resnet50_features")
+    image = keras.Input(backbone.input.shape[1:], name="image")
+    conv4 = keras.Model(extractor.input, extractor.get_layer(CONV4_LAYER).output)
+    return keras.Model(image, conv4(backbone.get_layer("caffe_preprocess")(image), training=False), name="conv4")
+
+
+def conv5_stage(backbone: keras.Model) -> keras.Model:
+    """A new, trainable copy of ResNet50's conv5 stage holding `backbone`'s weights:
+    conv4 map [B,h,h,1024] -> conv5 map [B,h/2,h/2,2048]. Training it leaves `backbone` unchanged."""
+    extractor = backbone.get_layer("resnet50_features")
+    size = extractor.input.shape[1]
+    resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3))
+    for layer in resnet.layers:
+        if layer.weights:
+            layer.set_weights(extractor.get_layer(layer.name).get_weights())
+    return keras.Model(resnet.get_layer(CONV4_LAYER).output, resnet.output, name="conv5_stage")
+
+
+def seeded_backbone(config) -> keras.Model:
+    """The frozen backbone exactly as build_ctl makes it for `config` (same seed, so the same random
+    weights for backbone_weights="none"): what baselines share with the CTL models."""
+    keras.utils.set_random_seed(config.seed)
+    return build_backbone(config.image_size, config.local_grid, config.backbone_weights)

@@ -12,10 +12,10 @@ from ctl_keras.features import FeatureCache
 
 @pytest.fixture(scope="module")
 def features(synthetic_data, tmp_path_factory):
-    from ctl_keras.baselines.siamese import build_shared_backbone
+    from ctl_keras.model.backbone import seeded_backbone
 
     config, data_dir = synthetic_data
-    backbone = build_shared_backbone(config)
+    backbone = seeded_backbone(config)
     cache = FeatureCache.build_or_load(config, data_dir, tmp_path_factory.mktemp("bl") / "cache", backbone)
     return backbone, split_features(cache, "train", data_dir), split_features(cache, "test", data_dir)
 

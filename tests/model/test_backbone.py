@@ -132,3 +132,17 @@ def test_caffe_preprocess_matches_keras():
     images = _images(2, 8)
     expected = keras.applications.resnet50.preprocess_input(images.copy())
     np.testing.assert_allclose(np.asarray(backbone_lib.CaffePreprocess()(images)), expected, atol=1e-4)
+
+
+def test_conv4_model_and_conv5_stage_reproduce_pool5_and_train_apart(random_backbone):
+    """conv5_stage(conv4_model(x)) pooled is the backbone's pool5; a gradient step on the copy leaves
+    the backbone's weights unchanged (the Siamese baseline fine-tunes conv5 without touching it)."""
+    images = _images()
+    conv4 = backbone_lib.conv4_model(random_backbone)(images)
+    stage = backbone_lib.conv5_stage(random_backbone)
+    pooled = np.asarray(stage(conv4, training=False)).mean(axis=(1, 2))
+    np.testing.assert_allclose(pooled, np.asarray(random_backbone(images)["pool5"]), rtol=1e-4, atol=1e-4)
+    before = [np.array(w) for w in random_backbone.weights]
+    for w in stage.trainable_weights:
+        w.assign(w + 1.0)
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, random_backbone.weights))
