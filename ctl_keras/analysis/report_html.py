@@ -76,7 +76,7 @@ def _category(i: int, scene: dict, cat: dict) -> str:
     name, anchor = cat["name"], f"scene-{i}-{cat['name']}"
     peak = cat["attention_peak"]
     attention = _figure(cat["attention"], f"Attention of the {name} query over scene {scene['scene_id']}; "
-                        f"strongest cell at row {peak[0] + 1}, column {peak[1] + 1}", "attention (red = most)")
+                        f"strongest cell at row {peak[0] + 1}, column {peak[1] + 1}", "attention (scaled to its maximum: red)")
     items = []
     for p in cat["products"]:
         mark = " <span class='gt'>★ ground truth</span>" if p["positive"] else ""
@@ -93,7 +93,8 @@ def _category(i: int, scene: dict, cat: dict) -> str:
     elif cat["positive_rank"] is None:
         note = f"The ground truth {_a(scene['positive_id'])} is not in the index."
     else:
-        shown = "in the top K" if cat["positive_rank"] <= len(cat["products"]) else "not in the top K"
+        top = len(cat["products"])
+        shown = f"in the top {top}" if cat["positive_rank"] <= top else f"not in the top {top}"
         note = f"Ground truth ranked #{cat['positive_rank']} of {cat['size']} ({shown})."
     asked = " asked" if cat["is_positive_category"] else ""
     return (f"<section class='category{asked}' id='{_a(anchor)}' data-category='{_a(name)}' "
@@ -115,7 +116,7 @@ def _scene(i: int, scene: dict) -> str:
             f"data-pair-id='{scene['pair_id']}' data-positive='{_a(scene['positive_id'])}' "
             f"data-positive-category='{_a(scene['positive_category'])}' aria-labelledby='scene-{i}-h'>"
             f"<h2 id='scene-{i}-h'>{_a(title)}</h2><p class='note'>Pair {scene['pair_id']}; the "
-            f"{_a(scene['positive_category'])} was cropped out. <a href='#toc'>Back to contents</a></p>"
+            f"{_a(scene['positive_category'])} product was cropped out. <a href='#toc'>Back to contents</a></p>"
             f"<div class='head'>{head}</div>{body}</section>")
 
 
