@@ -8,6 +8,7 @@ Machine-readable data-* attributes let tests (and scripts) check the page withou
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 _CSS = """
@@ -29,6 +30,11 @@ li.positive figure{outline:4px solid #2a7;outline-offset:2px}.gt{color:#175;font
 
 def _a(value) -> str:
     return escape(str(value), quote=True)
+
+
+def _anchor(i: int, category: str) -> str:
+    """Fragment id of a scene's category: ids cannot hold spaces ("light fixtures")."""
+    return f"scene-{i}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", category)
 
 
 def _fmt(value) -> str:
@@ -73,10 +79,11 @@ def _summary(page: dict) -> str:
 
 
 def _category(i: int, scene: dict, cat: dict) -> str:
-    name, anchor = cat["name"], f"scene-{i}-{cat['name']}"
+    name, anchor = cat["name"], _anchor(i, cat["name"])
     peak = cat["attention_peak"]
     attention = _figure(cat["attention"], f"Attention of the {name} query over scene {scene['scene_id']}; "
-                        f"strongest cell at row {peak[0] + 1}, column {peak[1] + 1}", "attention (scaled to its maximum: red)")
+                        f"strongest cell at row {peak[0] + 1}, column {peak[1] + 1}",
+                        "attention (scaled to its maximum: red)")
     items = []
     for p in cat["products"]:
         mark = " <span class='gt'>★ ground truth</span>" if p["positive"] else ""
@@ -125,7 +132,7 @@ def render(page: dict) -> str:
     scenes = page["scenes"]
     toc = "".join(
         f"<li><a href='#scene-{i}'>Scene {i}: {_a(s['scene_id'])}</a> ("
-        + ", ".join(f"<a href='#{_a(f'scene-{i}-' + c['name'])}'>{_a(c['name'])}</a>" for c in s["categories"])
+        + ", ".join(f"<a href='#{_a(_anchor(i, c['name']))}'>{_a(c['name'])}</a>" for c in s["categories"])
         + ")</li>" for i, s in enumerate(scenes, start=1))
     shown = f"{len(scenes)} {page['split']} scenes" + (
         f" (asked for {page['asked']}; the split has only {len(scenes)})" if len(scenes) < page["asked"] else "")

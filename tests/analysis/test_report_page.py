@@ -25,7 +25,7 @@ class Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.stack, self.images, self.products, self.scenes, self.links = [], [], [], [], []
-        self.categories, self.text = [], []
+        self.categories, self.text, self.ids = [], [], set()
 
     def _inside(self, cls):
         for tag, attrs in reversed(self.stack):
@@ -35,6 +35,9 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if "id" in attrs:
+            assert " " not in attrs["id"] and attrs["id"] not in self.ids, attrs["id"]
+            self.ids.add(attrs["id"])
         where = (self._inside("scene").get("id"), self._inside("category").get("data-category"))
         for key in ("href", "src"):
             if key in attrs:
@@ -155,6 +158,7 @@ def test_page_structure_images_and_offline(setup, capped):
     assert not [u for u in page.links if u.lower().startswith(("http:", "https:", "//"))]
     html = open(done["html"], encoding="utf-8").read()
     assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert {u[1:] for u in page.links if u.startswith("#")} <= page.ids  # every in-page link lands
     toc = {u for u in page.links if u.startswith("#scene-")}
     assert {f"#{s['id']}" for s in page.scenes} <= toc
     assert "topk.png" in {a["src"] for a, _ in page.images}  # eval.json's curve
@@ -208,3 +212,44 @@ def test_cli_report_caps_with_one_stderr_line(setup, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if "asked for 40 scenes" in line]
     assert len(lines) == 1 and lines[0].startswith("analysis report: ")
     assert "open" in proc.stdout and (out / "index.html").is_file()
+
+
+def test_empty_category_is_shown_as_such_not_an_error():
+    """Index without 'light fixtures' products: rank_all gives it no columns; the page says so, lists none,
+    and its anchor (a name with a space) still resolves."""
+    from ctl_keras.analysis import report_html
+    from ctl_keras.retrieval.index import CatalogIndex
+
+    index = CatalogIndex(np.array(["p0", "p1"]), np.array([0, 0]), np.array([[1, 0], [0, 1]], np.float32),
+                         ("a", "light fixtures"))
+    ranked = report_page.rank_all(index, np.array([[[0.0, 1.0], [1.0, 0.0]]], np.float32), k=5)
+    assert ranked["a"][0].tolist() == [["p1", "p0"]] and ranked["light fixtures"][0].shape == (1, 0)
+    scene = {"pair_id": 1, "scene_id": "s", "positive_id": "p1", "positive_category": "a", "positive_thumb": None,
+             "image": "images/s.png", "categories": [
+                 {"name": n, "size": len(ranked[n][0][0]), "attention": "images/a.png", "attention_peak": (0, 0),
+                  "is_positive_category": n == "a", "positive_rank": 1 if n == "a" else None,
+                  "products": [{"id": p, "d_star": float(d), "rank": r + 1, "thumb": None, "positive": p == "p1"}
+                               for r, (p, d) in enumerate(zip(ranked[n][0][0], ranked[n][1][0]))]}
+                 for n in ("a", "light fixtures")]}
+    html = report_html.render({"model_dir": "m", "index": "i", "data_dir": "d", "split": "test", "k": 5, "asked": 1,
+                               "variant": "hybrid", "scenes": [scene], "summary": {}, "topk_curve": None,
+                               "index_size": 2})
+    page = Page()
+    page.feed(html)
+    assert [c for _, (_, c) in page.products] == ["a", "a"] and ("scene-1", "light fixtures") in page.categories
+    assert "No light fixtures products in the index." in "".join(page.text)
+    assert {u[1:] for u in page.links if u.startswith("#")} <= page.ids
+    assert [p["data-product-id"] for p, _ in page.products if "positive" in p["class"].split()] == ["p1"]
+
+
+def test_thumbnails_fall_back_to_the_index_image_directory(synthetic_data, tmp_path):
+    from ctl_keras.retrieval.index import CatalogIndex
+
+    config, data_dir = synthetic_data
+    category = config.categories[0]
+    (tmp_path / category).mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / category / "x1.png")
+    index = CatalogIndex(np.array(["x1"]), np.array([0]), np.ones((1, 4), np.float32), config.categories,
+                         {"source": str(tmp_path)})
+    found = report_page.product_jpegs(data_dir, index, {"x1", "absent"})
+    assert set(found) == {"x1"} and found["x1"].startswith(b"\x89PNG")
