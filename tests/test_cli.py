@@ -49,7 +49,7 @@ def test_positional_arguments_and_missing_flags_are_one_line():
     """The shared opening: same prefix convention and exit code for every CLI, no usage dump."""
     cases = [("ctl_keras.export", ["extra"], "export: error: unexpected arguments: extra"),
              ("ctl_keras.analysis", ["nope"], "analysis: error: expected one command out of attention, figures, "
-                                              "human-kit, human-score; got ['nope']"),
+                                              "human-kit, human-score, report; got ['nope']"),
              ("ctl_keras.analysis", ["figures"], "analysis figures: error: --model_dir is required"),
              ("ctl_keras.experiments", [], "experiments: error: --out is required")]
     for module, args, want in cases:

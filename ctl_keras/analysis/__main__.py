@@ -4,6 +4,7 @@
   figures      --model_dir=DIR --out=DIR --num_scenes=N   Figure 7 grid
   human-kit    --model_dir=DIR --out=DIR --num_questions=M [--methods=ours,random,NAME=DIR]
   human-score  --kit=DIR --sheets=a.csv,b.csv    Table 4 from filled answer sheets
+  report       --model_dir=DIR --index=STEM --out=DIR [--num_scenes=N] [--k=K]   offline HTML page
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from absl import flags
 
 from ctl_keras import cli
 
-COMMANDS = ("attention", "figures", "human-kit", "human-score")
+COMMANDS = ("attention", "figures", "human-kit", "human-score", "report")
 
 FLAGS = flags.FLAGS
 
@@ -25,7 +26,9 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Built dataset (default: results.json's data_dir, else tf_records/<dataset>).")
     flags.DEFINE_string("out", None, "Output directory (human-score: default --kit).")
     flags.DEFINE_string("split", "test", "Split analysed by attention and figures.")
-    flags.DEFINE_integer("num_scenes", 4, "figures: scenes in the grid.")
+    flags.DEFINE_integer("num_scenes", 4, "figures: scenes in the grid; report: scenes on the page.")
+    flags.DEFINE_string("index", None, "report: catalog index stem (STEM.npz + STEM.json) to rank.")
+    flags.DEFINE_integer("k", 5, "report: products shown per category.")
     flags.DEFINE_integer("num_overlays", 6, "attention: overlay PNGs written for the first pairs.")
     flags.DEFINE_integer("smooth_samples", 0, "attention: SmoothGrad samples (0 = vanilla gradient saliency).")
     flags.DEFINE_integer("num_questions", 50, "human-kit: questions exported.")
@@ -46,7 +49,7 @@ def main(argv):
         cli.check_output_dir(FLAGS.out, "out")
         print(human_eval.markdown(human_eval.score_kit(FLAGS.kit, FLAGS.sheets, FLAGS.out)), end="")
         return
-    cli.require("model_dir", "out")
+    cli.require("model_dir", "out", *(["index"] if command == "report" else []))
     cli.check_output_dir(FLAGS.out, "out")  # before the model is loaded and scored
     from ctl_keras.analysis import cli as analysis  # TF loads only after the flags are checked
 
@@ -64,6 +67,12 @@ def main(argv):
                                      methods=FLAGS.methods, seed=FLAGS.seed, **common)
         print(f"{key['num_questions']} questions, methods {', '.join(key['methods'])}: open "
               f"{os.path.join(FLAGS.out, 'index.html')}; keep key.json hidden from annotators")
+    elif command == "report":
+        from ctl_keras.analysis import report_page
+
+        done = report_page.build_report(FLAGS.model_dir, FLAGS.index, FLAGS.out, num_scenes=FLAGS.num_scenes,
+                                        k=FLAGS.k, split=FLAGS.split, **common)
+        print(f"{done['scenes']} scenes x {len(done['categories'])} categories: open {done['html']} in a browser")
 
 
 if __name__ == "__main__":
