@@ -90,10 +90,21 @@ def test_two_workers_train_the_same_heads_as_one(feature_run, tmp_path):
                                     feature_cache=True, cache_dir=str(cache_dir)))
     a, b = _arrays(tmp_path / "one" / "last.weights.h5"), _arrays(model_dir / "last.weights.h5")
     assert a.keys() == b.keys() and len(a) > 0
-    # Tolerances as in test_multi_replica.py (BatchNorm's pre-bias drifts by about one Adam step).
+    # Trained weights: the tolerances of test_multi_replica.py (the bias before each BatchNorm gets float
+    # noise that Adam turns into steps of about lr). The BatchNorm moving mean/variance (vars/2, vars/3) are
+    # running sums of 38 steps' batch statistics of pre-activations up to ~20 in size, which the two runs
+    # reduce in another float order: measured up to 0.9e-3 of each vector's largest entry; bound 2e-3.
     for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-3, err_msg=name)
+        if name.endswith(("batch_norm/vars/2", "batch_norm/vars/3")):
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=2e-3 * np.abs(a[name]).max(), err_msg=name)
+        else:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-3, err_msg=name)
     assert any(name.endswith("batch_norm/vars/2") and np.abs(a[name]).max() > 1e-3 for name in a)
+    with open(tmp_path / "one" / "results.json") as f:
+        single = json.load(f)
+    with open(os.path.join(data_dir, "manifest.json")) as f:
+        questions = json.load(f)["splits"]["val"]["questions"]
+    assert abs(results["val_auc"] - single["val_auc"]) <= 1 / questions  # one question may flip at most
 
 
 @pytest.mark.slow
