@@ -10,6 +10,7 @@ selection) and the test AUC are always on the CTL-cropped scenes, where the prod
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
 import shutil
@@ -249,6 +250,20 @@ class Trainer:
         return out
 
 
+def _worker_temp_dir(task: ClusterTask) -> str:
+    """A fresh temporary out_dir for a non-writing worker; those of its dead predecessors (SIGKILL leaves
+    them behind) are removed first."""
+    prefix = f"ctl_keras-{task.task_type}{task.index}-"
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
+        try:
+            os.kill(int(os.path.basename(path)[len(prefix):].split("-")[0]), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
 def train(config: Config, options: RunOptions) -> dict:
     """Train (or resume) in options.model_dir under its lock; returns the results.json content.
 
@@ -261,7 +276,7 @@ def train(config: Config, options: RunOptions) -> dict:
     task = options.cluster.name if options.cluster else "this worker"
     strategy = make_strategy(options.strategy, options.worker_timeout, task)
     if options.cluster is not None and not options.cluster.is_writer:
-        out_dir = tempfile.mkdtemp(prefix=f"ctl_keras-{options.cluster.task_type}{options.cluster.index}-")
+        out_dir = _worker_temp_dir(options.cluster)
         try:
             return Trainer(config, options, strategy, out_dir).run()
         finally:
