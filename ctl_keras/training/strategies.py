@@ -8,9 +8,9 @@ others with an UnavailableError, which train.py turns into one line.
 
 from __future__ import annotations
 
-import os
+import faulthandler
+import subprocess
 import sys
-import threading
 
 import tensorflow as tf
 
@@ -36,22 +36,31 @@ def make_strategy(name: str, worker_timeout: float = 600.0, task_name: str = "th
     return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
 
 
-def _multi_worker(timeout: float, task_name: str) -> tf.distribute.Strategy:
-    def give_up() -> None:
-        # The main thread is blocked inside TensorFlow's C++ wait, so no exception can reach it: say
-        # what happened and leave (nothing has been written to model_dir yet).
-        print(f"train: error: {task_name}: the other workers of TF_CONFIG did not all connect within "
-              f"{timeout:g} s (--worker_timeout); start every worker and check their addresses and ports",
-              file=sys.stderr, flush=True)
-        os._exit(1)
+# Prints the one-line error when faulthandler reports a timeout through the pipe (see _multi_worker).
+_REPORTER = """import sys
+if sys.stdin.buffer.read().startswith(b"Timeout"):
+    sys.stderr.write(sys.argv[1] + "\\n")
+"""
 
-    timer = threading.Timer(timeout, give_up)
-    timer.daemon = True
-    timer.start()
+
+def _multi_worker(timeout: float, task_name: str) -> tf.distribute.Strategy:
+    """The strategy, or exit 1 with one line when the cluster does not come up within `timeout`.
+
+    TensorFlow blocks in C++ without releasing the GIL while it waits for the cluster, so no Python
+    thread or signal handler can run. faulthandler's watchdog is a C thread: on timeout it writes its
+    report into a pipe and exits the process with status 1; a tiny reporter process reading the pipe
+    turns that into our line (and stays silent when the pipe closes without a report).
+    """
+    message = (f"train: error: {task_name}: the other workers of TF_CONFIG did not all connect within "
+               f"{timeout:g} s (--worker_timeout); start every worker and check their addresses and ports")
+    reporter = subprocess.Popen([sys.executable, "-c", _REPORTER, message], stdin=subprocess.PIPE)
+    faulthandler.dump_traceback_later(timeout, exit=True, file=reporter.stdin)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
-        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
+        reporter.stdin.close()
+        reporter.wait()
 
 
 def workers(strategy: tf.distribute.Strategy) -> int:
