@@ -9,8 +9,11 @@ TensorFlow starts, turns a typo into one line instead of a hang or a C++ abort.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
+import shutil
+import tempfile
 
 ROLES = ("chief", "worker")
 
@@ -80,3 +83,17 @@ def read_tf_config(environ=os.environ) -> ClusterTask:
                          f"{len(cluster[task_type])} address(es), indices 0..{len(cluster[task_type]) - 1}")
     workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     return ClusterTask(task_type, index, workers, has_chief="chief" in cluster)
+
+
+def worker_temp_dir(task: ClusterTask) -> str:
+    """A fresh temporary out_dir for a non-writing worker; those of its dead predecessors (SIGKILL leaves
+    them behind) are removed first."""
+    prefix = f"ctl_keras-{task.task_type}{task.index}-"
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
+        try:
+            os.kill(int(os.path.basename(path)[len(prefix):].split("-")[0]), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")

@@ -10,11 +10,9 @@ selection) and the test AUC are always on the CTL-cropped scenes, where the prod
 from __future__ import annotations
 
 import dataclasses
-import glob
 import math
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -29,7 +27,7 @@ from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
-from ctl_keras.training.cluster import ClusterTask
+from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
 from ctl_keras.training.strategies import STRATEGIES, make_strategy, workers  # noqa: F401 (re-exported)
 from ctl_keras.training.summaries import Summaries
 
@@ -250,20 +248,6 @@ class Trainer:
         return out
 
 
-def _worker_temp_dir(task: ClusterTask) -> str:
-    """A fresh temporary out_dir for a non-writing worker; those of its dead predecessors (SIGKILL leaves
-    them behind) are removed first."""
-    prefix = f"ctl_keras-{task.task_type}{task.index}-"
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
-        try:
-            os.kill(int(os.path.basename(path)[len(prefix):].split("-")[0]), 0)
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
-    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
-
-
 def train(config: Config, options: RunOptions) -> dict:
     """Train (or resume) in options.model_dir under its lock; returns the results.json content.
 
@@ -276,7 +260,7 @@ def train(config: Config, options: RunOptions) -> dict:
     task = options.cluster.name if options.cluster else "this worker"
     strategy = make_strategy(options.strategy, options.worker_timeout, task)
     if options.cluster is not None and not options.cluster.is_writer:
-        out_dir = _worker_temp_dir(options.cluster)
+        out_dir = worker_temp_dir(options.cluster)
         try:
             return Trainer(config, options, strategy, out_dir).run()
         finally:
