@@ -117,7 +117,7 @@ def _op_error_line(err) -> str:
     if FLAGS.strategy == "multi_worker" and type(err).__name__ in _LOST_WORKER:
         peers = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)))
         return (f"lost contact with the other workers ({type(err).__name__}"
-                + (f"; unhealthy: {', '.join(peers)}" if peers else "") + f": {first[:200]}); rerun every "
+                + (f"; {', '.join(peers)}" if peers else "") + f": {first[:200]}); rerun every "
                 "worker's command to resume from the last finished epoch")
     return (f"{type(err).__name__}: {first} (a damaged data file? rebuild the dataset with "
             f"`python -m ctl_keras.build_dataset`)")
