@@ -104,8 +104,16 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
     trained_on = _trained_on(recorded)
     # The run's own dataset: another build under the default path may have a different split.
+    explicit = data_dir is not None
     data_dir = data_dir or recorded.get("data_dir") or os.path.join("tf_records", config.dataset)
     check_split_nonempty(data_dir, split)
+    if not explicit and recorded.get("data_fingerprint"):  # issue 9: the default must be the run's own data
+        from ctl_keras.data.fingerprint import dataset_fingerprint
+
+        if dataset_fingerprint(data_dir) != recorded["data_fingerprint"]:
+            raise ValueError(f"{model_dir} was trained on dataset {recorded['data_fingerprint']}, but its "
+                             f"recorded data_dir {data_dir} now holds dataset {dataset_fingerprint(data_dir)} "
+                             "(rebuilt since?); pass --data_dir explicitly to score on it anyway")
     features = (cache_for(config, data_dir, trained_on == "full", cache_dir, models.backbone)
                 if feature_cache else None)
     result = score_model(models, config, data_dir, split, features=features, full_scene=full_scene)

@@ -2,6 +2,9 @@
 
 Flags override `get_config(dataset, smoke)`. Rerunning the same command resumes from the last finished
 epoch; the model_dir layout is in ARCHITECTURE.md. TensorBoard: `tensorboard --logdir MODEL_DIR/tensorboard`.
+
+Several machines: the same command with `--strategy=multi_worker` on every worker, each with its TF_CONFIG
+(README "Training on several machines"); data_dir and model_dir on storage every worker sees.
 """
 
 from __future__ import annotations
@@ -33,29 +36,64 @@ flags.DEFINE_string("backbone_weights", None, "imagenet, none, or a path to a Re
 flags.DEFINE_integer("eval_every", None, "Validate every N epochs (and at the last).")
 flags.DEFINE_integer("seed", None, "Seed of weights, dropout and data order.")
 flags.DEFINE_integer("num_views", None, "Augmented views per image in the feature cache.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device"],
-                  "auto: MirroredStrategy when there is more than one GPU.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device", "multi_worker"],
+                  "auto: MirroredStrategy when there is more than one GPU; multi_worker: "
+                  "MultiWorkerMirroredStrategy over the machines of TF_CONFIG.")
+flags.DEFINE_float("worker_timeout", 600.0, "multi_worker: seconds to wait for every worker to connect, and "
+                   "for a feature cache another worker builds to show progress.")
+flags.DEFINE_float("dropout", None, "Dropout rate of the heads, in [0, 1).")
 flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
 flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
 flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
 
 _OVERRIDES = ("variant", "epochs", "batch_size", "learning_rate", "embedding_dim", "margin", "image_size",
-              "backbone_weights", "eval_every", "seed", "num_views")
+              "backbone_weights", "eval_every", "seed", "num_views", "dropout")
 
 
 def config_from_flags(values=FLAGS) -> config_lib.Config:
     overrides = {name: getattr(values, name) for name in _OVERRIDES if getattr(values, name) is not None}
     if "image_size" in overrides:
         overrides["resize_size"] = overrides["image_size"] * 8 // 7  # 224 -> 256 as in the paper
-    for name in ("epochs", "batch_size", "eval_every", "num_views"):
+    # Every value is checked here, before TensorFlow starts and before anything is written (issue 9).
+    for name in ("epochs", "batch_size", "eval_every", "num_views", "embedding_dim"):
         if name in overrides and overrides[name] < 1:
             raise ValueError(f"--{name} must be at least 1, got {overrides[name]}")
+    for name in ("learning_rate",):
+        if name in overrides and not overrides[name] > 0:
+            raise ValueError(f"--{name} must be positive, got {overrides[name]}")
+    if "margin" in overrides and not overrides["margin"] >= 0:
+        raise ValueError(f"--margin must be at least 0, got {overrides['margin']}")
+    if "dropout" in overrides and not 0 <= overrides["dropout"] < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {overrides['dropout']}")
+    _check_backbone_weights(overrides.get("backbone_weights"))
     return config_lib.get_config(values.dataset, smoke=values.smoke, **overrides)
 
 
-def _ensure_dataset(config: config_lib.Config, data_dir: str) -> None:
+def _check_backbone_weights(weights: str | None) -> None:
+    if weights is None or weights in ("imagenet", "none"):
+        return
+    if not os.path.isfile(weights):
+        raise ValueError(f"--backbone_weights={weights}: no such file; pass imagenet, none or the path of a "
+                         "ResNet50 (include_top=False) .h5 file")
+    if not weights.endswith((".h5", ".hdf5")):
+        raise ValueError(f"--backbone_weights={weights} is not an .h5 file")
+
+
+def _ensure_dataset(config: config_lib.Config, data_dir: str, explicit: bool, multi_worker: bool = False) -> None:
+    """Generate + build the synthetic dataset when it is missing, but only where that cannot clobber
+    anything: the default location, or a --data_dir that is new or empty (not an interrupted build of
+    the user's own data, or a typo pointing at another directory)."""
     if os.path.exists(os.path.join(data_dir, "manifest.json")) or config.dataset != "synthetic":
         return  # other datasets: the pipeline's error says how to build them
+    build = (f"`python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir}"
+             + (" --smoke`" if FLAGS.smoke else "`"))
+    if multi_worker:  # every worker would generate into the same shared directory at once
+        raise ValueError(f"no manifest.json in {data_dir}: build the dataset once before starting the "
+                         f"workers: {build}")
+    if explicit and os.path.isdir(data_dir) and os.listdir(data_dir):
+        raise ValueError(f"--data_dir {data_dir} is not empty and has no manifest.json (an interrupted build? "
+                         f"another directory?); train generates the synthetic dataset only into a new or empty "
+                         f"directory: build it with {build}, or pass another --data_dir")
     # A child process: build_dataset defines its own absl flags (--dataset, ...) at import time.
     command = [sys.executable, "-m", "ctl_keras.build_dataset", "--dataset=synthetic", f"--out={data_dir}",
                f"--seed={config.seed}"] + (["--smoke"] if FLAGS.smoke else [])
@@ -69,10 +107,18 @@ def _is_tf_op_error(err: BaseException) -> bool:
     return tf is not None and isinstance(err, tf.errors.OpError)
 
 
+_LOST_WORKER = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
+
+
 def _op_error_line(err) -> str:
     """A runtime error from inside a tf.data/tf.function graph (e.g. a truncated TFRecord) as one line."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", getattr(err, "message", "") or str(err)).strip()
     first = text.splitlines()[0] if text else ""
+    if FLAGS.strategy == "multi_worker" and type(err).__name__ in _LOST_WORKER:
+        peers = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)))
+        return (f"lost contact with the other workers ({type(err).__name__}"
+                + (f"; {', '.join(peers)}" if peers else "") + f": {first[:200]}); rerun every "
+                "worker's command to resume from the last finished epoch")
     return (f"{type(err).__name__}: {first} (a damaged data file? rebuild the dataset with "
             f"`python -m ctl_keras.build_dataset`)")
 
@@ -83,15 +129,24 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         config = config_from_flags()
+        multi_worker = FLAGS.strategy == "multi_worker"
+        cluster_task = None
+        if multi_worker:
+            from ctl_keras.training.cluster import read_tf_config  # noqa: PLC0415 (no TensorFlow)
+
+            cluster_task = read_tf_config()
+            if not FLAGS.worker_timeout > 0:
+                raise ValueError(f"--worker_timeout must be positive, got {FLAGS.worker_timeout}")
+        data_dir = FLAGS.data_dir or os.path.join("tf_records", config.dataset)
+        model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
+        _ensure_dataset(config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
         # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
         from ctl_keras.training import loop  # noqa: PLC0415
 
-        data_dir = FLAGS.data_dir or os.path.join("tf_records", config.dataset)
-        model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
-        _ensure_dataset(config, data_dir)
         options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
                                   feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
-                                  cache_dir=FLAGS.cache_dir)
+                                  cache_dir=FLAGS.cache_dir, cluster=cluster_task,
+                                  worker_timeout=FLAGS.worker_timeout)
         results = loop.train(config, options)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"train: error: {e}", file=sys.stderr)

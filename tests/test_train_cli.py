@@ -1,5 +1,6 @@
 """The training CLI: flags -> Config, and one-line errors for bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,73 @@ def test_truncated_shard_is_one_line_error(synthetic_data, tmp_path):
     assert len(errors) == 1, done.stderr[-2000:]
     assert "DataLossError: truncated record" in errors[0] and "function_node" not in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def _error_lines(done):
+    return [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "--strategy=multi_worker needs TF_CONFIG"),
+    ('{"cluster": {"worker": ["localhost:1"]', "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 2}}',
+     "TF_CONFIG task index 2 is not in the cluster: 'worker' has 2 address(es), indices 0..1"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}',
+     "TF_CONFIG task type 'chief' is not a job of the cluster (worker)"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
+     """TF_CONFIG cluster "worker" has an address that is not "host:port": 'localhost'"""),
+])
+def test_bad_tf_config_is_one_line(tmp_path, tf_config, message):
+    """Checked before TensorFlow starts: exit 1, one line naming the problem, nothing written."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    if tf_config is not None:
+        env["TF_CONFIG"] = tf_config
+    done = subprocess.run([sys.executable, "-m", "ctl_keras.train", "--strategy=multi_worker", "--smoke",
+                           f"--model_dir={tmp_path / 'm'}", f"--data_dir={tmp_path / 'd'}"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    errors = _error_lines(done)
+    assert len(errors) == 1 and errors[0].startswith(f"train: error: {message}"), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "m").exists()
+
+
+def test_read_tf_config_accepts_a_chief_and_names_the_writer():
+    from ctl_keras.training.cluster import read_tf_config
+
+    cluster = {"chief": ["c:1"], "worker": ["w0:2", "w1:3"]}
+    chief = read_tf_config({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})})
+    worker0 = read_tf_config({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})})
+    assert chief.is_writer and not worker0.is_writer and chief.num_workers == worker0.num_workers == 3
+    alone = read_tf_config({"TF_CONFIG": json.dumps({"cluster": {"worker": ["w0:2", "w1:3"]},
+                                                     "task": {"type": "worker", "index": 0}})})
+    assert alone.is_writer and alone.num_workers == 2
+
+
+def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
+    """Issue 9.2: an existing, non-empty --data_dir without a manifest is left alone, with the build command."""
+    data_dir = tmp_path / "mine"
+    data_dir.mkdir()
+    (data_dir / "pairs-train-00000-of-00002.tfrecord").write_bytes(b"half a build")
+    done = _cli("--smoke", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'model'}", timeout=60)
+    assert done.returncode == 1
+    errors = _error_lines(done)
+    assert len(errors) == 1 and f"--data_dir {data_dir} is not empty and has no manifest.json" in errors[0]
+    assert f"python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir} --smoke" in errors[0]
+    assert os.listdir(data_dir) == ["pairs-train-00000-of-00002.tfrecord"] and not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--backbone_weights=/no/such/resnet.h5", "--backbone_weights=/no/such/resnet.h5: no such file"),
+    ("--embedding_dim=0", "--embedding_dim must be at least 1, got 0"),
+    ("--learning_rate=-1", "--learning_rate must be positive, got -1.0"),
+    ("--dropout=1", "--dropout must be in [0, 1), got 1.0"),
+])
+def test_bad_values_are_refused_before_anything_is_written(synthetic_data, tmp_path, flag, message):
+    """Issue 9.6: the failed first run used to leave config.json, so the corrected rerun was refused."""
+    _, data_dir = synthetic_data
+    model_dir = tmp_path / "model"
+    done = _cli("--smoke", f"--data_dir={data_dir}", f"--model_dir={model_dir}", flag, timeout=60)
+    assert done.returncode == 1
+    errors = _error_lines(done)
+    assert len(errors) == 1 and errors[0].startswith(f"train: error: {message}"), done.stderr[-2000:]
+    assert not model_dir.exists()

@@ -16,7 +16,8 @@ Scenes: val/test are ALWAYS the CTL-cropped scene, because the task (and so mode
 test score) is recommending a product that is not visible in the scene. `full_scene=True` changes only
 the train split, whose scenes then come from `full_scene_jpeg` (the paper's "train with full images").
 The whole directory is built under a temporary sibling name and renamed into place, so an interrupted
-build never leaves something that looks like a cache.
+build never leaves something that looks like a cache: manifest.json, inside the renamed directory, is
+the completion marker and appears in one step. Several workers sharing one cache: see coordination.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from ctl_keras.data import pipeline
+from ctl_keras.feature_cache import coordination
 
 FORMAT = "ctl_keras feature cache v1"
 SPLITS = ("train", "val", "test")
@@ -172,6 +174,7 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> No
     tmp = f"{cache_dir}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    heartbeat = coordination.Heartbeat(cache_dir + coordination.BUILDING_SUFFIX)
     total = lambda pairs, products, views: (pairs + products) * views
     # One trace for every split and batch size (tracing ResNet50 costs seconds).
     spec = tf.TensorSpec([None, config.image_size, config.image_size, 3], tf.float32)
@@ -191,3 +194,6 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        heartbeat.stop()
+

@@ -8,11 +8,13 @@ holds every head variable (including the dropout seed-generator states, which Ke
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 from typing import Iterable
 
 import tensorflow as tf
+from absl import logging
 
 from ctl_keras.atomic import write_json
 from ctl_keras.config import Config
@@ -20,6 +22,8 @@ from ctl_keras.config import Config
 CONFIG_FILE = "config.json"
 OPTIONS_FILE = "train_options.json"  # run options outside Config that change the trained weights
 LOCK_FILE = ".lock"
+CHECKPOINT_DIR = "checkpoints"
+DATASET_KEY = "dataset"  # in train_options.json: {"fingerprint": ..., "data_dir": ...}
 
 
 class ModelDirLock:
@@ -62,15 +66,30 @@ def _differences(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
+def has_run(model_dir: str) -> bool:
+    """True when model_dir holds something a rerun must not overwrite: checkpoints or trained weights.
+
+    A config.json alone (left by a run that stopped before its first epoch) is not a run.
+    """
+    names = ("last.weights.h5", "best.weights.h5", "results.json")
+    return bool(checkpoint_files(model_dir)) or any(os.path.exists(os.path.join(model_dir, n)) for n in names)
+
+
+def checkpoint_files(model_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.index")))
+
+
 def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool:
     """Write config.json + train_options.json, or check them against a previous run's.
 
     Returns True when the model_dir already held a run of this config. `epochs` may differ (a rerun
-    with more epochs extends training); anything else means another experiment.
+    with more epochs extends training); anything else means another experiment. A model_dir without
+    checkpoints or weights is fresh whatever its config.json says (a first run that failed early).
     """
     config_path = os.path.join(model_dir, CONFIG_FILE)
     options_path = os.path.join(model_dir, OPTIONS_FILE)
-    if os.path.exists(config_path):
+    existed = os.path.exists(config_path) and has_run(model_dir)
+    if existed:
         with open(config_path) as f:
             old_config = json.load(f)
         old_options = {}
@@ -78,24 +97,40 @@ def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool
             with open(options_path) as f:
                 old_options = json.load(f)
         differ = _differences(old_config, config.to_dict(), ignore=("epochs",))
-        differ += _differences(old_options, options)
+        differ += _differences(old_options, options, ignore=(DATASET_KEY,))
         if differ:
             raise ValueError(
                 f"model_dir {model_dir} holds a checkpoint of another config: differs in "
                 f"{', '.join(differ)}; use another --model_dir"
             )
-        existed = True
-    else:
-        existed = False
+        _check_dataset(model_dir, old_options.get(DATASET_KEY), options.get(DATASET_KEY))
     write_json(config_path, config.to_dict())
     write_json(options_path, options)
     return existed
 
 
-class TrainState:
-    """Resumable state: head variables, optimizer, finished epoch, best validation result, time."""
+def _check_dataset(model_dir: str, old: dict | None, new: dict | None) -> None:
+    """A run's dataset is part of its identity (issue 9): resuming on another build would score the test
+    AUC on scenes the first epochs trained on. Runs recorded before fingerprints existed are not checked."""
+    if not old or not new or old.get("fingerprint") == new.get("fingerprint"):
+        return
+    raise ValueError(
+        f"model_dir {model_dir} was trained on dataset {old.get('fingerprint')} ({old.get('data_dir')}), "
+        f"but --data_dir {new.get('data_dir')} holds dataset {new.get('fingerprint')}; resume with "
+        f"--data_dir={old.get('data_dir')} or use another --model_dir")
 
-    def __init__(self, model_dir: str, variables: list, optimizer, max_to_keep: int = 2):
+
+class TrainState:
+    """Resumable state: head variables, optimizer, finished epoch, best validation result, time.
+
+    Restores from <model_dir>/checkpoints; saves to <save_dir>/checkpoints, which is the model_dir except
+    on the non-writing workers of a multi-worker run (they save a copy to a temporary dir: saving takes
+    part in the workers' collectives).
+    """
+
+    def __init__(self, model_dir: str, variables: list, optimizer, max_to_keep: int = 2,
+                 save_dir: str | None = None):
+        self.model_dir = model_dir
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_auc")
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
@@ -104,20 +139,47 @@ class TrainState:
             heads=list(variables), optimizer=optimizer, epoch=self.epoch, best_auc=self.best_auc,
             best_epoch=self.best_epoch, train_seconds=self.train_seconds)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max_to_keep)
+            self.checkpoint, os.path.join(save_dir or model_dir, CHECKPOINT_DIR), max_to_keep=max_to_keep)
 
     def restore(self) -> int:
-        """Restore the last finished epoch, if any; returns it (0 for a fresh run)."""
-        path = self.manager.latest_checkpoint
-        if path is None:
-            return 0
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"checkpoint {path} does not match this model: {first}") from None
-        return int(self.epoch.numpy())
+        """Restore the last finished epoch, if any; returns it (0 for a fresh run).
+
+        A damaged index file stops the run (never a silent restart over a finished one); a damaged
+        newest checkpoint falls back to the previous intact one, with a warning.
+        """
+        directory = os.path.join(self.model_dir, CHECKPOINT_DIR)
+        files = checkpoint_files(self.model_dir)
+        start_over = f"to start over, remove {self.model_dir} or pass another --model_dir"
+        state = tf.train.get_checkpoint_state(directory)  # None for a missing or unparsable index file
+        if state is None or not state.model_checkpoint_path:
+            if not files:
+                return 0
+            raise ValueError(f"{os.path.join(directory, 'checkpoint')} is missing or damaged, so the "
+                             f"{len(files)} checkpoint(s) beside it cannot be resumed; {start_over}")
+        candidates = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        if state.model_checkpoint_path not in candidates:
+            candidates.append(state.model_checkpoint_path)
+        reasons = []
+        for path in reversed(candidates):
+            path = path if os.path.isabs(path) else os.path.join(directory, path)
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as e:  # another model's: older ones will not match either
+                raise ValueError(f"checkpoint {path} does not match this model: {_first_line(e)}") from None
+            except (IndexError, OSError, tf.errors.OpError) as e:  # truncated or unreadable files
+                reasons.append(f"{os.path.basename(path)}: {type(e).__name__}: {_first_line(e)}")
+                continue
+            if reasons:
+                logging.warning("checkpoint(s) damaged (%s); resuming from the previous intact one, %s",
+                                "; ".join(reasons), path)
+            return int(self.epoch.numpy())
+        raise ValueError(f"no checkpoint in {directory} can be restored ({'; '.join(reasons)}); {start_over}")
 
     def save(self, epoch: int) -> str:
         self.epoch.assign(epoch)
         return self.manager.save(checkpoint_number=epoch)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -22,14 +23,16 @@ from absl import logging
 from ctl_keras import embed
 from ctl_keras.config import Config
 from ctl_keras.data import pipeline
+from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
+from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
+from ctl_keras.training.strategies import STRATEGIES, make_strategy, workers  # noqa: F401 (re-exported)
 from ctl_keras.training.summaries import Summaries
 
 IMAGE_KEYS = ("scene", "positive", "negative", "category")
 FEATURE_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
-STRATEGIES = ("auto", "mirrored", "one_device")
 ATTENTION_EXAMPLES = 8
 
 
@@ -42,6 +45,8 @@ class RunOptions:
     """Run settings that are not part of Config (Config is what the model_dir's config.json holds).
 
     full_scene: train on uncropped scenes; val/test are scored on cropped scenes either way.
+    cluster: this process's task under strategy "multi_worker" (from TF_CONFIG); worker_timeout bounds
+    the wait for the other workers at start-up and for a feature cache another worker builds.
     """
 
     data_dir: str
@@ -50,25 +55,12 @@ class RunOptions:
     feature_cache: bool = False
     full_scene: bool = False
     cache_dir: str | None = None
+    cluster: ClusterTask | None = None
+    worker_timeout: float = 600.0
 
     def recorded(self) -> dict:
         """The options that change the trained weights, checked on resume (strategy does not)."""
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """auto: MirroredStrategy over the GPUs when there are several, else one device.
-
-    mirrored: MirroredStrategy over every visible GPU, or over the logical CPUs when there is no GPU
-    (that is how the multi-replica path is tested on a CPU split into logical devices).
-    """
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
 
 
 def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, margin: float,
@@ -104,7 +96,12 @@ def _train_dataset(config: Config, options: RunOptions, features, epoch_index: i
                                    full_scene=options.full_scene, batch_size=config.batch_size)
         # Only the model inputs cross to the replicas (ids are strings the devices do not need).
         ds = ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})
-    return ds.filter(lambda b: tf.shape(b["category"])[0] == config.batch_size)
+    ds = ds.filter(lambda b: tf.shape(b["category"])[0] == config.batch_size)
+    # Every worker reads the same global batches and keeps its replicas' slices of each, so a
+    # multi-worker step sees exactly the global batch of a one-worker run (AUTO would shard by file).
+    shard = tf.data.Options()
+    shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(shard)
 
 
 def default_cache_dir(config: Config, options: RunOptions) -> str:
@@ -117,12 +114,15 @@ def default_cache_dir(config: Config, options: RunOptions) -> str:
 class Trainer:
     """Holds the models, optimizer and state of one run; `run()` trains to config.epochs."""
 
-    def __init__(self, config: Config, options: RunOptions):
+    def __init__(self, config: Config, options: RunOptions, strategy: tf.distribute.Strategy, out_dir: str):
+        """`out_dir`: where this process writes: the model_dir, or a temporary dir on the workers of a
+        multi-worker run that do not write (their copies take part in the collectives, then go)."""
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
-        self.config, self.options = config, options
+        self.config, self.options, self.out_dir = config, options, out_dir
+        self.writer = options.cluster is None or options.cluster.is_writer
         self.manifest = pipeline.read_manifest(options.data_dir, config.dataset)
-        self.strategy = make_strategy(options.strategy)
+        self.strategy = strategy
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {replicas} replicas")
@@ -136,14 +136,22 @@ class Trainer:
             self.variables = list(self.models.heads.trainable_variables)
             self.optimizer.build(self.variables)
         # Every head variable, including BatchNorm statistics and dropout seed states.
-        self.state = checkpointing.TrainState(options.model_dir, self.models.heads.variables, self.optimizer)
+        self.state = checkpointing.TrainState(options.model_dir, self.models.heads.variables, self.optimizer,
+                                              save_dir=out_dir)
         self.features = None
-        self.summaries = Summaries(options.model_dir)
+        self.summaries: Summaries | None = None  # created by run(): nothing is written before it
 
     def _load_features(self) -> None:
         from ctl_keras.features import FeatureCache  # noqa: PLC0415 (only the fast path needs it)
 
         cache_dir = self.options.cache_dir or default_cache_dir(self.config, self.options)
+        if not self.writer:  # one worker builds; the others wait for the complete cache
+            from ctl_keras.feature_cache import build, coordination  # noqa: PLC0415
+
+            want = build.identity(self.config, self.options.data_dir, self.options.full_scene)
+            coordination.wait_until_built(cache_dir, want, self.options.worker_timeout)
+            self.features = FeatureCache(cache_dir)
+            return
         self.features = FeatureCache.build_or_load(self.config, self.options.data_dir, cache_dir,
                                                    self.models.backbone, full_scene=self.options.full_scene)
 
@@ -186,13 +194,17 @@ class Trainer:
                      float(self.state.best_auc.numpy()), int(self.state.best_epoch.numpy()))
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.options.model_dir, name)
+        return os.path.join(self.out_dir, name)
 
     def run(self) -> dict:
         config = self.config
         start_epoch = self.state.restore()
         if start_epoch:
             logging.info("resuming %s after epoch %d", self.options.model_dir, start_epoch)
+            best = os.path.join(self.options.model_dir, "best.weights.h5")
+            if not self.writer and os.path.exists(best):  # _finish reloads the best epoch from out_dir
+                shutil.copyfile(best, self._path("best.weights.h5"))
+        self.summaries = Summaries(self.out_dir)
         if self.options.feature_cache:
             self._load_features()
         step_fn = make_train_step(self.strategy, self.triplet, self.optimizer, self.variables, config.margin,
@@ -226,7 +238,8 @@ class Trainer:
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
             train_seconds=float(self.state.train_seconds.numpy()),
             extra={**self.options.recorded(), "data_dir": os.path.abspath(self.options.data_dir),
-                   "strategy": self.options.strategy,
+                   "data_fingerprint": dataset_fingerprint(self.options.data_dir),
+                   "strategy": self.options.strategy, "workers": workers(self.strategy),
                    "replicas": self.strategy.num_replicas_in_sync,
                    "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
         logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",
@@ -236,8 +249,24 @@ class Trainer:
 
 
 def train(config: Config, options: RunOptions) -> dict:
-    """Train (or resume) in options.model_dir under its lock; returns the results.json content."""
+    """Train (or resume) in options.model_dir under its lock; returns the results.json content.
+
+    Multi-worker: every worker runs this; only the writer (chief, else worker 0) takes the lock and
+    writes into model_dir, the others write their copies into a temporary dir they remove.
+    """
     pipeline.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
+    recorded = {**options.recorded(), checkpointing.DATASET_KEY: {
+        "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)}}
+    task = options.cluster.name if options.cluster else "this worker"
+    strategy = make_strategy(options.strategy, options.worker_timeout, task)
+    if options.cluster is not None and not options.cluster.is_writer:
+        out_dir = worker_temp_dir(options.cluster)
+        try:
+            return Trainer(config, options, strategy, out_dir).run()
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    # The models are built (and --backbone_weights loaded) before anything is written to model_dir.
+    trainer = Trainer(config, options, strategy, options.model_dir)
     with checkpointing.ModelDirLock(options.model_dir):
-        checkpointing.check_or_write_config(options.model_dir, config, options.recorded())
-        return Trainer(config, options).run()
+        checkpointing.check_or_write_config(options.model_dir, config, recorded)
+        return trainer.run()

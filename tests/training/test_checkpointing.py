@@ -27,6 +27,7 @@ def test_config_check_allows_more_epochs_and_refuses_other_settings(tmp_path):
     model_dir = str(tmp_path)
     config = get_config("synthetic", smoke=True)
     assert check_or_write_config(model_dir, config, {"feature_cache": False}) is False
+    _fake_checkpoint(tmp_path)  # a model_dir with only config.json is fresh (see the test below)
     assert check_or_write_config(model_dir, config.replace(epochs=9), {"feature_cache": False}) is True
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["epochs"] == 9
@@ -50,6 +51,38 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with open(path) as f:
         assert json.load(f) == {"a": 1}
     assert os.listdir(tmp_path) == ["x.json"]
+
+
+def _fake_checkpoint(model_dir):
+    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+    open(os.path.join(model_dir, "checkpoints", "ckpt-1.index"), "w").close()
+
+
+def test_config_json_without_a_checkpoint_is_a_fresh_model_dir(tmp_path):
+    """Issue 9.6: a first run that failed before its first epoch left config.json; the corrected rerun
+    with another config is accepted, but not once a checkpoint or trained weights exist."""
+    config = get_config("synthetic", smoke=True)
+    assert check_or_write_config(str(tmp_path), config.replace(embedding_dim=0), {}) is False
+    assert check_or_write_config(str(tmp_path), config, {}) is False
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["embedding_dim"] == config.embedding_dim
+    (tmp_path / "last.weights.h5").write_bytes(b"x")
+    with pytest.raises(ValueError, match="differs in embedding_dim"):
+        check_or_write_config(str(tmp_path), config.replace(embedding_dim=8), {})
+
+
+def test_another_dataset_is_refused_naming_both(tmp_path):
+    """Issue 9.1: train_options.json records the dataset fingerprint; a resume on another one is refused."""
+    config = get_config("synthetic", smoke=True)
+    first = {"feature_cache": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"}}
+    check_or_write_config(str(tmp_path), config, first)
+    _fake_checkpoint(tmp_path)
+    assert check_or_write_config(str(tmp_path), config, {**first, "dataset": {"fingerprint": "aaaa",
+                                                                              "data_dir": "/moved"}}) is True
+    other = {**first, "dataset": {"fingerprint": "bbbb", "data_dir": "/data/two"}}
+    with pytest.raises(ValueError, match=r"trained on dataset aaaa \(/moved\), but --data_dir /data/two holds "
+                                         r"dataset bbbb; resume with --data_dir=/moved"):
+        check_or_write_config(str(tmp_path), config, other)
 
 
 def _model_and_optimizer():
@@ -101,4 +134,45 @@ def test_restore_of_a_checkpoint_from_another_model_is_a_clear_error(tmp_path):
     other_optimizer = keras.optimizers.Adam(0.1)
     other_optimizer.build(other.trainable_variables)
     with pytest.raises(ValueError, match="does not match this model"):
+        TrainState(str(tmp_path), other.variables, other_optimizer).restore()
+
+
+def _saved_twice(tmp_path):
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    model, optimizer = _model_and_optimizer()
+    state = TrainState(str(tmp_path), model.variables, optimizer)
+    _step(model, optimizer, x)
+    state.save(1)
+    _step(model, optimizer, x)
+    state.save(2)
+    return str(tmp_path / "checkpoints")
+
+
+def test_damaged_checkpoint_index_stops_instead_of_restarting(tmp_path):
+    """Issue 9.3: TF ignores an unparsable checkpoints/checkpoint file (latest = None), which used to
+    restart training at epoch 1 over a finished run. Now: one error naming the file and how to start over."""
+    directory = _saved_twice(tmp_path)
+    with open(os.path.join(directory, "checkpoint"), "w") as f:
+        f.write("garbage {{")
+    fresh, fresh_optimizer = _model_and_optimizer()
+    with pytest.raises(ValueError, match=rf"{directory}/checkpoint is missing or damaged, so the 2 checkpoint\(s\)"
+                                         rf".*to start over, remove {tmp_path} or pass another --model_dir"):
+        TrainState(str(tmp_path), fresh.variables, fresh_optimizer).restore()
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    """Issue 9.3: a truncated ckpt-2.data raised IndexError; now epoch 1 is restored with a warning,
+    and when every checkpoint is damaged the error names them."""
+    directory = _saved_twice(tmp_path)
+    data = os.path.join(directory, "ckpt-2.data-00000-of-00001")
+    os.truncate(data, os.path.getsize(data) // 2)
+    fresh, fresh_optimizer = _model_and_optimizer()
+    with caplog.at_level("WARNING"):
+        assert TrainState(str(tmp_path), fresh.variables, fresh_optimizer).restore() == 1
+    assert "ckpt-2: IndexError" in caplog.text and "resuming from the previous intact one" in caplog.text
+    assert int(fresh_optimizer.iterations.numpy()) == 1
+    data = os.path.join(directory, "ckpt-1.data-00000-of-00001")
+    os.truncate(data, os.path.getsize(data) // 2)
+    with pytest.raises(ValueError, match=r"no checkpoint in .* can be restored \(ckpt-2: IndexError.*; ckpt-1: "):
+        other, other_optimizer = _model_and_optimizer()
         TrainState(str(tmp_path), other.variables, other_optimizer).restore()

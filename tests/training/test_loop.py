@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from ctl_keras import evaluate
 from ctl_keras.config import Config
+from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.training import loop
 
 SCALAR_TAGS = {"train/loss", "train/learning_rate", "train/steps_per_second", "val/auc"}
@@ -122,7 +123,9 @@ def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_p
     assert scored["trained_on"] == "full" and scored["scored_on"] == "cropped"
     assert scored["auc"] == pytest.approx(results["test_auc"], abs=1e-9)
     with open(os.path.join(model_dir, "train_options.json")) as f:
-        assert json.load(f) == {"feature_cache": False, "full_scene": True}
+        recorded = json.load(f)
+    assert recorded == {"feature_cache": False, "full_scene": True, "dataset": {
+        "fingerprint": dataset_fingerprint(data_dir), "data_dir": os.path.abspath(data_dir)}}
     tags = _events(model_dir)
     loss = float(tags["train/loss"][0][1])
     assert 0.0 < loss < 1.0  # hinge with margin 0.2 on distances in [0, 4], mostly near the margin
