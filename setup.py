@@ -17,6 +17,10 @@ setup(
         "absl-py>=2.1",
         "pillow>=10",
         "matplotlib>=3.8",
+        # recommend index embeds the catalog on Beam (RunInference); Beam's TFRecord I/O needs a
+        # CRC package that apache-beam does not install by itself.
+        "apache-beam==2.77.*",
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "test": ["pytest>=8"],
