@@ -40,6 +40,7 @@ flags.DEFINE_float("noise", 2.0, "Norm of the noise added to a unit centre (clus
 flags.DEFINE_float("centre_spread", 1.0, "Norm of the noise added to a super-centre to make a centre.")
 flags.DEFINE_integer("build_threads", 2, "FAISS threads while building.")
 flags.DEFINE_bool("uniform", True, "Also run catalog (b), uniform random vectors.")
+flags.DEFINE_bool("ivf", True, "Build the product's IVF backend.")
 flags.DEFINE_bool("hnsw", True, "Also build HNSW (M=32) for comparison.")
 flags.DEFINE_list("nprobe", ["32", "64", "128", "256"], "IVF nprobe values to measure.")
 flags.DEFINE_list("ef_search", ["32", "64", "128", "256"], "HNSW efSearch values to measure.")
@@ -104,8 +105,6 @@ class _Rows(list):
 
 
 def _bench_catalog(name, emb, queries, label, faiss):
-    from ctl_keras.retrieval.ann import IVFCategory, ivf_params
-
     d = emb.shape[1]
     rows = _Rows()
     print(f"\n({name}) N={len(emb):,} d={d}, {len(queries)} queries, top-{K}")
@@ -123,6 +122,15 @@ def _bench_catalog(name, emb, queries, label, faiss):
         print(f"  (true top-10 spans {np.mean([len(set(label[t])) for t in truth]):.1f} clusters on average)",
               flush=True)
 
+    if FLAGS.ivf:
+        _bench_ivf(emb, queries, truth, rows, faiss)
+    if FLAGS.hnsw:
+        _bench_hnsw(emb, queries, truth, rows, faiss)
+
+
+def _bench_ivf(emb, queries, truth, rows, faiss):
+    from ctl_keras.retrieval.ann import IVFCategory, ivf_params
+
     nlist, default_nprobe = ivf_params(len(emb))
     faiss.omp_set_num_threads(FLAGS.build_threads)
     start = time.perf_counter()
@@ -138,21 +146,20 @@ def _bench_catalog(name, emb, queries, label, faiss):
                      _recall(found, truth)))
     del ivf
 
-    if FLAGS.hnsw:
-        faiss.omp_set_num_threads(FLAGS.build_threads)
-        start = time.perf_counter()
-        hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 64
-        hnsw.add(emb)
-        hnsw_build = time.perf_counter() - start
-        hnsw_bytes = len(faiss.serialize_index(hnsw))
-        faiss.omp_set_num_threads(1)
-        for ef in (int(x) for x in FLAGS.ef_search):
-            hnsw.hnsw.efSearch = ef
-            med, p99, found = _latencies(lambda q: hnsw.search(q, K), queries)
-            rows.append(("hnsw", f"M=32 efC=64 efSearch={ef}", hnsw_build, hnsw_bytes, med, p99,
-                         _recall(found, truth)))
-        del hnsw
+
+def _bench_hnsw(emb, queries, truth, rows, faiss):
+    faiss.omp_set_num_threads(FLAGS.build_threads)
+    start = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 64
+    hnsw.add(emb)
+    build = time.perf_counter() - start
+    nbytes = len(faiss.serialize_index(hnsw))
+    faiss.omp_set_num_threads(1)
+    for ef in (int(x) for x in FLAGS.ef_search):
+        hnsw.hnsw.efSearch = ef
+        med, p99, found = _latencies(lambda q: hnsw.search(q, K), queries)
+        rows.append(("hnsw", f"M=32 efC=64 efSearch={ef}", build, nbytes, med, p99, _recall(found, truth)))
 
 
 def main(argv):
