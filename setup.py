@@ -17,8 +17,10 @@ setup(
         "absl-py>=2.1",
         "pillow>=10",
         "matplotlib>=3.8",
-        "apache-beam>=2.77,<3",  # the dataset builder's pipeline (DirectRunner locally)
-        "google-crc32c>=1.5",  # TFRecord CRCs written by the Beam workers (apache-beam does not pull it in)
+        # Dataset building and catalog embedding run on Apache Beam (FnApiRunner locally); Beam's
+        # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
+        "apache-beam==2.77.*",
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -1,11 +1,15 @@
 """Rank a catalog for a scene: build a product index, then query it with the exported scene tower.
 
   python -m ctl_keras.recommend index --export_dir=export/demo --products=tf_records/synthetic \
-      --index=export/demo/catalog
+      --index=export/demo/catalog [--approximate] [Beam options: --runner=... --direct_num_workers=2 ...]
   python -m ctl_keras.recommend query --index=export/demo/catalog --scene=photo.jpg --category=shoes --k=10
 
-`query` prints the top-K products by d* = 2 - q·f_p (ascending; exact per-category search, DESIGN §3);
-with --json only a JSON list of {"product_id", "d_star"} goes to stdout.
+`index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
+go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
+per-category FAISS IVF index (retrieval/ann.py) for large catalogs.
+`query` prints the top-K products by d* = 2 - q·f_p (ascending; DESIGN §3), searched with what the
+index holds (exact unless built with --approximate); with --json only a JSON list of
+{"product_id", "d_star"} goes to stdout.
 """
 
 from __future__ import annotations
@@ -33,20 +37,33 @@ def define_flags() -> None:
     flags.DEFINE_string("category", None, "query: category name of the products wanted.")
     flags.DEFINE_integer("k", 10, "query: how many products.", lower_bound=1)
     flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout.")
-    flags.DEFINE_enum("backend", "numpy", ["numpy", "tf", "faiss"], "query: exact search backend.")
+    flags.DEFINE_enum("backend", None, ["numpy", "tf", "faiss", "ivf"],
+                      "query: search backend; default what the index holds (ivf if built with --approximate, "
+                      "else numpy). An exact one (numpy, tf, faiss) works on any index.")
+    flags.DEFINE_bool("approximate", False, "index: also build a per-category FAISS IVF index (large catalogs).")
+    flags.DEFINE_integer("ann_min_size", 10_000, "index --approximate: categories with fewer products are "
+                         "searched exactly (recall 1.0).", lower_bound=1)
 
 
-def run_index(export_dir: str, products: str, index_path: str, *, version=None, batch_size=32) -> str:
-    from ctl_keras.retrieval.catalog import build_index
-    from ctl_keras.retrieval.index import save_index
+def run_index(export_dir: str, products: str, index_path: str, *, version=None, batch_size=32,
+              beam_args=(), approximate=False, ann_min_size=10_000) -> str:
+    """Embed the catalog on Beam and save the index (+ its approximate index); returns the .npz path."""
+    from ctl_keras.retrieval.beam_embed import build_index
+    from ctl_keras.retrieval.index import index_paths, save_index
 
-    index = build_index(export_dir, products, version=version, batch_size=batch_size)
+    staging_parent = os.path.dirname(os.path.abspath(index_paths(index_path)[0]))
+    index = build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
+                        staging_parent=staging_parent)
     logging.info("indexed %d products (skipped: %s)", len(index), index.meta["skipped"])
+    if approximate:
+        from ctl_keras.retrieval.ann import build_ann
+
+        index.ann, index.meta["search"] = build_ann(index, min_size=ann_min_size)
     return save_index(index, index_path)[0]
 
 
 def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export_dir=None, version=None,
-              backend: str = "numpy") -> list[dict]:
+              backend: str | None = None) -> list[dict]:
     """[{"product_id", "d_star"}] sorted by d_star ascending; ValueError/FileNotFoundError on bad input."""
     from ctl_keras.retrieval.index import check_compatible, load_index
 
@@ -69,9 +86,14 @@ def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export
         raise ValueError("the index does not record its export dir; pass --export_dir")
     version_dir = resolve_version_dir(export_dir, SCENE, index.meta.get("tower_version") if version is None else version)
     check_compatible(index, read_meta(version_dir))
+    searcher = Searcher(index, backend)  # a backend the index cannot serve is refused before the tower runs
     tower = tf.saved_model.load(version_dir).signatures["serving_default"]
-    query = tower(image_bytes=tf.constant([image]), category=tf.constant([category]))["query"].numpy()
-    ids, d_star = Searcher(index, backend).search(query, category, k)
+    try:
+        query = tower(image_bytes=tf.constant([image]), category=tf.constant([category]))["query"].numpy()
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(f"scene {scene} cannot be decoded (truncated or corrupt image): "
+                         f"{err.message.strip().splitlines()[-1][:200]}") from None
+    ids, d_star = searcher.search(query, category, k)
     return [{"product_id": str(p), "d_star": float(d)} for p, d in zip(ids[0], d_star[0])]
 
 
@@ -81,16 +103,25 @@ def _require(command, *names):
         raise app.UsageError(f"recommend {command} needs {', '.join(missing)}")
 
 
+def parse_flags(argv):
+    """absl flags known_only: the flags this module does not define are Beam pipeline options (index)."""
+    return FLAGS(argv, known_only=True)
+
+
 def main(argv):
     logs.quiet_library_info()
-    if len(argv) != 2 or argv[1] not in COMMANDS:
+    command = argv[1] if len(argv) > 1 else None
+    if command not in COMMANDS:
         raise app.UsageError(f"usage: python -m ctl_keras.recommend {{{'|'.join(COMMANDS)}}} --flags...")
-    command = argv[1]
+    extra = argv[2:]
+    if extra and (command != "index" or not all(a.startswith("--") for a in extra)):
+        raise app.UsageError(f"recommend {command}: unknown arguments {' '.join(extra)}")
     try:
         if command == "index":
             _require(command, "export_dir", "products", "index")
             path = run_index(FLAGS.export_dir, FLAGS.products, FLAGS.index, version=FLAGS.version,
-                             batch_size=FLAGS.batch_size)
+                             batch_size=FLAGS.batch_size, beam_args=extra, approximate=FLAGS.approximate,
+                             ann_min_size=FLAGS.ann_min_size)
             print(f"index: {os.path.abspath(path)}")
             return
         _require(command, "index", "scene", "category")
@@ -109,4 +140,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

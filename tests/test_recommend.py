@@ -136,3 +136,35 @@ def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
         np.testing.assert_allclose(out["d_star"].numpy()[row][:n], d_star[0], atol=1e-5)
     with pytest.raises(ValueError, match="tower version 1 vs 2"):
         recommend.run_query(index_path, scene, category, 3, version=2)
+
+
+def test_truncated_scene_jpeg_is_a_one_line_error(setup, tmp_path):
+    """A JPEG cut in half keeps its magic bytes, so only decoding finds it (it used to end in an
+    InvalidArgumentError traceback)."""
+    *_, index_path, _, scene, category = setup
+    truncated = tmp_path / "truncated.jpg"
+    data = open(scene, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    proc = _cli("query", f"--index={index_path}", f"--scene={truncated}", f"--category={category}")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"recommend query: scene {truncated} cannot be decoded (truncated or corrupt image)")
+
+
+def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
+    """--approximate records the backend and per-category params; every demo category is below the
+    size threshold, so it is searched exactly: the same answers as the exact index (recall 1.0).
+    Asking the exact index for the approximate backend is refused in one line."""
+    _, data_dir, _, _, export_dir, index_path, _, scene, category = setup
+    recommend.run_index(export_dir, f"{data_dir}:test", str(tmp_path / "ann"), approximate=True)
+    meta = load_index(tmp_path / "ann").meta["search"]
+    assert meta["backend"] == "ivf" and meta["min_size"] == 10_000
+    assert all(p["exact"] for p in meta["categories"].values())
+    approx = recommend.run_query(str(tmp_path / "ann"), scene, category, 5)
+    exact = recommend.run_query(index_path, scene, category, 5, backend="numpy")
+    assert [r["product_id"] for r in approx] == [r["product_id"] for r in exact]
+    # a second embedding run and FAISS vs numpy dot products differ in float rounding only
+    np.testing.assert_allclose([r["d_star"] for r in approx], [r["d_star"] for r in exact], atol=1e-5)
+    proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--backend=ivf")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "needs an index built with `recommend index --approximate`" in proc.stderr.strip().splitlines()[-1]

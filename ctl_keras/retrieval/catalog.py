@@ -1,107 +1,131 @@
-"""Embed a product catalog with an exported product tower into a CatalogIndex.
+"""What a product catalog is: its sources, the per-product keep/skip rule, and the index assembly.
 
 Catalog sources:
 - a directory of images laid out as `<dir>/<category name>/<product id>.{jpg,jpeg,png}`;
 - a built dataset, `tf_records/NAME` (every split, each product once) or `tf_records/NAME:split`.
-The embeddings come from the SavedModel itself (`serving_default`, image bytes in), so the index
-holds exactly what a served product tower returns.
+A source is split into items (category directories, TFRecord files) that are read independently,
+so the Beam pipeline (beam_embed.py) reads them on its workers; every record carries a sort key
+(category dir, file name) or (file rank, record number) that restores the source's order, so the
+index is the same whatever the runner or worker count. Paths go through tf.io.gfile (gs:// works).
 """
 
 from __future__ import annotations
 
-import glob
+import collections
+import dataclasses
+import json
 import os
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from ctl_keras.retrieval.index import CatalogIndex
-from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG")
+# corrupt_image: valid magic bytes but the product tower cannot decode it (e.g. a truncated JPEG).
+SKIP_REASONS = ("not_an_image", "unknown_category", "duplicate_id", "corrupt_image")
 
 
-def _from_image_dir(root: str, categories) -> Iterator[tuple[str, str, bytes]]:
-    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    unknown = [d for d in subdirs if d not in categories]
-    if unknown:
-        raise ValueError(f"{root}: sub-directories {', '.join(unknown)} are not categories of the model; "
-                         f"valid: {', '.join(categories)}")
-    for category in subdirs:
-        for name in sorted(os.listdir(os.path.join(root, category))):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                with open(os.path.join(root, category, name), "rb") as f:
-                    yield stem, category, f.read()
+@dataclasses.dataclass(frozen=True)
+class Source:
+    kind: str  # "images" | "tfrecords"
+    root: str
+    items: tuple[str, ...]  # category directory names, or TFRecord file paths in read order
+
+    @property
+    def dedup_silently(self) -> bool:
+        """A product of a built dataset occurs once per split it is in: not a user error, not counted."""
+        return self.kind == "tfrecords"
 
 
-def _from_tfrecords(spec: str) -> Iterator[tuple[str, str, bytes]]:
+def _strip(name: str) -> str:
+    return name.rstrip("/")
+
+
+def resolve_source(products: str, categories) -> Source:
+    """List a catalog source (directory names only, no image bytes); clear errors for bad ones."""
+    if tf.io.gfile.isdir(products) and not tf.io.gfile.glob(f"{products}/*.tfrecord"):
+        subdirs = sorted(_strip(d) for d in tf.io.gfile.listdir(products) if tf.io.gfile.isdir(f"{products}/{_strip(d)}"))
+        unknown = [d for d in subdirs if d not in categories]
+        if unknown:
+            raise ValueError(f"{products}: sub-directories {', '.join(unknown)} are not categories of the model; "
+                             f"valid: {', '.join(categories)}")
+        return Source("images", products, tuple(subdirs))
     from ctl_keras.data import tfrecords
 
-    data_dir, _, split = spec.partition(":")
+    data_dir, _, split = products.partition(":")
+    if not tf.io.gfile.isdir(data_dir):
+        raise FileNotFoundError(f"--products={products} is neither an image directory nor a tf_records/NAME[:split]")
     if split and split not in tfrecords.SPLITS:
-        raise ValueError(f"unknown split {split!r} in --products={spec}; expected one of {', '.join(tfrecords.SPLITS)}")
-    files = sorted(glob.glob(os.path.join(data_dir, f"products-{split or '*'}-*.tfrecord")))
+        raise ValueError(f"unknown split {split!r} in --products={products}; "
+                         f"expected one of {', '.join(tfrecords.SPLITS)}")
+    files = sorted(tf.io.gfile.glob(f"{data_dir}/products-{split or '*'}-*.tfrecord"))
     if not files:
-        raise FileNotFoundError(f"no product TFRecords for {spec} (looked for products-*.tfrecord in {data_dir}); "
+        raise FileNotFoundError(f"no product TFRecords for {products} (looked for products-*.tfrecord in {data_dir}); "
                                 "build the dataset with `python -m ctl_keras.build_dataset`")
-    seen = set()
-    for example in tf.data.TFRecordDataset(files).map(tfrecords.parse_product):
-        product_id = example["product_id"].numpy().decode()
-        if product_id not in seen:  # a product can occur in several splits
-            seen.add(product_id)
-            yield product_id, example["category"].numpy().decode(), example["product_jpeg"].numpy()
+    return Source("tfrecords", data_dir, tuple(files))
+
+
+def read_item(kind: str, root: str, rank: int, item: str) -> Iterator[tuple[str, str, str, bytes]]:
+    """(sort key as JSON, product_id, category name, image bytes) of one item of a source."""
+    if kind == "images":
+        for name in sorted(_strip(n) for n in tf.io.gfile.listdir(f"{root}/{item}")):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in IMAGE_EXTENSIONS:
+                with tf.io.gfile.GFile(f"{root}/{item}/{name}", "rb") as f:
+                    yield json.dumps([item, name]), stem, item, f.read()
+        return
+    from ctl_keras.data import tfrecords
+
+    for i, example in enumerate(tf.data.TFRecordDataset(item).map(tfrecords.parse_product)):
+        yield (json.dumps([rank, i]), example["product_id"].numpy().decode(), example["category"].numpy().decode(),
+               example["product_jpeg"].numpy())
+
+
+def choose(records: Iterable[tuple], categories, dedup_silently: bool):
+    """All records of one product id -> (the record to embed or None, [skip reasons]).
+
+    The rule `recommend index` always had: in source order, skip non-images and unknown categories,
+    keep the first remaining record and count the others as duplicate ids. In a built dataset only
+    the first occurrence is looked at (the others are the same product in other splits).
+    """
+    records = sorted(records, key=lambda r: json.loads(r[0]))
+    if dedup_silently:
+        records = records[:1]
+    valid, skipped = [], []
+    for record in records:
+        if not record[3].startswith(_MAGIC):
+            skipped.append("not_an_image")
+        elif record[2] not in categories:
+            skipped.append("unknown_category")
+        else:
+            valid.append(record)
+    skipped += ["duplicate_id"] * max(0, len(valid) - 1)
+    return (valid[0] if valid else None), skipped
 
 
 def iter_products(products: str, categories) -> Iterator[tuple[str, str, bytes]]:
-    """(product_id, category name, image bytes) from a directory of images or tf_records/NAME[:split]."""
-    if os.path.isdir(products) and not glob.glob(os.path.join(products, "*.tfrecord")):
-        return _from_image_dir(products, categories)
-    if os.path.isdir(products.partition(":")[0]):
-        return _from_tfrecords(products)
-    raise FileNotFoundError(f"--products={products} is neither an image directory nor a tf_records/NAME[:split]")
+    """(product_id, category name, image bytes) in source order, read in this process (tests, benchmarks).
+    A bad source is reported here, before iterating."""
+    return _iter_source(resolve_source(products, categories))
 
 
-def build_index(export_dir: str, products: str, *, version: int | None = None, batch_size: int = 32) -> CatalogIndex:
-    """Embed every product with `<export_dir>/product_tower/<version or latest>`."""
-    version_dir = resolve_version_dir(export_dir, PRODUCT, version)
-    meta = read_meta(version_dir)
-    categories = tuple(meta["categories"])
-    embed = tf.saved_model.load(version_dir).signatures["serving_default"]
-    ids, cats, chunks, batch = [], [], [], []
-    skipped = {"not_an_image": 0, "unknown_category": 0, "duplicate_id": 0}
+def _iter_source(source: Source) -> Iterator[tuple[str, str, bytes]]:
     seen = set()
+    for rank, item in enumerate(source.items):
+        for _, product_id, category, image in read_item(source.kind, source.root, rank, item):
+            if not (source.dedup_silently and product_id in seen):
+                seen.add(product_id)
+                yield product_id, category, image
 
-    def flush():
-        if batch:
-            out = embed(image_bytes=tf.constant(batch, tf.string))["product_embedding"]
-            chunks.append(out.numpy())
-            batch.clear()
-            logging.log_every_n(logging.INFO, "embedded %d products", 20, len(ids))
 
-    for product_id, category, image in iter_products(products, categories):
-        if not image.startswith(_MAGIC):
-            skipped["not_an_image"] += 1
-            continue
-        if category not in categories:
-            skipped["unknown_category"] += 1
-            continue
-        if product_id in seen:
-            skipped["duplicate_id"] += 1
-            continue
-        seen.add(product_id)
-        ids.append(product_id)
-        cats.append(categories.index(category))
-        batch.append(image)
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    if not ids:
-        raise ValueError(f"no product images found in {products} (skipped: {skipped})")
-    embeddings = np.concatenate(chunks).astype(np.float32)
-    return CatalogIndex(np.array(ids), np.array(cats, np.int32), embeddings, categories, {
-        "tower_version": meta["version"], "model_fingerprint": meta["model_fingerprint"],
-        "export_dir": os.path.abspath(export_dir), "source": products, "skipped": skipped})
+def assemble(rows, skipped: collections.Counter, categories, meta: dict, products: str) -> CatalogIndex:
+    """rows: (sort key JSON, product_id, category id, embedding) in any order -> the index in source order."""
+    if not rows:
+        raise ValueError(f"no product images found in {products} (skipped: {dict(skipped)})")
+    rows = sorted(rows, key=lambda r: json.loads(r[0]))
+    return CatalogIndex(np.array([r[1] for r in rows]), np.array([r[2] for r in rows], np.int32),
+                        np.stack([r[3] for r in rows]).astype(np.float32), tuple(categories),
+                        dict(meta, skipped={reason: int(skipped.get(reason, 0)) for reason in SKIP_REASONS}))

@@ -1,4 +1,5 @@
-"""A catalog index: product ids, categories and product embeddings f_p, saved as `<stem>.npz` + `<stem>.json`.
+"""A catalog index: product ids, categories and product embeddings f_p, saved as `<stem>.npz` + `<stem>.json`
+(+ `<stem>.ann.npz`, the per-category approximate index, when built with `--approximate`).
 
 The .npz holds the arrays; the .json holds the metadata (which exported product tower made the
 embeddings, embedding size, category names) and the sha256 of the .npz. Both are written under
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ctl_keras.atomic import atomic_write
+
 INDEX_FORMAT = 1
 
 
@@ -27,6 +30,9 @@ class CatalogIndex:
     categories: tuple[str, ...]
     # tower_version, model_fingerprint, export_dir, source, ...
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # {category id: approximate searcher} when the index was built with --approximate (ann.py);
+    # meta["search"] then records the backend and its parameters.
+    ann: dict[int, Any] | None = None
 
     def __post_init__(self):
         self.product_ids = np.asarray(self.product_ids).astype(str)
@@ -65,6 +71,10 @@ def index_paths(path: str | os.PathLike) -> tuple[str, str]:
     return stem + ".npz", stem + ".json"
 
 
+def ann_path(path: str | os.PathLike) -> str:
+    return index_paths(path)[0][: -len(".npz")] + ".ann.npz"
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -86,10 +96,18 @@ def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
         meta = dict(index.meta, format=INDEX_FORMAT, categories=list(index.categories),
                     num_products=len(index), embedding_dim=index.embedding_dim,
                     npz_sha256=_sha256(tmp_npz))
+        meta.pop("search", None)
+        if index.ann is not None:
+            from ctl_keras.retrieval.ann import write_ann
+
+            atomic_write(ann_path(path), lambda tmp: write_ann(tmp, index.ann))
+            meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_path(path)))
         with open(tmp_json, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
         os.replace(tmp_npz, npz_path)
         os.replace(tmp_json, json_path)
+        if index.ann is None and os.path.exists(ann_path(path)):
+            os.remove(ann_path(path))  # an approximate index of a previous build: no longer described
     finally:
         for tmp in (tmp_npz, tmp_json):
             if os.path.exists(tmp):
@@ -112,6 +130,13 @@ def load_index(path: str | os.PathLike) -> CatalogIndex:
     with np.load(npz_path) as arrays:
         index = CatalogIndex(arrays["product_ids"], arrays["category_ids"], arrays["embeddings"],
                              tuple(meta["categories"]), meta)
+    if "search" in meta:
+        from ctl_keras.retrieval.ann import read_ann
+
+        ann_file = ann_path(path)
+        if not os.path.exists(ann_file) or meta["search"].get("ann_sha256") != _sha256(ann_file):
+            raise ValueError(f"{ann_file} is missing or does not match {json_path}; rebuild the index")
+        index.ann = read_ann(ann_file, meta["search"], index.categories)
     if index.embedding_dim != meta["embedding_dim"]:
         raise ValueError(f"{npz_path}: embeddings are {index.embedding_dim}-d but the json says {meta['embedding_dim']}")
     return index

@@ -1,8 +1,11 @@
-"""Exact per-category maximum-inner-product search over a CatalogIndex.
+"""Per-category maximum-inner-product search over a CatalogIndex, behind one backend interface.
 
 Because d*(s,p) = 2 - q·f_p (DESIGN §3), the products nearest a (scene, category) are the products of
-that category with the largest q·f_p. Every backend here is exact; they differ only in speed.
-Ties are broken by catalog row, so all backends return the same order.
+that category with the largest q·f_p. A backend (like TensorFlow Recommenders' TopK layers: BruteForce,
+ScaNN) is built over one category's embedding matrix and answers `search(queries, k)` with
+(scores, local rows), best first. The exact backends (numpy, tf, faiss) return the same order, ties
+broken by catalog row. The approximate one (ivf, ctl_keras/retrieval/ann.py) is built at index time,
+stored beside the index and only used when the index holds it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import numpy as np
 
 from ctl_keras.retrieval.index import CatalogIndex
 
-BACKENDS = ("numpy", "tf", "faiss")
+EXACT_BACKENDS = ("numpy", "tf", "faiss")
+APPROXIMATE_BACKENDS = ("ivf",)
+BACKENDS = EXACT_BACKENDS
 
 
 def _numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -29,12 +34,78 @@ def _numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-class Searcher:
-    """Per-category exact search. `search(queries, category, k)` -> (product_ids [B,k], d_star [B,k])."""
+def stable_order(scores: np.ndarray, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Re-sort each row of a FAISS answer by (score desc, row asc): FAISS orders ties arbitrarily."""
+    order = np.lexsort((local, -scores), axis=1)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(local, order, 1)
 
-    def __init__(self, index: CatalogIndex, backend: str = "numpy"):
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+
+def import_faiss():
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError("the faiss backends need faiss-cpu: pip install 'ctl_keras[faiss]'") from e
+    return faiss
+
+
+class NumpyExact:
+    """Brute force in numpy: matmul, then an O(n) partition."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = matrix
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self.matrix.T
+        local = _numpy_topk(scores, k)
+        return np.take_along_axis(scores, local, axis=1), local
+
+
+class TFExact:
+    """Brute force in TensorFlow: matmul + top_k (which breaks ties by lower index)."""
+
+    def __init__(self, matrix: np.ndarray):
+        import tensorflow as tf
+
+        self.matrix = tf.constant(matrix)
+
+    def search(self, queries, k):
+        import tensorflow as tf
+
+        scores = tf.linalg.matmul(queries, self.matrix, transpose_b=True)
+        return tuple(t.numpy() for t in tf.math.top_k(scores, k=k))
+
+
+class FaissFlat:
+    """Brute force in FAISS (IndexFlatIP): exact, the fastest exact backend from 100k products up."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.engine = import_faiss().IndexFlatIP(matrix.shape[1])
+        self.engine.add(matrix)
+
+    def search(self, queries, k):
+        return stable_order(*self.engine.search(queries, k))
+
+
+_EXACT = {"numpy": NumpyExact, "tf": TFExact, "faiss": FaissFlat}
+
+
+class Searcher:
+    """Per-category search. `search(queries, category, k)` -> (product_ids [B,k], d_star [B,k]).
+
+    backend None: what the index holds (its approximate index if built with `--approximate`, else
+    numpy). An exact backend may be asked of any index (the embeddings are always there); the
+    approximate one only of an index that holds it: anything else is refused, naming the rebuild.
+    """
+
+    def __init__(self, index: CatalogIndex, backend: str | None = None):
+        held = index.meta.get("search", {}).get("backend")
+        backend = backend or held or "numpy"
+        if backend not in EXACT_BACKENDS + APPROXIMATE_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of "
+                             f"{', '.join(EXACT_BACKENDS + APPROXIMATE_BACKENDS)}")
+        if backend in APPROXIMATE_BACKENDS and (backend != held or index.ann is None):
+            raise ValueError(f"backend {backend!r} needs an index built with `recommend index --approximate`; "
+                             f"this index holds {held or 'no approximate index'} (exact search: --backend=faiss)")
         self.index, self.backend = index, backend
         self._rows: dict[int, np.ndarray] = {}
         self._engines: dict[int, object] = {}
@@ -42,20 +113,11 @@ class Searcher:
     def _prepare(self, c: int):
         if c not in self._rows:
             rows = np.flatnonzero(self.index.category_ids == c)
-            matrix = self.index.embeddings[rows]
-            if self.backend == "faiss":
-                try:
-                    import faiss
-                except ImportError as e:
-                    raise ImportError("the faiss backend needs faiss-cpu: pip install 'ctl_keras[faiss]'") from e
-                engine = faiss.IndexFlatIP(matrix.shape[1])
-                engine.add(matrix)
-            elif self.backend == "tf":
-                import tensorflow as tf
-
-                engine = tf.constant(matrix)
-            else:
-                engine = matrix
+            if self.backend in APPROXIMATE_BACKENDS and c in self.index.ann:
+                engine = self.index.ann[c]
+            else:  # exact backend, or a category below the approximate index's size threshold
+                name = self.backend if self.backend in EXACT_BACKENDS else "faiss"
+                engine = _EXACT[name](self.index.embeddings[rows])
             self._rows[c], self._engines[c] = rows, engine
         return self._rows[c], self._engines[c]
 
@@ -70,20 +132,9 @@ class Searcher:
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(str), empty.astype(np.float32)
-        if self.backend == "faiss":
-            scores, local = engine.search(queries, k)
-            # FAISS orders ties arbitrarily; re-sort the k kept by (score, row) for a stable order.
-            order = np.lexsort((local, -scores), axis=1)
-            local, scores = np.take_along_axis(local, order, 1), np.take_along_axis(scores, order, 1)
-        elif self.backend == "tf":
-            import tensorflow as tf
-
-            all_scores = tf.linalg.matmul(queries, engine, transpose_b=True)
-            # top_k breaks ties by lower index, as the numpy path does.
-            scores, local = (t.numpy() for t in tf.math.top_k(all_scores, k=k))
-        else:
-            all_scores = queries @ engine.T
-            local = _numpy_topk(all_scores, k)
-            scores = np.take_along_axis(all_scores, local, axis=1)
-        hit_rows = rows[local]
-        return self.index.product_ids[hit_rows], (2.0 - scores).astype(np.float32)
+        scores, local = engine.search(queries, k)
+        # An approximate search may find fewer than k (FAISS pads with row -1): keep the found ones.
+        if np.any(local < 0):
+            found = int((local >= 0).sum(axis=1).min())
+            scores, local = scores[:, :found], local[:, :found]
+        return self.index.product_ids[rows[local]], (2.0 - scores).astype(np.float32)
