@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from ctl_keras import logs
+from ctl_keras import cli
 
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query")
@@ -97,39 +96,21 @@ def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export
     return [{"product_id": str(p), "d_star": float(d)} for p, d in zip(ids[0], d_star[0])]
 
 
-def _require(command, *names):
-    missing = [f"--{n}" for n in names if getattr(FLAGS, n) in (None, "")]
-    if missing:
-        raise app.UsageError(f"recommend {command} needs {', '.join(missing)}")
-
-
-def parse_flags(argv):
-    """absl flags known_only: the flags this module does not define are Beam pipeline options (index)."""
-    return FLAGS(argv, known_only=True)
-
-
 def main(argv):
-    logs.quiet_library_info()
-    command = argv[1] if len(argv) > 1 else None
-    if command not in COMMANDS:
-        raise app.UsageError(f"usage: python -m ctl_keras.recommend {{{'|'.join(COMMANDS)}}} --flags...")
-    extra = argv[2:]
+    command, extra = argv[1], argv[2:]
     if extra and (command != "index" or not all(a.startswith("--") for a in extra)):
-        raise app.UsageError(f"recommend {command}: unknown arguments {' '.join(extra)}")
-    try:
-        if command == "index":
-            _require(command, "export_dir", "products", "index")
-            path = run_index(FLAGS.export_dir, FLAGS.products, FLAGS.index, version=FLAGS.version,
-                             batch_size=FLAGS.batch_size, beam_args=extra, approximate=FLAGS.approximate,
-                             ann_min_size=FLAGS.ann_min_size)
-            print(f"index: {os.path.abspath(path)}")
-            return
-        _require(command, "index", "scene", "category")
-        results = run_query(FLAGS.index, FLAGS.scene, FLAGS.category, FLAGS.k, export_dir=FLAGS.export_dir,
-                            version=FLAGS.version, backend=FLAGS.backend)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"recommend {command}: {err}", file=sys.stderr)
-        sys.exit(1)
+        raise ValueError(f"unknown arguments {' '.join(extra)}")
+    if command == "index":
+        cli.require("export_dir", "products", "index")
+        cli.check_output_file(FLAGS.index + ".json", "index")
+        path = run_index(FLAGS.export_dir, FLAGS.products, FLAGS.index, version=FLAGS.version,
+                         batch_size=FLAGS.batch_size, beam_args=extra, approximate=FLAGS.approximate,
+                         ann_min_size=FLAGS.ann_min_size)
+        print(f"index: {os.path.abspath(path)}")
+        return
+    cli.require("index", "scene", "category")
+    results = run_query(FLAGS.index, FLAGS.scene, FLAGS.category, FLAGS.k, export_dir=FLAGS.export_dir,
+                        version=FLAGS.version, backend=FLAGS.backend)
     if FLAGS.json:
         print(json.dumps(results))
         return
@@ -139,5 +120,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, "recommend", define_flags=define_flags, commands=COMMANDS, pass_through=True)

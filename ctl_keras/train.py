@@ -14,37 +14,42 @@ import re
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from ctl_keras import config as config_lib
-from ctl_keras import logs
+from ctl_keras import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "synthetic", list(config_lib.DATASETS),
-                  "Dataset; synthetic is generated and built when data_dir has no manifest.")
-flags.DEFINE_string("data_dir", None, "Built dataset directory (default: tf_records/<dataset>).")
-flags.DEFINE_string("model_dir", None, "Output and resume directory (default: runs/<dataset>-<variant>).")
-flags.DEFINE_enum("variant", None, list(config_lib.VARIANTS), "Model variant (default: the config's).")
-flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
-flags.DEFINE_integer("epochs", None, "Epochs (default: the config's); may be raised on resume.")
-flags.DEFINE_integer("batch_size", None, "Global batch size, split over the replicas.")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
-flags.DEFINE_integer("embedding_dim", None, "Embedding size d.")
-flags.DEFINE_float("margin", None, "Triplet hinge margin alpha.")
-flags.DEFINE_integer("image_size", None, "Square input size; train views are random crops of a resize to 8/7 of it.")
-flags.DEFINE_string("backbone_weights", None, "imagenet, none, or a path to a ResNet50 .h5 file.")
-flags.DEFINE_integer("eval_every", None, "Validate every N epochs (and at the last).")
-flags.DEFINE_integer("seed", None, "Seed of weights, dropout and data order.")
-flags.DEFINE_integer("num_views", None, "Augmented views per image in the feature cache.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device", "multi_worker"],
-                  "auto: MirroredStrategy when there is more than one GPU; multi_worker: "
-                  "MultiWorkerMirroredStrategy over the machines of TF_CONFIG.")
-flags.DEFINE_float("worker_timeout", 600.0, "multi_worker: seconds to wait for every worker to connect, and "
-                   "for a feature cache another worker builds to show progress.")
-flags.DEFINE_float("dropout", None, "Dropout rate of the heads, in [0, 1).")
-flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
-flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
-flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
+
+
+def define_flags() -> None:
+    """Defined on demand (cli.run), never at import."""
+    flags.DEFINE_enum("dataset", "synthetic", list(config_lib.DATASETS),
+                      "Dataset; synthetic is generated and built when data_dir has no manifest.")
+    flags.DEFINE_string("data_dir", None, "Built dataset directory (default: tf_records/<dataset>).")
+    flags.DEFINE_string("model_dir", None, "Output and resume directory (default: runs/<dataset>-<variant>).")
+    flags.DEFINE_enum("variant", None, list(config_lib.VARIANTS), "Model variant (default: the config's).")
+    flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
+    flags.DEFINE_integer("epochs", None, "Epochs (default: the config's); may be raised on resume.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size, split over the replicas.")
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
+    flags.DEFINE_integer("embedding_dim", None, "Embedding size d.")
+    flags.DEFINE_float("margin", None, "Triplet hinge margin alpha.")
+    flags.DEFINE_integer("image_size", None, "Square input size; train views are random crops of a resize to 8/7 of it.")
+    flags.DEFINE_string("backbone_weights", None, "imagenet, none, or a path to a ResNet50 .h5 file.")
+    flags.DEFINE_integer("eval_every", None, "Validate every N epochs (and at the last).")
+    flags.DEFINE_integer("seed", None, "Seed of weights, dropout and data order.")
+    flags.DEFINE_integer("num_views", None, "Augmented views per image in the feature cache.")
+    flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device", "multi_worker"],
+                      "auto: MirroredStrategy when there is more than one GPU; multi_worker: "
+                      "MultiWorkerMirroredStrategy over the machines of TF_CONFIG.")
+    flags.DEFINE_float("worker_timeout", 600.0, "multi_worker: seconds to wait for every worker to connect, and "
+                       "for a feature cache another worker builds to show progress.")
+    flags.DEFINE_float("dropout", None, "Dropout rate of the heads, in [0, 1).")
+    flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
+    flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
+    flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
+
 
 _OVERRIDES = ("variant", "epochs", "batch_size", "learning_rate", "embedding_dim", "margin", "image_size",
               "backbone_weights", "eval_every", "seed", "num_views", "dropout")
@@ -102,62 +107,49 @@ def _ensure_dataset(config: config_lib.Config, data_dir: str, explicit: bool, mu
         raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
 
 
-def _is_tf_op_error(err: BaseException) -> bool:
-    tf = sys.modules.get("tensorflow")  # never import TF here: a flag error must stay fast
-    return tf is not None and isinstance(err, tf.errors.OpError)
-
-
 _LOST_WORKER = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
 
 
-def _op_error_line(err) -> str:
-    """A runtime error from inside a tf.data/tf.function graph (e.g. a truncated TFRecord) as one line."""
+def _lost_worker_line(err) -> str:
+    """A collective that failed because a peer died, as the one line a multi-worker user needs."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", getattr(err, "message", "") or str(err)).strip()
     first = text.splitlines()[0] if text else ""
-    if FLAGS.strategy == "multi_worker" and type(err).__name__ in _LOST_WORKER:
-        peers = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)))
-        return (f"lost contact with the other workers ({type(err).__name__}"
-                + (f"; {', '.join(peers)}" if peers else "") + f": {first[:200]}); rerun every "
-                "worker's command to resume from the last finished epoch")
-    return (f"{type(err).__name__}: {first} (a damaged data file? rebuild the dataset with "
-            f"`python -m ctl_keras.build_dataset`)")
+    peers = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)))
+    return (f"lost contact with the other workers ({type(err).__name__}"
+            + (f"; {', '.join(peers)}" if peers else "") + f": {first[:200]}); rerun every "
+            "worker's command to resume from the last finished epoch")
 
 
 def main(argv):
-    logs.quiet_library_info()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    multi_worker = FLAGS.strategy == "multi_worker"
+    cluster_task = None
+    if multi_worker:
+        from ctl_keras.training.cluster import read_tf_config  # noqa: PLC0415 (no TensorFlow)
+
+        cluster_task = read_tf_config()
+        if not FLAGS.worker_timeout > 0:
+            raise ValueError(f"--worker_timeout must be positive, got {FLAGS.worker_timeout}")
+    data_dir = FLAGS.data_dir or os.path.join("tf_records", config.dataset)
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
+    cli.check_output_dir(model_dir, "model_dir")
+    _ensure_dataset(config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
+    # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
+    from ctl_keras.training import loop  # noqa: PLC0415
+
+    options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
+                              feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
+                              cache_dir=FLAGS.cache_dir, cluster=cluster_task,
+                              worker_timeout=FLAGS.worker_timeout)
     try:
-        config = config_from_flags()
-        multi_worker = FLAGS.strategy == "multi_worker"
-        cluster_task = None
-        if multi_worker:
-            from ctl_keras.training.cluster import read_tf_config  # noqa: PLC0415 (no TensorFlow)
-
-            cluster_task = read_tf_config()
-            if not FLAGS.worker_timeout > 0:
-                raise ValueError(f"--worker_timeout must be positive, got {FLAGS.worker_timeout}")
-        data_dir = FLAGS.data_dir or os.path.join("tf_records", config.dataset)
-        model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
-        _ensure_dataset(config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
-        # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
-        from ctl_keras.training import loop  # noqa: PLC0415
-
-        options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
-                                  feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
-                                  cache_dir=FLAGS.cache_dir, cluster=cluster_task,
-                                  worker_timeout=FLAGS.worker_timeout)
         results = loop.train(config, options)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as e:  # noqa: BLE001 (only TensorFlow's runtime errors are turned into one line)
-        if not _is_tf_op_error(e):
-            raise
-        print(f"train: error: {_op_error_line(e)}", file=sys.stderr)
-        sys.exit(1)
+    except Exception as err:  # noqa: BLE001 (a dead peer's collective error becomes one clear line)
+        tf = sys.modules.get("tensorflow")
+        if multi_worker and isinstance(err, tf.errors.OpError) and type(err).__name__ in _LOST_WORKER:
+            raise RuntimeError(_lost_worker_line(err)) from None
+        raise
     print(f"val AUC {results['val_auc']:.4f} (epoch {results['best_epoch']}), test AUC {results['test_auc']:.4f}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "train", define_flags=define_flags)

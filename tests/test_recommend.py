@@ -102,7 +102,7 @@ def test_unknown_category_is_a_one_line_error(setup):
     assert proc.returncode == 1 and proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"recommend query: unknown category 'dresses'; valid: {', '.join(config.categories)}")
+        f"recommend query: error: unknown category 'dresses'; valid: {', '.join(config.categories)}")
 
 
 def test_index_of_another_size_is_refused(setup, tmp_path):
@@ -148,7 +148,7 @@ def test_truncated_scene_jpeg_is_a_one_line_error(setup, tmp_path):
     proc = _cli("query", f"--index={index_path}", f"--scene={truncated}", f"--category={category}")
     assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"recommend query: scene {truncated} cannot be decoded (truncated or corrupt image)")
+        f"recommend query: error: scene {truncated} cannot be decoded (truncated or corrupt image)")
 
 
 def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):

@@ -44,7 +44,7 @@ def import_faiss():
     try:
         import faiss
     except ImportError as e:
-        raise ImportError("the faiss backends need faiss-cpu: pip install 'ctl_keras[faiss]'") from e
+        raise RuntimeError("the faiss backends need faiss-cpu: pip install 'ctl_keras[faiss]'") from e
     return faiss
 
 

@@ -130,5 +130,5 @@ def test_cli_two_worker_processes_and_bad_images(tower, tmp_path):
     proc = _cli("index", f"--export_dir={export_dir}", f"--products={tmp_path / 'catalog'}",
                 f"--index={tmp_path / 'cat2'}", "--runner=NoSuchRunner")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("recommend index: Unexpected pipeline runner: NoSuchRunner")
+    assert proc.stderr.strip().splitlines()[-1].startswith("recommend index: error: Unexpected pipeline runner: NoSuchRunner")
     assert not (tmp_path / "cat2.json").exists()
