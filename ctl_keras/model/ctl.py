@@ -48,11 +48,16 @@ class CTLHeads(keras.Model):
         )
 
 
-def _scene_graph(heads: CTLHeads, config: Config, pool5, local, category) -> dict:
-    """Scene side on symbolic tensors: f_s, region embeddings f_i [B,N,d] and attention a [B,N]."""
+def _scene_graph(heads: CTLHeads, config: Config, pool5, local, category, scene_embedding=None) -> dict:
+    """Scene side on symbolic tensors: f_s, region embeddings f_i [B,N,d] and attention a [B,N].
+
+    `scene_embedding`: f_s computed by the caller (the training graph embeds scenes and products in one
+    global-head call); None embeds `pool5` here. The local and attention heads see each scene's regions
+    in this one call, at training and at inference alike.
+    """
     grid = config.local_grid
     regions = keras.layers.Reshape((grid * grid, LOCAL_DIM), name="regions")(local)
-    out = {"scene_embedding": heads.global_head(pool5)}
+    out = {"scene_embedding": heads.global_head(pool5) if scene_embedding is None else scene_embedding}
     if heads.local_head is not None:
         out["local_embeddings"] = heads.local_head(regions)
     if heads.attention_head is not None:
@@ -71,6 +76,20 @@ def _query(variant: str, scene: dict):
         return 2.0 * f_s
     pooled = keras.ops.sum(keras.ops.expand_dims(scene["attention"], -1) * scene["local_embeddings"], axis=1)
     return pooled + f_s if variant == "hybrid" else 2.0 * pooled
+
+
+def _joint_global_embeddings(heads: CTLHeads, scene_pool5, pos_pool5, neg_pool5):
+    """f_s, f_p+, f_p- from ONE global-head call on the [3B, 2048] concatenation, split afterwards.
+
+    Why: in training mode BatchNorm normalises by the statistics of the batch it is called on. Three
+    calls would normalise scenes by scene-only and products by product-only statistics, while the
+    moving averages used at inference mix all three calls; one call makes the training statistics and
+    the moving averages the same 1 scene : 2 products mixture, so train and inference agree
+    (tests/model/test_ctl.py). Under MirroredStrategy the synchronized BatchNorm pools the 3B rows of
+    every replica, as one device would.
+    """
+    joint = heads.global_head(keras.ops.concatenate([scene_pool5, pos_pool5, neg_pool5], axis=0))
+    return keras.ops.split(joint, 3, axis=0)
 
 
 def _feature_inputs(config: Config, prefix: str):
@@ -114,10 +133,11 @@ class CTLModels:
             scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]
             pos_pool5 = self.backbone(inputs["positive"], training=False)["pool5"]
             neg_pool5 = self.backbone(inputs["negative"], training=False)["pool5"]
-        scene = _scene_graph(heads, config, scene_pool5, scene_local, category)
+        f_s, f_pos, f_neg = _joint_global_embeddings(heads, scene_pool5, pos_pool5, neg_pool5)
+        scene = _scene_graph(heads, config, scene_pool5, scene_local, category, scene_embedding=f_s)
         distance = PairDistance(config.variant, name="pair_distance")
-        d_pos = distance({**scene, "product_embedding": heads.global_head(pos_pool5)})
-        d_neg = distance({**scene, "product_embedding": heads.global_head(neg_pool5)})
+        d_pos = distance({**scene, "product_embedding": f_pos})
+        d_neg = distance({**scene, "product_embedding": f_neg})
         name = "ctl_triplet_features" if from_features else "ctl_triplet"
         return keras.Model(inputs, {"d_pos": d_pos, "d_neg": d_neg}, name=name)
 

@@ -121,3 +121,34 @@ def test_load_heads_refuses_other_variant_and_bad_names(built, tmp_path):
         built["global"].load_heads(str(tmp_path / "nope.weights.h5"))
     with pytest.raises(ValueError, match="must end in .weights.h5"):
         built["global"].save_heads(str(tmp_path / "heads.h5"))
+
+
+@pytest.mark.parametrize("variant", ["hybrid", "global"])
+def test_global_head_batchnorm_sees_one_joint_batch_at_train_as_at_inference(variant):
+    """One training call on (s, p+, p-) leaves the global BN moving mean at momentum x the mean over the
+    concatenated [3B] batch, and with momentum 0 and no dropout the inference towers reproduce the
+    training-mode distances exactly: scenes and products are normalised alike at train and inference.
+
+    Three separate head calls (the old graph) leave the mean of the last call (negatives) instead.
+    """
+    models = build_ctl(get_config("synthetic", smoke=True, variant=variant, dropout=0.0))
+    batch = _batch(3)
+    feats = {k: np.asarray(models.backbone(batch[k])["pool5"]) for k in ("scene", "positive", "negative")}
+    scene_local = np.asarray(models.backbone(batch["scene"])["local"])
+    inputs = {"scene_pool5": feats["scene"], "scene_local": scene_local, "positive_pool5": feats["positive"],
+              "negative_pool5": feats["negative"], "category": batch["category"]}
+    head = models.heads.global_head
+    hidden = np.asarray(head.hidden(np.concatenate([feats[k] for k in ("scene", "positive", "negative")])))
+    bn = head.batch_norm
+    momentum = bn.momentum
+    trained = models.triplet_model(from_features=True)(inputs, training=True)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), (1 - momentum) * hidden.mean(0), rtol=1e-4, atol=1e-6)
+
+    for layer in (models.heads.global_head, models.heads.local_head, models.heads.attention_head):
+        if layer is not None:
+            layer.batch_norm.momentum = 0.0  # moving statistics := the statistics of the next batch
+    trained = models.triplet_model(from_features=True)(inputs, training=True)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), hidden.mean(0), rtol=1e-4, atol=1e-5)
+    scene, f_pos, f_neg = _tower_outputs(models, batch)
+    np.testing.assert_allclose(np.asarray(trained["d_pos"]), 2.0 - np.sum(scene["query"] * f_pos, -1), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(trained["d_neg"]), 2.0 - np.sum(scene["query"] * f_neg, -1), atol=1e-4)
