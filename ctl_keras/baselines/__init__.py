@@ -95,7 +95,8 @@ class Baseline:
         from ctl_keras.evaluation.scoring import ScoreTable
 
         return ScoreTable(split.pair_ids, split.pair_categories, split.positive_ids, self.encode_scenes(split),
-                          split.product_ids, split.product_categories, self.encode_products(split))
+                          split.product_ids, split.product_categories, self.encode_products(split),
+                          scene_ids=split.scene_ids)
 
     def score(self, split: SplitFeatures, questions: list[dict], k_max: int | None = None) -> dict:
         """AUC on the questions and Top-1..k_max over each category's products (evaluation.scoring)."""
