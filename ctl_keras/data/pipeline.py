@@ -132,10 +132,11 @@ def _candidate_stream(path: str, key: tf.Tensor, block: int, count: int, k: int)
 
 
 @functools.lru_cache(maxsize=4)
-def _train_pair_index(files: tuple[str, ...]) -> dict:
-    """scene_id, product_id, category_index of every train pair (ids only), read once per process."""
+def _train_pair_index(stamped: tuple[tuple[str, int, int], ...]) -> dict:
+    """scene_id, product_id, category_index of every train pair (ids only), read once per process and
+    version of the shards: `stamped` is (path, size, mtime) per shard, so a rebuild is read again."""
     cols = {"scene_id": [], "product_id": [], "category_index": []}
-    ds = tf.data.TFRecordDataset(list(files)).map(_parser(list(cols)), num_parallel_calls=AUTOTUNE)
+    ds = tf.data.TFRecordDataset([path for path, _, _ in stamped]).map(_parser(list(cols)), num_parallel_calls=AUTOTUNE)
     for batch in ds.batch(4096).as_numpy_iterator():
         for name in cols:
             cols[name].extend(batch[name].tolist())
@@ -144,7 +145,7 @@ def _train_pair_index(files: tuple[str, ...]) -> dict:
 
 def _exclusions(files: list[str], counts: dict[int, int]):
     """(scene, product) membership table of the train pairs, draw size K and the skipped-pair count."""
-    index = _train_pair_index(tuple(files))
+    index = _train_pair_index(tuple((f, (st := tf.io.gfile.stat(f)).length, st.mtime_nsec) for f in files))
     skipped = negatives.count_without_negative(index["scene_id"], index["product_id"], index["category_index"],
                                                counts)
     keys = [negatives.pair_key(s, p) for s, p in zip(index["scene_id"], index["product_id"])]
