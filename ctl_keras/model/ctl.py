@@ -37,7 +37,7 @@ class CTLHeads(keras.Model):
         super().__init__(name="ctl_heads", **kwargs)
         variant = check_variant(config.variant)
         sizes = dict(embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
-        self.global_head = EmbeddingHead(name="global_head", **sizes)
+        self.global_head = EmbeddingHead(name="global_head", product_norm=True, **sizes)
         self.local_head = EmbeddingHead(name="local_head", **sizes) if variant != "global" else None
         uses_attention = variant in ("hybrid", "local")
         self.attention_head = EmbeddingHead(name="attention_head", **sizes) if uses_attention else None
@@ -78,18 +78,22 @@ def _query(variant: str, scene: dict):
     return pooled + f_s if variant == "hybrid" else 2.0 * pooled
 
 
-def _joint_global_embeddings(heads: CTLHeads, scene_pool5, pos_pool5, neg_pool5):
-    """f_s, f_p+, f_p- from ONE global-head call on the [3B, 2048] concatenation, split afterwards.
+def _global_embeddings(heads: CTLHeads, scene_pool5, pos_pool5, neg_pool5):
+    """f_s from the global head's scene normalisation; f_p+, f_p- from ONE call with its product
+    normalisation on the concatenated [2B, 2048] products, split afterwards.
 
-    Why: in training mode BatchNorm normalises by the statistics of the batch it is called on. Three
-    calls would normalise scenes by scene-only and products by product-only statistics, while the
-    moving averages used at inference mix all three calls; one call makes the training statistics and
-    the moving averages the same 1 scene : 2 products mixture, so train and inference agree
-    (tests/model/test_ctl.py). Under MirroredStrategy the synchronized BatchNorm pools the 3B rows of
-    every replica, as one device would.
+    Why: in training mode BatchNorm normalises by the statistics of the batch it is called on, and at
+    inference by the moving averages of those batches. Scenes and products each get their own
+    BatchNorm, so training and inference normalise every domain alike (the scene tower with the scene
+    averages, the product tower with the product averages); one call on p+ and p- together makes the
+    product statistics those of the products the product tower will see, not of each half alone
+    (tests/model/test_ctl.py). One joint call on all 3B rows also keeps train and inference consistent
+    but measured 0.10 AUC worse (BUILD_NOTES, issue 10). Under MirroredStrategy the synchronized
+    BatchNorm pools the rows of every replica, as one device would.
     """
-    joint = heads.global_head(keras.ops.concatenate([scene_pool5, pos_pool5, neg_pool5], axis=0))
-    return keras.ops.split(joint, 3, axis=0)
+    products = heads.global_head(keras.ops.concatenate([pos_pool5, neg_pool5], axis=0), product=True)
+    f_pos, f_neg = keras.ops.split(products, 2, axis=0)
+    return heads.global_head(scene_pool5), f_pos, f_neg
 
 
 def _feature_inputs(config: Config, prefix: str):
@@ -133,7 +137,7 @@ class CTLModels:
             scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]
             pos_pool5 = self.backbone(inputs["positive"], training=False)["pool5"]
             neg_pool5 = self.backbone(inputs["negative"], training=False)["pool5"]
-        f_s, f_pos, f_neg = _joint_global_embeddings(heads, scene_pool5, pos_pool5, neg_pool5)
+        f_s, f_pos, f_neg = _global_embeddings(heads, scene_pool5, pos_pool5, neg_pool5)
         scene = _scene_graph(heads, config, scene_pool5, scene_local, category, scene_embedding=f_s)
         distance = PairDistance(config.variant, name="pair_distance")
         d_pos = distance({**scene, "product_embedding": f_pos})
@@ -205,7 +209,8 @@ def build_ctl(config: Config) -> CTLModels:
                              name="scene_head")
     product_pool5 = keras.Input((POOL5_DIM,), name="pool5")
     product_head = keras.Model({"pool5": product_pool5},
-                               {"product_embedding": heads.global_head(product_pool5)}, name="product_head")
+                               {"product_embedding": heads.global_head(product_pool5, product=True)},
+                               name="product_head")
     heads.built = True  # every head layer is built by the graphs above
 
     # Section 3: towers, image in, embeddings out (what export serves).

@@ -81,8 +81,9 @@ def test_only_heads_train_and_towers_share_them(built):
         assert {id(w) for w in models.triplet_model(from_features).trainable_weights} == head_ids
     assert {id(w) for w in models.scene_tower.trainable_weights} | {
         id(w) for w in models.product_tower.trainable_weights} == head_ids
-    # Three heads of 6 trainable arrays (2 Dense x kernel+bias, BN gamma+beta) and the category table.
-    assert len(head_ids) == 3 * 6 + 1
+    # Three heads of 6 trainable arrays (2 Dense x kernel+bias, BN gamma+beta), the global head's product
+    # BN gamma+beta, and the category table.
+    assert len(head_ids) == 3 * 6 + 2 + 1
 
 
 def test_save_load_heads_round_trip_in_fresh_build(built, tmp_path):
@@ -124,31 +125,36 @@ def test_load_heads_refuses_other_variant_and_bad_names(built, tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["hybrid", "global"])
-def test_global_head_batchnorm_sees_one_joint_batch_at_train_as_at_inference(variant):
-    """One training call on (s, p+, p-) leaves the global BN moving mean at momentum x the mean over the
-    concatenated [3B] batch, and with momentum 0 and no dropout the inference towers reproduce the
-    training-mode distances exactly: scenes and products are normalised alike at train and inference.
+def test_global_head_batchnorm_same_statistics_at_train_and_inference(variant):
+    """One training call on (s, p+, p-) moves the scene BN mean by (1 - momentum) x the scene batch
+    mean and the product BN mean by (1 - momentum) x the mean over p+ and p- together; with momentum 0
+    and no dropout the inference towers then reproduce the training-mode distances exactly.
 
-    Three separate head calls (the old graph) leave the mean of the last call (negatives) instead.
+    The old graph (three calls of one BatchNorm) left the mean of the last call (negatives) instead,
+    so the towers normalised differently from training.
     """
     models = build_ctl(get_config("synthetic", smoke=True, variant=variant, dropout=0.0))
     batch = _batch(3)
     feats = {k: np.asarray(models.backbone(batch[k])["pool5"]) for k in ("scene", "positive", "negative")}
-    scene_local = np.asarray(models.backbone(batch["scene"])["local"])
-    inputs = {"scene_pool5": feats["scene"], "scene_local": scene_local, "positive_pool5": feats["positive"],
-              "negative_pool5": feats["negative"], "category": batch["category"]}
+    inputs = {"scene_pool5": feats["scene"], "scene_local": np.asarray(models.backbone(batch["scene"])["local"]),
+              "positive_pool5": feats["positive"], "negative_pool5": feats["negative"],
+              "category": batch["category"]}
     head = models.heads.global_head
-    hidden = np.asarray(head.hidden(np.concatenate([feats[k] for k in ("scene", "positive", "negative")])))
-    bn = head.batch_norm
-    momentum = bn.momentum
-    trained = models.triplet_model(from_features=True)(inputs, training=True)
-    np.testing.assert_allclose(np.asarray(bn.moving_mean), (1 - momentum) * hidden.mean(0), rtol=1e-4, atol=1e-6)
+    scene_hidden = np.asarray(head.hidden(feats["scene"]))
+    product_hidden = np.asarray(head.hidden(np.concatenate([feats["positive"], feats["negative"]])))
+    momentum = head.batch_norm.momentum
+    models.triplet_model(from_features=True)(inputs, training=True)
+    np.testing.assert_allclose(np.asarray(head.batch_norm.moving_mean), (1 - momentum) * scene_hidden.mean(0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(head.product_batch_norm.moving_mean),
+                               (1 - momentum) * product_hidden.mean(0), rtol=1e-4, atol=1e-6)
 
-    for layer in (models.heads.global_head, models.heads.local_head, models.heads.attention_head):
-        if layer is not None:
-            layer.batch_norm.momentum = 0.0  # moving statistics := the statistics of the next batch
+    heads = (models.heads.global_head, models.heads.local_head, models.heads.attention_head)
+    for norm in [h.batch_norm for h in heads if h is not None] + [head.product_batch_norm]:
+        norm.momentum = 0.0  # moving statistics := the statistics of the next batch
     trained = models.triplet_model(from_features=True)(inputs, training=True)
-    np.testing.assert_allclose(np.asarray(bn.moving_mean), hidden.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(head.product_batch_norm.moving_mean), product_hidden.mean(0),
+                               rtol=1e-4, atol=1e-5)
     scene, f_pos, f_neg = _tower_outputs(models, batch)
     np.testing.assert_allclose(np.asarray(trained["d_pos"]), 2.0 - np.sum(scene["query"] * f_pos, -1), atol=1e-4)
     np.testing.assert_allclose(np.asarray(trained["d_neg"]), 2.0 - np.sum(scene["query"] * f_neg, -1), atol=1e-4)
