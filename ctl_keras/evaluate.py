@@ -7,9 +7,11 @@ The dataset is --data_dir, else the one training recorded in results.json, else 
 Metrics (paper §5.2):
   AUC    binary-choice accuracy on the split's fixed questions (scene + category, positive vs a
          negative of the same category): the fraction where d*(s, p+) < d*(s, p−), ties 1/2.
-  Top-K  for every pair of the split, ALL products of the asked category in the same split are
-         ranked by d* (the positive included, no other categories); Top-K is the fraction of pairs
-         whose positive is among the first K, K = 1..config.topk_max. Ties count against the model.
+  Top-K  for every pair of the split, the products of the asked category in the same split are
+         ranked by d* (the positive included, no other categories) except the scene's other products
+         of that category: they are correct answers too, so they are left out of that pair's
+         candidates (eval.json: "excluded_candidates", "candidate_set"). Top-K is the fraction of
+         pairs whose positive is among the first K, K = 1..config.topk_max. Ties count against the model.
 Both are also reported per category. <model_dir>/eval.json is written atomically.
 
 Scenes: the CTL-cropped test scenes, whatever the model was trained on (paper Table 2 trains some
@@ -82,7 +84,7 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
     queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene)
     ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features)
     table = ScoreTable(queries["pair_ids"], queries["category"], list(queries["positive_ids"]), queries["query"],
-                       list(ids), cats, matrix)
+                       list(ids), cats, matrix, scene_ids=list(queries["scene_ids"]))
     return score_split(table, inner_product_distance(2.0), pipeline.load_questions(data_dir, split),
                        config.categories, config.topk_max)
 

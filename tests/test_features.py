@@ -155,15 +155,18 @@ def test_interrupted_build_leaves_no_cache(synthetic_data, backbone, tmp_path, m
         FeatureCache(target)
 
 
-def _fake_cache(product_category, positive_row, num_views=3):
-    """A FeatureCache over hand-made index arrays (no files): enough for epoch_plan."""
+def _fake_cache(product_category, positive_row, num_views=3, scene_ids=None):
+    """A FeatureCache over hand-made index arrays (no files): enough for epoch_plan; each pair is its own
+    scene unless `scene_ids` says otherwise."""
     cache = FeatureCache.__new__(FeatureCache)
     cache.cache_dir, cache.num_views = "fake", num_views
     product_category = np.array(product_category, np.int32)
     positive_row = np.array(positive_row, np.int64)
     cache._splits = {"train": {"product_category": product_category, "positive_row": positive_row,
                                "scene_category": product_category[positive_row],
-                               "pair_ids": np.arange(len(positive_row))}}
+                               "pair_ids": np.arange(len(positive_row)),
+                               "scene_ids": np.array(scene_ids or [f"s{i}" for i in range(len(positive_row))],
+                                                     dtype=object)}}
     return cache
 
 
@@ -186,6 +189,20 @@ def test_epoch_plan_hand_made_catalog():
         assert all(0 <= v < 3 for k in ("scene_view", "positive_view", "negative_view") for v in plan[k])
     with pytest.raises(ValueError, match="two or more products"):
         _fake_cache([0, 1], [0, 1]).epoch_plan(0, 0)
+
+
+def test_epoch_plan_never_draws_a_product_of_the_same_scene():
+    """Products 0..3 are one category. Scene A holds 0 and 1, scene B holds 2 and 3: A's pairs draw only
+    2 or 3 and B's only 0 or 1 (the old rule, "not the positive", drew 1 for pair 0 half the time).
+    Scene C holds the only product of category 1: skipped and counted."""
+    cache = _fake_cache([0, 0, 0, 0, 1], [0, 1, 2, 3, 4], scene_ids=["A", "A", "B", "B", "C"])
+    seen = {}
+    for epoch in range(20):
+        plan = cache.epoch_plan(seed=1, epoch=epoch)
+        assert sorted(plan["scene_row"]) == [0, 1, 2, 3] and plan["skipped_pairs"] == 1
+        for row, neg in zip(plan["scene_row"], plan["negative_row"]):
+            seen.setdefault(int(row), set()).add(int(neg))
+    assert seen == {0: {2, 3}, 1: {2, 3}, 2: {0, 1}, 3: {0, 1}}
 
 
 def test_full_scene_cache_uncrops_train_only(synthetic_data, backbone, cache, tmp_path):

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ctl_keras.data.negatives import NegativeSampler
+
 
 @dataclasses.dataclass
 class SplitFeatures:
@@ -47,19 +49,10 @@ class SplitFeatures:
 
 
 def sample_negatives(split: SplitFeatures, rng: np.random.Generator) -> np.ndarray:
-    """For each pair, a product row of the positive's category other than the positive (paper §4.4)."""
-    by_cat = {int(c): np.flatnonzero(split.product_categories == c) for c in np.unique(split.product_categories)}
-    out = np.empty(len(split), np.int64)
-    for i, (c, pos) in enumerate(zip(split.pair_categories, split.positive_rows)):
-        pool = by_cat[int(c)]
-        if pool.size < 2:
-            out[i] = pool[0]  # a category with one product has no negative; the pair teaches nothing
-            continue
-        neg = pos
-        while neg == pos:
-            neg = pool[rng.integers(pool.size)]
-        out[i] = neg
-    return out
+    """For each pair, a product row of the positive's category outside the pair's scene (paper §4.4,
+    `ctl_keras.data.negatives`, the rule our model trains with); -1 where none exists: skip that pair."""
+    sampler = NegativeSampler(split.scene_ids, split.positive_rows, split.product_categories)
+    return sampler.sample(rng)
 
 
 def pick_views(array: np.ndarray, rows: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -102,7 +95,8 @@ class Baseline:
         from ctl_keras.evaluation.scoring import ScoreTable
 
         return ScoreTable(split.pair_ids, split.pair_categories, split.positive_ids, self.encode_scenes(split),
-                          split.product_ids, split.product_categories, self.encode_products(split))
+                          split.product_ids, split.product_categories, self.encode_products(split),
+                          scene_ids=split.scene_ids)
 
     def score(self, split: SplitFeatures, questions: list[dict], k_max: int | None = None) -> dict:
         """AUC on the questions and Top-1..k_max over each category's products (evaluation.scoring)."""
@@ -179,6 +173,7 @@ class FeatureTripletBaseline(Baseline):
         for epoch in range(epochs):
             order = rng.permutation(len(train))
             negatives = sample_negatives(train, rng)
+            order = order[negatives[order] >= 0]  # pairs with no valid negative teach nothing: skipped
             losses = []
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]

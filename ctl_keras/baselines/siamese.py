@@ -104,6 +104,7 @@ class Siamese(Baseline):
         history = []
         for epoch in range(epochs):
             order, negatives = rng.permutation(len(train)), sample_negatives(train, rng)
+            order = order[negatives[order] >= 0]  # no valid negative (data.negatives): skipped
             bar = keras.utils.Progbar(len(order), unit_name="pair")
             losses = []
             for start in range(0, len(order), self.batch_size):

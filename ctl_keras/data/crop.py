@@ -21,6 +21,10 @@ Box = tuple[float, float, float, float]
 # the order of `sides` a caller passes.
 SIDES = ("top", "bottom", "left", "right")
 
+# Boxes overrun the image by a pixel or two in both releases (annotators' Street2Shop boxes, rounding
+# in STL's normalized ones): up to this fraction of the side is clipped, beyond it the box is bad.
+BOX_TOLERANCE = 0.02
+
 # Float slack for the area threshold: 0.25 - 0.05 is 0.2 exactly on paper but not always in
 # binary floating point, and the boundary case must be kept.
 _EPS = 1e-9
@@ -39,6 +43,27 @@ def check_box(box: Sequence[float]) -> str | None:
     if left >= right or top >= bottom:
         return "left >= right or top >= bottom"
     return None
+
+
+def clip_box(box: Sequence[float], tolerance: float = BOX_TOLERANCE) -> tuple[Box | None, bool]:
+    """The one box rule of every reader: -> (box clipped to [0, 1], whether clipping changed it).
+
+    A coordinate up to `tolerance` outside [0, 1] is clipped (boxes that overrun the image by a
+    pixel or two, rounding in the STL release); further out, non-numeric, or empty after clipping:
+    (None, False), a bad box.
+    """
+    if len(box) != 4:
+        return None, False
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        return None, False
+    if not all(-tolerance <= v <= 1.0 + tolerance for v in values):  # also refuses NaN
+        return None, False
+    clipped = tuple(min(1.0, max(0.0, v)) for v in values)
+    if check_box(clipped) is not None:
+        return None, False
+    return clipped, clipped != values
 
 
 def expand_box(box: Sequence[float], expand: float = 0.05) -> Box:
@@ -85,6 +110,25 @@ def ctl_crop(box: Sequence[float], sides: Sequence[str], expand: float = 0.05,
     if best_box is None or best_area < min_area - _EPS:
         return None, "crop_too_small"
     return best_box, best_side
+
+
+def union_box(boxes: Sequence[Sequence[float]]) -> Box:
+    """The smallest box holding every box of `boxes` (at least one)."""
+    if not boxes:
+        raise ValueError("union_box needs at least one box")
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def ctl_crop_all(boxes: Sequence[Sequence[float]], sides: Sequence[str], expand: float = 0.05,
+                 min_area: float = 0.2) -> tuple[Box | None, str]:
+    """ctl_crop for a product the scene shows several times (two identical chairs): no copy may remain.
+
+    A candidate region (a full-width or full-height strip) avoids every expanded box exactly when it
+    avoids their union, so this is ctl_crop of the union; any invalid box gives "bad_box".
+    """
+    if not boxes or any(check_box(b) is not None for b in boxes):
+        return None, "bad_box"
+    return ctl_crop(union_box(boxes), sides, expand, min_area)
 
 
 def map_box(box: Sequence[float], crop_box: Sequence[float]) -> Box | None:

@@ -1,31 +1,34 @@
 """tf.data input pipeline over a built dataset directory (schema: tf_records/README.md).
 
-Train triplets, with memory that does not grow with the catalog:
+Train triplets, with memory that does not grow with the catalog (beyond one id key per train pair):
 - pair shards are read in a per-epoch permuted order, interleaved, then block-shuffled: every block
   of `config.shuffle_buffer` serialized records is permuted by a stateless seed of (seed, epoch);
 - each category's product file (products-train-CC.tfrecord) is an endless stream of passes, each
-  pass block-shuffled by (seed, epoch, category, pass) and cut into *pairs of distinct products*;
-- `choose_from_datasets`, driven by the pairs' category stream, hands every pair the next two
-  candidates of its category; the negative is the first candidate that is not the positive. The two
-  candidates of one draw are distinct products, so one of them always qualifies (the filter for "both
-  are the positive" only guards against a product file with duplicate ids).
+  pass block-shuffled by (seed, epoch, category, pass) and cut into draws of K *distinct products*
+  (all of them, repeated, when the category has fewer than K);
+- `choose_from_datasets`, driven by the pairs' category stream, hands every pair the next draw of its
+  category; the negative is the first candidate that is not a product of the pair's scene (the rule of
+  `data/negatives.py`, shared with the feature cache and the baselines). K = 1 + the most products
+  one scene has in one category, so a draw always holds a valid negative when one exists; pairs
+  without one (their category has only their scene's products) are skipped and counted (logged).
 The category stream is a second, identical read of the same shuffled shards (deterministic order),
-which only parses `category_index`. Pairs of a category with fewer than two train products cannot
-form a triplet and are skipped (logged).
+which only parses `category_index`. Categories with fewer than two train products get no stream.
 
 Everything random is stateless, so the output is a pure function of (config.seed, epoch).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras.data import tfrecords
+from ctl_keras.data import negatives, tfrecords
 from ctl_keras.data.augment import (SALT_PAIR_ORDER, SALT_PRODUCT_ORDER, block_shuffle, chain,
                                     decode_image, decode_op, epoch_key, eval_view, eval_view_op,
                                     rename_op, seeds_op, train_view, train_view_op)
@@ -115,14 +118,41 @@ def _shuffled_pairs(files: list[str], config, epoch: int) -> tf.data.Dataset:
     return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch, SALT_PAIR_ORDER))
 
 
-def _candidate_stream(path: str, key: tf.Tensor, block: int) -> tf.data.Dataset:
-    """Endless serialized [2] draws of two distinct products (needs >= 2 products in the file)."""
+def _candidate_stream(path: str, key: tf.Tensor, block: int, count: int, k: int) -> tf.data.Dataset:
+    """Endless serialized [k] draws of k distinct products of a `count`-product file (count >= 2); a file
+    with fewer than k products gives all of them in every draw (repeated to k)."""
     def one_pass(r):
         d = block_shuffle(tf.data.TFRecordDataset(path), block, tf.random.experimental.stateless_fold_in(key, r))
-        # Odd-length pass: its last product is paired with its first, which is a different product.
-        return d.concatenate(d.take(1)).batch(2, drop_remainder=True)
+        if count < k:
+            return d.repeat(math.ceil(k / count)).take(k).batch(k)
+        # Wrap-around: the pass's last draw continues with its first products, which differ from it.
+        return d.concatenate(d.take(k - 1)).batch(k, drop_remainder=True)
 
     return tf.data.Dataset.counter().flat_map(one_pass)
+
+
+@functools.lru_cache(maxsize=4)
+def _train_pair_index(stamped: tuple[tuple[str, int, int], ...]) -> dict:
+    """scene_id, product_id, category_index of every train pair (ids only), read once per process and
+    version of the shards: `stamped` is (path, size, mtime) per shard, so a rebuild is read again."""
+    cols = {"scene_id": [], "product_id": [], "category_index": []}
+    ds = tf.data.TFRecordDataset([path for path, _, _ in stamped]).map(_parser(list(cols)), num_parallel_calls=AUTOTUNE)
+    for batch in ds.batch(4096).as_numpy_iterator():
+        for name in cols:
+            cols[name].extend(batch[name].tolist())
+    return {name: np.array(v, dtype=object if name != "category_index" else np.int64) for name, v in cols.items()}
+
+
+def _exclusions(files: list[str], counts: dict[int, int]):
+    """(scene, product) membership table of the train pairs, draw size K and the skipped-pair count."""
+    index = _train_pair_index(tuple((f, (st := tf.io.gfile.stat(f)).length, st.mtime_nsec) for f in files))
+    skipped = negatives.count_without_negative(index["scene_id"], index["product_id"], index["category_index"],
+                                               counts)
+    keys = [negatives.pair_key(s, p) for s, p in zip(index["scene_id"], index["product_id"])]
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys or [""], tf.string),
+                                            tf.ones(max(len(keys), 1), tf.int64)), default_value=0)
+    return table, negatives.candidates_per_draw(index["scene_id"], index["category_index"]), skipped
 
 
 def _parser(keys, features=tfrecords.PAIR_FEATURES):
@@ -133,44 +163,47 @@ def _parser(keys, features=tfrecords.PAIR_FEATURES):
 # ---------------------------------------------------------------- datasets
 def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> tf.data.Dataset:
     products = _product_files(data_dir, manifest, "train")
-    usable = [(c, path) for c, path, n in products if n >= 2]
-    skipped = [manifest["categories"][c] for c, _, n in products if n < 2]
-    if skipped:
-        logging.warning("train pairs of %s are skipped: fewer than two train products, so no "
-                        "negative can be drawn", ", ".join(skipped))
+    usable = [(c, path, n) for c, path, n in products if n >= 2]
     if not usable:
         raise ValueError(f"split 'train' in {data_dir} has no category with two or more products")
     lookup = np.full(len(manifest["categories"]), -1, np.int64)
-    for stream, (c, _) in enumerate(usable):
+    for stream, (c, _, _) in enumerate(usable):
         lookup[c] = stream
     lookup = tf.constant(lookup)
     stream_of = lambda d: tf.gather(lookup, d["category_index"])
 
     files = _pair_files(data_dir, "train")
+    in_scene, k, skipped = _exclusions(files, {c: n for c, _, n in products})
+    if skipped:
+        logging.warning("%d train pairs are skipped: their category has no train product outside their "
+                        "scene, so no negative can be drawn", skipped)
     selector = (_shuffled_pairs(files, config, epoch).map(_parser(["category_index"]))
                 .map(stream_of).filter(lambda s: s >= 0))
     pairs = (_shuffled_pairs(files, config, epoch)
-             .map(_parser(["pair_id", "product_id", "category_index", scene_key, "product_jpeg"]),
+             .map(_parser(["pair_id", "scene_id", "product_id", "category_index", scene_key, "product_jpeg"]),
                   num_parallel_calls=AUTOTUNE)
              .filter(lambda d: stream_of(d) >= 0))
     product_key = epoch_key(config.seed, epoch, SALT_PRODUCT_ORDER)
     block = min(config.shuffle_buffer, _PRODUCT_BLOCK)
     candidates = tf.data.Dataset.choose_from_datasets(
-        [_candidate_stream(path, tf.random.experimental.stateless_fold_in(product_key, c), block)
-         for c, path in usable], selector)
+        [_candidate_stream(path, tf.random.experimental.stateless_fold_in(product_key, c), block, n, k)
+         for c, path, n in usable], selector)
 
     def pick_negative(pair, draw):
         cand = tf.io.parse_example(draw, {k: tfrecords.PRODUCT_FEATURES[k]
                                           for k in ("product_id", "product_jpeg")})
-        i = tf.cast(tf.equal(cand["product_id"][0], pair["product_id"]), tf.int32)
+        keys = tf.strings.join([pair["scene_id"], negatives.KEY_SEPARATOR, cand["product_id"]])
+        valid = tf.equal(in_scene.lookup(keys), 0)  # not a product of this scene (the positive included)
+        i = tf.argmax(tf.cast(valid, tf.int32), output_type=tf.int32)  # the first valid candidate
         return {"scene_jpeg": pair[scene_key], "positive_jpeg": pair["product_jpeg"],
                 "negative_jpeg": cand["product_jpeg"][i], "category": tf.cast(pair["category_index"], tf.int32),
                 "pair_id": pair["pair_id"], "positive_id": pair["product_id"],
-                "negative_id": cand["product_id"][i]}
+                "negative_id": tf.where(tf.reduce_any(valid), cand["product_id"][i], "")}
 
+    # No valid candidate in the draw means none exists (see the module docstring): the pair is skipped.
     return (tf.data.Dataset.zip(pairs, candidates)
             .map(pick_negative, num_parallel_calls=AUTOTUNE)
-            .filter(lambda d: tf.not_equal(d["negative_id"], d["positive_id"])))
+            .filter(lambda d: tf.not_equal(d["negative_id"], "")))
 
 
 def _eval_pairs(config, data_dir, split: str, scene_key: str) -> tf.data.Dataset:

@@ -15,18 +15,20 @@ import re
 from typing import Any, NamedTuple
 
 from ctl_keras import config as config_lib
-from ctl_keras.data.crop import check_box
+from ctl_keras.data.crop import clip_box
 
 _ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 
 
 class RawPair(NamedTuple):
-    """One annotated (scene, product) row; `label` is the source category label, `box` normalized."""
+    """One annotated (scene, product) row; `label` is the source category label, `box` normalized;
+    `clipped`: the source box overran the image slightly and was clipped (crop.clip_box)."""
 
     scene_id: str
     product_id: str
     label: str
     box: tuple[float, float, float, float]
+    clipped: bool = False
 
 
 def image_path(images_dir: str | os.PathLike, image_id: str) -> str:
@@ -64,7 +66,8 @@ def read_stl(pairs_path: str | os.PathLike,
     """-> (pairs, skipped-row counts by reason); len(pairs) + sum(counts) = input rows.
 
     Row reasons: "bad_row" (not an object with product/scene/bbox, or an id that is not a plain
-    token of letters, digits, "_" or "-"), "bad_box", "no_category"
+    token of letters, digits, "_" or "-"), "bad_box" (crop.clip_box: boxes up to 2% outside the image
+    are clipped and flagged `clipped`, further out are bad), "no_category"
     (product missing from the category file).
     """
     rows = load_json(pairs_path, "pairs")
@@ -80,7 +83,8 @@ def read_stl(pairs_path: str | os.PathLike,
                 and isinstance(row["bbox"], (list, tuple))):
             skipped["bad_row"] += 1
             continue
-        if check_box(row["bbox"]) is not None:
+        box, clipped = clip_box(row["bbox"])
+        if box is None:
             skipped["bad_box"] += 1
             continue
         product, scene = str(row["product"]), str(row["scene"])
@@ -91,7 +95,7 @@ def read_stl(pairs_path: str | os.PathLike,
         if not label:
             skipped["no_category"] += 1
             continue
-        pairs.append(RawPair(scene, product, str(label), tuple(float(v) for v in row["bbox"])))
+        pairs.append(RawPair(scene, product, str(label), box, clipped))
     return pairs, skipped
 
 

@@ -27,14 +27,10 @@ import re
 
 from PIL import Image, UnidentifiedImageError
 
-from ctl_keras.data.crop import check_box
+from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair, load_json
 
 _PAIRS_RE = re.compile(r"^(train|test)_pairs_(.+)\.json$")
-# Annotators' boxes sometimes overrun the image by a pixel or two; up to this fraction of the side
-# is clipped, beyond it the box is counted as bad.
-_OVERRUN = 0.02
-
 
 def image_path(images_dir: str | os.PathLike, photo_id: int | str) -> str:
     """Existing `<id>.jpg` or `<000000id>.jpg`; the plain name when neither exists."""
@@ -82,17 +78,14 @@ def _image_size(path: str, cache: dict) -> tuple[int, int] | str:
     return cache[path]
 
 
-def _normalize(bbox: dict, width: int, height: int) -> tuple[float, ...] | None:
+def _normalize(bbox: dict, width: int, height: int) -> tuple[tuple[float, ...] | None, bool]:
+    """Pixel box -> (normalized box, clipped) under the readers' one rule (crop.clip_box)."""
     try:
         left, top = float(bbox["left"]), float(bbox["top"])
         right, bottom = left + float(bbox["width"]), top + float(bbox["height"])
     except (KeyError, TypeError, ValueError):
-        return None
-    box = (left / width, top / height, right / width, bottom / height)
-    if not all(-_OVERRUN <= v <= 1 + _OVERRUN for v in box):
-        return None
-    box = tuple(min(1.0, max(0.0, v)) for v in box)
-    return box if check_box(box) is None else None
+        return None, False
+    return clip_box((left / width, top / height, right / width, bottom / height))
 
 
 def read_street2shop(street2shop_dir: str | os.PathLike,
@@ -128,7 +121,7 @@ def _read_row(row, cat, product_photos, images_dir, sizes) -> tuple[str | None, 
     size = _image_size(image_path(images_dir, scene), sizes)
     if isinstance(size, str):
         return size, None
-    box = _normalize(bbox, *size)
+    box, clipped = _normalize(bbox, *size)
     if box is None:
         return "bad_box", None
     shop_photos = product_photos.get(product)
@@ -137,4 +130,4 @@ def _read_row(row, cat, product_photos, images_dir, sizes) -> tuple[str | None, 
     present = [p for p in shop_photos if os.path.isfile(image_path(images_dir, p))]
     if not present:
         return "missing_image", None
-    return None, RawPair(str(scene), str(present[0]), cat, box)
+    return None, RawPair(str(scene), str(present[0]), cat, box, clipped)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ctl_keras import atomic
+from ctl_keras.evaluation.scoring import CANDIDATE_SET
 
-CANDIDATES_NOTE = ("Top-K ranks, for each test pair, ALL products of the asked category in the test split "
-                   "(the positive included); ties count against the method.")
+CANDIDATES_NOTE = CANDIDATE_SET  # one wording: evaluation/scoring.py
 TABLE_KS = (1, 5, 10)
 SCORED_ON_NOTE = ("Every number is scored on the CTL-cropped test scenes (the product is not visible); "
                   "a column's scene mode is what the method was TRAINED on.")

@@ -5,9 +5,13 @@ pair's category), one per test product, and a function giving the [n, m] distanc
 them (lower = more compatible). Our model, every baseline and the hand-made scorers in the tests go
 through the same code, so their numbers are comparable.
 
-Top-K candidate set: for a test pair of category c, ALL products of category c in the same split are
-ranked (the positive included, nothing else from other categories); K runs 1..k_max. Ties are broken
-pessimistically (metrics.positive_ranks), so a constant scorer gets Top-K = 0 until K covers the set.
+Top-K candidate set: for a test pair of category c, the products of category c in the same split are
+ranked (the positive included, nothing else from other categories), EXCEPT the scene's other products
+of category c: they are correct answers too (two pillows in one room), so ranking them above the
+asked positive is no error. They are removed from that pair's candidates (counted as
+"excluded_candidates"), which keeps one positive per query as in the paper. K runs 1..k_max. Ties
+are broken pessimistically (metrics.positive_ranks), so a constant scorer gets Top-K = 0 until K
+covers the set.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from ctl_keras import metrics
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+CANDIDATE_SET = ("Top-K ranks, for each test pair, ALL products of the asked category in the test split (the "
+                 "positive included) except the scene's other products of that category, which are correct "
+                 "answers too and are left out; ties count against the method.")
+
 
 @dataclasses.dataclass
 class ScoreTable:
@@ -33,14 +41,17 @@ class ScoreTable:
     product_ids: Sequence[str]  # [M]
     product_categories: np.ndarray  # [M] int32
     product_reps: np.ndarray  # [M, ...]
+    # [N] scene of each pair; None: every pair is its own scene (nothing is excluded from Top-K).
+    scene_ids: Sequence[str] | None = None
 
 
 def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict],
                 categories: Sequence[str], k_max: int) -> dict:
     """AUC on `questions` and Top-1..k_max over each category's products, overall and per category.
 
-    Returns {"auc", "num_questions", "topk": [k_max floats], "num_queries", "per_category":
-    {name: {"auc", "num_questions", "topk", "num_queries", "num_candidates"}}}.
+    Returns {"auc", "num_questions", "topk": [k_max floats], "num_queries", "excluded_candidates",
+    "candidate_set", "per_category": {name: {"auc", "num_questions", "topk", "num_queries",
+    "num_candidates", "excluded_candidates"}}}.
     """
     if len(table.pair_ids) == 0:
         raise ValueError("the split has no pairs to score (empty test split?)")
@@ -74,10 +85,14 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
             return _col(product_row, local_col, product_id, name)
 
         pos_index = np.array([col(table.positive_ids[r]) for r in rows], np.int64)
-        ranks = metrics.positive_ranks(dist, pos_index) if rows.size else np.zeros(0, np.int64)
+        excluded = _other_scene_positives(table.scene_ids, rows, pos_index)
+        ranked = dist.copy()
+        ranked[excluded] = np.inf  # never ahead of the positive: out of the candidate set
+        ranks = metrics.positive_ranks(ranked, pos_index) if rows.size else np.zeros(0, np.int64)
         d_pos = np.array([dist[local_row[pair_row[int(q["pair_id"])]], col(q["positive"])] for q in qs])
         d_neg = np.array([dist[local_row[pair_row[int(q["pair_id"])]], col(q["negative"])] for q in qs])
-        entry = {"num_queries": int(rows.size), "num_candidates": int(cols.size), "num_questions": len(qs)}
+        entry = {"num_queries": int(rows.size), "num_candidates": int(cols.size), "num_questions": len(qs),
+                 "excluded_candidates": int(excluded[0].size)}
         entry["auc"] = metrics.binary_auc(d_pos, d_neg) if qs else None
         entry["topk"] = metrics.topk_accuracy(ranks, k_max).tolist() if rows.size else None
         per_category[name] = entry
@@ -87,7 +102,25 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
     d_pos, d_neg, ranks = (np.concatenate(x) for x in (d_pos_all, d_neg_all, ranks_all))
     return {"auc": metrics.binary_auc(d_pos, d_neg), "num_questions": int(d_pos.size),
             "topk": metrics.topk_accuracy(ranks, k_max).tolist(), "num_queries": int(ranks.size),
-            "k_max": int(k_max), "per_category": per_category}
+            "k_max": int(k_max), "candidate_set": CANDIDATE_SET,
+            "excluded_candidates": sum(e["excluded_candidates"] for e in per_category.values()),
+            "per_category": per_category}
+
+
+def _other_scene_positives(scene_ids, rows: np.ndarray, pos_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) indices into one category's [rows, cols] matrix of the other positives of each row's
+    scene (same category by construction), never the row's own positive."""
+    if scene_ids is None or rows.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    by_scene: dict[str, set] = {}
+    for i, r in enumerate(rows):
+        by_scene.setdefault(str(scene_ids[r]), set()).add(int(pos_index[i]))
+    cells = [(i, j) for i, r in enumerate(rows) for j in sorted(by_scene[str(scene_ids[r])])
+             if j != pos_index[i]]
+    if not cells:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    out = np.array(cells, np.int64)
+    return out[:, 0], out[:, 1]
 
 
 def _col(product_row: dict, local_col: dict, product_id, category: str) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras.data.negatives import NegativeSampler
 from ctl_keras.feature_cache import build as _build
 
 TRAIN_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
@@ -101,37 +102,34 @@ class FeatureCache:
         """Row/view choices of one epoch, deterministic per (seed, epoch).
 
         Pairs are shuffled; each image gets a uniformly random cached view; the negative is a uniformly
-        random *other* train product of the positive's category (pairs of a category with fewer than
-        two train products are skipped, as in the image pipeline).
+        random train product of the positive's category that is not a product of the pair's scene
+        (`ctl_keras.data.negatives`, the rule of the image pipeline and the baselines). Pairs without
+        such a product are skipped and counted (`skipped_pairs`).
         """
         s = self.split("train")
+        sampler = self._negative_sampler()
         rng = np.random.default_rng([int(seed), int(epoch), 7])
-        counts = np.bincount(s["product_category"], minlength=int(s["scene_category"].max()) + 1)
-        # As in the image pipeline: a category with < 2 train products cannot give a negative.
-        usable = counts[s["scene_category"]] >= 2
-        if not usable.any():
-            raise ValueError(f"no train category of {self.cache_dir} has two or more products")
-        if not usable.all() and not getattr(self, "_warned", False):
-            logging.warning("feature cache: %d train pairs skipped: their category has fewer than two "
-                            "train products, so no negative can be drawn", int((~usable).sum()))
+        if sampler.skipped == len(sampler):
+            raise ValueError(f"no train pair of {self.cache_dir} has a valid negative (a product of its "
+                             "category outside its scene): categories need two or more products")
+        if sampler.skipped and not getattr(self, "_warned", False):
+            logging.warning("feature cache: %d train pairs skipped: no product of their category outside "
+                            "their scene, so no negative can be drawn", sampler.skipped)
             self._warned = True
-        order = rng.permutation(len(usable))
-        order = order[usable[order]]
+        order = rng.permutation(len(sampler))
+        negatives = sampler.sample(rng)
+        order = order[negatives[order] >= 0]
         n = len(order)
         views = rng.integers(self.num_views, size=(3, n))
-        pos = s["positive_row"][order]
-        cat = s["scene_category"][order]
-        neg = np.empty(n, np.int64)
-        for c in np.unique(cat):
-            members = np.flatnonzero(s["product_category"] == c)
-            sel = np.flatnonzero(cat == c)
-            slot = np.searchsorted(members, pos[sel])  # members is sorted
-            if np.any(members[np.minimum(slot, len(members) - 1)] != pos[sel]):
-                raise ValueError(f"a train pair of category index {c} has a positive of another category")
-            pick = rng.integers(len(members) - 1, size=len(sel))
-            neg[sel] = members[pick + (pick >= slot)]  # skip over the positive
-        return {"scene_row": order, "positive_row": pos, "negative_row": neg, "category": cat,
-                "scene_view": views[0], "positive_view": views[1], "negative_view": views[2]}
+        return {"scene_row": order, "positive_row": s["positive_row"][order], "negative_row": negatives[order],
+                "category": s["scene_category"][order], "scene_view": views[0], "positive_view": views[1],
+                "negative_view": views[2], "skipped_pairs": sampler.skipped}
+
+    def _negative_sampler(self) -> NegativeSampler:
+        if getattr(self, "_sampler", None) is None:
+            s = self.split("train")
+            self._sampler = NegativeSampler(s["scene_ids"], s["positive_row"], s["product_category"])
+        return self._sampler
 
     def train_dataset(self, config, epoch: int, batch_size: int) -> tf.data.Dataset:
         """One epoch of feature triplets as dict batches (float32 features, int32 category)."""

@@ -37,7 +37,7 @@ class CTLHeads(keras.Model):
         super().__init__(name="ctl_heads", **kwargs)
         variant = check_variant(config.variant)
         sizes = dict(embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
-        self.global_head = EmbeddingHead(name="global_head", **sizes)
+        self.global_head = EmbeddingHead(name="global_head", product_norm=True, **sizes)
         self.local_head = EmbeddingHead(name="local_head", **sizes) if variant != "global" else None
         uses_attention = variant in ("hybrid", "local")
         self.attention_head = EmbeddingHead(name="attention_head", **sizes) if uses_attention else None
@@ -48,11 +48,16 @@ class CTLHeads(keras.Model):
         )
 
 
-def _scene_graph(heads: CTLHeads, config: Config, pool5, local, category) -> dict:
-    """Scene side on symbolic tensors: f_s, region embeddings f_i [B,N,d] and attention a [B,N]."""
+def _scene_graph(heads: CTLHeads, config: Config, pool5, local, category, scene_embedding=None) -> dict:
+    """Scene side on symbolic tensors: f_s, region embeddings f_i [B,N,d] and attention a [B,N].
+
+    `scene_embedding`: f_s computed by the caller (the training graph embeds scenes and products in one
+    global-head call); None embeds `pool5` here. The local and attention heads see each scene's regions
+    in this one call, at training and at inference alike.
+    """
     grid = config.local_grid
     regions = keras.layers.Reshape((grid * grid, LOCAL_DIM), name="regions")(local)
-    out = {"scene_embedding": heads.global_head(pool5)}
+    out = {"scene_embedding": heads.global_head(pool5) if scene_embedding is None else scene_embedding}
     if heads.local_head is not None:
         out["local_embeddings"] = heads.local_head(regions)
     if heads.attention_head is not None:
@@ -71,6 +76,24 @@ def _query(variant: str, scene: dict):
         return 2.0 * f_s
     pooled = keras.ops.sum(keras.ops.expand_dims(scene["attention"], -1) * scene["local_embeddings"], axis=1)
     return pooled + f_s if variant == "hybrid" else 2.0 * pooled
+
+
+def _global_embeddings(heads: CTLHeads, scene_pool5, pos_pool5, neg_pool5):
+    """f_s from the global head's scene normalisation; f_p+, f_p- from ONE call with its product
+    normalisation on the concatenated [2B, 2048] products, split afterwards.
+
+    Why: in training mode BatchNorm normalises by the statistics of the batch it is called on, and at
+    inference by the moving averages of those batches. Scenes and products each get their own
+    BatchNorm, so training and inference normalise every domain alike (the scene tower with the scene
+    averages, the product tower with the product averages); one call on p+ and p- together makes the
+    product statistics those of the products the product tower will see, not of each half alone
+    (tests/model/test_ctl.py). One joint call on all 3B rows also keeps train and inference consistent
+    but measured 0.10 AUC worse (BUILD_NOTES, issue 10). Under MirroredStrategy the synchronized
+    BatchNorm pools the rows of every replica, as one device would.
+    """
+    products = heads.global_head(keras.ops.concatenate([pos_pool5, neg_pool5], axis=0), product=True)
+    f_pos, f_neg = keras.ops.split(products, 2, axis=0)
+    return heads.global_head(scene_pool5), f_pos, f_neg
 
 
 def _feature_inputs(config: Config, prefix: str):
@@ -114,10 +137,11 @@ class CTLModels:
             scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]
             pos_pool5 = self.backbone(inputs["positive"], training=False)["pool5"]
             neg_pool5 = self.backbone(inputs["negative"], training=False)["pool5"]
-        scene = _scene_graph(heads, config, scene_pool5, scene_local, category)
+        f_s, f_pos, f_neg = _global_embeddings(heads, scene_pool5, pos_pool5, neg_pool5)
+        scene = _scene_graph(heads, config, scene_pool5, scene_local, category, scene_embedding=f_s)
         distance = PairDistance(config.variant, name="pair_distance")
-        d_pos = distance({**scene, "product_embedding": heads.global_head(pos_pool5)})
-        d_neg = distance({**scene, "product_embedding": heads.global_head(neg_pool5)})
+        d_pos = distance({**scene, "product_embedding": f_pos})
+        d_neg = distance({**scene, "product_embedding": f_neg})
         name = "ctl_triplet_features" if from_features else "ctl_triplet"
         return keras.Model(inputs, {"d_pos": d_pos, "d_neg": d_neg}, name=name)
 
@@ -185,7 +209,8 @@ def build_ctl(config: Config) -> CTLModels:
                              name="scene_head")
     product_pool5 = keras.Input((POOL5_DIM,), name="pool5")
     product_head = keras.Model({"pool5": product_pool5},
-                               {"product_embedding": heads.global_head(product_pool5)}, name="product_head")
+                               {"product_embedding": heads.global_head(product_pool5, product=True)},
+                               name="product_head")
     heads.built = True  # every head layer is built by the graphs above
 
     # Section 3: towers, image in, embeddings out (what export serves).

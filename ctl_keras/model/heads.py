@@ -21,16 +21,27 @@ class EmbeddingHead(keras.layers.Layer):
     Works on pool5 vectors [B, 2048] and on region maps [B, N, 1024] alike; BatchNorm then pools its
     statistics over every leading axis. The BatchNorm is synchronized so that a MirroredStrategy replica
     normalizes with the global batch's statistics, as a single device would.
+
+    `product_norm=True` (the global head, which embeds scenes and products): a second BatchNorm for
+    products, chosen by `call(..., product=True)`; the Dense weights stay shared. Scene photos and
+    product shots have different feature statistics; each domain is normalised by its own statistics at
+    training and, through its own moving averages, at inference (measured: BUILD_NOTES, issue 10).
     """
 
-    def __init__(self, embedding_dim: int = 128, hidden_dim: int = 256, dropout: float = 0.5, **kwargs):
+    def __init__(self, embedding_dim: int = 128, hidden_dim: int = 256, dropout: float = 0.5,
+                 product_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.dropout = dropout
+        self.product_norm = product_norm
         self.hidden = keras.layers.Dense(hidden_dim, name="hidden", dtype=self.dtype_policy)
         self.batch_norm = keras.layers.BatchNormalization(
             synchronized=True, name="batch_norm", dtype=self.dtype_policy
+        )
+        self.product_batch_norm = (
+            keras.layers.BatchNormalization(synchronized=True, name="product_batch_norm", dtype=self.dtype_policy)
+            if product_norm else None
         )
         self.dropout_layer = keras.layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)
         self.output_dense = keras.layers.Dense(embedding_dim, name="output", dtype=self.dtype_policy)
@@ -39,13 +50,17 @@ class EmbeddingHead(keras.layers.Layer):
         hidden_shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
         self.hidden.build(input_shape)
         self.batch_norm.build(hidden_shape)
+        if self.product_batch_norm is not None:
+            self.product_batch_norm.build(hidden_shape)
         self.dropout_layer.build(hidden_shape)
         self.output_dense.build(hidden_shape)
         self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, product=False):
+        if product and self.product_batch_norm is None:
+            raise ValueError(f"{self.name} has no product normalisation (product_norm=False)")
         x = self.hidden(inputs)
-        x = self.batch_norm(x, training=training)
+        x = (self.product_batch_norm if product else self.batch_norm)(x, training=training)
         x = keras.ops.relu(x)
         x = self.dropout_layer(x, training=training)
         return l2_normalize(self.output_dense(x))
@@ -55,5 +70,6 @@ class EmbeddingHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim, dropout=self.dropout)
+        config.update(embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim, dropout=self.dropout,
+                      product_norm=self.product_norm)
         return config

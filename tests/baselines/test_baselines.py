@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from ctl_keras.baselines import registry, sample_negatives, split_features
+from ctl_keras.baselines import SplitFeatures, registry, sample_negatives, split_features
 from ctl_keras.data import pipeline
 from ctl_keras.features import FeatureCache
 
@@ -72,9 +72,24 @@ def test_popularity_counts_train_pairs(synthetic_data, features):
 def test_negatives_share_category_and_differ_from_positive(features):
     _, train, _ = features
     neg = sample_negatives(train, np.random.default_rng(0))
-    assert np.all(train.product_categories[neg] == train.pair_categories)
     many = np.array([np.sum(train.product_categories == c) > 1 for c in train.pair_categories])
+    assert np.all(neg[many] >= 0) and np.all(neg[~many] == -1)  # -1: no negative exists, pair skipped
+    assert np.all(train.product_categories[neg[many]] == train.pair_categories[many])
     assert np.all(neg[many] != train.positive_rows[many])
+
+
+def test_baseline_negatives_exclude_the_scene_and_never_return_the_positive():
+    """The baselines' sampler is data.negatives': scene A holds products 0 and 1 -> both its pairs draw 2;
+    product 3 is alone in its category -> -1 (the old sampler returned the positive itself)."""
+    split = SplitFeatures(
+        split="train", pair_ids=np.arange(4), scene_ids=["A", "A", "B", "C"],
+        pair_categories=np.array([0, 0, 0, 1], np.int32), positive_ids=["p0", "p1", "p2", "p3"],
+        positive_rows=np.array([0, 1, 2, 3]), scene_pool5=np.zeros((4, 1, 2)), scene_local=None,
+        product_ids=["p0", "p1", "p2", "p3"], product_categories=np.array([0, 0, 0, 1], np.int32),
+        product_pool5=np.zeros((4, 1, 2)))
+    for seed in range(10):
+        neg = sample_negatives(split, np.random.default_rng(seed))
+        assert neg[0] == neg[1] == 2 and neg[2] in (0, 1) and neg[3] == -1
 
 
 def test_unknown_baseline_lists_valid_names(synthetic_data):

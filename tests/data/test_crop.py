@@ -2,7 +2,7 @@
 
 import pytest
 
-from ctl_keras.data.crop import check_box, ctl_crop, expand_box, map_box, to_pixels
+from ctl_keras.data.crop import check_box, clip_box, ctl_crop, ctl_crop_all, expand_box, map_box, to_pixels
 
 FASHION = ("top", "bottom")
 HOME = ("top", "bottom", "left", "right")
@@ -116,3 +116,30 @@ def test_to_pixels():
     """(0,0.35,1,1) of a 100x80 image -> rows 28..80; a zero-size box still gets one pixel."""
     assert to_pixels((0.0, 0.35, 1.0, 1.0), 100, 80) == (0, 28, 100, 80)
     assert to_pixels((1.0, 1.0, 1.0, 1.0), 100, 80) == (99, 79, 100, 80)
+
+
+def test_crop_of_a_product_shown_twice_leaves_no_copy():
+    """Two identical chairs, home sides: A = (0.1, 0.6, 0.3, 0.9), B = (0.6, 0.5, 0.8, 0.8).
+    A alone -> right of 0.35: (0.35, 0, 1, 1), area 0.65, which still shows B. Both: expanded union
+    (0.05, 0.45, 0.85, 0.95): top 0.45, bottom 0.05, left 0.05, right 0.15 -> top (0, 0, 1, 0.45),
+    which holds neither copy."""
+    sides = ("top", "bottom", "left", "right")
+    a, b = (0.1, 0.6, 0.3, 0.9), (0.6, 0.5, 0.8, 0.8)
+    single, _ = ctl_crop(a, sides)
+    assert single == pytest.approx((0.35, 0.0, 1.0, 1.0)) and map_box(b, single) is not None
+    both, side = ctl_crop_all([a, b], sides)
+    assert side == "top" and both == pytest.approx((0.0, 0.0, 1.0, 0.45))
+    assert map_box(a, both) is None and map_box(b, both) is None
+    assert ctl_crop_all([a, (0.5, 0.1, 0.4, 0.2)], sides) == (None, "bad_box")
+    # Copies at the top and the bottom of a fashion scene leave no strip of 1/5 of the image.
+    assert ctl_crop_all([(0.2, 0.05, 0.5, 0.3), (0.2, 0.7, 0.5, 0.95)], ("top", "bottom")) == (None, "crop_too_small")
+
+
+def test_clip_box_is_the_one_tolerance_rule():
+    """Up to 0.02 outside [0, 1] is clipped (flagged), beyond is bad; NaN, 3 numbers and empty are bad."""
+    assert clip_box((0.1, 0.2, 0.3, 0.4)) == ((0.1, 0.2, 0.3, 0.4), False)
+    assert clip_box((-0.02, 0.2, 1.015, 0.4)) == ((0.0, 0.2, 1.0, 0.4), True)
+    assert clip_box((-0.021, 0.2, 0.5, 0.4)) == (None, False)
+    assert clip_box((0.1, 0.2, float("nan"), 0.4)) == (None, False)
+    assert clip_box((0.1, 0.2, 0.3)) == (None, False)
+    assert clip_box((1.0, 0.2, 1.01, 0.4)) == (None, False)  # empty once clipped

@@ -31,19 +31,21 @@ def _jpeg(seed: int, h: int, w: int) -> bytes:
     return buf.getvalue()
 
 
-def _pair(pair_id: int, product: str, category: str) -> bytes:
+def _pair(pair_id: int, product: str, category: str, scene: str | None = None) -> bytes:
     return tfrecords.encode_pair(
-        pair_id=pair_id, scene_id=f"s{pair_id}", product_id=product, category=category,
+        pair_id=pair_id, scene_id=scene or f"s{pair_id}", product_id=product, category=category,
         category_index=CONFIG.categories.index(category), scene_jpeg=_jpeg(pair_id, 80, 96),
         full_scene_jpeg=_jpeg(1000 + pair_id, 120, 96), product_jpeg=_jpeg(zlib.crc32(product.encode()), 70, 70),
         product_box=[0.1, 0.6, 0.5, 0.9], crop_box=[0.0, 0.0, 1.0, 0.5])
 
 
-def _write_dataset(root, manifest_overrides=None):
+def _write_dataset(root, manifest_overrides=None, train=None):
+    """Train pairs are (pair_id, product, category[, scene]); the scene defaults to s<pair_id>."""
     root.mkdir(parents=True, exist_ok=True)
-    train = [(i, TRAIN_PRODUCTS["tops"][i % 3], "tops") for i in range(6)]
-    train += [(i, TRAIN_PRODUCTS["pants"][i % 2], "pants") for i in range(6, 10)]
-    train += [(i, "s0", "shoes") for i in (10, 11)]
+    if train is None:
+        train = [(i, TRAIN_PRODUCTS["tops"][i % 3], "tops") for i in range(6)]
+        train += [(i, TRAIN_PRODUCTS["pants"][i % 2], "pants") for i in range(6, 10)]
+        train += [(i, "s0", "shoes") for i in (10, 11)]
     splits = {"train": train, "val": [(100, "v0", "tops"), (101, "v1", "tops"), (102, "v2", "pants")],
               "test": [(200, "x0", "pants"), (201, "x1", "pants")]}
     info = {}
@@ -53,7 +55,7 @@ def _write_dataset(root, manifest_overrides=None):
         for i, name in enumerate(shards):
             tfrecords.write_records(root / name, [_pair(*p) for p in pairs[i::n]])
         products = {}
-        for _, product, category in pairs:
+        for _, product, category, *_ in pairs:
             products.setdefault(category, {})[product] = None  # ordered, each product once
         for category, ids in products.items():
             c = CONFIG.categories.index(category)
@@ -142,6 +144,28 @@ def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_
             seen.setdefault(int(t["pair_id"]), set()).add(neg)
     for pair_id in range(6):
         assert seen[pair_id] == set(TRAIN_PRODUCTS["tops"]) - {TRAIN_PRODUCTS["tops"][pair_id % 3]}
+
+
+def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
+    """Scene A holds tops t0, t1 and pants p0; scene E holds both shoes. Pairs 0, 1 (scene A) may only
+    draw t2 or t3; the shoes pairs have no product outside their scene and are skipped (8 - 2 = 6
+    triplets); over 20 epochs no negative is a product of its scene, and every valid one appears."""
+    train = [(0, "t0", "tops", "A"), (1, "t1", "tops", "A"), (2, "t2", "tops", "B"), (3, "t3", "tops", "C"),
+             (4, "p0", "pants", "A"), (5, "p1", "pants", "D"), (6, "s0", "shoes", "E"), (7, "s1", "shoes", "E")]
+    data_dir = _write_dataset(tmp_path / "scenes", train=train)
+    scene_products = {"A": {"t0", "t1", "p0"}, "B": {"t2"}, "C": {"t3"}, "D": {"p1"}, "E": {"s0", "s1"}}
+    scene_of = {pair_id: scene for pair_id, _, _, scene in train}
+    seen = {}
+    for epoch in range(20):
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        assert sorted(int(t["pair_id"]) for t in items) == [0, 1, 2, 3, 4, 5]
+        for t in items:
+            neg, pair_id = t["negative_id"].decode(), int(t["pair_id"])
+            assert neg not in scene_products[scene_of[pair_id]]
+            assert CONFIG.categories[t["category"]] == ("tops" if pair_id < 4 else "pants")
+            seen.setdefault(pair_id, set()).add(neg)
+    assert seen[0] == seen[1] == {"t2", "t3"} and seen[2] == {"t0", "t1", "t3"}
+    assert seen[4] == {"p1"} and seen[5] == {"p0"}
 
 
 def test_raw_triplets_match_make_dataset(data_dir):

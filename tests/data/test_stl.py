@@ -37,6 +37,18 @@ def test_reads_rows_and_counts_each_bad_row_reason(tmp_path):
     assert len(pairs) + sum(skipped.values()) == len(rows)
 
 
+def test_boxes_slightly_outside_the_image_are_clipped_and_flagged(tmp_path):
+    """The readers' one rule (crop.clip_box, as Street2Shop): up to 2% outside [0, 1] is clipped and the
+    row flagged `clipped`; 1.2 (above) and -0.03 stay bad boxes. Rounding in the release gives 1.004."""
+    rows = [{"product": "p1", "scene": "s1", "bbox": [-0.01, 0.2, 1.004, 0.4]},  # clipped
+            {"product": "p1", "scene": "s2", "bbox": [0.1, 0.2, 0.3, 0.4]},       # inside: not flagged
+            {"product": "p1", "scene": "s3", "bbox": [-0.03, 0.2, 0.3, 0.4]}]     # bad_box
+    pairs, skipped = read_stl(write(tmp_path / "pairs.json", rows), write(tmp_path / "cat.json", {"p1": SHOES}))
+    assert pairs == [RawPair("s1", "p1", SHOES, (0.0, 0.2, 1.0, 0.4), True),
+                     RawPair("s2", "p1", SHOES, (0.1, 0.2, 0.3, 0.4), False)]
+    assert skipped == collections.Counter(bad_box=1)
+
+
 def test_accepts_json_lines(tmp_path):
     """The upstream release writes one object per line."""
     lines = "\n".join(json.dumps({"product": p, "scene": "s", "bbox": [0.1, 0.1, 0.2, 0.2]}) for p in ("a", "b"))

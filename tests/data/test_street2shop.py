@@ -64,6 +64,8 @@ def test_reads_pairs_normalizes_by_image_size_and_counts_reasons(dataset):
     assert skipped == collections.Counter(missing_image=2, corrupt_image=1, bad_box=2, no_product_image=1,
                                           bad_row=1)
     assert all(isinstance(p, RawPair) for p in pairs)
+    # The overrun box of scene 2 is flagged, as an STL box would be (crop.clip_box, one rule for both).
+    assert [(p.scene_id, p.product_id) for p in pairs if p.clipped] == [("2", "60")]
 
 
 def test_image_path_prefers_plain_then_padded(dataset):

@@ -92,3 +92,26 @@ def test_distance_helpers():
     a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
     np.testing.assert_allclose(squared_l2_distance(a, b), [[2.0, 0.0]])
     np.testing.assert_allclose(inner_product_distance()(a, b), [[2.0, 1.0]])
+
+
+def test_topk_leaves_out_the_scenes_other_positives():
+    """Pairs 10 and 11 are one scene holding tops t0 and t1; the scorer ranks t1 first for every tops
+    query. Pair 10 (positive t0): t1 is also a correct answer, so it is no candidate and t0 ranks 1st
+    (Top-1 hit); with each pair its own scene (scene_ids None), t1 stays ahead and pair 10 misses."""
+    order = np.array([1.0, 0.0, 2.0, 0.0, 1.0])  # t1 < t0 < t2 for tops; s0 < s1 for shoes
+
+    def t1_first(s, p):
+        return np.tile(order[p[:, 0].astype(int)], (len(s), 1))
+
+    table = _table()
+    alone = score_split(table, t1_first, QUESTIONS, CATS, k_max=3)
+    assert alone["per_category"]["tops"]["topk"][0] == pytest.approx(1 / 3)  # only pair 11 (t1) hits
+    assert alone["excluded_candidates"] == 0
+    table.scene_ids = ["A", "A", "B", "C"]
+    shared = score_split(table, t1_first, QUESTIONS, CATS, k_max=3)
+    tops = shared["per_category"]["tops"]
+    # Pair 10 now hits at K=1 too; pair 12 (scene B, t2) keeps both other tops ahead of it.
+    assert tops["topk"] == pytest.approx([2 / 3, 2 / 3, 1.0])
+    assert tops["excluded_candidates"] == 2 and shared["excluded_candidates"] == 2  # t1 for 10, t0 for 11
+    assert shared["auc"] == alone["auc"]  # the questions never pair a scene with its own products
+    assert "except the scene's other products" in shared["candidate_set"]

@@ -81,8 +81,9 @@ def test_only_heads_train_and_towers_share_them(built):
         assert {id(w) for w in models.triplet_model(from_features).trainable_weights} == head_ids
     assert {id(w) for w in models.scene_tower.trainable_weights} | {
         id(w) for w in models.product_tower.trainable_weights} == head_ids
-    # Three heads of 6 trainable arrays (2 Dense x kernel+bias, BN gamma+beta) and the category table.
-    assert len(head_ids) == 3 * 6 + 1
+    # Three heads of 6 trainable arrays (2 Dense x kernel+bias, BN gamma+beta), the global head's product
+    # BN gamma+beta, and the category table.
+    assert len(head_ids) == 3 * 6 + 2 + 1
 
 
 def test_save_load_heads_round_trip_in_fresh_build(built, tmp_path):
@@ -121,3 +122,39 @@ def test_load_heads_refuses_other_variant_and_bad_names(built, tmp_path):
         built["global"].load_heads(str(tmp_path / "nope.weights.h5"))
     with pytest.raises(ValueError, match="must end in .weights.h5"):
         built["global"].save_heads(str(tmp_path / "heads.h5"))
+
+
+@pytest.mark.parametrize("variant", ["hybrid", "global"])
+def test_global_head_batchnorm_same_statistics_at_train_and_inference(variant):
+    """One training call on (s, p+, p-) moves the scene BN mean by (1 - momentum) x the scene batch
+    mean and the product BN mean by (1 - momentum) x the mean over p+ and p- together; with momentum 0
+    and no dropout the inference towers then reproduce the training-mode distances exactly.
+
+    The old graph (three calls of one BatchNorm) left the mean of the last call (negatives) instead,
+    so the towers normalised differently from training.
+    """
+    models = build_ctl(get_config("synthetic", smoke=True, variant=variant, dropout=0.0))
+    batch = _batch(3)
+    feats = {k: np.asarray(models.backbone(batch[k])["pool5"]) for k in ("scene", "positive", "negative")}
+    inputs = {"scene_pool5": feats["scene"], "scene_local": np.asarray(models.backbone(batch["scene"])["local"]),
+              "positive_pool5": feats["positive"], "negative_pool5": feats["negative"],
+              "category": batch["category"]}
+    head = models.heads.global_head
+    scene_hidden = np.asarray(head.hidden(feats["scene"]))
+    product_hidden = np.asarray(head.hidden(np.concatenate([feats["positive"], feats["negative"]])))
+    momentum = head.batch_norm.momentum
+    models.triplet_model(from_features=True)(inputs, training=True)
+    np.testing.assert_allclose(np.asarray(head.batch_norm.moving_mean), (1 - momentum) * scene_hidden.mean(0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(head.product_batch_norm.moving_mean),
+                               (1 - momentum) * product_hidden.mean(0), rtol=1e-4, atol=1e-6)
+
+    heads = (models.heads.global_head, models.heads.local_head, models.heads.attention_head)
+    for norm in [h.batch_norm for h in heads if h is not None] + [head.product_batch_norm]:
+        norm.momentum = 0.0  # moving statistics := the statistics of the next batch
+    trained = models.triplet_model(from_features=True)(inputs, training=True)
+    np.testing.assert_allclose(np.asarray(head.product_batch_norm.moving_mean), product_hidden.mean(0),
+                               rtol=1e-4, atol=1e-5)
+    scene, f_pos, f_neg = _tower_outputs(models, batch)
+    np.testing.assert_allclose(np.asarray(trained["d_pos"]), 2.0 - np.sum(scene["query"] * f_pos, -1), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(trained["d_neg"]), 2.0 - np.sum(scene["query"] * f_neg, -1), atol=1e-4)

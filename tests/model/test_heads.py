@@ -6,6 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+import pytest
 
 from ctl_keras.model.heads import EmbeddingHead, l2_normalize
 
@@ -51,6 +52,21 @@ def test_batch_norm_is_synchronized_and_config_round_trips():
     assert (clone.embedding_dim, clone.hidden_dim, clone.dropout, clone.name) == (8, 16, 0.25, "g")
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(head))
     assert isinstance(revived, EmbeddingHead) and revived.get_config() == head.get_config()
+
+
+def test_product_norm_is_a_second_batchnorm_over_shared_dense_weights():
+    """product=True normalises with its own BatchNorm: at initialisation (both identity) the outputs
+    agree; after one training call on products only, the product moving mean moved and the scene one
+    did not. The option round-trips; product=True on a head without it is a clear error."""
+    head = EmbeddingHead(embedding_dim=8, hidden_dim=16, dropout=0.0, product_norm=True, name="g")
+    x = np.random.default_rng(0).normal(size=(6, 12)).astype("float32")
+    np.testing.assert_allclose(np.asarray(head(x)), np.asarray(head(x, product=True)), atol=1e-6)
+    head(x, training=True, product=True)
+    assert np.abs(np.asarray(head.product_batch_norm.moving_mean)).max() > 0
+    assert np.abs(np.asarray(head.batch_norm.moving_mean)).max() == 0
+    assert EmbeddingHead.from_config(head.get_config()).product_norm
+    with pytest.raises(ValueError, match="no product normalisation"):
+        EmbeddingHead(embedding_dim=8, hidden_dim=16, name="plain")(x, product=True)
 
 
 def test_l2_normalize_guards_zero():
