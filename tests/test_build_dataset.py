@@ -87,6 +87,8 @@ def test_manifest_counts_every_drop_reason(stl_build):
                                          "unknown_category": 1}
     assert (manifest["pairs_in"], manifest["pairs_kept"]) == (24, 15)
     assert manifest["scenes_dropped"] == {"scene_without_pairs": 2}
+    # s5/p0 is listed twice with the same box: one distinct box, so no duplicate box to crop away.
+    assert manifest["boxes"] == {"duplicate_boxes": 0, "pairs_with_duplicate_boxes": 0, "clipped_boxes": 0}
     assert manifest["schema_version"] == 1 and manifest["dataset"] == "fashion2"
     assert manifest["categories"] == list(get_config("fashion2").categories)
     assert manifest["config"]["dataset"] == "fashion2"

@@ -61,6 +61,9 @@ def plan(bundle: dict, status: dict) -> dict:
                 "pairs_in": planned["pairs_in"], "pairs_kept": len(kept),
                 "pairs_dropped": dict(sorted(planned["dropped"].items())),
                 "scenes_dropped": {"scene_without_pairs": planned["scenes_without_pairs"]},
+                # A (scene, product) listed with several boxes is cropped clear of all of them.
+                "boxes": {name: planned[name] for name in (
+                    "duplicate_boxes", "pairs_with_duplicate_boxes", "clipped_boxes")},
                 "categories": list(config.categories), "splits": splits, "flags": bundle["flags"],
                 "config": config.to_dict()}
     layout["product_paths"] = sorted({p["product_path"] for p in kept})
