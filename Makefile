@@ -18,7 +18,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m ctl_keras.demo
 
+# Lint (ruff.toml), then every test; `$(BIN)/python -m pytest -m "not slow"` is the fast inner loop.
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -q
 
 clean:

@@ -23,7 +23,7 @@ setup(
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
         "faiss": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
     },

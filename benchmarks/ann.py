@@ -140,7 +140,7 @@ def _bench_ivf(emb, queries, truth, rows, faiss):
     faiss.omp_set_num_threads(1)
     for nprobe in sorted({int(x) for x in FLAGS.nprobe} | {default_nprobe}):
         ivf.engine.nprobe = nprobe
-        med, p99, found = _latencies(lambda q: ivf.search(q, K), queries)
+        med, p99, found = _latencies(lambda q, index=ivf: index.search(q, K), queries)
         tag = " (default)" if nprobe == default_nprobe else ""
         rows.append(("ivf-flat", f"nlist={nlist} nprobe={nprobe}{tag}", ivf_build, ivf_bytes, med, p99,
                      _recall(found, truth)))

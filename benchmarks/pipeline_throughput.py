@@ -99,7 +99,7 @@ def main(argv):
     try:
         config = _config(FLAGS.image_size)
     except ValueError as e:
-        raise app.UsageError(str(e))
+        raise app.UsageError(str(e)) from None
     data_dir = FLAGS.data_dir or f"/tmp/ctl_bench/synthetic-{FLAGS.num_scenes}"
     try:
         _dataset(config, FLAGS.num_scenes, data_dir)

@@ -60,12 +60,12 @@ def _look(rng: np.random.Generator) -> dict[str, Any]:
 def _texture(look, shade, box_px, window, colour_jitter) -> np.ndarray:
     """Pattern over `window` (l, t, r, b px), in coordinates relative to the item box so it scales."""
     x0, y0, x1, y1 = box_px
-    l, t, r, b = window
-    u = (np.arange(l, r) + 0.5 - x0)[None, :] / max(x1 - x0, 1.0)
+    left, t, r, b = window
+    u = (np.arange(left, r) + 0.5 - x0)[None, :] / max(x1 - x0, 1.0)
     v = (np.arange(t, b) + 0.5 - y0)[:, None] / max(y1 - y0, 1.0)
     k, p = look["freq"], look["pattern"]
     if p == "solid":
-        sel = np.zeros((b - t, r - l), bool)
+        sel = np.zeros((b - t, r - left), bool)
     elif p == "hstripes":
         sel = np.floor(v * 2 * k) % 2 == 1
     elif p == "vstripes":
@@ -76,7 +76,7 @@ def _texture(look, shade, box_px, window, colour_jitter) -> np.ndarray:
         sel = ((u * k) % 1 - 0.5) ** 2 + ((v * k) % 1 - 0.5) ** 2 < 0.09
     else:
         sel = np.floor((u + v) * k) % 2 == 1
-    sel = np.broadcast_to(sel, (b - t, r - l))
+    sel = np.broadcast_to(sel, (b - t, r - left))
     c1 = np.clip(look["c1"] * shade + colour_jitter, 0, 255)
     c2 = np.clip(look["c2"] * shade + colour_jitter, 0, 255)
     return np.where(sel[..., None], c2, c1).astype(np.uint8)

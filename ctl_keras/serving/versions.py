@@ -50,7 +50,7 @@ def staged_versions(export_dir: str, models: Sequence[str]) -> Iterator[tuple[in
         shutil.rmtree(staging[model], ignore_errors=True)
     try:
         yield version, staging
-        for model, path in staging.items():
+        for model in staging:
             final = os.path.join(export_dir, model, str(version))
             if os.path.exists(final):
                 raise FileExistsError(f"{final} appeared during the export (another exporter running?)")

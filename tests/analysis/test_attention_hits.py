@@ -22,8 +22,10 @@ def test_top_left_box_and_peaked_maps():
     expected = np.zeros((4, 4), bool)
     expected[:2, :2] = True
     np.testing.assert_array_equal(relevant, expected)
-    peak_in = np.zeros((4, 4)); peak_in[0, 0] = 1.0
-    peak_out = np.zeros((4, 4)); peak_out[3, 3] = 3.0; peak_out[2, 3] = 2.0; peak_out[1, 1] = 1.0
+    peak_in = np.zeros((4, 4))
+    peak_in[0, 0] = 1.0
+    peak_out = np.zeros((4, 4))
+    peak_out[3, 3], peak_out[2, 3], peak_out[1, 1] = 3.0, 2.0, 1.0
     rates = ah.hit_rates(np.stack([peak_in, peak_out]), np.stack([relevant, relevant]))
     # scene 1: top-1 (0,0) hits; scene 2: top-1 (3,3) misses, its third cell (1,1) hits.
     assert rates == {"top1": 0.5, "top3": 1.0, "scenes": 2, "excluded_no_relevant": 0}
@@ -49,7 +51,8 @@ def test_union_not_sum_of_boxes():
 def test_scenes_without_relevant_cells_are_excluded_and_counted():
     relevant = np.zeros((3, 4, 4), bool)
     relevant[0, 0, 0] = True
-    maps = np.zeros((3, 4, 4)); maps[:, 0, 0] = 1.0
+    maps = np.zeros((3, 4, 4))
+    maps[:, 0, 0] = 1.0
     rates = ah.hit_rates(maps, relevant)
     assert rates["scenes"] == 1 and rates["excluded_no_relevant"] == 2 and rates["top1"] == 1.0
 

@@ -83,7 +83,7 @@ def test_style_structure(small):
         assert meta["style"] == styles["scenes"][p["scene"]]
         assert cats[p["product"]] == dict(config_lib.CATEGORY_TABLE["synthetic"])[meta["category"]][0]
         per_scene[p["scene"]].append(meta["category"])
-    for scene, categories in per_scene.items():
+    for categories in per_scene.values():
         # ... one item per category; tops, pants and shoes are always worn.
         assert len(categories) == len(set(categories))
         assert {"tops", "pants", "shoes"} <= set(categories)
