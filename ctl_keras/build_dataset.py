@@ -26,13 +26,18 @@ import sys
 import tempfile
 from typing import Callable, Sequence
 
-import apache_beam as beam
-from absl import flags, logging
+from ctl_keras import logs
 
-from ctl_keras import cli
-from ctl_keras import config as config_lib
-from ctl_keras.builder import files, pipeline, stages, swap
-from ctl_keras.data import stl, street2shop, tfrecords
+if __name__ == "__main__":  # Beam's imports below load TensorFlow: filter its start-up lines first
+    logs.quiet_tensorflow_startup()
+
+import apache_beam as beam  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from ctl_keras import cli  # noqa: E402
+from ctl_keras import config as config_lib  # noqa: E402
+from ctl_keras.builder import files, pipeline, stages, swap  # noqa: E402
+from ctl_keras.data import stl, street2shop, tfrecords  # noqa: E402
 
 SPLITS = tfrecords.SPLITS
 

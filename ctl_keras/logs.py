@@ -121,6 +121,13 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _DropKnownImportWarnings(logging.Filter):
+    """Apache Beam warns at import that its optional BigQuery clients are missing (we never use them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("apitools not found, and bigquery client libraries")
+
+
 def quiet_tensorflow_startup() -> None:
     """Call before TensorFlow is imported (CLIs: ctl_keras.cli.run does). TF_CPP_MIN_LOG_LEVEL
     defaults to 1 (C++ INFO lines off; warnings and errors stay) unless the user set it, and the
@@ -128,6 +135,9 @@ def quiet_tensorflow_startup() -> None:
     lazily, after the flags are checked, so a flag error stays fast). TF_CPP_MIN_LOG_LEVEL=0 keeps
     everything. CUDA_VISIBLE_DEVICES is never touched."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropKnownImportWarnings) for f in root.filters):
+        root.addFilter(_DropKnownImportWarnings())
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" or "tensorflow" in sys.modules:
         return
     if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
