@@ -2,12 +2,14 @@
 
   python -m ctl_keras.recommend index --export_dir=export/demo --products=tf_records/synthetic \
       --index=export/demo/catalog [--approximate] [Beam options: --runner=... --direct_num_workers=2 ...]
+  python -m ctl_keras.recommend index --update --index=export/demo/catalog --products=NEW [--remove=ids.txt]
   python -m ctl_keras.recommend query --index=export/demo/catalog --scene=photo.jpg --category=shoes --k=10
   python -m ctl_keras.recommend look --index=export/demo/catalog --scene=photo.jpg --k=5 [--categories=a,b]
 
 `index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
 go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
-per-category FAISS IVF index (retrieval/ann.py) for large catalogs.
+per-category FAISS IVF index (retrieval/ann.py) for large catalogs. `index --update` / `--remove`
+change an existing index, embedding only new or changed products (retrieval/update.py).
 `query` prints the top-K products by d* = 2 - q·f_p (ascending; DESIGN §3), searched with what the
 index holds (exact unless built with --approximate); with --json only a JSON list of
 {"product_id", "d_star"} goes to stdout.
@@ -44,6 +46,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("backend", None, ["numpy", "tf", "faiss", "ivf"],
                       "query: search backend; default what the index holds (ivf if built with --approximate, "
                       "else numpy). An exact one (numpy, tf, faiss) works on any index.")
+    flags.DEFINE_bool("update", False, "index: change the existing index STEM: embed only the --products not "
+                      "in it (or whose image changed); writes the index's next generation.")
+    flags.DEFINE_string("remove", None, "index: file of product ids (one a line) to drop from the existing index.")
     flags.DEFINE_bool("approximate", False, "index: also build a per-category FAISS IVF index (large catalogs).")
     flags.DEFINE_integer("ann_min_size", 10_000, "index --approximate: categories with fewer products are "
                          "searched exactly (recall 1.0).", lower_bound=1)
@@ -102,6 +107,16 @@ def main(argv):
     command, extra = argv[1], argv[2:]
     if extra and (command != "index" or not all(a.startswith("--") for a in extra)):
         raise ValueError(f"unknown arguments {' '.join(extra)}")
+    if command == "index" and (FLAGS.update or FLAGS.remove):
+        from ctl_keras.retrieval.update import update_index
+
+        cli.require("index")
+        if FLAGS.products and not FLAGS.update:
+            raise ValueError("--products with --remove adds products only with --update")
+        report = update_index(FLAGS.index, FLAGS.products, FLAGS.remove, batch_size=FLAGS.batch_size,
+                              beam_args=extra, version=FLAGS.version)
+        print(f"index: {os.path.abspath(FLAGS.index)} {report.line()}")
+        return
     if command == "index":
         cli.require("export_dir", "products", "index")
         cli.check_output_file(FLAGS.index + ".json", "index")
