@@ -2,14 +2,19 @@
 
   python -m ctl_keras.recommend index --export_dir=export/demo --products=tf_records/synthetic \
       --index=export/demo/catalog [--approximate] [Beam options: --runner=... --direct_num_workers=2 ...]
+  python -m ctl_keras.recommend index --update --index=export/demo/catalog --products=NEW [--remove=ids.txt]
   python -m ctl_keras.recommend query --index=export/demo/catalog --scene=photo.jpg --category=shoes --k=10
+  python -m ctl_keras.recommend look --index=export/demo/catalog --scene=photo.jpg --k=5 [--categories=a,b]
 
 `index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
 go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
-per-category FAISS IVF index (retrieval/ann.py) for large catalogs.
+per-category FAISS IVF index (retrieval/ann.py) for large catalogs. `index --update` / `--remove`
+change an existing index, embedding only new or changed products (retrieval/update.py).
 `query` prints the top-K products by d* = 2 - q·f_p (ascending; DESIGN §3), searched with what the
 index holds (exact unless built with --approximate); with --json only a JSON list of
 {"product_id", "d_star"} goes to stdout.
+`look` answers every category (or --categories) for one scene, running the scene tower's backbone
+once (its complete_look signature); --json prints only {category: the list `query --json` prints}.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from absl import flags, logging
 from ctl_keras import cli
 
 FLAGS = flags.FLAGS
-COMMANDS = ("index", "query")
+COMMANDS = ("index", "query", "look")
 
 
 def define_flags() -> None:
@@ -32,13 +37,18 @@ def define_flags() -> None:
     flags.DEFINE_string("products", None, "index: image dir (<dir>/<category>/<id>.jpg) or tf_records/NAME[:split].")
     flags.DEFINE_string("index", None, "Index path stem (writes/reads STEM.npz + STEM.json).")
     flags.DEFINE_integer("batch_size", 32, "index: images per product-tower call.", lower_bound=1)
-    flags.DEFINE_string("scene", None, "query: scene photo (JPEG or PNG).")
+    flags.DEFINE_string("scene", None, "query/look: scene photo (JPEG or PNG).")
     flags.DEFINE_string("category", None, "query: category name of the products wanted.")
-    flags.DEFINE_integer("k", 10, "query: how many products.", lower_bound=1)
-    flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout.")
+    flags.DEFINE_string("categories", None, "look: comma-separated category names (default: every category).")
+    flags.DEFINE_integer("k", 10, "query/look: how many products (per category).", lower_bound=1)
+    flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout; look: only a JSON object "
+                      "{category: that list}.")
     flags.DEFINE_enum("backend", None, ["numpy", "tf", "faiss", "ivf"],
                       "query: search backend; default what the index holds (ivf if built with --approximate, "
                       "else numpy). An exact one (numpy, tf, faiss) works on any index.")
+    flags.DEFINE_bool("update", False, "index: change the existing index STEM: embed only the --products not "
+                      "in it (or whose image changed); writes the index's next generation.")
+    flags.DEFINE_string("remove", None, "index: file of product ids (one a line) to drop from the existing index.")
     flags.DEFINE_bool("approximate", False, "index: also build a per-category FAISS IVF index (large catalogs).")
     flags.DEFINE_integer("ann_min_size", 10_000, "index --approximate: categories with fewer products are "
                          "searched exactly (recall 1.0).", lower_bound=1)
@@ -64,42 +74,49 @@ def run_index(export_dir: str, products: str, index_path: str, *, version=None, 
 def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export_dir=None, version=None,
               backend: str | None = None) -> list[dict]:
     """[{"product_id", "d_star"}] sorted by d_star ascending; ValueError/FileNotFoundError on bad input."""
-    from ctl_keras.retrieval.index import check_compatible, load_index
+    from ctl_keras.retrieval.index import load_index
+    from ctl_keras.retrieval.scene_query import SceneRecommender, read_scene
 
     index = load_index(index_path)
     index.category_id(category)  # unknown name -> one-line error before any TF work
-    if not os.path.isfile(scene):
-        raise FileNotFoundError(f"scene image {scene} does not exist")
-    with open(scene, "rb") as f:
-        image = f.read()
-    if not image.startswith((b"\xff\xd8\xff", b"\x89PNG")):
-        raise ValueError(f"scene {scene} is not a JPEG or PNG image")
+    image = read_scene(scene)
+    engine = SceneRecommender(index_path, export_dir=export_dir, version=version, backend=backend, index=index)
+    return engine.query(scene, category, k, image=image)
 
-    import tensorflow as tf
 
-    from ctl_keras.retrieval.search import Searcher
-    from ctl_keras.serving.exporter import SCENE, read_meta, resolve_version_dir
+def run_look(index_path: str, scene: str, k: int = 10, categories=None, *, export_dir=None, version=None,
+             backend: str | None = None) -> dict[str, list[dict]]:
+    """{category: the list run_query gives for it}, for every category (default) or the named ones;
+    the scene tower's backbone runs once (its complete_look signature)."""
+    from ctl_keras.retrieval.index import load_index
+    from ctl_keras.retrieval.scene_query import SceneRecommender, parse_categories, read_scene
 
-    export_dir = export_dir or index.meta.get("export_dir")
-    if not export_dir:
-        raise ValueError("the index does not record its export dir; pass --export_dir")
-    version_dir = resolve_version_dir(export_dir, SCENE, index.meta.get("tower_version") if version is None else version)
-    check_compatible(index, read_meta(version_dir))
-    searcher = Searcher(index, backend)  # a backend the index cannot serve is refused before the tower runs
-    tower = tf.saved_model.load(version_dir).signatures["serving_default"]
-    try:
-        query = tower(image_bytes=tf.constant([image]), category=tf.constant([category]))["query"].numpy()
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"scene {scene} cannot be decoded (truncated or corrupt image): "
-                         f"{err.message.strip().splitlines()[-1][:200]}") from None
-    ids, d_star = searcher.search(query, category, k)
-    return [{"product_id": str(p), "d_star": float(d)} for p, d in zip(ids[0], d_star[0])]
+    index = load_index(index_path)
+    names = parse_categories(index, categories)  # unknown names -> one line before any TF work
+    image = read_scene(scene)
+    engine = SceneRecommender(index_path, export_dir=export_dir, version=version, backend=backend, index=index)
+    return engine.look(scene, k, names, image=image)
+
+
+def _print_ranked(results: list[dict]) -> None:
+    for rank, r in enumerate(results, 1):
+        print(f"{rank:3d}  {r['product_id']}  {r['d_star']:.4f}")
 
 
 def main(argv):
     command, extra = argv[1], argv[2:]
     if extra and (command != "index" or not all(a.startswith("--") for a in extra)):
         raise ValueError(f"unknown arguments {' '.join(extra)}")
+    if command == "index" and (FLAGS.update or FLAGS.remove):
+        from ctl_keras.retrieval.update import update_index
+
+        cli.require("index")
+        if FLAGS.products and not FLAGS.update:
+            raise ValueError("--products with --remove adds products only with --update")
+        report = update_index(FLAGS.index, FLAGS.products, FLAGS.remove, batch_size=FLAGS.batch_size,
+                              beam_args=extra, version=FLAGS.version)
+        print(f"index: {os.path.abspath(FLAGS.index)} {report.line()}")
+        return
     if command == "index":
         cli.require("export_dir", "products", "index")
         cli.check_output_file(FLAGS.index + ".json", "index")
@@ -108,6 +125,18 @@ def main(argv):
                          ann_min_size=FLAGS.ann_min_size)
         print(f"index: {os.path.abspath(path)}")
         return
+    if command == "look":
+        cli.require("index", "scene")
+        looks = run_look(FLAGS.index, FLAGS.scene, FLAGS.k, FLAGS.categories, export_dir=FLAGS.export_dir,
+                         version=FLAGS.version, backend=FLAGS.backend)
+        if FLAGS.json:
+            print(json.dumps(looks))
+            return
+        print(f"complete the look of {FLAGS.scene} (d* = 2 - q·f_p, lower is better):")
+        for name, results in looks.items():
+            print(f"{name}: top {len(results)}" + ("" if results else " (no product of this category in the index)"))
+            _print_ranked(results)
+        return
     cli.require("index", "scene", "category")
     results = run_query(FLAGS.index, FLAGS.scene, FLAGS.category, FLAGS.k, export_dir=FLAGS.export_dir,
                         version=FLAGS.version, backend=FLAGS.backend)
@@ -115,8 +144,7 @@ def main(argv):
         print(json.dumps(results))
         return
     print(f"top {len(results)} {FLAGS.category} for {FLAGS.scene} (d* = 2 - q·f_p, lower is better):")
-    for rank, r in enumerate(results, 1):
-        print(f"{rank:3d}  {r['product_id']}  {r['d_star']:.4f}")
+    _print_ranked(results)
 
 
 if __name__ == "__main__":

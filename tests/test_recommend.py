@@ -168,3 +168,45 @@ def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
     proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--backend=ivf")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "needs an index built with `recommend index --approximate`" in proc.stderr.strip().splitlines()[-1]
+
+
+def _assert_same(got, expected):
+    """Same ids in the same order, d* within 1e-6 (batches of another size round differently)."""
+    assert [r["product_id"] for r in got] == [r["product_id"] for r in expected]
+    np.testing.assert_allclose([r["d_star"] for r in got], [r["d_star"] for r in expected], atol=1e-6)
+
+
+def test_look_equals_query_once_per_category(setup):
+    """`look --json` (every category, backbone once) == `query` called per category: same ids, d* within 1e-6."""
+    config, *_, index_path, _, scene, _ = setup
+    proc = _cli("look", f"--index={index_path}", f"--scene={scene}", "--k=3", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    looks = json.loads(proc.stdout)  # the whole of stdout is the JSON object
+    assert list(looks) == list(config.categories)
+    for category in config.categories:
+        _assert_same(looks[category], recommend.run_query(index_path, scene, category, 3))
+    some = recommend.run_look(index_path, scene, 3, "shoes,tops")  # a batch of 2 categories, not 5
+    assert list(some) == ["shoes", "tops"]
+    _assert_same(some["tops"], looks["tops"])
+    text = _cli("look", f"--index={index_path}", f"--scene={scene}", "--k=2", "--categories=shoes")
+    assert text.returncode == 0 and "shoes: top" in text.stdout and looks["shoes"][0]["product_id"] in text.stdout
+
+
+def test_look_unknown_categories_is_one_line_listing_valid_ones(setup):
+    config, *_, index_path, _, scene, _ = setup
+    proc = _cli("look", f"--index={index_path}", f"--scene={scene}", "--categories=shoes,dresses,hats")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"recommend look: error: unknown categories 'dresses', 'hats'; valid: {', '.join(config.categories)}")
+
+
+def test_look_category_with_empty_catalog_is_empty_not_an_error(setup, tmp_path):
+    """An index without any shoes: look answers shoes with [] and the other categories as before."""
+    *_, index_path, _, scene, _ = setup
+    full = load_index(index_path)
+    keep = full.category_ids != full.category_id("shoes")
+    save_index(CatalogIndex(full.product_ids[keep], full.category_ids[keep], full.embeddings[keep], full.categories,
+                            {k: v for k, v in full.meta.items() if k != "npz_sha256"}), tmp_path / "noshoes")
+    looks = recommend.run_look(str(tmp_path / "noshoes"), scene, 3)
+    assert looks["shoes"] == []
+    _assert_same(looks["tops"], recommend.run_look(index_path, scene, 3, "tops")["tops"])

@@ -67,10 +67,14 @@ class IVFCategory:
         return cls(import_faiss().deserialize_index(np.asarray(data, np.uint8)), nprobe)
 
 
-def build_ann(index, min_size: int = DEFAULT_MIN_SIZE, nprobe_fraction: float = 1 / 64, seed: int = 0):
-    """-> ({category id: IVFCategory}, search meta {"backend", "min_size", "categories": {name: params}})."""
+def build_ann(index, min_size: int = DEFAULT_MIN_SIZE, nprobe_fraction: float = 1 / 64, seed: int = 0, only=None):
+    """-> ({category id: IVFCategory}, search meta {"backend", "min_size", "categories": {name: params}}).
+
+    only: category ids to build (an index update rebuilds the changed categories only); None: all."""
     ann, params = {}, {}
     for c, name in enumerate(index.categories):
+        if only is not None and c not in only:
+            continue
         rows = np.flatnonzero(index.category_ids == c)
         if len(rows) < min_size:
             params[name] = {"exact": True, "size": int(len(rows))}

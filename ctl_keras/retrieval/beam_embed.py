@@ -19,6 +19,7 @@ storage the workers see (gs://...).
 """
 
 import collections
+import hashlib
 import logging
 import os
 import tempfile
@@ -39,6 +40,7 @@ from ctl_keras.retrieval import catalog  # noqa: E402
 from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
 
 LOCAL_RUNNER = "FnApiRunner"
+UNCHANGED = "unchanged"  # an update's product whose image is already in the index: not re-embedded
 
 
 def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
@@ -100,26 +102,32 @@ def _feature(value) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def _encode(key: str = "", product_id: str = "", category: int = -1, embedding=None, skipped: str = "") -> bytes:
+def _encode(key: str = "", product_id: str = "", category: int = -1, embedding=None, skipped: str = "",
+            sha: str = "") -> bytes:
     """One staged result: an embedded product, or a skip reason. Embeddings travel as raw float32 bytes."""
     emb = b"" if embedding is None else np.asarray(embedding, np.float32).tobytes()
     return tf.train.Example(features=tf.train.Features(feature={
         "key": _feature(key.encode()), "product_id": _feature(product_id.encode()), "category": _feature(category),
-        "embedding": _feature(emb), "skipped": _feature(skipped.encode())})).SerializeToString()
+        "embedding": _feature(emb), "skipped": _feature(skipped.encode()),
+        "image_sha256": _feature(sha.encode())})).SerializeToString()
 
 
 def _decode(raw: bytes) -> tuple:
     f = tf.train.Example.FromString(raw).features.feature
     value = lambda name: f[name].bytes_list.value[0]  # noqa: E731
     return (value("key").decode(), value("product_id").decode(), int(f["category"].int64_list.value[0]),
-            np.frombuffer(value("embedding"), np.float32), value("skipped").decode())
+            np.frombuffer(value("embedding"), np.float32), value("skipped").decode(), value("image_sha256").decode())
 
 
 class _Choose(beam.DoFn):
-    """Group of one product id -> the record to embed (keyed for RunInference) + tagged skip records."""
+    """Group of one product id -> the record to embed (keyed for RunInference) + tagged skip records.
 
-    def __init__(self, categories, dedup_silently: bool):
-        self.categories, self.dedup_silently = tuple(categories), dedup_silently
+    `known` {product_id: image sha256} (an update of an existing index): a product whose image is
+    the one already embedded is not embedded again, only counted as "unchanged".
+    """
+
+    def __init__(self, categories, dedup_silently: bool, known=None):
+        self.categories, self.dedup_silently, self.known = tuple(categories), dedup_silently, known or {}
 
     def process(self, element):
         _, records = element
@@ -128,7 +136,11 @@ class _Choose(beam.DoFn):
             yield beam.pvalue.TaggedOutput("skipped", _encode(skipped=reason))
         if kept is not None:
             key, product_id, category, image = kept
-            yield (key, product_id, self.categories.index(category)), image
+            sha = hashlib.sha256(image).hexdigest()
+            if self.known.get(product_id) == sha:
+                yield beam.pvalue.TaggedOutput("skipped", _encode(product_id=product_id, skipped=UNCHANGED))
+            else:
+                yield (key, product_id, self.categories.index(category), sha), image
 
 
 def _read(item, kind, root):
@@ -136,20 +148,20 @@ def _read(item, kind, root):
 
 
 def _result(element) -> bytes:
-    (key, product_id, category), result = element
+    (key, product_id, category, sha), result = element
     if result.inference is None:
         return _encode(skipped="corrupt_image")
-    return _encode(key, product_id, category, result.inference)
+    return _encode(key, product_id, category, result.inference, sha=sha)
 
 
 def _run(source: catalog.Source, version_dir: str, categories, batch_size: int, staging: str,
-         options: PipelineOptions) -> None:
+         options: PipelineOptions, known=None) -> None:
     handler = KeyedModelHandler(ProductTowerHandler(version_dir, batch_size))
     with beam.Pipeline(options=options) as p:
         records = (p | "Items" >> beam.Create(list(enumerate(source.items)))
                    | "Read" >> beam.FlatMap(_read, source.kind, source.root))
         chosen = (records | "ById" >> beam.Map(lambda r: (r[1], r)) | "Group" >> beam.GroupByKey()
-                  | "Choose" >> beam.ParDo(_Choose(categories, source.dedup_silently)).with_outputs("skipped",
+                  | "Choose" >> beam.ParDo(_Choose(categories, source.dedup_silently, known)).with_outputs("skipped",
                                                                                                   main="embed"))
         embedded = chosen.embed | "Embed" >> RunInference(handler) | "Encode" >> beam.Map(_result)
         _ = ((embedded, chosen.skipped) | "All" >> beam.Flatten()
@@ -157,8 +169,13 @@ def _run(source: catalog.Source, version_dir: str, categories, batch_size: int, 
 
 
 def build_index(export_dir: str, products: str, *, version: Optional[int] = None, batch_size: int = 32,
-                beam_args: Sequence[str] = (), staging_parent: Optional[str] = None):
-    """Embed every product with `<export_dir>/product_tower/<version or latest>` -> CatalogIndex."""
+                beam_args: Sequence[str] = (), staging_parent: Optional[str] = None, known=None):
+    """Embed every product with `<export_dir>/product_tower/<version or latest>` -> CatalogIndex.
+
+    known: {product_id: image sha256} of an index being updated (retrieval/update.py): those products
+    are embedded only if their image changed; the others are counted in meta["unchanged"] and the
+    returned index may then be empty.
+    """
     version_dir = resolve_version_dir(export_dir, PRODUCT, version)
     meta = read_meta(version_dir)
     categories = tuple(meta["categories"])
@@ -172,19 +189,22 @@ def build_index(export_dir: str, products: str, *, version: Optional[int] = None
         staging = tempfile.mkdtemp(prefix=".tmp-embed-", dir=staging_parent)
     try:
         _run(source, os.path.abspath(version_dir) if "://" not in version_dir else version_dir,
-             categories, batch_size, staging, options)
-        rows, skipped = [], collections.Counter()
+             categories, batch_size, staging, options, known)
+        rows, skipped, unchanged = [], collections.Counter(), []
         files = sorted(tf.io.gfile.glob(f"{staging}/part*.tfrecord"))
         for raw in (tf.data.TFRecordDataset(files).as_numpy_iterator() if files else ()):
-            key, product_id, category, embedding, reason = _decode(raw)
-            if reason:
+            key, product_id, category, embedding, reason, sha = _decode(raw)
+            if reason == UNCHANGED:
+                unchanged.append(product_id)
+            elif reason:
                 skipped[reason] += 1
             else:
-                rows.append((key, product_id, category, embedding))
+                rows.append((key, product_id, category, embedding, sha))
     finally:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
     return catalog.assemble(rows, skipped, categories, {
         "tower_version": meta["version"], "model_fingerprint": meta["model_fingerprint"],
         "export_dir": os.path.abspath(export_dir), "source": products,
-        "runner": options.view_as(StandardOptions).runner}, products)
+        "runner": options.view_as(StandardOptions).runner}, products, allow_empty=known is not None,
+        unchanged=unchanged)

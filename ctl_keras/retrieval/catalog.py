@@ -121,11 +121,17 @@ def _iter_source(source: Source) -> Iterator[tuple[str, str, bytes]]:
                 yield product_id, category, image
 
 
-def assemble(rows, skipped: collections.Counter, categories, meta: dict, products: str) -> CatalogIndex:
-    """rows: (sort key JSON, product_id, category id, embedding) in any order -> the index in source order."""
-    if not rows:
+def assemble(rows, skipped: collections.Counter, categories, meta: dict, products: str, *,
+             allow_empty: bool = False, unchanged=()) -> CatalogIndex:
+    """rows: (sort key JSON, product_id, category id, embedding, image sha256) in any order -> the index
+    in source order. `unchanged`: ids an update found already embedded (meta["unchanged"], sorted)."""
+    if not rows and not allow_empty:
         raise ValueError(f"no product images found in {products} (skipped: {dict(skipped)})")
     rows = sorted(rows, key=lambda r: json.loads(r[0]))
-    return CatalogIndex(np.array([r[1] for r in rows]), np.array([r[2] for r in rows], np.int32),
-                        np.stack([r[3] for r in rows]).astype(np.float32), tuple(categories),
-                        dict(meta, skipped={reason: int(skipped.get(reason, 0)) for reason in SKIP_REASONS}))
+    dim = len(rows[0][3]) if rows else 0
+    return CatalogIndex(np.array([r[1] for r in rows], dtype=str), np.array([r[2] for r in rows], np.int32),
+                        np.stack([r[3] for r in rows]).astype(np.float32) if rows else np.zeros((0, dim), np.float32),
+                        tuple(categories),
+                        dict(meta, skipped={reason: int(skipped.get(reason, 0)) for reason in SKIP_REASONS},
+                             **({"unchanged": sorted(unchanged)} if unchanged else {})),
+                        image_sha256=np.array([r[4] for r in rows], dtype=str))

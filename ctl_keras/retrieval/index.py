@@ -10,9 +10,11 @@ pair: `load_index` checks the hash.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,9 @@ class CatalogIndex:
     # {category id: approximate searcher} when the index was built with --approximate (ann.py);
     # meta["search"] then records the backend and its parameters.
     ann: dict[int, Any] | None = None
+    # [N] str: sha256 of each product's image bytes, so `recommend index --update` can tell a changed
+    # image from an unchanged one (None in indexes built before --update existed).
+    image_sha256: np.ndarray | None = None
 
     def __post_init__(self):
         self.product_ids = np.asarray(self.product_ids).astype(str)
@@ -45,6 +50,10 @@ class CatalogIndex:
                 f"index arrays disagree: {n} ids, category_ids {self.category_ids.shape}, "
                 f"embeddings {self.embeddings.shape}"
             )
+        if self.image_sha256 is not None:
+            self.image_sha256 = np.asarray(self.image_sha256).astype(str)
+            if self.image_sha256.shape != (n,):
+                raise ValueError(f"index arrays disagree: {n} ids, image_sha256 {self.image_sha256.shape}")
         if n and (self.category_ids.min() < 0 or self.category_ids.max() >= len(self.categories)):
             raise ValueError(f"category ids outside 0..{len(self.categories) - 1}")
 
@@ -71,8 +80,28 @@ def index_paths(path: str | os.PathLike) -> tuple[str, str]:
     return stem + ".npz", stem + ".json"
 
 
-def ann_path(path: str | os.PathLike) -> str:
-    return index_paths(path)[0][: -len(".npz")] + ".ann.npz"
+def ann_path(path: str | os.PathLike, generation: int = 1) -> str:
+    return data_path(path, generation)[: -len(".npz")] + ".ann.npz"
+
+
+def data_path(path: str | os.PathLike, generation: int = 1) -> str:
+    """The arrays of one index generation: STEM.npz for the first (a fresh build), STEM.g<N>.npz after
+    N-1 updates. The json names its generation's files, so a reader that read the previous json
+    still finds the previous files (save_index keeps them one generation longer)."""
+    npz = index_paths(path)[0]
+    return npz if generation == 1 else f"{npz[: -len('.npz')]}.g{generation}.npz"
+
+
+def _generation_files(path, generation: int) -> set[str]:
+    return {data_path(path, generation), ann_path(path, generation)}
+
+
+def _stale_files(path, keep: set[str]) -> list[str]:
+    """Data files of this stem's generations other than `keep` (never another stem's files)."""
+    stem = index_paths(path)[0][: -len(".npz")]
+    candidates = [stem + ".npz", stem + ".ann.npz"] + glob.glob(glob.escape(stem) + ".g[0-9]*.npz")
+    return [f for f in candidates if os.path.exists(f) and f not in keep
+            and re.fullmatch(r"(\.g\d+)?(\.ann)?\.npz", f[len(stem):])]
 
 
 def _sha256(path: str) -> str:
@@ -84,56 +113,83 @@ def _sha256(path: str) -> str:
 
 
 def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
-    """Write the index atomically; returns (npz path, json path)."""
+    """Write the index atomically; returns (npz path, json path).
+
+    The generation is index.meta["generation"] (1 unless written by `recommend index --update`). Its
+    arrays go to data_path(generation) (+ ann), the json last: the json's rename is the switch.
+    Afterwards the files of every other generation but the one the replaced json named are deleted.
+    """
     npz_path, json_path = index_paths(path)
+    generation = int(index.meta.get("generation", 1))
+    data, ann_file = data_path(path, generation), ann_path(path, generation)
+    previous = _previous_generation(json_path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
-    tmp_npz, tmp_json = f"{npz_path}.tmp-{os.getpid()}", f"{json_path}.tmp-{os.getpid()}"
+    tmp_npz, tmp_json = f"{data}.tmp-{os.getpid()}", f"{json_path}.tmp-{os.getpid()}"
     try:
+        arrays = dict(product_ids=index.product_ids, category_ids=index.category_ids, embeddings=index.embeddings)
+        if index.image_sha256 is not None:
+            arrays["image_sha256"] = index.image_sha256
         # np.savez appends .npz to names without it; an open file object avoids that.
         with open(tmp_npz, "wb") as f:
-            np.savez(f, product_ids=index.product_ids, category_ids=index.category_ids,
-                     embeddings=index.embeddings)
+            np.savez(f, **arrays)
         meta = dict(index.meta, format=INDEX_FORMAT, categories=list(index.categories),
                     num_products=len(index), embedding_dim=index.embedding_dim,
-                    npz_sha256=_sha256(tmp_npz))
+                    npz_sha256=_sha256(tmp_npz), generation=generation, npz_file=os.path.basename(data))
         meta.pop("search", None)
         if index.ann is not None:
             from ctl_keras.retrieval.ann import write_ann
 
-            atomic_write(ann_path(path), lambda tmp: write_ann(tmp, index.ann))
-            meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_path(path)))
+            atomic_write(ann_file, lambda tmp: write_ann(tmp, index.ann))
+            meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_file),
+                                  ann_file=os.path.basename(ann_file))
         with open(tmp_json, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
-        os.replace(tmp_npz, npz_path)
+        os.replace(tmp_npz, data)
         os.replace(tmp_json, json_path)
-        if index.ann is None and os.path.exists(ann_path(path)):
-            os.remove(ann_path(path))  # an approximate index of a previous build: no longer described
+        keep = {data} | ({ann_file} if index.ann is not None else set())
+        if previous is not None and previous != generation:
+            keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
+        for stale in _stale_files(path, keep):
+            os.remove(stale)
     finally:
         for tmp in (tmp_npz, tmp_json):
             if os.path.exists(tmp):
                 os.remove(tmp)
-    return npz_path, json_path
+    return data, json_path
+
+
+def _previous_generation(json_path: str) -> int | None:
+    try:
+        with open(json_path) as f:
+            return int(json.load(f).get("generation", 1))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_index(path: str | os.PathLike) -> CatalogIndex:
     """Read an index written by `save_index`; clear errors when missing, torn or of another format."""
     npz_path, json_path = index_paths(path)
-    for p in (npz_path, json_path):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"index file {p} not found; build it with `python -m ctl_keras.recommend index`")
+    if not os.path.exists(json_path):
+        missing = npz_path if not os.path.exists(npz_path) else json_path
+        raise FileNotFoundError(f"index file {missing} not found; build it with `python -m ctl_keras.recommend index`")
     with open(json_path) as f:
         meta = json.load(f)
+    # The json names its generation's arrays (indexes written before generations: STEM.npz).
+    npz_path = os.path.join(os.path.dirname(os.path.abspath(json_path)), meta.get("npz_file", os.path.basename(npz_path)))
+    if not os.path.exists(npz_path):
+        raise FileNotFoundError(f"index file {npz_path} not found; build it with `python -m ctl_keras.recommend index`")
     if meta.get("format") != INDEX_FORMAT:
         raise ValueError(f"{json_path}: index format {meta.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
     if meta.get("npz_sha256") != _sha256(npz_path):
         raise ValueError(f"{npz_path} does not match {json_path} (interrupted write?); rebuild the index")
     with np.load(npz_path) as arrays:
         index = CatalogIndex(arrays["product_ids"], arrays["category_ids"], arrays["embeddings"],
-                             tuple(meta["categories"]), meta)
+                             tuple(meta["categories"]), meta,
+                             image_sha256=arrays["image_sha256"] if "image_sha256" in arrays.files else None)
     if "search" in meta:
         from ctl_keras.retrieval.ann import read_ann
 
-        ann_file = ann_path(path)
+        ann_file = os.path.join(os.path.dirname(npz_path), meta["search"].get("ann_file", os.path.basename(ann_path(path))))
         if not os.path.exists(ann_file) or meta["search"].get("ann_sha256") != _sha256(ann_file):
             raise ValueError(f"{ann_file} is missing or does not match {json_path}; rebuild the index")
         index.ann = read_ann(ann_file, meta["search"], index.categories)

@@ -150,6 +150,9 @@ def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_
         out = scene_tower({"image": images, "category": ids}, training=False)
         return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
 
+    from ctl_keras.serving.look import add_look_signatures
+
+    add_look_signatures(module, scene_tower, config, max_pixels)
     return _with_category_signatures(module, run, config, max_pixels)
 
 
@@ -196,9 +199,8 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
     if k < 1:
         raise ValueError(f"top_k must be >= 1 and the catalog non-empty (top_k={top_k}, {len(index)} products)")
 
-    def run(images, category):
-        ids = _category_ids(module.category_table, category, images, config.categories)
-        query = scene_tower({"image": images, "category": ids}, training=False)["query"]
+    def search(query, ids):
+        """query [N, d], category ids [N] -> top-k of that category per row (padded)."""
         scores = tf.linalg.matmul(query, module.catalog_embeddings, transpose_b=True)
         in_category = tf.equal(module.catalog_categories[tf.newaxis, :], ids[:, tf.newaxis])
         scores = tf.where(in_category, scores, tf.constant(-np.inf, tf.float32))
@@ -210,8 +212,25 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
             "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
         }
 
+    def run(images, category):
+        ids = _category_ids(module.category_table, category, images, config.categories)
+        return search(scene_tower({"image": images, "category": ids}, training=False)["query"], ids)
+
+    def look(query, ids):
+        """[B, C, d] -> [B, C, K] results: the rows flattened to B*C searches, then reshaped back."""
+        b, c = tf.shape(query)[0], tf.shape(query)[1]
+        out = search(tf.reshape(query, [b * c, -1]), tf.tile(ids, [b]))
+        return {name: tf.reshape(value, tf.concat([[b, c], tf.shape(value)[1:]], 0)) for name, value in out.items()}
+
+    from ctl_keras.serving.look import add_look_signatures
+
+    add_look_signatures(module, scene_tower, config, max_pixels, finish=look)
     return _with_category_signatures(module, run, config, max_pixels)
 
 
 def signatures(module) -> dict:
-    return {"serving_default": module.serving_default, "predict_images": module.predict_images}
+    out = {"serving_default": module.serving_default, "predict_images": module.predict_images}
+    for name in ("complete_look", "complete_look_categories"):  # scene tower and recommender only
+        if hasattr(module, name):
+            out[name] = getattr(module, name)
+    return out

@@ -39,7 +39,7 @@ def predict_log(model_name: str, signature: str, inputs: dict) -> prediction_log
 
 
 def model_requests(model_name: str, config, with_category: bool) -> list[prediction_log_pb2.PredictionLog]:
-    """Warmup requests for both signatures of a tower (or the recommender)."""
+    """Warmup requests for every signature of a tower (or the recommender)."""
     from ctl_keras.data.pipeline import decode_image, eval_view
 
     images = example_images(config)
@@ -51,6 +51,11 @@ def model_requests(model_name: str, config, with_category: bool) -> list[predict
         if with_category:
             inputs["category"] = np.array([categories[i % len(categories)] for i in range(len(batch))], dtype=object)
         logs.append(predict_log(model_name, "serving_default", inputs))
+    if with_category:  # the scene tower and the recommender also serve the whole look (serving/look.py)
+        logs.append(predict_log(model_name, "complete_look", {"image_bytes": np.array(images, dtype=object)}))
+        logs.append(predict_log(model_name, "complete_look_categories",
+                                {"image_bytes": np.array(images[:1], dtype=object),
+                                 "categories": np.array(categories[-1:], dtype=object)}))
     inputs = {"images": floats}
     if with_category:
         # One name per image even when there are fewer categories than images (the last ones otherwise).

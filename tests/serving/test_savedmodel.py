@@ -30,10 +30,14 @@ FRESH = textwrap.dedent("""
     x = dict(np.load(inputs_path, allow_pickle=True))
     calls = {
         "scene_tower": {"serving_default": dict(image_bytes=x["bytes"], category=x["category"]),
-                        "predict_images": dict(images=x["floats"], category=x["category"])},
+                        "predict_images": dict(images=x["floats"], category=x["category"]),
+                        "complete_look": dict(image_bytes=x["bytes"]),
+                        "complete_look_categories": dict(image_bytes=x["bytes"], categories=x["look"])},
         "product_tower": {"serving_default": dict(image_bytes=x["bytes"]),
                           "predict_images": dict(images=x["floats"])},
-        "recommender": {"serving_default": dict(image_bytes=x["bytes"], category=x["category"])},
+        "recommender": {"serving_default": dict(image_bytes=x["bytes"], category=x["category"]),
+                        "complete_look": dict(image_bytes=x["bytes"]),
+                        "complete_look_categories": dict(image_bytes=x["bytes"], categories=x["look"])},
     }
     out, info = {}, {"warmup": {}}
     for model, path in dirs.items():
@@ -82,7 +86,8 @@ def fresh_run(exported, tmp_path_factory):
     """Run FRESH in a subprocess; (outputs, info)."""
     _, _, _, _, dirs, images, floats, category = exported
     tmp = tmp_path_factory.mktemp("fresh")
-    np.savez(tmp / "in.npz", bytes=np.array(images, dtype=object), floats=floats, category=category)
+    np.savez(tmp / "in.npz", bytes=np.array(images, dtype=object), floats=floats, category=category,
+             look=np.array(["shoes", "tops", "shoes"], dtype=object))
     proc = subprocess.run([sys.executable, "-c", FRESH, json.dumps(dirs), str(tmp / "in.npz"), str(tmp / "out.npz")],
                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -151,9 +156,10 @@ def test_recommender_matches_catalog_ranking(exported, fresh_run):
 
 
 def test_every_warmup_record_replayed(exported, fresh_run):
-    """2 bytes requests + 1 float request per model, all replayed in the fresh process."""
+    """2 bytes requests + 1 float request per model (+ 2 complete_look ones for the scene tower and
+    the recommender), all replayed in the fresh process."""
     _, info = fresh_run
-    assert info["warmup"] == {"scene_tower": 3, "product_tower": 3, "recommender": 3}
+    assert info["warmup"] == {"scene_tower": 5, "product_tower": 3, "recommender": 5}
 
 
 def test_saved_model_cli_lists_signatures(exported):
@@ -192,3 +198,49 @@ def test_warmup_sends_one_category_per_image_with_few_categories():
     assert request.model_spec.signature_name == "predict_images"
     images, names = (tf.make_ndarray(request.inputs[k]) for k in ("images", "category"))
     assert images.shape[0] == 2 and names.tolist() == [b"shoes", b"shoes"]
+
+
+def test_complete_look_equals_one_call_per_category(exported, fresh_run):
+    """Fresh process: scene tower complete_look [B, C, ...] == the Keras tower once per category;
+    complete_look_categories picks (and may repeat) categories; the recommender's look == its
+    serving_default per category, padded where a category has < K products (pants 1, handbags 0)."""
+    config, models, index, *_, floats, _ = exported
+    out, _ = fresh_run
+    C, g = len(config.categories), config.local_grid
+    assert out["scene_tower/complete_look/query"].shape == (2, C, config.embedding_dim)
+    assert out["scene_tower/complete_look/attention"].shape == (2, C, g, g)
+    queries = []
+    for c in range(C):
+        scene = models.scene_tower({"image": floats, "category": np.full(2, c, np.int32)})
+        for name in ("query", "attention"):
+            np.testing.assert_allclose(out[f"scene_tower/complete_look/{name}"][:, c], scene[name].numpy(), atol=1e-5)
+        queries.append(scene["query"].numpy())
+    picked = [config.categories.index(c) for c in ("shoes", "tops", "shoes")]
+    np.testing.assert_allclose(out["scene_tower/complete_look_categories/query"],
+                               out["scene_tower/complete_look/query"][:, picked], atol=1e-6)
+    for c in range(C):
+        members = np.flatnonzero(index.category_ids == c)
+        for row in range(2):
+            scores = index.embeddings[members] @ queries[c][row]
+            order = np.argsort(-scores, kind="stable")[:2]
+            n = int(out["recommender/complete_look/num_results"][row, c])
+            assert n == min(2, len(members))
+            ids = [p.decode() for p in out["recommender/complete_look/product_ids"][row, c]]
+            assert ids == list(index.product_ids[members[order]]) + [""] * (2 - n)
+            np.testing.assert_allclose(out["recommender/complete_look/d_star"][row, c],
+                                       list(2 - scores[order]) + [4.0] * (2 - n), atol=1e-5)
+    np.testing.assert_array_equal(out["recommender/complete_look_categories/product_ids"],
+                                  out["recommender/complete_look/product_ids"][:, picked])
+
+
+@pytest.mark.parametrize("categories, message", [
+    (["shoes", "dresses"], "unknown category name(s):] [dresses] [valid names: tops, pants"),
+    ([], "empty category list"),
+])
+def test_complete_look_bad_categories_fail_clearly(exported, categories, message):
+    *_, dirs, images, _, _ = exported
+    for model in ("scene_tower", "recommender"):
+        fn = tf.saved_model.load(dirs[model]).signatures["complete_look_categories"]
+        with pytest.raises(tf.errors.InvalidArgumentError) as err:
+            fn(image_bytes=tf.constant(images[:1]), categories=tf.constant(categories, tf.string))
+        assert message in str(err.value)

@@ -1,0 +1,128 @@
+"""`recommend index --update/--remove`: change a catalog index without re-embedding what it holds.
+
+An update embeds (on Beam, beam_embed.build_index) only the products of --products whose id is new
+or whose image bytes differ from the embedded one (sha256 per product, stored in the index); the
+rest are counted unchanged. A changed image replaces its row in place (reported by id), new
+products are appended, --remove drops ids. The product tower must be the one the index was embedded
+with (same export, version and weights), else the update is refused: mixing embeddings of two towers
+would rank nonsense. The result is the next index generation (index.py: new data files, the json
+renamed last), so a reader of the previous generation is never broken. An approximate (IVF) part is
+rebuilt for the categories that changed and kept as is for the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from ctl_keras.retrieval.index import CatalogIndex, check_compatible, load_index
+
+
+@dataclasses.dataclass
+class UpdateReport:
+    generation: int
+    added: list[str]
+    reembedded: list[str]
+    removed: list[str]
+    unchanged: int
+    not_found: list[str]  # --remove ids the index did not hold
+    skipped: dict
+    rebuilt_ann: list[str]
+
+    def line(self) -> str:
+        parts = [f"generation {self.generation}: +{len(self.added)} new", f"{len(self.reembedded)} re-embedded "
+                 f"(image changed{': ' + ', '.join(self.reembedded[:10]) if self.reembedded else ''}"
+                 f"{' ...' if len(self.reembedded) > 10 else ''})", f"-{len(self.removed)} removed",
+                 f"{self.unchanged} unchanged"]
+        if self.not_found:
+            parts.append(f"{len(self.not_found)} ids to remove not in the index ({', '.join(self.not_found[:10])})")
+        if any(self.skipped.values()):
+            parts.append(f"skipped {self.skipped}")
+        if self.rebuilt_ann:
+            parts.append(f"approximate index rebuilt for {', '.join(self.rebuilt_ann)}")
+        return "; ".join(parts)
+
+
+def read_ids(path: str) -> list[str]:
+    """One product id per line (blank lines ignored)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--remove file {path} does not exist")
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def update_index(index_path: str, products: str | None = None, remove: str | None = None, *,
+                 batch_size: int = 32, beam_args=(), version=None) -> UpdateReport:
+    """Apply --products (embed new/changed) then --remove to the index at index_path; save the next generation."""
+    if not products and not remove:
+        raise ValueError("--update needs --products=NEW and/or --remove=ids.txt")
+    old = load_index(index_path)
+    if products and old.image_sha256 is None:
+        raise ValueError(f"{index_path} was built before `--update` existed (no image hashes to compare); "
+                         "rebuild it once with `recommend index`")
+    if version is not None and version != old.meta.get("tower_version"):
+        raise ValueError(f"the index was embedded with tower version {old.meta.get('tower_version')}, not {version}; "
+                         "an update cannot mix towers: rebuild the index with `recommend index`")
+    ids, cats, emb = list(old.product_ids), list(old.category_ids), list(old.embeddings)
+    shas = list(old.image_sha256) if old.image_sha256 is not None else [""] * len(old)
+    row_of = {p: i for i, p in enumerate(ids)}
+    added, reembedded, unchanged, skipped, changed = [], [], 0, {}, set()
+    if products:
+        delta = _embed(old, index_path, products, batch_size, beam_args)
+        unchanged, skipped = len(delta.meta.get("unchanged", ())), delta.meta["skipped"]
+        for p, c, e, h in zip(delta.product_ids, delta.category_ids, delta.embeddings, delta.image_sha256):
+            if p in row_of:
+                i = row_of[p]
+                changed |= {int(cats[i]), int(c)}
+                cats[i], emb[i], shas[i] = c, e, h
+                reembedded.append(str(p))
+            else:
+                row_of[p] = len(ids)
+                ids.append(p), cats.append(c), emb.append(e), shas.append(h)
+                changed.add(int(c))
+                added.append(str(p))
+    drop = set(read_ids(remove)) if remove else set()
+    removed = [p for p in ids if p in drop]
+    not_found = sorted(drop - set(removed))
+    keep = np.array([p not in drop for p in ids], bool)
+    changed |= {int(c) for c, k in zip(cats, keep) if not k}
+    meta = dict(old.meta, generation=int(old.meta.get("generation", 1)) + 1)
+    new = CatalogIndex(np.array(ids, str)[keep], np.array(cats, np.int32)[keep],
+                       np.array(emb, np.float32).reshape(len(ids), old.embedding_dim)[keep], old.categories,
+                       meta, image_sha256=np.array(shas, str)[keep])
+    rebuilt = _update_ann(old, new, changed)
+    from ctl_keras.retrieval.index import save_index
+
+    save_index(new, index_path)
+    return UpdateReport(meta["generation"], added, reembedded, removed, unchanged, not_found, skipped, rebuilt)
+
+
+def _embed(old: CatalogIndex, index_path: str, products: str, batch_size: int, beam_args) -> CatalogIndex:
+    """The new and changed products of `products`, embedded by the index's own product tower."""
+    from ctl_keras.retrieval.beam_embed import build_index
+    from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir
+
+    export_dir, version = old.meta.get("export_dir"), old.meta.get("tower_version")
+    if not export_dir or version is None:
+        raise ValueError(f"{index_path} does not record its export dir and tower version; rebuild it")
+    check_compatible(old, read_meta(resolve_version_dir(export_dir, PRODUCT, version)), what="product tower")
+    staging_parent = os.path.dirname(os.path.abspath(index_path))
+    return build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
+                       staging_parent=staging_parent, known=dict(zip(old.product_ids, old.image_sha256)))
+
+
+def _update_ann(old: CatalogIndex, new: CatalogIndex, changed: set[int]) -> list[str]:
+    """Carry the approximate index over: rebuild the changed categories, keep the others' IVF indexes."""
+    if "search" not in old.meta:
+        return []
+    from ctl_keras.retrieval.ann import build_ann
+
+    search = old.meta["search"]
+    ann, params = build_ann(new, min_size=search["min_size"], seed=search.get("seed", 0), only=changed)
+    new.ann = {c: engine for c, engine in (old.ann or {}).items() if c not in changed} | ann
+    categories = dict(search["categories"], **params["categories"])
+    new.meta["search"] = {k: v for k, v in dict(search, categories=categories).items()
+                          if k not in ("ann_sha256", "ann_file")}
+    return [new.categories[c] for c in sorted(changed)]
