@@ -41,10 +41,10 @@ def _config(image_size: int):
 
 def _dataset(config, num_scenes: int, data_dir: str) -> str:
     from ctl_keras import build_dataset
-    from ctl_keras.data import pipeline
+    from ctl_keras.data import dataset_dir
 
     try:
-        manifest = pipeline.read_manifest(data_dir)
+        manifest = dataset_dir.read_manifest(data_dir)
         if manifest.get("flags", {}).get("synthetic_kwargs", {}).get("num_scenes") == num_scenes:
             logging.info("reusing %s", data_dir)
             return data_dir
@@ -99,7 +99,7 @@ def main(argv):
     try:
         config = _config(FLAGS.image_size)
     except ValueError as e:
-        raise app.UsageError(str(e))
+        raise app.UsageError(str(e)) from None
     data_dir = FLAGS.data_dir or f"/tmp/ctl_bench/synthetic-{FLAGS.num_scenes}"
     try:
         _dataset(config, FLAGS.num_scenes, data_dir)

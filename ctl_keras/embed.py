@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctl_keras import metrics
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 
 _BATCH = 32
 # One tf.function per model: a new one per call would re-trace at every evaluation.
@@ -146,7 +146,7 @@ def question_distances(queries: dict, products, questions):
 
 def validation_auc(models, config, data_dir, split, features=None, full_scene=False) -> float:
     """AUC on the fixed binary questions of `split` (val or test), on cropped scenes unless full_scene."""
-    questions = pipeline.load_questions(data_dir, split)
+    questions = dataset_dir.load_questions(data_dir, split)
     queries = scene_queries(models, config, data_dir, split, features, full_scene)
     products = product_embeddings(models, config, data_dir, split, features)
     return metrics.binary_auc(*question_distances(queries, products, questions))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ctl_keras import embed
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.features import FeatureCache
 from ctl_keras.model.ctl import build_ctl
 
@@ -45,7 +45,7 @@ def test_question_distances_equal_triplet_model(synthetic_data, models, image_si
     """d* from the training graph (distance functions, not q) equals 2 - q.f_p on the same center views."""
     config, data_dir = synthetic_data
     queries, products = image_side
-    questions = pipeline.load_questions(data_dir, "val")[:6]
+    questions = dataset_dir.load_questions(data_dir, "val")[:6]
     d_pos, d_neg = embed.question_distances(queries, products, questions)
 
     scenes = {int(ex["pair_id"]): ex["scene_jpeg"] for ex in pipeline.raw_pairs(data_dir, "val")}
@@ -66,7 +66,7 @@ def test_validation_auc_equals_hand_count(synthetic_data, models, image_side):
     """AUC = (#questions with q.f+ > q.f- + 0.5 #ties) / #questions, counted in a plain loop."""
     config, data_dir = synthetic_data
     queries, (ids, cats, matrix) = image_side
-    questions = pipeline.load_questions(data_dir, "val")
+    questions = dataset_dir.load_questions(data_dir, "val")
     auc = embed.validation_auc(models, config, data_dir, "val")
     q_of = {int(p): q for p, q in zip(queries["pair_ids"], queries["query"])}
     f_of = dict(zip(ids, matrix))

@@ -16,7 +16,7 @@ from absl import logging
 
 from ctl_keras import atomic, embed, model_io
 from ctl_keras.analysis import attention_hits, figures, human_eval
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 
 _BATCH = 16
 
@@ -37,7 +37,7 @@ def resolve_data_dir(model_dir: str, config, data_dir: str | None) -> str:
 def _load(model_dir, data_dir, backbone_weights):
     config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights)
     data_dir = resolve_data_dir(model_dir, config, data_dir)
-    manifest = pipeline.read_manifest(data_dir, config.dataset)
+    manifest = dataset_dir.read_manifest(data_dir, config.dataset)
     if tuple(manifest.get("categories", ())) != tuple(config.categories):
         raise ValueError(f"{data_dir} has categories {manifest.get('categories')}, the model in {model_dir} "
                          f"{list(config.categories)}: pass the dataset it was trained on with --data_dir")
@@ -196,7 +196,7 @@ def run_human_kit(model_dir, out_dir, *, num_questions=50, methods=("ours", "ran
     """index.html + answers.csv + key.json for `num_questions` seeded test questions."""
     config = model_io.read_config(model_dir)
     data_dir = resolve_data_dir(model_dir, config, data_dir)
-    picked = human_eval.pick_questions(pipeline.load_questions(data_dir, "test"), num_questions, seed)
+    picked = human_eval.pick_questions(dataset_dir.load_questions(data_dir, "test"), num_questions, seed)
     sides = [human_eval.SIDES[k] for k in np.random.default_rng([seed, 0]).integers(0, 2, len(picked))]
     choices = _method_choices(methods, model_dir, data_dir, backbone_weights, picked, sides, seed)
     pair_ids = {int(q["pair_id"]) for q in picked}

@@ -28,7 +28,7 @@ from PIL import Image
 from ctl_keras import atomic
 from ctl_keras.analysis import cli as analysis_cli
 from ctl_keras.analysis import report_html
-from ctl_keras.data import pipeline, tfrecords
+from ctl_keras.data import dataset_dir, pipeline, tfrecords
 from ctl_keras.retrieval.index import check_compatible, load_index
 from ctl_keras.retrieval.search import Searcher
 
@@ -92,7 +92,7 @@ def product_jpegs(data_dir: str, index, wanted: set) -> dict:
     """product id -> image bytes, from the dataset's product TFRecords (every split that has them),
     then from the index's image-directory source (<dir>/<category>/<id>.jpg)."""
     found: dict[str, bytes] = {}
-    splits = pipeline.read_manifest(data_dir).get("splits", {})
+    splits = dataset_dir.read_manifest(data_dir).get("splits", {})
     for split in tfrecords.SPLITS:
         if len(found) == len(wanted) or not splits.get(split, {}).get("products"):
             continue

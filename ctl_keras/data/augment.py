@@ -14,11 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
-# Salts keep the streams of random numbers for different purposes apart although they share
-# (config.seed, epoch).
-SALT_VIEWS = 1
-SALT_PAIR_ORDER = 2
-SALT_PRODUCT_ORDER = 3
+from ctl_keras.config import SALT_VIEWS
 
 Op = Callable[[dict], dict]
 

@@ -15,15 +15,13 @@ import h5py
 import keras
 
 from ctl_keras.atomic import atomic_write
-from ctl_keras.config import Config
+from ctl_keras.config import LOCAL_DIM, POOL5_DIM, Config
 from ctl_keras.model.attention import CategoryAttention
 from ctl_keras.model.backbone import build_backbone
 from ctl_keras.model.category_embedding import CategoryEmbedding
 from ctl_keras.model.distances import PairDistance, check_variant, uniform_attention
 from ctl_keras.model.heads import EmbeddingHead
 
-POOL5_DIM = 2048
-LOCAL_DIM = 1024
 
 
 class CTLHeads(keras.Model):
