@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from ctl_keras import metrics
 from ctl_keras.data import dataset_dir, pipeline
+from ctl_keras.model.distances import d_star
 
 _BATCH = 32
 # One tf.function per model: a new one per call would re-trace at every evaluation.
@@ -141,7 +142,7 @@ def question_distances(queries: dict, products, questions):
     f = np.asarray(matrix, np.float64)
     f_pos = f[rows(product_row, [str(x["positive"]) for x in questions], "product")]
     f_neg = f[rows(product_row, [str(x["negative"]) for x in questions], "product")]
-    return 2.0 - np.sum(q * f_pos, axis=1), 2.0 - np.sum(q * f_neg, axis=1)
+    return d_star(q, f_pos, paired=True), d_star(q, f_neg, paired=True)
 
 
 def validation_auc(models, config, data_dir, split, features=None, full_scene=False) -> float:

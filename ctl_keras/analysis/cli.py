@@ -17,6 +17,7 @@ from absl import logging
 from ctl_keras import atomic, embed, model_io
 from ctl_keras.analysis import attention_hits, figures, human_eval
 from ctl_keras.data import dataset_dir, pipeline
+from ctl_keras.model.distances import d_star
 
 _BATCH = 16
 
@@ -153,7 +154,7 @@ def run_figures(model_dir, out_dir, *, num_scenes=4, data_dir=None, split="test"
     ranked = []
     for q, c in zip(queries, cats):
         rows = np.flatnonzero(prod_cats == c)
-        d = 2.0 - np.asarray(matrix, np.float64)[rows] @ q  # d* = 2 - q.f_p (DESIGN §3)
+        d = d_star(q, np.asarray(matrix)[rows])
         order = rows[np.argsort(d, kind="stable")]
         dist = dict(zip(rows, d))
         # With fewer than 2*top candidates the two lists would share products; keep them disjoint.

@@ -7,8 +7,29 @@ variant's query q (see ctl.py): that identity is what makes retrieval an inner-p
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from ctl_keras.config import VARIANTS
+
+D_STAR_OFFSET = 2.0  # d*(s, p) = 2 - q·f_p for unit embeddings (the identity of ctl.py)
+
+
+def d_star_from_scores(scores):
+    """d* from inner products q·f_p already computed (a search's scores): 2 - scores, any array type
+    (numpy, tf or keras tensors), so a search backend and the serving graph use the same formula."""
+    return D_STAR_OFFSET - scores
+
+
+def d_star(query, products, *, paired: bool = False) -> np.ndarray:
+    """d* = 2 - q·f_p in float64, the one implementation of the scoring identity (numpy).
+
+    query [d] or [N, d], products [M, d] -> [M] or [N, M] (every query against every product); with
+    `paired=True`, query and products are both [N, d] and row i is scored against row i -> [N].
+    """
+    q = np.asarray(query, np.float64)
+    f = np.asarray(products, np.float64)
+    scores = np.sum(q * f, axis=-1) if paired else q @ f.T
+    return d_star_from_scores(scores)
 
 
 def global_distance(f_s, f_p):

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+from ctl_keras.model import distances
 from ctl_keras.model.distances import (PairDistance, global_distance, hybrid_distance, local_distance,
                                        uniform_attention)
 
@@ -47,3 +48,14 @@ def test_global_variant_needs_no_local_inputs_and_bad_variant_refused():
     np.testing.assert_allclose(np.asarray(out), [2.0], atol=1e-6)
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         PairDistance("nope")
+
+
+def test_d_star_matrix_paired_and_from_scores():
+    """d* = 2 - q·f_p by hand: one query row against two products, and row-by-row."""
+    q = np.array([[1.0, 0.0], [0.6, 0.8]])
+    f = np.array([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(distances.d_star(q, f), [[1.0, 2.0], [1.4, 1.2]])
+    np.testing.assert_allclose(distances.d_star(q[1], f), [1.4, 1.2])
+    np.testing.assert_allclose(distances.d_star(q, f, paired=True), [1.0, 1.2])
+    assert distances.d_star(q, f).dtype == np.float64
+    np.testing.assert_allclose(distances.d_star_from_scores(np.array([0.5, -1.0])), [1.5, 3.0])
