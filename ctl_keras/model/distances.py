@@ -62,11 +62,23 @@ def check_variant(variant: str) -> str:
 
 @keras.saving.register_keras_serializable(package="ctl_keras")
 class PairDistance(keras.layers.Layer):
-    """The variant's d(s, p) -> [B].
+    """The variant's scene-product distance d(s, p) -> [B] (docs/design.md §3).
 
-    Input is a dict: "scene_embedding" f_s [B, d] and "product_embedding" f_p [B, d], plus
-    "local_embeddings" f_i [B, N, d] and "attention" a [B, N] for the variants that use them
-    (`local_uniform` ignores "attention" and weighs regions equally).
+    Args:
+        variant: str, one of config.VARIANTS: "hybrid" (½ (d_global + d_local)), "global", "local", or
+            "local_uniform" (local with equal region weights).
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...). The layer has no weights.
+
+    Call arguments:
+        inputs: dict with "scene_embedding" f_s [B, d] and "product_embedding" f_p [B, d], plus
+            "local_embeddings" f_i [B, N, d] and "attention" a [B, N] for the variants that use them
+            (`local_uniform` ignores "attention"; `global` needs neither).
+
+    Example:
+
+    ```python
+    d = PairDistance("global")({"scene_embedding": f_s, "product_embedding": f_p})  # [B]
+    ```
     """
 
     def __init__(self, variant: str = "hybrid", **kwargs):
