@@ -7,7 +7,7 @@
 `index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
 go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
 per-category FAISS IVF index (retrieval/ann.py) for large catalogs.
-`query` prints the top-K products by d* = 2 - q·f_p (ascending; DESIGN §3), searched with what the
+`query` prints the top-K products by d* = 2 - q·f_p (ascending; docs/design.md §3), searched with what the
 index holds (exact unless built with --approximate); with --json only a JSON list of
 {"product_id", "d_star"} goes to stdout.
 """

@@ -1,4 +1,4 @@
-"""Scene-product distances of DESIGN §3, as pure functions and as a layer choosing the variant.
+"""Scene-product distances of docs/design.md §3, as pure functions and as a layer choosing the variant.
 
 All embeddings have unit length, so each distance lies in [0, 4] and equals 2 - q·f_p for the
 variant's query q (see ctl.py): that identity is what makes retrieval an inner-product search.

@@ -1,4 +1,4 @@
-"""Distances of DESIGN §3 on unit vectors, and the PairDistance layer per variant."""
+"""Distances of docs/design.md §3 on unit vectors, and the PairDistance layer per variant."""
 
 import os
 
