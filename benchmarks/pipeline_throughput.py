@@ -75,7 +75,7 @@ def measure(config, data_dir: str, batch_size: int, backbone_batches: int, eval_
     from ctl_keras.data import pipeline
 
     size = lambda b: int(b["pair_id"].shape[0])
-    train = pipeline.make_dataset(config, "train", data_dir, epoch=0, batch_size=batch_size)
+    train = pipeline.make_dataset(config, "train", data_dir, epoch_index=0, batch_size=batch_size)
     triplets, n_train = _rate(train, size)
     logging.info("train: %d triplets timed", n_train)
     val = pipeline.make_dataset(config, "val", data_dir, batch_size=batch_size).repeat(eval_repeats)

@@ -31,6 +31,7 @@ SALT_VIEWS = 1
 SALT_PAIR_ORDER = 2
 SALT_PRODUCT_ORDER = 3
 SALT_CACHE_VIEWS = 1000
+SALT_CACHE_PLAN = 7  # feature_cache/cache.py: the per-epoch row/view plan
 
 # Category table: dataset -> ordered list of (category name, source labels mapped to it).
 # STL datasets: the source label is the full category path in <dataset>-cat.json.

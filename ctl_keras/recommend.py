@@ -20,6 +20,7 @@ import os
 from absl import flags, logging
 
 from ctl_keras import cli
+from ctl_keras.config import APPROXIMATE_BACKENDS, EXACT_BACKENDS
 
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query")
@@ -36,7 +37,7 @@ def define_flags() -> None:
     flags.DEFINE_string("category", None, "query: category name of the products wanted.")
     flags.DEFINE_integer("k", 10, "query: how many products.", lower_bound=1)
     flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout.")
-    flags.DEFINE_enum("backend", None, ["numpy", "tf", "faiss", "ivf"],
+    flags.DEFINE_enum("backend", None, list(EXACT_BACKENDS + APPROXIMATE_BACKENDS),
                       "query: search backend; default what the index holds (ivf if built with --approximate, "
                       "else numpy). An exact one (numpy, tf, faiss) works on any index.")
     flags.DEFINE_bool("approximate", False, "index: also build a per-category FAISS IVF index (large catalogs).")

@@ -2,9 +2,9 @@
 
 Train triplets, with memory that does not grow with the catalog (beyond one id key per train pair):
 - pair shards are read in a per-epoch permuted order, interleaved, then block-shuffled: every block
-  of `config.shuffle_buffer` serialized records is permuted by a stateless seed of (seed, epoch);
+  of `config.shuffle_buffer` serialized records is permuted by a stateless seed of (seed, epoch_index);
 - each category's product file (products-train-CC.tfrecord) is an endless stream of passes, each
-  pass block-shuffled by (seed, epoch, category, pass) and cut into draws of K *distinct products*
+  pass block-shuffled by (seed, epoch_index, category, pass) and cut into draws of K *distinct products*
   (all of them, repeated, when the category has fewer than K);
 - `choose_from_datasets`, driven by the pairs' category stream, hands every pair the next draw of its
   category; the negative is the first candidate that is not a product of the pair's scene (the rule of
@@ -14,7 +14,8 @@ Train triplets, with memory that does not grow with the catalog (beyond one id k
 The category stream is a second, identical read of the same shuffled shards (deterministic order),
 which only parses `category_index`. Categories with fewer than two train products get no stream.
 
-Everything random is stateless, so the output is a pure function of (config.seed, epoch).
+Everything random is stateless, so the output is a pure function of (config.seed, epoch_index).
+`epoch_index` is 0-based (it seeds); logs and results count epochs from 1 (`epoch` = epoch_index + 1).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ _PRODUCT_BLOCK = 256  # bounds the product records one category stream holds in 
 
 
 # ---------------------------------------------------------------- ordering
-def _shuffled_pairs(files: list[str], config, epoch: int) -> tf.data.Dataset:
-    order = np.random.default_rng([int(config.seed), int(epoch)]).permutation(len(files))
+def _shuffled_pairs(files: list[str], config, epoch_index: int) -> tf.data.Dataset:
+    order = np.random.default_rng([int(config.seed), int(epoch_index)]).permutation(len(files))
     ds = tf.data.Dataset.from_tensor_slices([files[i] for i in order]).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), _CYCLE), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=True)
-    return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch, SALT_PAIR_ORDER))
+    return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch_index, SALT_PAIR_ORDER))
 
 
 def _candidate_stream(path: str, key: tf.Tensor, block: int, count: int, k: int) -> tf.data.Dataset:
@@ -95,7 +96,7 @@ def _parser(keys, features=tfrecords.PAIR_FEATURES):
 
 
 # ---------------------------------------------------------------- datasets
-def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> tf.data.Dataset:
+def _triplet_records(config, manifest, data_dir, epoch_index: int, scene_key: str) -> tf.data.Dataset:
     products = product_files(data_dir, manifest, "train")
     usable = [(c, path, n) for c, path, n in products if n >= 2]
     if not usable:
@@ -111,13 +112,13 @@ def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> 
     if skipped:
         logging.warning("%d train pairs are skipped: their category has no train product outside their "
                         "scene, so no negative can be drawn", skipped)
-    selector = (_shuffled_pairs(files, config, epoch).map(_parser(["category_index"]))
+    selector = (_shuffled_pairs(files, config, epoch_index).map(_parser(["category_index"]))
                 .map(stream_of).filter(lambda s: s >= 0))
-    pairs = (_shuffled_pairs(files, config, epoch)
+    pairs = (_shuffled_pairs(files, config, epoch_index)
              .map(_parser(["pair_id", "scene_id", "product_id", "category_index", scene_key, "product_jpeg"]),
                   num_parallel_calls=AUTOTUNE)
              .filter(lambda d: stream_of(d) >= 0))
-    product_key = epoch_key(config.seed, epoch, SALT_PRODUCT_ORDER)
+    product_key = epoch_key(config.seed, epoch_index, SALT_PRODUCT_ORDER)
     block = min(config.shuffle_buffer, _PRODUCT_BLOCK)
     candidates = tf.data.Dataset.choose_from_datasets(
         [_candidate_stream(path, tf.random.experimental.stateless_fold_in(product_key, c), block, n, k)
@@ -159,16 +160,16 @@ def _finish(ds: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
     return ds.prefetch(AUTOTUNE).with_options(options)
 
 
-def make_dataset(config, split: str, data_dir, *, epoch: int = 0, full_scene: bool = False,
+def make_dataset(config, split: str, data_dir, *, epoch_index: int = 0, full_scene: bool = False,
                  batch_size: int | None = None) -> tf.data.Dataset:
-    """Train: one epoch of shuffled triplets; val/test: every pair once in file order, center view."""
+    """Train: one epoch (0-based `epoch_index`) of shuffled triplets; val/test: every pair once in file order, center view."""
     manifest = checked_manifest(config, split, data_dir)
     scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
     if split == "train":
         views = chain(decode_op({"scene": "scene_jpeg", "positive": "positive_jpeg", "negative": "negative_jpeg"}),
-                      seeds_op(config.seed, epoch, 3),
+                      seeds_op(config.seed, epoch_index, 3),
                       train_view_op(["scene", "positive", "negative"], config))
-        ds = _triplet_records(config, manifest, data_dir, epoch, scene_key).map(views, num_parallel_calls=AUTOTUNE)
+        ds = _triplet_records(config, manifest, data_dir, epoch_index, scene_key).map(views, num_parallel_calls=AUTOTUNE)
     else:
         ds = _eval_pairs(config, data_dir, split, scene_key)
     return _finish(ds, batch_size)
@@ -183,11 +184,11 @@ def make_product_dataset(config, split: str, data_dir, *, batch_size: int | None
     return _finish(tf.data.TFRecordDataset(product_paths(data_dir, split, config)).map(fn, num_parallel_calls=AUTOTUNE), batch_size)
 
 
-def raw_triplets(config, data_dir, *, epoch: int = 0, full_scene: bool = False) -> tf.data.Dataset:
+def raw_triplets(config, data_dir, *, epoch_index: int = 0, full_scene: bool = False) -> tf.data.Dataset:
     """The train triplets of make_dataset before decoding: `*_jpeg` bytes instead of images."""
     manifest = checked_manifest(config, "train", data_dir)
     scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
-    return _finish(_triplet_records(config, manifest, data_dir, epoch, scene_key), None)
+    return _finish(_triplet_records(config, manifest, data_dir, epoch_index, scene_key), None)
 
 
 def raw_pairs(data_dir, split: str) -> tf.data.Dataset:

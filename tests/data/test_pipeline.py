@@ -79,7 +79,7 @@ def data_dir(tmp_path_factory):
 
 
 def _epoch(data_dir, epoch, **kw):
-    return list(pipeline.make_dataset(CONFIG, "train", data_dir, epoch=epoch, **kw).as_numpy_iterator())
+    return list(pipeline.make_dataset(CONFIG, "train", data_dir, epoch_index=epoch, **kw).as_numpy_iterator())
 
 
 # ---------------------------------------------------------------- errors
@@ -151,7 +151,7 @@ def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_
     negatives) at some epoch. raw_triplets is make_dataset's train stream before decoding."""
     seen = {}
     for epoch in range(30):
-        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=epoch).as_numpy_iterator())
         assert len(items) == 10
         for t in items:
             pos, neg = t["positive_id"].decode(), t["negative_id"].decode()
@@ -173,7 +173,7 @@ def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
     scene_of = {pair_id: scene for pair_id, _, _, scene in train}
     seen = {}
     for epoch in range(20):
-        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=epoch).as_numpy_iterator())
         assert sorted(int(t["pair_id"]) for t in items) == [0, 1, 2, 3, 4, 5]
         for t in items:
             neg, pair_id = t["negative_id"].decode(), int(t["pair_id"])
@@ -186,7 +186,7 @@ def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
 
 def test_raw_triplets_match_make_dataset(data_dir):
     """Same order and negatives; the decoded positive's view comes from the same bytes."""
-    raw = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=2).as_numpy_iterator())
+    raw = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=2).as_numpy_iterator())
     full = _epoch(data_dir, 2)
     assert [(t["pair_id"], t["negative_id"]) for t in raw] == [(t["pair_id"], t["negative_id"]) for t in full]
     assert set(raw[0]) == {"scene_jpeg", "positive_jpeg", "negative_jpeg", "category", "pair_id",
@@ -244,12 +244,12 @@ def test_synthetic_train_epoch_negatives_and_batches(synthetic_data):
                 for p in pipeline.raw_products(data_dir, "train").as_numpy_iterator()}
     usable = [int(p["pair_id"]) for p in pipeline.raw_pairs(data_dir, "train").as_numpy_iterator()
               if counts[config.categories[p["category_index"]]] >= 2]
-    triplets = list(pipeline.raw_triplets(config, data_dir, epoch=1).as_numpy_iterator())
+    triplets = list(pipeline.raw_triplets(config, data_dir, epoch_index=1).as_numpy_iterator())
     assert sorted(int(t["pair_id"]) for t in triplets) == sorted(usable)
     for t in triplets:
         assert t["negative_id"] != t["positive_id"]
         assert category[t["negative_id"]] == category[t["positive_id"]] == t["category"]
-    batch = next(iter(pipeline.make_dataset(config, "train", data_dir, epoch=1, batch_size=config.batch_size)))
+    batch = next(iter(pipeline.make_dataset(config, "train", data_dir, epoch_index=1, batch_size=config.batch_size)))
     assert batch["scene"].shape == (config.batch_size, config.image_size, config.image_size, 3)
 
 
