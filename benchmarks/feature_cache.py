@@ -42,10 +42,10 @@ flags.DEFINE_bool("skip_image_path", False, "Only the cache-path runs (no epoch-
 
 def _ensure_dataset(config, data_dir: str) -> None:
     from ctl_keras import build_dataset
-    from ctl_keras.data import pipeline
+    from ctl_keras.data import dataset_dir
 
     try:
-        pipeline.read_manifest(data_dir)
+        dataset_dir.read_manifest(data_dir)
         return
     except FileNotFoundError:
         pass
@@ -56,9 +56,9 @@ def _ensure_dataset(config, data_dir: str) -> None:
 def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
     """Test AUC of ||pool5_s - pool5_p||^2, raw and L2-normalized (no training, no heads)."""
     from ctl_keras import embed, metrics
-    from ctl_keras.data import pipeline
+    from ctl_keras.data import dataset_dir
 
-    questions = pipeline.load_questions(data_dir, "test")
+    questions = dataset_dir.load_questions(data_dir, "test")
     s, p = cache.scenes("test"), cache.products("test")
     scene = np.asarray(s["pool5"], np.float64)
     prod = np.asarray(p["pool5"], np.float64)
@@ -92,7 +92,7 @@ def _epoch_seconds(model_dir: str, steps: int) -> list[float]:
 
 
 def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict:
-    from ctl_keras.data import pipeline
+    from ctl_keras.data import dataset_dir
     from ctl_keras.training import loop
 
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -101,7 +101,7 @@ def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict
     start = time.perf_counter()
     res = loop.train(config, options)
     res["wall_seconds"] = time.perf_counter() - start
-    pairs = pipeline.read_manifest(data_dir)["splits"]["train"]["pairs"]
+    pairs = dataset_dir.read_manifest(data_dir)["splits"]["train"]["pairs"]
     res["epoch_seconds"] = _epoch_seconds(model_dir, math.ceil(pairs / config.batch_size))
     # Epoch 1 also traces the train step; later epochs are the steady state.
     steady = res["epoch_seconds"][1:] or res["epoch_seconds"]

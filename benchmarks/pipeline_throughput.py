@@ -41,10 +41,10 @@ def _config(image_size: int):
 
 def _dataset(config, num_scenes: int, data_dir: str) -> str:
     from ctl_keras import build_dataset
-    from ctl_keras.data import pipeline
+    from ctl_keras.data import dataset_dir
 
     try:
-        manifest = pipeline.read_manifest(data_dir)
+        manifest = dataset_dir.read_manifest(data_dir)
         if manifest.get("flags", {}).get("synthetic_kwargs", {}).get("num_scenes") == num_scenes:
             logging.info("reusing %s", data_dir)
             return data_dir
@@ -75,7 +75,7 @@ def measure(config, data_dir: str, batch_size: int, backbone_batches: int, eval_
     from ctl_keras.data import pipeline
 
     size = lambda b: int(b["pair_id"].shape[0])
-    train = pipeline.make_dataset(config, "train", data_dir, epoch=0, batch_size=batch_size)
+    train = pipeline.make_dataset(config, "train", data_dir, epoch_index=0, batch_size=batch_size)
     triplets, n_train = _rate(train, size)
     logging.info("train: %d triplets timed", n_train)
     val = pipeline.make_dataset(config, "val", data_dir, batch_size=batch_size).repeat(eval_repeats)

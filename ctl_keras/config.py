@@ -13,6 +13,26 @@ from typing import Any
 DATASETS = ("fashion1", "fashion2", "home", "synthetic")
 VARIANTS = ("hybrid", "global", "local", "local_uniform")
 
+# Names with one home (the modules that use them import them from here).
+SPLITS = ("train", "val", "test")
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")  # training/strategies.py
+EXACT_BACKENDS = ("numpy", "tf", "faiss")  # retrieval/search.py: exact inner-product search
+APPROXIMATE_BACKENDS = ("ivf",)  # retrieval/ann.py (`--approximate`)
+BACKENDS = EXACT_BACKENDS
+
+# ResNet50 feature sizes the heads read (docs/design.md §3): pool5 vector and conv4 region map.
+POOL5_DIM = 2048
+LOCAL_DIM = 1024
+
+# Seed salts: keep the random streams of different purposes apart although they share
+# (config.seed, epoch). data/augment.py folds SALT_* into (seed, epoch); the feature cache's view
+# seeds start at SALT_CACHE_VIEWS (+ kind) so they never meet the pipeline's.
+SALT_VIEWS = 1
+SALT_PAIR_ORDER = 2
+SALT_PRODUCT_ORDER = 3
+SALT_CACHE_VIEWS = 1000
+SALT_CACHE_PLAN = 7  # feature_cache/cache.py: the per-epoch row/view plan
+
 # Category table: dataset -> ordered list of (category name, source labels mapped to it).
 # STL datasets: the source label is the full category path in <dataset>-cat.json.
 # fashion1 (Exact Street2Shop): the source label is the <cat> of meta/json/*_pairs_<cat>.json.

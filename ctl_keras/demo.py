@@ -34,9 +34,9 @@ def _run(*args: str, capture: bool = False) -> str:
 
 def _write_test_scene() -> dict:
     """Writes the cropped scene of the first test question to SCENE; returns the question."""
-    from ctl_keras.data import pipeline  # TensorFlow only after training has run in its own process
+    from ctl_keras.data import dataset_dir, pipeline  # TensorFlow only after training has run in its own process
 
-    question = pipeline.load_questions(DATA_DIR, "test")[0]
+    question = dataset_dir.load_questions(DATA_DIR, "test")[0]
     for example in pipeline.raw_pairs(DATA_DIR, "test"):
         if int(example["pair_id"]) == question["pair_id"]:
             atomic.write_bytes(SCENE, example["scene_jpeg"].numpy())

@@ -2,7 +2,7 @@
 
 Both paths see the same center view: images go through `pipeline.decode_image` + `pipeline.eval_view`
 here, and the feature cache stored the backbone's output on exactly that view. Because d* = 2 - q.f_p
-exactly (DESIGN §3), a question needs only one query per pair and one embedding per product.
+exactly (docs/design.md §3), a question needs only one query per pair and one embedding per product.
 
 Val/test scenes are the CTL-cropped ones whatever the model was trained on: the task is recommending a
 product that is NOT visible in the scene (paper Table 2 trains some rows on full images but scores
@@ -13,14 +13,42 @@ is visible there), through the image path only.
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from ctl_keras import metrics
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
+from ctl_keras.model.distances import d_star
 
 _BATCH = 32
+
+
+class SceneQueries(NamedTuple):
+    """One row per pair of a split, file order."""
+
+    query: np.ndarray  # [N, d] q, with d* = 2 - q·f_p
+    scene_embedding: np.ndarray  # [N, d] f_s
+    attention: np.ndarray  # [N, g, g]
+    pair_ids: np.ndarray  # [N] int64
+    categories: np.ndarray  # [N] int32, the asked category
+    scene_ids: np.ndarray  # [N] str
+    positive_ids: np.ndarray  # [N] str
+
+    def __getitem__(self, key):
+        # queries["query"] as when this was a dict: evaluate.py (another branch) still reads it so.
+        if isinstance(key, str):
+            return getattr(self, "categories" if key == "category" else key)
+        return tuple.__getitem__(self, key)
+
+
+class ProductEmbeddings(NamedTuple):
+    """One row per product of a split, file order; unpacks as (ids, categories, embeddings)."""
+
+    ids: np.ndarray  # [M] str
+    categories: np.ndarray  # [M] int32
+    embeddings: np.ndarray  # [M, d] f_p
 # One tf.function per model: a new one per call would re-trace at every evaluation.
 _CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -69,7 +97,7 @@ def _scene_image_dataset(config, data_dir, split, full_scene):
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def scene_queries(models, config, data_dir, split, features=None, full_scene=False) -> dict:
+def scene_queries(models, config, data_dir, split, features=None, full_scene=False) -> SceneQueries:
     """One row per pair of `split` (file order): query, f_s, attention, category and ids.
 
     Scenes are cropped; `full_scene=True` (analysis only, image path only) embeds the uncropped ones.
@@ -98,16 +126,18 @@ def scene_queries(models, config, data_dir, split, features=None, full_scene=Fal
                 "category": np.concatenate(meta_chunks["category"]).astype(np.int32),
                 "scene_ids": np.char.decode(np.concatenate(meta_chunks["scene_id"]).astype(bytes)),
                 "positive_ids": np.char.decode(np.concatenate(meta_chunks["positive_id"]).astype(bytes))}
-    return {"query": out["query"], "scene_embedding": out["scene_embedding"], "attention": out["attention"], **meta}
+    return SceneQueries(out["query"], out["scene_embedding"], out["attention"], meta["pair_ids"], meta["category"],
+                        meta["scene_ids"], meta["positive_ids"])
 
 
-def product_embeddings(models, config, data_dir, split, features=None):
-    """(ids [M] str, categories [M] int32, f_p [M, d]) for every product of `split` (file order)."""
+def product_embeddings(models, config, data_dir, split, features=None) -> ProductEmbeddings:
+    """ids, categories and f_p of every product of `split` (file order)."""
     if features is not None:
         _check_features(features, config)
         p = features.products(split)
         out = _predict(models.product_head, _feature_batches({"pool5": p["pool5"]}, len(p["ids"])))
-        return np.asarray(p["ids"], str), np.asarray(p["category"], np.int32), out["product_embedding"]
+        return ProductEmbeddings(np.asarray(p["ids"], str), np.asarray(p["category"], np.int32),
+                                 out["product_embedding"])
     ids, cats = [], []
 
     def batches():
@@ -121,14 +151,14 @@ def product_embeddings(models, config, data_dir, split, features=None):
             yield {"image": b["image"]}
 
     out = _predict(models.product_tower, batches())
-    return (np.char.decode(np.concatenate(ids).astype(bytes)), np.concatenate(cats).astype(np.int32),
-            out["product_embedding"])
+    return ProductEmbeddings(np.char.decode(np.concatenate(ids).astype(bytes)), np.concatenate(cats).astype(np.int32),
+                             out["product_embedding"])
 
 
-def question_distances(queries: dict, products, questions):
+def question_distances(queries: SceneQueries, products: ProductEmbeddings, questions):
     """(d_pos, d_neg) per question, d* = 2 - q.f_p, in float64."""
     ids, _, matrix = products
-    pair_row = {int(p): i for i, p in enumerate(queries["pair_ids"])}
+    pair_row = {int(p): i for i, p in enumerate(queries.pair_ids)}
     product_row = {str(p): i for i, p in enumerate(ids)}
 
     def rows(table, keys, what):
@@ -137,16 +167,16 @@ def question_distances(queries: dict, products, questions):
         except KeyError as e:
             raise ValueError(f"question refers to {what} {e.args[0]!r}, which is not in the embedded split") from None
 
-    q = np.asarray(queries["query"], np.float64)[rows(pair_row, [int(x["pair_id"]) for x in questions], "pair")]
+    q = np.asarray(queries.query, np.float64)[rows(pair_row, [int(x["pair_id"]) for x in questions], "pair")]
     f = np.asarray(matrix, np.float64)
     f_pos = f[rows(product_row, [str(x["positive"]) for x in questions], "product")]
     f_neg = f[rows(product_row, [str(x["negative"]) for x in questions], "product")]
-    return 2.0 - np.sum(q * f_pos, axis=1), 2.0 - np.sum(q * f_neg, axis=1)
+    return d_star(q, f_pos, paired=True), d_star(q, f_neg, paired=True)
 
 
 def validation_auc(models, config, data_dir, split, features=None, full_scene=False) -> float:
     """AUC on the fixed binary questions of `split` (val or test), on cropped scenes unless full_scene."""
-    questions = pipeline.load_questions(data_dir, split)
+    questions = dataset_dir.load_questions(data_dir, split)
     queries = scene_queries(models, config, data_dir, split, features, full_scene)
     products = product_embeddings(models, config, data_dir, split, features)
     return metrics.binary_auc(*question_distances(queries, products, questions))

@@ -190,7 +190,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
 
 def _analyse(model_dir: str, out: str, data_dir: str) -> None:
     """Table 3 / Figures 6-7 for our hybrid model: attention hit rates + overlays, best/worst products."""
-    from ctl_keras.analysis import cli as analysis
+    from ctl_keras.analysis import jobs as analysis
 
     logging.info("attention analysis and figures of %s", model_dir)
     result = analysis.run_attention(model_dir, os.path.join(out, "attention"), data_dir=data_dir)

@@ -10,7 +10,7 @@
 go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
 per-category FAISS IVF index (retrieval/ann.py) for large catalogs. `index --update` / `--remove`
 change an existing index, embedding only new or changed products (retrieval/update.py).
-`query` prints the top-K products by d* = 2 - q·f_p (ascending; DESIGN §3), searched with what the
+`query` prints the top-K products by d* = 2 - q·f_p (ascending; docs/design.md §3), searched with what the
 index holds (exact unless built with --approximate); with --json only a JSON list of
 {"product_id", "d_star"} goes to stdout.
 `look` answers every category (or --categories) for one scene, running the scene tower's backbone
@@ -25,6 +25,7 @@ import os
 from absl import flags, logging
 
 from ctl_keras import cli
+from ctl_keras.config import APPROXIMATE_BACKENDS, EXACT_BACKENDS
 
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query", "look")
@@ -43,7 +44,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("k", 10, "query/look: how many products (per category).", lower_bound=1)
     flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout; look: only a JSON object "
                       "{category: that list}.")
-    flags.DEFINE_enum("backend", None, ["numpy", "tf", "faiss", "ivf"],
+    flags.DEFINE_enum("backend", None, list(EXACT_BACKENDS + APPROXIMATE_BACKENDS),
                       "query: search backend; default what the index holds (ivf if built with --approximate, "
                       "else numpy). An exact one (numpy, tf, faiss) works on any index.")
     flags.DEFINE_bool("update", False, "index: change the existing index STEM: embed only the --products not "

@@ -40,7 +40,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("eval_every", None, "Validate every N epochs (and at the last).")
     flags.DEFINE_integer("seed", None, "Seed of weights, dropout and data order.")
     flags.DEFINE_integer("num_views", None, "Augmented views per image in the feature cache.")
-    flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "one_device", "multi_worker"],
+    flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
                       "auto: MirroredStrategy when there is more than one GPU; multi_worker: "
                       "MultiWorkerMirroredStrategy over the machines of TF_CONFIG.")
     flags.DEFINE_float("worker_timeout", 600.0, "multi_worker: seconds to wait for every worker to connect, and "

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ctl_keras import embed
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.features import FeatureCache
 from ctl_keras.model.ctl import build_ctl
 
@@ -45,17 +45,17 @@ def test_question_distances_equal_triplet_model(synthetic_data, models, image_si
     """d* from the training graph (distance functions, not q) equals 2 - q.f_p on the same center views."""
     config, data_dir = synthetic_data
     queries, products = image_side
-    questions = pipeline.load_questions(data_dir, "val")[:6]
+    questions = dataset_dir.load_questions(data_dir, "val")[:6]
     d_pos, d_neg = embed.question_distances(queries, products, questions)
 
     scenes = {int(ex["pair_id"]): ex["scene_jpeg"] for ex in pipeline.raw_pairs(data_dir, "val")}
     prods = {ex["product_id"].numpy().decode(): ex["product_jpeg"] for ex in pipeline.raw_products(data_dir, "val")}
     view = lambda jpeg: pipeline.eval_view(pipeline.decode_image(jpeg), config)
-    row = {int(p): i for i, p in enumerate(queries["pair_ids"])}
+    row = {int(p): i for i, p in enumerate(queries.pair_ids)}
     inputs = {"scene": tf.stack([view(scenes[int(q["pair_id"])]) for q in questions]),
               "positive": tf.stack([view(prods[q["positive"]]) for q in questions]),
               "negative": tf.stack([view(prods[q["negative"]]) for q in questions]),
-              "category": tf.constant([queries["category"][row[int(q["pair_id"])]] for q in questions], tf.int32)}
+              "category": tf.constant([queries.categories[row[int(q["pair_id"])]] for q in questions], tf.int32)}
     out = models.triplet_model(from_features=False)(inputs, training=False)
     np.testing.assert_allclose(d_pos, np.asarray(out["d_pos"]), atol=1e-4)
     np.testing.assert_allclose(d_neg, np.asarray(out["d_neg"]), atol=1e-4)
@@ -66,9 +66,9 @@ def test_validation_auc_equals_hand_count(synthetic_data, models, image_side):
     """AUC = (#questions with q.f+ > q.f- + 0.5 #ties) / #questions, counted in a plain loop."""
     config, data_dir = synthetic_data
     queries, (ids, cats, matrix) = image_side
-    questions = pipeline.load_questions(data_dir, "val")
+    questions = dataset_dir.load_questions(data_dir, "val")
     auc = embed.validation_auc(models, config, data_dir, "val")
-    q_of = {int(p): q for p, q in zip(queries["pair_ids"], queries["query"])}
+    q_of = {int(p): q for p, q in zip(queries.pair_ids, queries.query)}
     f_of = dict(zip(ids, matrix))
     score = 0.0
     for x in questions:
@@ -85,14 +85,16 @@ def test_validation_auc_equals_hand_count(synthetic_data, models, image_side):
 def test_scene_queries_shapes_and_units(synthetic_data, image_side):
     config, _ = synthetic_data
     queries, (ids, cats, matrix) = image_side
-    n, g = len(queries["pair_ids"]), config.local_grid
-    assert queries["query"].shape == (n, config.embedding_dim)
-    assert queries["attention"].shape == (n, g, g)
-    np.testing.assert_allclose(queries["attention"].sum(axis=(1, 2)), 1.0, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(queries["scene_embedding"], axis=1), 1.0, atol=1e-5)
+    n, g = len(queries.pair_ids), config.local_grid
+    assert queries.query.shape == (n, config.embedding_dim)
+    assert queries.attention.shape == (n, g, g)
+    np.testing.assert_allclose(queries.attention.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(queries.scene_embedding, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
-    assert queries["category"].dtype == np.int32 and cats.dtype == np.int32
-    assert len(set(ids)) == len(ids) and set(queries["positive_ids"]) <= set(ids)
+    assert queries.categories.dtype == np.int32 and cats.dtype == np.int32
+    # Read as the dict it used to be (evaluate.py does): the same arrays.
+    assert queries["category"] is queries.categories and queries["query"] is queries.query
+    assert len(set(ids)) == len(ids) and set(queries.positive_ids) <= set(ids)
 
 
 def test_feature_path_matches_image_path(synthetic_data, models, image_side, cache):
@@ -101,10 +103,10 @@ def test_feature_path_matches_image_path(synthetic_data, models, image_side, cac
     queries, products = image_side
     f_queries = embed.scene_queries(models, config, data_dir, "val", features=cache)
     f_products = embed.product_embeddings(models, config, data_dir, "val", features=cache)
-    np.testing.assert_array_equal(f_queries["pair_ids"], queries["pair_ids"])
-    np.testing.assert_array_equal(f_products[0], products[0])
-    np.testing.assert_allclose(f_queries["query"], queries["query"], atol=2e-2)
-    np.testing.assert_allclose(f_products[2], products[2], atol=2e-2)
+    np.testing.assert_array_equal(f_queries.pair_ids, queries.pair_ids)
+    np.testing.assert_array_equal(f_products.ids, products.ids)
+    np.testing.assert_allclose(f_queries.query, queries.query, atol=2e-2)
+    np.testing.assert_allclose(f_products.embeddings, products.embeddings, atol=2e-2)
     auc_img = embed.validation_auc(models, config, data_dir, "val")
     auc_feat = embed.validation_auc(models, config, data_dir, "val", features=cache)
     assert abs(auc_img - auc_feat) <= 0.02
@@ -127,7 +129,7 @@ def test_full_scene_cache_embeds_cropped_val_and_test(synthetic_data, models, ca
         want = embed.scene_queries(models, config, data_dir, split, features=cache)
         got = embed.scene_queries(models, config, data_dir, split, features=full_cache)
         for key in ("query", "attention", "pair_ids", "positive_ids"):
-            np.testing.assert_array_equal(got[key], want[key])
+            np.testing.assert_array_equal(getattr(got, key), getattr(want, key))
         assert (embed.validation_auc(models, config, data_dir, split, features=full_cache)
                 == embed.validation_auc(models, config, data_dir, split, features=cache))
     with pytest.raises(ValueError, match="needs the image path"):
@@ -139,8 +141,8 @@ def test_full_scene_option_embeds_uncropped_images(synthetic_data, models, image
     config, data_dir = synthetic_data
     cropped, _ = image_side
     full = embed.scene_queries(models, config, data_dir, "val", full_scene=True)
-    np.testing.assert_array_equal(full["pair_ids"], cropped["pair_ids"])
-    assert not np.allclose(full["query"], cropped["query"], atol=1e-3)
+    np.testing.assert_array_equal(full.pair_ids, cropped.pair_ids)
+    assert not np.allclose(full.query, cropped.query, atol=1e-3)
 
 
 def test_inference_function_is_traced_once_per_model(synthetic_data, models, cache):

@@ -1,5 +1,5 @@
 """recommend index/query and the recommender SavedModel on the smoke synthetic catalog, with the
-parity check of DESIGN §3: index ranking == ranking by the training graph's d*."""
+parity check of docs/design.md §3: index ranking == ranking by the training graph's d*."""
 
 import json
 import os

@@ -51,7 +51,7 @@ def main(argv):
         return
     cli.require("model_dir", "out", *(["index"] if command == "report" else []))
     cli.check_output_dir(FLAGS.out, "out")  # before the model is loaded and scored
-    from ctl_keras.analysis import cli as analysis  # TF loads only after the flags are checked
+    from ctl_keras.analysis import jobs as analysis  # TF loads only after the flags are checked
 
     common = dict(data_dir=FLAGS.data_dir, backbone_weights=FLAGS.backbone_weights)
     if command == "attention":

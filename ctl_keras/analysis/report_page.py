@@ -26,9 +26,9 @@ from absl import logging
 from PIL import Image
 
 from ctl_keras import atomic
-from ctl_keras.analysis import cli as analysis_cli
+from ctl_keras.analysis import jobs
 from ctl_keras.analysis import report_html
-from ctl_keras.data import pipeline, tfrecords
+from ctl_keras.data import dataset_dir, pipeline, tfrecords
 from ctl_keras.retrieval.index import check_compatible, load_index
 from ctl_keras.retrieval.search import Searcher
 
@@ -92,7 +92,7 @@ def product_jpegs(data_dir: str, index, wanted: set) -> dict:
     """product id -> image bytes, from the dataset's product TFRecords (every split that has them),
     then from the index's image-directory source (<dir>/<category>/<id>.jpg)."""
     found: dict[str, bytes] = {}
-    splits = pipeline.read_manifest(data_dir).get("splits", {})
+    splits = dataset_dir.read_manifest(data_dir).get("splits", {})
     for split in tfrecords.SPLITS:
         if len(found) == len(wanted) or not splits.get(split, {}).get("products"):
             continue
@@ -161,7 +161,7 @@ def build_report(model_dir: str, index_path: str, out_dir: str, *, num_scenes: i
     if num_scenes < 1 or k < 1:
         raise ValueError(f"num_scenes and k must be >= 1, got num_scenes={num_scenes}, k={k}")
     index = load_index(index_path)  # a missing / torn index fails before the model is built
-    config, models, data_dir = analysis_cli._load(model_dir, data_dir, backbone_weights)
+    config, models, data_dir = jobs.load_run(model_dir, data_dir, backbone_weights)
     from ctl_keras.serving.exporter import model_fingerprint
 
     check_compatible(index, {"embedding_dim": config.embedding_dim, "model_fingerprint": model_fingerprint(models),

@@ -1,7 +1,7 @@
 """Gradient saliency of the scene tower with tf-keras-vis: the stand-in for DeepSaliency (Table 3).
 
 Score: the compatibility of the scene with its own positive product, q(s, c) . f_p+ = 2 - d*(s, p+)
-(DESIGN §3), so the map shows which pixels make the scene match the product it was paired with. The
+(docs/design.md §3), so the map shows which pixels make the scene match the product it was paired with. The
 query norm would be a class-agnostic alternative but is constant for the `global` variant (q = 2 f_s
 with |f_s| = 1), which would give a zero map. The pixel map is |gradient| max over RGB
 (tf_keras_vis.saliency.Saliency, vanilla, or SmoothGrad with smooth_samples > 0), mean-pooled over

@@ -14,11 +14,11 @@ import json
 import numpy as np
 
 from ctl_keras.builder import files, records
+from ctl_keras.config import SPLITS
 from ctl_keras.data import crop
 from ctl_keras.data import encoding as tfrecords  # names + encoding, without TensorFlow
 from ctl_keras.data import plan as plan_lib
 
-SPLITS = tfrecords.SPLITS
 
 
 def _quiet(message: str) -> None:

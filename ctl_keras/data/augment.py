@@ -1,7 +1,7 @@
 """Image preprocessing: decode, train/eval views, per-element seeds, and dict->dict ops for tf.data.
 
 All randomness is stateless (`tf.image.stateless_*` driven by explicit `[2]` seeds), so a view depends
-only on its seed: the same (config.seed, epoch, pair_id) gives the same crop whatever the parallelism,
+only on its seed: the same (config.seed, epoch_index, pair_id) gives the same crop whatever the parallelism,
 and epoch e of a resumed run equals epoch e of an uninterrupted one.
 
 Images leave here as float32 [S, S, 3], RGB, values in 0..255 (S = config.image_size); the backbone
@@ -14,25 +14,21 @@ from typing import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
-# Salts keep the streams of random numbers for different purposes apart although they share
-# (config.seed, epoch).
-SALT_VIEWS = 1
-SALT_PAIR_ORDER = 2
-SALT_PRODUCT_ORDER = 3
+from ctl_keras.config import SALT_VIEWS
 
 Op = Callable[[dict], dict]
 
 
-def epoch_key(seed: int, epoch: int, salt: int) -> tf.Tensor:
-    """int64 [2] key for one purpose of one epoch."""
-    base = tf.constant([int(seed), int(epoch)], tf.int64)
+def epoch_key(seed: int, epoch_index: int, salt: int) -> tf.Tensor:
+    """int64 [2] key for one purpose of one epoch (`epoch_index` is 0-based; logs count from 1)."""
+    base = tf.constant([int(seed), int(epoch_index)], tf.int64)
     return tf.random.experimental.stateless_fold_in(base, tf.constant(int(salt), tf.int64))
 
 
-def element_seeds(seed: int, epoch: int, pair_id: tf.Tensor, num: int) -> tf.Tensor:
-    """int64 [num, 2] seeds for the views of one pair; a function of (seed, epoch, pair_id) only."""
+def element_seeds(seed: int, epoch_index: int, pair_id: tf.Tensor, num: int) -> tf.Tensor:
+    """int64 [num, 2] seeds for the views of one pair; a function of (seed, epoch_index, pair_id) only."""
     key = tf.random.experimental.stateless_fold_in(
-        epoch_key(seed, epoch, SALT_VIEWS), tf.cast(pair_id, tf.int64))
+        epoch_key(seed, epoch_index, SALT_VIEWS), tf.cast(pair_id, tf.int64))
     return tf.random.experimental.stateless_split(key, num)
 
 
@@ -118,11 +114,11 @@ def eval_view_op(keys: Sequence[str], config) -> Op:
     return op
 
 
-def seeds_op(seed: int, epoch: int, num: int, id_key: str = "pair_id", seed_key: str = "seeds") -> Op:
-    """Adds d[seed_key] = element_seeds(seed, epoch, d[id_key], num)."""
+def seeds_op(seed: int, epoch_index: int, num: int, id_key: str = "pair_id", seed_key: str = "seeds") -> Op:
+    """Adds d[seed_key] = element_seeds(seed, epoch_index, d[id_key], num)."""
 
     def op(d: dict) -> dict:
-        return {**d, seed_key: element_seeds(seed, epoch, d[id_key], num)}
+        return {**d, seed_key: element_seeds(seed, epoch_index, d[id_key], num)}
 
     return op
 

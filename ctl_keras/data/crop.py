@@ -1,4 +1,4 @@
-"""The CTL crop (paper §3.3, DESIGN.md §2): remove the product from its scene.
+"""The CTL crop (paper §3.3, docs/design.md §2): remove the product from its scene.
 
 The box math is pure; the PIL helpers at the end apply a crop to image files for the builder.
 

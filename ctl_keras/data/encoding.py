@@ -11,8 +11,9 @@ from __future__ import annotations
 import struct
 from typing import Sequence
 
+from ctl_keras.config import SPLITS  # noqa: F401 (re-exported with the file names)
+
 SCHEMA_VERSION = 1
-SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.json"
 
 

@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from ctl_keras.data import pipeline, tfrecords
+from ctl_keras.data import dataset_dir, tfrecords
 
 # Manifest fields that describe the content; "flags" (paths, runner) and "config" (build settings that
 # the content already reflects) are not part of the identity.
@@ -27,7 +27,7 @@ def dataset_fingerprint(data_dir) -> str:
     The questions list each val/test scene and product by id, so two builds whose splits have the same
     counts but other scenes still differ.
     """
-    manifest = pipeline.read_manifest(data_dir)
+    manifest = dataset_dir.read_manifest(data_dir)
     digest = hashlib.sha256()
     content = {k: manifest.get(k) for k in CONTENT_KEYS}
     digest.update(json.dumps(content, sort_keys=True).encode())

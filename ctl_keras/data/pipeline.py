@@ -2,9 +2,9 @@
 
 Train triplets, with memory that does not grow with the catalog (beyond one id key per train pair):
 - pair shards are read in a per-epoch permuted order, interleaved, then block-shuffled: every block
-  of `config.shuffle_buffer` serialized records is permuted by a stateless seed of (seed, epoch);
+  of `config.shuffle_buffer` serialized records is permuted by a stateless seed of (seed, epoch_index);
 - each category's product file (products-train-CC.tfrecord) is an endless stream of passes, each
-  pass block-shuffled by (seed, epoch, category, pass) and cut into draws of K *distinct products*
+  pass block-shuffled by (seed, epoch_index, category, pass) and cut into draws of K *distinct products*
   (all of them, repeated, when the category has fewer than K);
 - `choose_from_datasets`, driven by the pairs' category stream, hands every pair the next draw of its
   category; the negative is the first candidate that is not a product of the pair's scene (the rule of
@@ -14,108 +14,43 @@ Train triplets, with memory that does not grow with the catalog (beyond one id k
 The category stream is a second, identical read of the same shuffled shards (deterministic order),
 which only parses `category_index`. Categories with fewer than two train products get no stream.
 
-Everything random is stateless, so the output is a pure function of (config.seed, epoch).
+Everything random is stateless, so the output is a pure function of (config.seed, epoch_index).
+`epoch_index` is 0-based (it seeds); logs and results count epochs from 1 (`epoch` = epoch_index + 1).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras.config import SALT_PAIR_ORDER, SALT_PRODUCT_ORDER
 from ctl_keras.data import negatives, tfrecords
-from ctl_keras.data.augment import (SALT_PAIR_ORDER, SALT_PRODUCT_ORDER, block_shuffle, chain,
-                                    decode_image, decode_op, epoch_key, eval_view, eval_view_op,
-                                    rename_op, seeds_op, train_view, train_view_op)
+from ctl_keras.data.augment import (block_shuffle, chain, decode_image, decode_op, epoch_key, eval_view,
+                                    eval_view_op, rename_op, seeds_op, train_view, train_view_op)
+from ctl_keras.data.dataset_dir import checked_manifest, pair_files, product_files, product_paths
+# Lookup lives in data/dataset_dir.py; these two names stay importable here only for the modules another
+# branch is rewriting (training/, evaluate.py, experiments.py, feature_cache/): import from dataset_dir.
+from ctl_keras.data.dataset_dir import load_questions, read_manifest  # noqa: F401
 
-__all__ = ["read_manifest", "decode_image", "train_view", "eval_view", "make_dataset",
-           "make_product_dataset", "raw_triplets", "raw_pairs", "raw_products", "load_questions"]
+__all__ = ["decode_image", "train_view", "eval_view", "make_dataset", "make_product_dataset", "raw_triplets",
+           "raw_pairs", "raw_products"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 _CYCLE = 4  # pair shards read at once
 _PRODUCT_BLOCK = 256  # bounds the product records one category stream holds in RAM
 
 
-# ---------------------------------------------------------------- manifest and files
-def read_manifest(data_dir, dataset: str | None = None) -> dict:
-    """The manifest of a built dataset directory, checked for presence and schema version."""
-    data_dir = os.fspath(data_dir)
-    path = os.path.join(data_dir, tfrecords.MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        name = dataset or "NAME"
-        raise FileNotFoundError(
-            f"no manifest.json in {data_dir}: build it with "
-            f"`python -m ctl_keras.build_dataset --dataset={name} --out={data_dir}`")
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            manifest = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    version = manifest.get("schema_version")
-    if version != tfrecords.SCHEMA_VERSION:
-        raise ValueError(f"{path} has schema_version {version!r}, this code reads "
-                         f"{tfrecords.SCHEMA_VERSION}: rebuild the dataset")
-    return manifest
-
-
-def _split_info(manifest: dict, split: str, data_dir) -> dict:
-    if split not in tfrecords.SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(tfrecords.SPLITS)}")
-    info = manifest.get("splits", {}).get(split)
-    if not info or not info.get("pairs"):
-        raise ValueError(f"split {split!r} has zero pairs in {data_dir}")
-    return info
-
-
-def _check_categories(manifest: dict, config, data_dir) -> None:
-    # Category ids index config.categories; a different list would silently mislabel everything.
-    if tuple(manifest.get("categories", ())) != tuple(config.categories):
-        raise ValueError(f"categories in {data_dir}/manifest.json {manifest.get('categories')} differ "
-                         f"from config {config.dataset!r} {list(config.categories)}")
-
-
-def _existing(data_dir, name: str) -> str:
-    path = os.path.join(os.fspath(data_dir), name)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is listed in the manifest but missing: rebuild the dataset")
-    return path
-
-
-def _pair_files(data_dir, split: str) -> list[str]:
-    info = _split_info(read_manifest(data_dir), split, data_dir)
-    names = info.get("pair_shards") or sorted(
-        os.path.basename(p) for p in tf.io.gfile.glob(os.path.join(os.fspath(data_dir), f"pairs-{split}-*")))
-    if not names:
-        raise FileNotFoundError(f"no pair shards of split {split!r} in {data_dir}")
-    return [_existing(data_dir, n) for n in names]
-
-
-def _product_files(data_dir, manifest: dict, split: str) -> list[tuple[int, str, int]]:
-    """(category_index, path, count) of the split's non-empty product files, in category order."""
-    counts = manifest["splits"][split].get("products_per_category")
-    out = []
-    for c, name in enumerate(manifest["categories"]):
-        path = os.path.join(os.fspath(data_dir), tfrecords.product_file_name(split, c))
-        if counts is not None:
-            if counts.get(name, 0) > 0:
-                out.append((c, _existing(data_dir, os.path.basename(path)), counts[name]))
-        elif tf.io.gfile.exists(path):  # older manifests: count the records
-            out.append((c, path, sum(1 for _ in tf.data.TFRecordDataset(path))))
-    return out
-
-
 # ---------------------------------------------------------------- ordering
-def _shuffled_pairs(files: list[str], config, epoch: int) -> tf.data.Dataset:
-    order = np.random.default_rng([int(config.seed), int(epoch)]).permutation(len(files))
+def _shuffled_pairs(files: list[str], config, epoch_index: int) -> tf.data.Dataset:
+    order = np.random.default_rng([int(config.seed), int(epoch_index)]).permutation(len(files))
     ds = tf.data.Dataset.from_tensor_slices([files[i] for i in order]).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), _CYCLE), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=True)
-    return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch, SALT_PAIR_ORDER))
+    return block_shuffle(ds, config.shuffle_buffer, epoch_key(config.seed, epoch_index, SALT_PAIR_ORDER))
 
 
 def _candidate_stream(path: str, key: tf.Tensor, block: int, count: int, k: int) -> tf.data.Dataset:
@@ -161,8 +96,8 @@ def _parser(keys, features=tfrecords.PAIR_FEATURES):
 
 
 # ---------------------------------------------------------------- datasets
-def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> tf.data.Dataset:
-    products = _product_files(data_dir, manifest, "train")
+def _triplet_records(config, manifest, data_dir, epoch_index: int, scene_key: str) -> tf.data.Dataset:
+    products = product_files(data_dir, manifest, "train")
     usable = [(c, path, n) for c, path, n in products if n >= 2]
     if not usable:
         raise ValueError(f"split 'train' in {data_dir} has no category with two or more products")
@@ -172,18 +107,18 @@ def _triplet_records(config, manifest, data_dir, epoch: int, scene_key: str) -> 
     lookup = tf.constant(lookup)
     stream_of = lambda d: tf.gather(lookup, d["category_index"])
 
-    files = _pair_files(data_dir, "train")
+    files = pair_files(data_dir, "train")
     in_scene, k, skipped = _exclusions(files, {c: n for c, _, n in products})
     if skipped:
         logging.warning("%d train pairs are skipped: their category has no train product outside their "
                         "scene, so no negative can be drawn", skipped)
-    selector = (_shuffled_pairs(files, config, epoch).map(_parser(["category_index"]))
+    selector = (_shuffled_pairs(files, config, epoch_index).map(_parser(["category_index"]))
                 .map(stream_of).filter(lambda s: s >= 0))
-    pairs = (_shuffled_pairs(files, config, epoch)
+    pairs = (_shuffled_pairs(files, config, epoch_index)
              .map(_parser(["pair_id", "scene_id", "product_id", "category_index", scene_key, "product_jpeg"]),
                   num_parallel_calls=AUTOTUNE)
              .filter(lambda d: stream_of(d) >= 0))
-    product_key = epoch_key(config.seed, epoch, SALT_PRODUCT_ORDER)
+    product_key = epoch_key(config.seed, epoch_index, SALT_PRODUCT_ORDER)
     block = min(config.shuffle_buffer, _PRODUCT_BLOCK)
     candidates = tf.data.Dataset.choose_from_datasets(
         [_candidate_stream(path, tf.random.experimental.stateless_fold_in(product_key, c), block, n, k)
@@ -214,7 +149,7 @@ def _eval_pairs(config, data_dir, split: str, scene_key: str) -> tf.data.Dataset
                          keep=["pair_id", "scene_id", "category"]),
                decode_op({"scene": "scene_jpeg", "positive": "positive_jpeg"}),
                eval_view_op(["scene", "positive"], config))
-    return tf.data.TFRecordDataset(_pair_files(data_dir, split)).map(fn, num_parallel_calls=AUTOTUNE)
+    return tf.data.TFRecordDataset(pair_files(data_dir, split)).map(fn, num_parallel_calls=AUTOTUNE)
 
 
 def _finish(ds: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
@@ -225,23 +160,16 @@ def _finish(ds: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
     return ds.prefetch(AUTOTUNE).with_options(options)
 
 
-def _checked_manifest(config, split: str, data_dir) -> dict:
-    manifest = read_manifest(data_dir, config.dataset)
-    _check_categories(manifest, config, data_dir)
-    _split_info(manifest, split, data_dir)
-    return manifest
-
-
-def make_dataset(config, split: str, data_dir, *, epoch: int = 0, full_scene: bool = False,
+def make_dataset(config, split: str, data_dir, *, epoch_index: int = 0, full_scene: bool = False,
                  batch_size: int | None = None) -> tf.data.Dataset:
-    """Train: one epoch of shuffled triplets; val/test: every pair once in file order, center view."""
-    manifest = _checked_manifest(config, split, data_dir)
+    """Train: one epoch (0-based `epoch_index`) of shuffled triplets; val/test: every pair once in file order, center view."""
+    manifest = checked_manifest(config, split, data_dir)
     scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
     if split == "train":
         views = chain(decode_op({"scene": "scene_jpeg", "positive": "positive_jpeg", "negative": "negative_jpeg"}),
-                      seeds_op(config.seed, epoch, 3),
+                      seeds_op(config.seed, epoch_index, 3),
                       train_view_op(["scene", "positive", "negative"], config))
-        ds = _triplet_records(config, manifest, data_dir, epoch, scene_key).map(views, num_parallel_calls=AUTOTUNE)
+        ds = _triplet_records(config, manifest, data_dir, epoch_index, scene_key).map(views, num_parallel_calls=AUTOTUNE)
     else:
         ds = _eval_pairs(config, data_dir, split, scene_key)
     return _finish(ds, batch_size)
@@ -253,45 +181,22 @@ def make_product_dataset(config, split: str, data_dir, *, batch_size: int | None
                lambda d: {"product_id": d["product_id"], "category": tf.cast(d["category_index"], tf.int32),
                           "image": decode_image(d["product_jpeg"])},
                eval_view_op(["image"], config))
-    return _finish(_product_records(data_dir, split, config).map(fn, num_parallel_calls=AUTOTUNE), batch_size)
+    return _finish(tf.data.TFRecordDataset(product_paths(data_dir, split, config)).map(fn, num_parallel_calls=AUTOTUNE), batch_size)
 
 
-def raw_triplets(config, data_dir, *, epoch: int = 0, full_scene: bool = False) -> tf.data.Dataset:
+def raw_triplets(config, data_dir, *, epoch_index: int = 0, full_scene: bool = False) -> tf.data.Dataset:
     """The train triplets of make_dataset before decoding: `*_jpeg` bytes instead of images."""
-    manifest = _checked_manifest(config, "train", data_dir)
+    manifest = checked_manifest(config, "train", data_dir)
     scene_key = "full_scene_jpeg" if full_scene else "scene_jpeg"
-    return _finish(_triplet_records(config, manifest, data_dir, epoch, scene_key), None)
+    return _finish(_triplet_records(config, manifest, data_dir, epoch_index, scene_key), None)
 
 
 def raw_pairs(data_dir, split: str) -> tf.data.Dataset:
     """Parsed, undecoded pair examples of a split in file order (tfrecords.parse_pair dicts)."""
-    return tf.data.TFRecordDataset(_pair_files(data_dir, split)).map(
+    return tf.data.TFRecordDataset(pair_files(data_dir, split)).map(
         tfrecords.parse_pair, num_parallel_calls=AUTOTUNE)
 
 
 def raw_products(data_dir, split: str) -> tf.data.Dataset:
     """Parsed, undecoded product examples of a split, category by category."""
-    return _product_records(data_dir, split).map(tfrecords.parse_product, num_parallel_calls=AUTOTUNE)
-
-
-def _product_records(data_dir, split: str, config=None) -> tf.data.Dataset:
-    manifest = read_manifest(data_dir, getattr(config, "dataset", None))
-    if config is not None:
-        _check_categories(manifest, config, data_dir)
-    _split_info(manifest, split, data_dir)
-    files = [path for _, path, _ in _product_files(data_dir, manifest, split)]
-    if not files:
-        raise ValueError(f"split {split!r} has zero products in {data_dir}")
-    return tf.data.TFRecordDataset(files)
-
-
-def load_questions(data_dir, split: str) -> list[dict]:
-    """The fixed binary questions of val/test written at build time."""
-    _split_info(read_manifest(data_dir), split, data_dir)
-    if split == "train":
-        raise ValueError("split 'train' has no questions: they exist for val and test only")
-    path = os.path.join(os.fspath(data_dir), tfrecords.questions_file_name(split))
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is missing: rebuild the dataset")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return tf.data.TFRecordDataset(product_paths(data_dir, split)).map(tfrecords.parse_product, num_parallel_calls=AUTOTUNE)

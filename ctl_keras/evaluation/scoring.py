@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ctl_keras import metrics
+from ctl_keras.model.distances import D_STAR_OFFSET, d_star
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -135,8 +136,8 @@ def _col(product_row: dict, local_col: dict, product_id, category: str) -> int:
 
 # Distance functions shared by our model and the embedding baselines.
 def inner_product_distance(offset: float = 2.0) -> DistanceFn:
-    """d = offset − q·f: our d* (DESIGN §3) for unit vectors when offset is 2."""
-    return lambda q, f: offset - np.asarray(q, np.float64) @ np.asarray(f, np.float64).T
+    """d = offset − q·f: our d* (docs/design.md §3, model/distances.d_star) for unit vectors when offset is 2."""
+    return lambda q, f: d_star(q, f) + (offset - D_STAR_OFFSET)
 
 
 def squared_l2_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

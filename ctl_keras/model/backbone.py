@@ -39,7 +39,7 @@ def keras_cache_path() -> str:
     return os.path.join(home, "models", IMAGENET_FILE)
 
 
-def check_grid(image_size: int, local_grid: int) -> int:
+def pool_size_for_grid(image_size: int, local_grid: int) -> int:
     """The average-pool size that takes the conv4 map to local_grid x local_grid."""
     if image_size % CONV4_STRIDE:
         raise ValueError(f"image_size {image_size} is not a multiple of {CONV4_STRIDE} (the conv4 stride)")
@@ -107,7 +107,7 @@ def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") 
 
     `weights` is "imagenet" (Keras download cache), "none" (random) or a path to a ResNet50 .h5 file.
     """
-    pool = check_grid(image_size, local_grid)
+    pool = pool_size_for_grid(image_size, local_grid)
     weights_path = resolve_weights(weights)
 
     # Section 1: ResNet50 with its weights, exposing conv4 next to the last stage.

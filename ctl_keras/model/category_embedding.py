@@ -9,7 +9,24 @@ from ctl_keras.model.heads import l2_normalize
 
 @keras.saving.register_keras_serializable(package="ctl_keras")
 class CategoryEmbedding(keras.layers.Layer):
-    """category ids int [B] -> ê_c [B, embedding_dim], each of unit length."""
+    """Learned category embeddings: category ids int [B] -> ê_c [B, embedding_dim], each of unit length.
+
+    Args:
+        num_categories: int. Number of rows of the table (len(config.categories)).
+        embedding_dim: int. Size d of each embedding (the attention's key size).
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        category: int tensor [B] of ids in [0, num_categories). Not range-checked in the graph: callers
+            validate ids against config.categories.
+
+    Example:
+
+    ```python
+    layer = CategoryEmbedding(num_categories=5, embedding_dim=16)
+    e = layer(np.array([0, 3], "int32"))  # [2, 16], unit rows
+    ```
+    """
 
     def __init__(self, num_categories: int, embedding_dim: int = 128, **kwargs):
         super().__init__(**kwargs)

@@ -1,7 +1,7 @@
 """The CTL model: frozen backbone, three heads, category attention, and the towers built on them.
 
 Every Keras model here shares one set of head layers, so training the triplet model trains the towers.
-Variants (DESIGN §3, the ablation table): `hybrid` (paper), `global`, `local` (attention, no global),
+Variants (docs/design.md §3, the ablation table): `hybrid` (paper), `global`, `local` (attention, no global),
 `local_uniform` (local with equal region weights). Queries make d*(s,p) = 2 - q·f_p exact:
 global q = 2 f_s; local q = 2 Σ a_i f_i; local_uniform q = 2 mean f_i; hybrid q = f_s + Σ a_i f_i.
 """
@@ -15,15 +15,13 @@ import h5py
 import keras
 
 from ctl_keras.atomic import atomic_write
-from ctl_keras.config import Config
+from ctl_keras.config import LOCAL_DIM, POOL5_DIM, Config
 from ctl_keras.model.attention import CategoryAttention
 from ctl_keras.model.backbone import build_backbone
 from ctl_keras.model.category_embedding import CategoryEmbedding
 from ctl_keras.model.distances import PairDistance, check_variant, uniform_attention
 from ctl_keras.model.heads import EmbeddingHead
 
-POOL5_DIM = 2048
-LOCAL_DIM = 1024
 
 
 class CTLHeads(keras.Model):
@@ -116,7 +114,7 @@ class CTLModels:
     product_tower: keras.Model
 
     def triplet_model(self, from_features: bool = False) -> keras.Model:
-        """Training graph -> {"d_pos": [B], "d_neg": [B]}, computed with the distances of DESIGN §3.
+        """Training graph -> {"d_pos": [B], "d_neg": [B]}, computed with the distances of docs/design.md §3.
 
         Images: {"scene", "positive", "negative", "category"}; features:
         {"scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category"}.
@@ -185,7 +183,7 @@ def _h5_variable_shapes(path: str) -> dict[str, tuple]:
 
 
 def build_ctl(config: Config) -> CTLModels:
-    """Build backbone, heads and every model of DESIGN §3 for `config`.
+    """Build backbone, heads and every model of docs/design.md §3 for `config`.
 
     Seeds with keras.utils.set_random_seed(config.seed) (Python, NumPy, TF and Keras global seeds), so the
     same config gives the same random backbone and head initialization.

@@ -1,4 +1,4 @@
-"""Scene-product distances of DESIGN §3, as pure functions and as a layer choosing the variant.
+"""Scene-product distances of docs/design.md §3, as pure functions and as a layer choosing the variant.
 
 All embeddings have unit length, so each distance lies in [0, 4] and equals 2 - q·f_p for the
 variant's query q (see ctl.py): that identity is what makes retrieval an inner-product search.
@@ -7,8 +7,29 @@ variant's query q (see ctl.py): that identity is what makes retrieval an inner-p
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from ctl_keras.config import VARIANTS
+
+D_STAR_OFFSET = 2.0  # d*(s, p) = 2 - q·f_p for unit embeddings (the identity of ctl.py)
+
+
+def d_star_from_scores(scores):
+    """d* from inner products q·f_p already computed (a search's scores): 2 - scores, any array type
+    (numpy, tf or keras tensors), so a search backend and the serving graph use the same formula."""
+    return D_STAR_OFFSET - scores
+
+
+def d_star(query, products, *, paired: bool = False) -> np.ndarray:
+    """d* = 2 - q·f_p in float64, the one implementation of the scoring identity (numpy).
+
+    query [d] or [N, d], products [M, d] -> [M] or [N, M] (every query against every product); with
+    `paired=True`, query and products are both [N, d] and row i is scored against row i -> [N].
+    """
+    q = np.asarray(query, np.float64)
+    f = np.asarray(products, np.float64)
+    scores = np.sum(q * f, axis=-1) if paired else q @ f.T
+    return d_star_from_scores(scores)
 
 
 def global_distance(f_s, f_p):
@@ -41,11 +62,23 @@ def check_variant(variant: str) -> str:
 
 @keras.saving.register_keras_serializable(package="ctl_keras")
 class PairDistance(keras.layers.Layer):
-    """The variant's d(s, p) -> [B].
+    """The variant's scene-product distance d(s, p) -> [B] (docs/design.md §3).
 
-    Input is a dict: "scene_embedding" f_s [B, d] and "product_embedding" f_p [B, d], plus
-    "local_embeddings" f_i [B, N, d] and "attention" a [B, N] for the variants that use them
-    (`local_uniform` ignores "attention" and weighs regions equally).
+    Args:
+        variant: str, one of config.VARIANTS: "hybrid" (½ (d_global + d_local)), "global", "local", or
+            "local_uniform" (local with equal region weights).
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...). The layer has no weights.
+
+    Call arguments:
+        inputs: dict with "scene_embedding" f_s [B, d] and "product_embedding" f_p [B, d], plus
+            "local_embeddings" f_i [B, N, d] and "attention" a [B, N] for the variants that use them
+            (`local_uniform` ignores "attention"; `global` needs neither).
+
+    Example:
+
+    ```python
+    d = PairDistance("global")({"scene_embedding": f_s, "product_embedding": f_p})  # [B]
+    ```
     """
 
     def __init__(self, variant: str = "hybrid", **kwargs):

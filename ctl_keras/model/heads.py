@@ -16,16 +16,36 @@ def l2_normalize(x, axis: int = -1):
 
 @keras.saving.register_keras_serializable(package="ctl_keras")
 class EmbeddingHead(keras.layers.Layer):
-    """g: features [..., C] -> unit-length embeddings [..., embedding_dim], over the last axis.
+    """The embedding head g: features [..., C] -> unit-length embeddings [..., embedding_dim].
 
-    Works on pool5 vectors [B, 2048] and on region maps [B, N, 1024] alike; BatchNorm then pools its
-    statistics over every leading axis. The BatchNorm is synchronized so that a MirroredStrategy replica
-    normalizes with the global batch's statistics, as a single device would.
+    Linear -> BatchNorm -> ReLU -> Dropout -> Linear -> L2-normalize, over the last axis. Works on pool5
+    vectors [B, 2048] and on region maps [B, N, 1024] alike; BatchNorm then pools its statistics over
+    every leading axis. The BatchNorm is synchronized so that a MirroredStrategy replica normalizes with
+    the global batch's statistics, as a single device would.
 
-    `product_norm=True` (the global head, which embeds scenes and products): a second BatchNorm for
-    products, chosen by `call(..., product=True)`; the Dense weights stay shared. Scene photos and
-    product shots have different feature statistics; each domain is normalised by its own statistics at
+    Scene photos and product shots have different feature statistics; with `product_norm=True` (the
+    global head, which embeds scenes and products) each domain is normalised by its own BatchNorm at
     training and, through its own moving averages, at inference (measured: BUILD_NOTES, issue 10).
+
+    Args:
+        embedding_dim: int. Size d of the output embedding.
+        hidden_dim: int. Width of the hidden Linear layer.
+        dropout: float. Dropout rate after the ReLU (training only).
+        product_norm: bool. Adds a second BatchNorm for products, chosen by `call(..., product=True)`;
+            the Dense weights stay shared.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: float tensor [..., C].
+        training: bool. Batch statistics and dropout when True, moving averages when False.
+        product: bool. Normalise with the product BatchNorm (needs `product_norm=True`).
+
+    Example:
+
+    ```python
+    head = EmbeddingHead(embedding_dim=128, hidden_dim=256)
+    f = head(np.random.normal(size=(4, 2048)).astype("float32"), training=False)  # [4, 128], unit rows
+    ```
     """
 
     def __init__(self, embedding_dim: int = 128, hidden_dim: int = 256, dropout: float = 0.5,

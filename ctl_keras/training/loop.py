@@ -92,7 +92,7 @@ def _train_dataset(config: Config, options: RunOptions, features, epoch_index: i
     if features is not None:
         ds = features.train_dataset(config, epoch_index, config.batch_size)
     else:
-        ds = pipeline.make_dataset(config, "train", options.data_dir, epoch=epoch_index,
+        ds = pipeline.make_dataset(config, "train", options.data_dir, epoch_index=epoch_index,
                                    full_scene=options.full_scene, batch_size=config.batch_size)
         # Only the model inputs cross to the replicas (ids are strings the devices do not need).
         ds = ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctl_keras.analysis import cli
+from ctl_keras.analysis import human_eval, jobs
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_saliency_map_shape_and_finite(synthetic_data, model_dir):
 
 
 def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
-    result = cli.run_attention(model_dir, str(tmp_path), num_overlays=2, batch_size=8)
+    result = jobs.run_attention(model_dir, str(tmp_path), num_overlays=2, batch_size=8)
     stored = json.loads((tmp_path / "attention.json").read_text())
     assert stored["pairs"] == result["pairs"] > 0 and "tf_keras_vis.saliency.Saliency" in stored["saliency_method"]
     rates = stored["rates"]
@@ -47,13 +47,13 @@ def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
 
 
 def test_figures_png_is_written_and_not_blank(model_dir, tmp_path):
-    path = cli.run_figures(model_dir, str(tmp_path), num_scenes=2)
+    path = jobs.run_figures(model_dir, str(tmp_path), num_scenes=2)
     image = np.asarray(Image.open(path).convert("L"), np.float64)
     assert image.shape[0] > 100 and image.shape[1] > 300 and image.std() > 10
 
 
 def test_human_kit_from_model(synthetic_data, model_dir, tmp_path):
-    key = cli.run_human_kit(model_dir, str(tmp_path), num_questions=3, methods=["ours", "random"])
+    key = jobs.run_human_kit(model_dir, str(tmp_path), num_questions=3, methods=["ours", "random"])
     assert key["num_questions"] == 3 and key["methods"] == ["ours", "random"]
     assert all(set(q["choices"].values()) <= {"A", "B"} for q in key["questions"])
     page = (tmp_path / "index.html").read_text()
@@ -61,15 +61,15 @@ def test_human_kit_from_model(synthetic_data, model_dir, tmp_path):
     sheet = tmp_path / "a.csv"
     sheet.write_text("question_id,answer\n" + "".join(f"{q['question_id']},{q['positive_side']}\n"
                                                       for q in key["questions"]))
-    result = cli.run_human_score(str(tmp_path), [str(sheet)])
+    result = human_eval.score_kit(str(tmp_path), [str(sheet)])
     assert result["human_majority_vs_dataset"] == 1.0 and (tmp_path / "human_scores.md").exists()
     with pytest.raises(ValueError, match="unknown method 'nope'"):
-        cli.run_human_kit(model_dir, str(tmp_path / "x"), num_questions=2, methods=["nope"])
+        jobs.run_human_kit(model_dir, str(tmp_path / "x"), num_questions=2, methods=["nope"])
 
 
 def test_missing_model_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        cli.run_attention(str(tmp_path / "none"), str(tmp_path / "out"))
+        jobs.run_attention(str(tmp_path / "none"), str(tmp_path / "out"))
 
 
 def test_view_boxes_match_the_pipeline_eval_view(synthetic_data):

@@ -114,13 +114,13 @@ def capped(setup):
 def _expected(setup, pair_id, k):
     """Independent top-k of the pair's own category: d* = 2 - q.f_p over the index rows, stable order."""
     q = setup["queries"]
-    row = int(np.flatnonzero(q["pair_ids"] == pair_id)[0])
-    index, cat = setup["index"], int(q["category"][row])
+    row = int(np.flatnonzero(q.pair_ids == pair_id)[0])
+    index, cat = setup["index"], int(q.categories[row])
     rows = np.flatnonzero(index.category_ids == cat)
-    d = 2.0 - index.embeddings[rows].astype(np.float64) @ np.asarray(q["query"][row], np.float64)
+    d = 2.0 - index.embeddings[rows].astype(np.float64) @ np.asarray(q.query[row], np.float64)
     order = np.argsort(d, kind="stable")
     return [str(index.product_ids[rows[j]]) for j in order[:k]], dict(zip(index.product_ids[rows], d)), \
-        setup["config"].categories[cat], str(q["positive_ids"][row])
+        setup["config"].categories[cat], str(q.positive_ids[row])
 
 
 def _check_images(page, out):
@@ -140,7 +140,7 @@ def _check_images(page, out):
 
 def test_capped_scene_count_is_said_once(setup, capped):
     done, said, _ = capped
-    scenes = len({str(s) for s in setup["queries"]["scene_ids"]})
+    scenes = len({str(s) for s in setup["queries"].scene_ids})
     assert done["scenes"] == scenes < 99 and done["capped"]
     assert said == [f"asked for 99 scenes but the test split of {setup['data_dir']} has {scenes}; showing {scenes}"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ctl_keras.baselines import SplitFeatures, registry, sample_negatives, split_features
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir
 from ctl_keras.features import FeatureCache
 
 
@@ -38,9 +38,9 @@ def test_baseline_fits_one_epoch_and_scores(synthetic_data, features, name):
     log = method.fit(train)
     if name in ("ibr", "bpr_dae", "siamese"):
         assert len(log["loss"]) == 1 and np.isfinite(log["loss"][0])
-    result = method.score(test, pipeline.load_questions(data_dir, "test"))
+    result = method.score(test, dataset_dir.load_questions(data_dir, "test"))
     _check_result(result, config)
-    assert result["num_questions"] == len(pipeline.load_questions(data_dir, "test"))
+    assert result["num_questions"] == len(dataset_dir.load_questions(data_dir, "test"))
 
 
 def test_trained_baseline_is_seeded(synthetic_data, features):

@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ctl_keras.config import get_config
-from ctl_keras.data import pipeline, tfrecords
+from ctl_keras.data import dataset_dir, pipeline, tfrecords
 
 CONFIG = get_config("synthetic", smoke=True)  # image_size 64, resize_size 72, categories tops, pants, shoes...
 TRAIN_PRODUCTS = {"tops": ["t0", "t1", "t2"], "pants": ["p0", "p1"], "shoes": ["s0"]}
@@ -79,7 +79,7 @@ def data_dir(tmp_path_factory):
 
 
 def _epoch(data_dir, epoch, **kw):
-    return list(pipeline.make_dataset(CONFIG, "train", data_dir, epoch=epoch, **kw).as_numpy_iterator())
+    return list(pipeline.make_dataset(CONFIG, "train", data_dir, epoch_index=epoch, **kw).as_numpy_iterator())
 
 
 # ---------------------------------------------------------------- errors
@@ -92,14 +92,30 @@ def test_bad_manifest_split_and_categories(tmp_path, data_dir):
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         pipeline.make_dataset(CONFIG, "dev", data_dir)
     with pytest.raises(ValueError, match="schema_version 2"):
-        pipeline.read_manifest(_write_dataset(tmp_path / "v2", {"schema_version": 2}))
+        dataset_dir.read_manifest(_write_dataset(tmp_path / "v2", {"schema_version": 2}))
     empty = {"splits": {"train": {"pairs": 1}, "val": {"pairs": 0}, "test": {"pairs": 1}}}
     with pytest.raises(ValueError, match="split 'val' has zero pairs"):
         pipeline.make_dataset(CONFIG, "val", _write_dataset(tmp_path / "e", empty))
     with pytest.raises(ValueError, match="categories"):
         pipeline.make_dataset(get_config("fashion2", smoke=True), "val", data_dir)
     with pytest.raises(ValueError, match="no questions"):
-        pipeline.load_questions(data_dir, "train")
+        dataset_dir.load_questions(data_dir, "train")
+
+
+def test_older_manifest_is_refused_with_the_rebuild_command(tmp_path):
+    """A manifest of this schema without the per-split file lists (an earlier build) is not guessed at."""
+    root = _write_dataset(tmp_path / "old")
+    manifest = json.loads((root / "manifest.json").read_text())
+    for info in manifest["splits"].values():
+        del info["products_per_category"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"no products_per_category for split 'train' .*rebuild with "
+                                         r"`python -m ctl_keras.build_dataset --dataset=synthetic --out="):
+        pipeline.make_dataset(CONFIG, "train", root)
+    del manifest["splits"]["val"]["pair_shards"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"no pair_shards for split 'val'"):
+        pipeline.make_dataset(CONFIG, "val", root)
 
 
 # ---------------------------------------------------------------- train
@@ -135,7 +151,7 @@ def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_
     negatives) at some epoch. raw_triplets is make_dataset's train stream before decoding."""
     seen = {}
     for epoch in range(30):
-        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=epoch).as_numpy_iterator())
         assert len(items) == 10
         for t in items:
             pos, neg = t["positive_id"].decode(), t["negative_id"].decode()
@@ -157,7 +173,7 @@ def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
     scene_of = {pair_id: scene for pair_id, _, _, scene in train}
     seen = {}
     for epoch in range(20):
-        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=epoch).as_numpy_iterator())
+        items = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=epoch).as_numpy_iterator())
         assert sorted(int(t["pair_id"]) for t in items) == [0, 1, 2, 3, 4, 5]
         for t in items:
             neg, pair_id = t["negative_id"].decode(), int(t["pair_id"])
@@ -170,7 +186,7 @@ def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
 
 def test_raw_triplets_match_make_dataset(data_dir):
     """Same order and negatives; the decoded positive's view comes from the same bytes."""
-    raw = list(pipeline.raw_triplets(CONFIG, data_dir, epoch=2).as_numpy_iterator())
+    raw = list(pipeline.raw_triplets(CONFIG, data_dir, epoch_index=2).as_numpy_iterator())
     full = _epoch(data_dir, 2)
     assert [(t["pair_id"], t["negative_id"]) for t in raw] == [(t["pair_id"], t["negative_id"]) for t in full]
     assert set(raw[0]) == {"scene_jpeg", "positive_jpeg", "negative_jpeg", "category", "pair_id",
@@ -214,7 +230,7 @@ def test_raw_readers_and_questions(data_dir):
     assert [int(p["pair_id"]) for p in pairs] == [200, 201] and pairs[0]["other_boxes"].shape == (0, 4)
     products = list(pipeline.raw_products(data_dir, "val").as_numpy_iterator())
     assert [p["product_id"] for p in products] == [b"v0", b"v1", b"v2"]
-    assert pipeline.load_questions(data_dir, "val")[0]["negative"] == "v1"
+    assert dataset_dir.load_questions(data_dir, "val")[0]["negative"] == "v1"
 
 
 # ---------------------------------------------------------------- on the built synthetic dataset
@@ -222,30 +238,30 @@ def test_synthetic_train_epoch_negatives_and_batches(synthetic_data):
     """One epoch of the built dataset: one triplet per train pair whose category has >= 2 products,
     each negative from the positive's category; batches have the config's shapes."""
     config, data_dir = synthetic_data
-    manifest = pipeline.read_manifest(data_dir)
+    manifest = dataset_dir.read_manifest(data_dir)
     counts = manifest["splits"]["train"]["products_per_category"]
     category = {p["product_id"]: int(p["category_index"])
                 for p in pipeline.raw_products(data_dir, "train").as_numpy_iterator()}
     usable = [int(p["pair_id"]) for p in pipeline.raw_pairs(data_dir, "train").as_numpy_iterator()
               if counts[config.categories[p["category_index"]]] >= 2]
-    triplets = list(pipeline.raw_triplets(config, data_dir, epoch=1).as_numpy_iterator())
+    triplets = list(pipeline.raw_triplets(config, data_dir, epoch_index=1).as_numpy_iterator())
     assert sorted(int(t["pair_id"]) for t in triplets) == sorted(usable)
     for t in triplets:
         assert t["negative_id"] != t["positive_id"]
         assert category[t["negative_id"]] == category[t["positive_id"]] == t["category"]
-    batch = next(iter(pipeline.make_dataset(config, "train", data_dir, epoch=1, batch_size=config.batch_size)))
+    batch = next(iter(pipeline.make_dataset(config, "train", data_dir, epoch_index=1, batch_size=config.batch_size)))
     assert batch["scene"].shape == (config.batch_size, config.image_size, config.image_size, 3)
 
 
 def test_synthetic_eval_products_and_questions(synthetic_data):
     config, data_dir = synthetic_data
-    manifest = pipeline.read_manifest(data_dir)
+    manifest = dataset_dir.read_manifest(data_dir)
     val = list(pipeline.make_dataset(config, "val", data_dir, batch_size=64).as_numpy_iterator())
     pair_ids = [int(i) for b in val for i in b["pair_id"]]
     assert len(pair_ids) == manifest["splits"]["val"]["pairs"] and pair_ids == sorted(pair_ids)
     products = [p for b in pipeline.make_product_dataset(config, "val", data_dir, batch_size=64).as_numpy_iterator()
                 for p in b["product_id"]]
     assert len(products) == len(set(products)) == manifest["splits"]["val"]["products"]
-    questions = pipeline.load_questions(data_dir, "val")
+    questions = dataset_dir.load_questions(data_dir, "val")
     assert len(questions) == manifest["splits"]["val"]["questions"]
     assert {q["pair_id"] for q in questions} <= set(pair_ids)

@@ -7,6 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
+from layer_testing import run_layer_test
+
 from ctl_keras.model.attention import CategoryAttention
 
 
@@ -31,7 +33,11 @@ def test_equal_keys_give_uniform_and_random_sums_to_one():
     np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-6)
 
 
-def test_config_round_trip():
-    layer = CategoryAttention(name="att")
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert isinstance(revived, CategoryAttention) and revived.name == "att"
+def test_layer_contract(tmp_path):
+    """Shape, config and save/reload round trips (shared helper); no weights; the name survives."""
+    rng = np.random.RandomState(0)
+    keys, e = rng.normal(size=(3, 7, 5)).astype("float32"), rng.normal(size=(3, 5)).astype("float32")
+    run_layer_test(CategoryAttention, {"name": "att"}, (keys, e), (3, 7), tmp_path=tmp_path,
+                   expected_num_trainable_weights=0)
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(CategoryAttention(name="att")))
+    assert revived.name == "att"

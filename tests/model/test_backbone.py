@@ -13,7 +13,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from ctl_keras.model import backbone as backbone_lib
-from ctl_keras.model.backbone import IMAGENET_FILE, build_backbone, check_grid
+from ctl_keras.model.backbone import IMAGENET_FILE, build_backbone, pool_size_for_grid
 
 
 def _images(n=3, size=64, seed=0):
@@ -73,9 +73,9 @@ def test_batchnorm_in_inference_mode_even_when_training(random_backbone):
 
 def test_grid_must_divide_conv4():
     """224 px -> 14x14 conv4: pool 2 for grid 7; grid 4 does not divide 14; 100 px is not a multiple of 16."""
-    assert check_grid(224, 7) == 2 and check_grid(112, 7) == 1
+    assert pool_size_for_grid(224, 7) == 2 and pool_size_for_grid(112, 7) == 1
     with pytest.raises(ValueError, match="14x14 conv4 map"):
-        check_grid(224, 4)
+        pool_size_for_grid(224, 4)
     with pytest.raises(ValueError, match="not a multiple of 16"):
         build_backbone(100, 5, "none")
 

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from layer_testing import run_layer_test
+
 from ctl_keras.model.category_embedding import CategoryEmbedding
 
 
@@ -20,14 +22,13 @@ def test_rows_are_normalized_table_rows():
     np.testing.assert_allclose(out, [[0.0, -1.0], [0.6, 0.8], [0.0, -1.0]], atol=1e-6)
 
 
-def test_random_init_unit_length_and_config_round_trip():
-    """Seeded random table: every output row has norm 1; from_config keeps sizes and name."""
+def test_random_init_unit_length_and_layer_contract(tmp_path):
+    """Seeded random table: every output row has norm 1; shape, config and save/reload round trips."""
     keras.utils.set_random_seed(0)
-    layer = CategoryEmbedding(num_categories=5, embedding_dim=16, name="ce")
-    out = np.asarray(layer(np.arange(5, dtype="int32")))
-    assert out.shape == (5, 16) and len(layer.trainable_weights) == 1
+    out = run_layer_test(CategoryEmbedding, dict(num_categories=5, embedding_dim=16, name="ce"),
+                         np.arange(5, dtype="int32"), (5, 16), tmp_path=tmp_path, expected_num_trainable_weights=1)
     np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
-    clone = CategoryEmbedding.from_config(layer.get_config())
+    clone = CategoryEmbedding.from_config(CategoryEmbedding(num_categories=5, embedding_dim=16, name="ce").get_config())
     assert (clone.num_categories, clone.embedding_dim, clone.name) == (5, 16, "ce")
 
 

@@ -36,7 +36,7 @@ def _tower_outputs(models, batch):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_triplet_distances_equal_two_minus_query_dot_product(built, variant):
-    """Unit vectors make d* = 2 - q·f_p exact (DESIGN §3), from images and from backbone features alike."""
+    """Unit vectors make d* = 2 - q·f_p exact (docs/design.md §3), from images and from backbone features alike."""
     models, batch = built[variant], _batch()
     scene, f_pos, f_neg = _tower_outputs(models, batch)
     expected_pos = 2.0 - np.sum(scene["query"] * f_pos, axis=-1)

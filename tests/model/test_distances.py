@@ -1,4 +1,4 @@
-"""Distances of DESIGN §3 on unit vectors, and the PairDistance layer per variant."""
+"""Distances of docs/design.md §3 on unit vectors, and the PairDistance layer per variant."""
 
 import os
 
@@ -7,6 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+from layer_testing import run_layer_test
+
+from ctl_keras.model import distances
 from ctl_keras.model.distances import (PairDistance, global_distance, hybrid_distance, local_distance,
                                        uniform_attention)
 
@@ -34,12 +37,13 @@ def test_local_hybrid_uniform():
 
 @pytest.mark.parametrize("variant,expected", [("hybrid", 1.75), ("global", 2.0), ("local", 1.5),
                                               ("local_uniform", 1.0)])
-def test_pair_distance_variants(variant, expected):
-    """Same numbers as above, chosen by the layer's variant; config round-trips the variant."""
-    layer = PairDistance(variant)
+def test_pair_distance_variants(variant, expected, tmp_path):
+    """Same numbers as above, chosen by the layer's variant; shape, config and save/reload round trips."""
     inputs = {"scene_embedding": F_S, "local_embeddings": F_LOCAL, "attention": ATT, "product_embedding": F_P}
-    np.testing.assert_allclose(np.asarray(layer(inputs)), [expected], atol=1e-6)
-    assert PairDistance.from_config(layer.get_config()).variant == variant
+    out = run_layer_test(PairDistance, {"variant": variant}, inputs, (1,), tmp_path=tmp_path,
+                         expected_num_trainable_weights=0)
+    np.testing.assert_allclose(out, [expected], atol=1e-6)
+    assert PairDistance.from_config(PairDistance(variant).get_config()).variant == variant
 
 
 def test_global_variant_needs_no_local_inputs_and_bad_variant_refused():
@@ -47,3 +51,14 @@ def test_global_variant_needs_no_local_inputs_and_bad_variant_refused():
     np.testing.assert_allclose(np.asarray(out), [2.0], atol=1e-6)
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         PairDistance("nope")
+
+
+def test_d_star_matrix_paired_and_from_scores():
+    """d* = 2 - q·f_p by hand: one query row against two products, and row-by-row."""
+    q = np.array([[1.0, 0.0], [0.6, 0.8]])
+    f = np.array([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(distances.d_star(q, f), [[1.0, 2.0], [1.4, 1.2]])
+    np.testing.assert_allclose(distances.d_star(q[1], f), [1.4, 1.2])
+    np.testing.assert_allclose(distances.d_star(q, f, paired=True), [1.0, 1.2])
+    assert distances.d_star(q, f).dtype == np.float64
+    np.testing.assert_allclose(distances.d_star_from_scores(np.array([0.5, -1.0])), [1.5, 3.0])

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from layer_testing import run_layer_test
+
 from ctl_keras.model.heads import EmbeddingHead, l2_normalize
 
 
@@ -44,14 +46,17 @@ def test_unit_length_on_vectors_and_region_maps_and_same_per_region():
     np.testing.assert_allclose(np.linalg.norm(head(regions, training=True), axis=-1), 1.0, atol=1e-5)
 
 
-def test_batch_norm_is_synchronized_and_config_round_trips():
-    """get_config -> from_config rebuilds the same sizes; serialization finds the registered class."""
-    head = EmbeddingHead(embedding_dim=8, hidden_dim=16, dropout=0.25, name="g")
-    assert head.batch_norm.synchronized
-    clone = EmbeddingHead.from_config(head.get_config())
-    assert (clone.embedding_dim, clone.hidden_dim, clone.dropout, clone.name) == (8, 16, 0.25, "g")
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(head))
-    assert isinstance(revived, EmbeddingHead) and revived.get_config() == head.get_config()
+@pytest.mark.parametrize("product_norm", [False, True])
+def test_layer_contract_and_synchronized_batch_norm(tmp_path, product_norm):
+    """Shape, config and save/reload round trips (shared helper); the BatchNorm is synchronized."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(6, 12)).astype("float32")
+    kwargs = dict(embedding_dim=8, hidden_dim=16, dropout=0.25, product_norm=product_norm, name="g")
+    out = run_layer_test(EmbeddingHead, kwargs, x, (6, 8), tmp_path=tmp_path,
+                         call_kwargs={"training": False, "product": product_norm},
+                         expected_num_trainable_weights=6 + 2 * product_norm)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+    assert EmbeddingHead(**kwargs).batch_norm.synchronized
 
 
 def test_product_norm_is_a_second_batchnorm_over_shared_dense_weights():

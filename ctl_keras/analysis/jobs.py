@@ -1,8 +1,8 @@
-"""The analysis commands as plain functions (the absl CLI in __main__ parses flags and calls these).
+"""The analysis jobs as plain library functions (the CLI in analysis/__main__.py parses flags and calls them).
 
 - run_attention: Table 3 (attention / random / saliency hit rates) + Figure 6 overlays.
 - run_figures:   Figure 7 (3 most and 3 least compatible test products per scene).
-- run_human_kit / run_human_score: Table 4 kit and its scorer (human_eval.py).
+- run_human_kit: the Table 4 kit (human_eval.py; its scorer is human_eval.score_kit, which needs no TF).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from absl import logging
 
 from ctl_keras import atomic, embed, model_io
 from ctl_keras.analysis import attention_hits, figures, human_eval
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
+from ctl_keras.model.distances import d_star
 
 _BATCH = 16
 
@@ -34,10 +35,11 @@ def resolve_data_dir(model_dir: str, config, data_dir: str | None) -> str:
     return os.path.join("tf_records", config.dataset)
 
 
-def _load(model_dir, data_dir, backbone_weights):
+def load_run(model_dir, data_dir, backbone_weights):
+    """(config, models, data_dir) of a trained run; the dataset must have the model's categories."""
     config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights)
     data_dir = resolve_data_dir(model_dir, config, data_dir)
-    manifest = pipeline.read_manifest(data_dir, config.dataset)
+    manifest = dataset_dir.read_manifest(data_dir, config.dataset)
     if tuple(manifest.get("categories", ())) != tuple(config.categories):
         raise ValueError(f"{data_dir} has categories {manifest.get('categories')}, the model in {model_dir} "
                          f"{list(config.categories)}: pass the dataset it was trained on with --data_dir")
@@ -76,7 +78,7 @@ def run_attention(model_dir, out_dir, *, data_dir=None, split="test", num_overla
     """Hit rates of attention, random and saliency maps over every pair of `split`; overlays PNGs."""
     from ctl_keras.analysis.saliency import SceneSaliency  # tf-keras-vis only when needed
 
-    config, models, data_dir = _load(model_dir, data_dir, backbone_weights)
+    config, models, data_dir = load_run(model_dir, data_dir, backbone_weights)
     saliency = SceneSaliency(models.scene_tower, config, smooth_samples)
     grid = config.local_grid
     attention, salient, relevant, coverage_boxes, shown = [], [], [], [], []
@@ -136,7 +138,7 @@ def run_figures(model_dir, out_dir, *, num_scenes=4, data_dir=None, split="test"
     """Figure 7 grid for the first `num_scenes` distinct scenes of `split`; returns the PNG path."""
     if num_scenes <= 0:
         raise ValueError(f"num_scenes must be positive, got {num_scenes}")
-    config, models, data_dir = _load(model_dir, data_dir, backbone_weights)
+    config, models, data_dir = load_run(model_dir, data_dir, backbone_weights)
     chosen, scenes = [], set()
     for record in scene_records(config, data_dir, split):
         if record["scene_id"] not in scenes:
@@ -153,7 +155,7 @@ def run_figures(model_dir, out_dir, *, num_scenes=4, data_dir=None, split="test"
     ranked = []
     for q, c in zip(queries, cats):
         rows = np.flatnonzero(prod_cats == c)
-        d = 2.0 - np.asarray(matrix, np.float64)[rows] @ q  # d* = 2 - q.f_p (DESIGN §3)
+        d = d_star(q, np.asarray(matrix)[rows])
         order = rows[np.argsort(d, kind="stable")]
         dist = dict(zip(rows, d))
         # With fewer than 2*top candidates the two lists would share products; keep them disjoint.
@@ -196,7 +198,7 @@ def run_human_kit(model_dir, out_dir, *, num_questions=50, methods=("ours", "ran
     """index.html + answers.csv + key.json for `num_questions` seeded test questions."""
     config = model_io.read_config(model_dir)
     data_dir = resolve_data_dir(model_dir, config, data_dir)
-    picked = human_eval.pick_questions(pipeline.load_questions(data_dir, "test"), num_questions, seed)
+    picked = human_eval.pick_questions(dataset_dir.load_questions(data_dir, "test"), num_questions, seed)
     sides = [human_eval.SIDES[k] for k in np.random.default_rng([seed, 0]).integers(0, 2, len(picked))]
     choices = _method_choices(methods, model_dir, data_dir, backbone_weights, picked, sides, seed)
     pair_ids = {int(q["pair_id"]) for q in picked}
@@ -215,7 +217,3 @@ def run_human_kit(model_dir, out_dir, *, num_questions=50, methods=("ours", "ran
         items.append({**q, "positive_side": side, "scene_jpeg": scenes[int(q["pair_id"])],
                       f"{side}_jpeg": products[str(q["positive"])], f"{other}_jpeg": products[str(q["negative"])]})
     return human_eval.write_kit(out_dir, items, choices, seed)
-
-
-# The scorer needs no TF; human-score in __main__ calls human_eval.score_kit directly.
-run_human_score = human_eval.score_kit
