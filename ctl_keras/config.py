@@ -15,7 +15,7 @@ VARIANTS = ("hybrid", "global", "local", "local_uniform")
 
 # Names with one home (the modules that use them import them from here).
 SPLITS = ("train", "val", "test")
-STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")  # training/strategies.py
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")  # built by training/strategies.py
 EXACT_BACKENDS = ("numpy", "tf", "faiss")  # retrieval/search.py: exact inner-product search
 APPROXIMATE_BACKENDS = ("ivf",)  # retrieval/ann.py (`--approximate`)
 BACKENDS = EXACT_BACKENDS

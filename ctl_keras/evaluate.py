@@ -74,7 +74,7 @@ def cache_for(config, data_dir: str, trained_on_full: bool, cache_dir: str | Non
 
 
 def score_model(models, config, data_dir: str, split: str, features=None, full_scene: bool = False) -> dict:
-    """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (DESIGN §3), on cropped scenes
+    """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (docs/design.md §3), on cropped scenes
     (`full_scene=True`: uncropped ones, image path only)."""
     from ctl_keras import embed
     from ctl_keras.data import pipeline

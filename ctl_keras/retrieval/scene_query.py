@@ -5,7 +5,7 @@ check_compatible says) and a Searcher once, so a caller (the CLI, benchmarks/com
 ask many questions without reloading. `query` runs the tower's serving_default for one category;
 `look` runs its complete_look_categories signature (serving/look.py: the backbone once per image)
 and searches every asked category: both give [{"product_id", "d_star"}] lists ranked by
-d* = 2 - q·f_p ascending (DESIGN §3).
+d* = 2 - q·f_p ascending (docs/design.md §3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-category maximum-inner-product search over a CatalogIndex, behind one backend interface.
 
-Because d*(s,p) = 2 - q·f_p (DESIGN §3), the products nearest a (scene, category) are the products of
+Because d*(s,p) = 2 - q·f_p (docs/design.md §3), the products nearest a (scene, category) are the products of
 that category with the largest q·f_p. A backend (like TensorFlow Recommenders' TopK layers: BruteForce,
 ScaNN) is built over one category's embedding matrix and answers `search(queries, k)` with
 (scores, local rows), best first. The exact backends (numpy, tf, faiss) return the same order, ties
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctl_keras.model.distances import d_star_from_scores
 from ctl_keras.retrieval.index import CatalogIndex
 
 EXACT_BACKENDS = ("numpy", "tf", "faiss")
@@ -137,4 +138,4 @@ class Searcher:
         if np.any(local < 0):
             found = int((local >= 0).sum(axis=1).min())
             scores, local = scores[:, :found], local[:, :found]
-        return self.index.product_ids[rows[local]], (2.0 - scores).astype(np.float32)
+        return self.index.product_ids[rows[local]], d_star_from_scores(scores).astype(np.float32)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctl_keras.data.pipeline import decode_image, eval_view
+from ctl_keras.model.distances import d_star_from_scores
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
 SCENE_OUTPUTS = ("query", "scene_embedding", "attention")
@@ -208,7 +209,7 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
         valid = tf.math.is_finite(top)
         return {
             "product_ids": tf.where(valid, tf.gather(module.catalog_ids, rows), b""),
-            "d_star": tf.where(valid, 2.0 - top, PAD_D_STAR),
+            "d_star": tf.where(valid, d_star_from_scores(top), PAD_D_STAR),
             "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
         }
 

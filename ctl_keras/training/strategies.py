@@ -14,7 +14,7 @@ import sys
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
+from ctl_keras.config import STRATEGIES
 
 
 def make_strategy(name: str, worker_timeout: float = 600.0, task_name: str = "this worker") -> tf.distribute.Strategy:
