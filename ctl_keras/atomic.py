@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from typing import Any, Callable
+
+# ".tmp-<pid>-<8 hex>-<final name>": what atomic_write leaves behind only when its process is killed.
+_TEMP_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]{8}-.+$")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
@@ -27,6 +31,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a temporary file of atomic_write (a killed writer's leftover), never for a user's file."""
+    return bool(_TEMP_NAME.match(name))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -25,11 +25,10 @@ import queue
 import random
 import threading
 import time
-import uuid
 
 from absl import flags, logging
 
-from ctl_keras import cli
+from ctl_keras import atomic, cli
 from ctl_keras.data import urls
 from ctl_keras.fetch import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, Permanent, Stopped, fetch, is_valid_image,
                              reason as failure_reason)
@@ -37,16 +36,6 @@ from ctl_keras.fetch import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, Permanent, Sto
 __all__ = ["download", "download_one", "is_valid_image", "FAILURES_FILE"]
 
 FAILURES_FILE = "download_failures.tsv"
-_PART = ".part-"  # temporary files are "<name>.part-<random>" in the output directory
-def _write_atomically(path: str, data: bytes) -> None:
-    tmp = f"{path}{_PART}{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout: float, backoff: float,
@@ -70,7 +59,7 @@ def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout
             with writing or contextlib.nullcontext():
                 if stop.is_set():
                     return "stopped", ""
-                _write_atomically(path, data)
+                atomic.write_bytes(path, data)
             return "ok", ""
         except Stopped:
             return "stopped", ""
@@ -82,7 +71,7 @@ def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout
 
 
 def _remove_stale_parts(out_dir: str) -> int:
-    stale = [n for n in os.listdir(out_dir) if _PART in n]
+    stale = [n for n in os.listdir(out_dir) if atomic.is_temp_name(n)]
     for name in stale:
         os.remove(os.path.join(out_dir, name))
     return len(stale)
@@ -94,11 +83,7 @@ def _write_failures(out_dir: str, failures: list[tuple[str, str, str]]) -> None:
         if os.path.exists(path):
             os.remove(path)
         return
-    tmp = f"{path}{_PART}{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as f:
-        f.write("id\turl\treason\n")
-        f.writelines(f"{i}\t{u}\t{r}\n" for i, u, r in sorted(failures))
-    os.replace(tmp, path)
+    atomic.write_text(path, "id\turl\treason\n" + "".join(f"{i}\t{u}\t{r}\n" for i, u, r in sorted(failures)))
 
 
 def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, retries: int = 4,

@@ -148,12 +148,13 @@ def test_download_verify_retry_resume(tmp_path, server):
     assert bad == 1 and len(jobs) == 7  # the path-traversal "signature" is refused
     out = tmp_path / "images"
     out.mkdir()
-    (out / "leftover.jpg.part-1234abcd").write_bytes(b"half")  # from an interrupted run
+    (out / ".tmp-4242-1234abcd-leftover.jpg").write_bytes(b"half")  # from a killed run: removed
+    (out / "notes.part-1").write_bytes(b"mine")  # a user's file that only looks temporary: kept
     result = dl.download(jobs, str(out), **FAST)
     assert (result["ok"], result["failed"], result["skipped"]) == (4, 3, 0)
     good = [sigs[n] for n in ("scene-a", "scene-b", "prod-a", "prod-flaky")]
     bad_sigs = [sigs[n] for n in ("prod-404", "prod-trunc", "prod-drop")]
-    assert _listing(out) == sorted([s + ".jpg" for s in good] + [dl.FAILURES_FILE])
+    assert _listing(out) == sorted([s + ".jpg" for s in good] + [dl.FAILURES_FILE, "notes.part-1"])
     assert all(dl.is_valid_image(str(out / f"{s}.jpg")) for s in good)
     # 404 is final (1 request); truncated and dropped bodies are retried (1 + 2 retries); flaky: 503, then ok.
     assert [server.requests[s] for s in bad_sigs] == [1, 3, 3]
@@ -180,7 +181,7 @@ def test_download_verify_retry_resume(tmp_path, server):
     server.modes.update({s: "ok" for s in bad_sigs})
     final = dl.download(jobs, str(out), **FAST)
     assert (final["ok"], final["failed"], final["skipped"]) == (3, 0, 4)
-    assert _listing(out) == sorted(s + ".jpg" for s in sigs.values())
+    assert _listing(out) == sorted([s + ".jpg" for s in sigs.values()] + ["notes.part-1"])
 
 
 def test_street2shop_jobs_and_rewrite(tmp_path, server):

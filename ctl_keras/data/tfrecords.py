@@ -56,23 +56,20 @@ def parse_product(serialized: tf.Tensor) -> dict:
 
 # ---------------------------------------------------------------- writing
 def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
-    """Write serialized records to `path` atomically (temp name in the same dir, then rename).
+    """Write serialized records to `path` atomically (ctl_keras/atomic.py).
 
     Returns the number of records written. An exception while iterating leaves no file at `path`.
     """
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
-    try:
+
+    def write(tmp: str) -> None:
+        nonlocal count
         with tf.io.TFRecordWriter(tmp) as writer:
             for record in records:
                 writer.write(record)
                 count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic.atomic_write(path, write)
     return count
 
 
