@@ -117,3 +117,11 @@ def encode_product(*, product_id: str, category: str, category_index: int, produ
         "category_index": _ints([category_index]),
         "product_jpeg": _bytes([product_jpeg]),
     })
+
+
+# The first bytes of the images every reader accepts (JPEG, PNG): a cheap check before decoding.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG")
+
+
+def looks_like_image(data: bytes) -> bool:
+    return data.startswith(IMAGE_MAGIC)

@@ -20,10 +20,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from ctl_keras.data.encoding import looks_like_image
 from ctl_keras.retrieval.index import CatalogIndex
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG")
 # corrupt_image: valid magic bytes but the product tower cannot decode it (e.g. a truncated JPEG).
 SKIP_REASONS = ("not_an_image", "unknown_category", "duplicate_id", "corrupt_image")
 
@@ -96,7 +96,7 @@ def choose(records: Iterable[tuple], categories, dedup_silently: bool):
         records = records[:1]
     valid, skipped = [], []
     for record in records:
-        if not record[3].startswith(_MAGIC):
+        if not looks_like_image(record[3]):
             skipped.append("not_an_image")
         elif record[2] not in categories:
             skipped.append("unknown_category")

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
+from ctl_keras.data.encoding import looks_like_image
 from ctl_keras.retrieval.index import check_compatible, load_index
 
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG")
 
 
 def read_scene(scene: str) -> bytes:
@@ -25,7 +25,7 @@ def read_scene(scene: str) -> bytes:
         raise FileNotFoundError(f"scene image {scene} does not exist")
     with open(scene, "rb") as f:
         image = f.read()
-    if not image.startswith(_MAGIC):
+    if not looks_like_image(image):
         raise ValueError(f"scene {scene} is not a JPEG or PNG image")
     return image
 
