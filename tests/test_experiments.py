@@ -88,14 +88,17 @@ def test_unknown_method_is_a_one_line_error(synthetic_data, tmp_path):
 
 
 def test_stale_full_scene_score_is_rerun(run, tmp_path):
-    """An eval.json without scored_on == "cropped" (old meaning of "full") is not reused."""
+    """An eval.json of another protocol (here: none, as before v2, e.g. the old meaning of "full") is
+    not reused."""
     data_dir, root, out, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out / "full" / "imagenet", copy / "full" / "imagenet")
     stale = copy / "full" / "imagenet" / "eval.json"
     old = json.loads(stale.read_text())
-    stale.write_text(json.dumps({k: v for k, v in old.items() if k != "scored_on"} | {"auc": 0.99}))
+    assert old["protocol"] == experiments.PROTOCOL
+    stale.write_text(json.dumps({k: v for k, v in old.items() if k not in ("scored_on", "protocol")} | {"auc": 0.99}))
     summary = experiments.run_experiments("synthetic", str(copy), ["imagenet"], ["full"], data_dir=data_dir,
                                           smoke=True, cache_root=str(root / "caches"))
     assert summary["results"]["full"]["imagenet"]["auc"] == old["auc"] != 0.99
     assert json.loads(stale.read_text())["scored_on"] == "cropped"
+    assert json.loads(stale.read_text())["protocol"] == experiments.PROTOCOL
