@@ -53,9 +53,10 @@ SCENES = ("cropped", "full")
 PROTOCOL = "ctl_keras experiments v2"
 FOOTNOTE = ("Protocol: ours, IBR, BPR-DAE and Siamese train through one step (training.step) with batch "
             "{batch}, validation AUC every {every} epochs and at the last, best validation epoch reported; "
-            "margin 0.2 for the metric-embedding methods (ours, Siamese). {views} cached augmented views per "
-            "train image (the paper draws fresh ones each epoch). Siamese fine-tunes only conv5 + a projection "
-            "on center-view conv4 maps (no augmentation), {siamese} epochs, on CPU; the paper fine-tunes the whole CNN.")
+            "margin {margin} for the metric-embedding methods (ours, Siamese). {views} cached augmented views per "
+            "train image (the paper draws fresh ones each epoch).")
+SIAMESE_NOTE = (" Siamese fine-tunes only conv5 + a projection on center-view conv4 maps (no augmentation), "
+                "{siamese} epochs, on CPU; the paper fine-tunes the whole CNN.")
 
 
 def all_methods() -> tuple[str, ...]:
@@ -206,7 +207,9 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         write_json_atomic(os.path.join(out, "results.json"), summary)
         footnote = FOOTNOTE.format(batch=config.batch_size, every=config.eval_every, views=config.num_views,
-                                   siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
+                                   margin=config.margin)
+        if "siamese" in methods:
+            footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
         atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes) + "\n" + footnote + "\n")
         plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
     if "hybrid" in methods and "cropped" in scenes:
