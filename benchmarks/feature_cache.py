@@ -114,7 +114,7 @@ def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict
 
 def run() -> dict:
     from ctl_keras.config import get_config
-    from ctl_keras.features import FeatureCache
+    from ctl_keras.feature_cache import FeatureCache
     from ctl_keras.model.ctl import build_ctl
 
     overrides = {k: getattr(FLAGS, k) for k in ("learning_rate", "num_views") if getattr(FLAGS, k) is not None}

@@ -1,21 +1,34 @@
 """One command for the paper's experiments (§5): every method trained on cropped and on full scenes.
 
     python -m ctl_keras.experiments --dataset=synthetic --out=runs/experiments [--methods=hybrid,ibr]
-                                    [--scenes=cropped,full] [--smoke]
+                                    [--scenes=cropped,full] [--num_views=4] [--smoke]
 
-Methods: ours (hybrid, global, local, local_uniform — trained by ctl_keras.training on the frozen-
-feature cache) and the baselines of ctl_keras.baselines (random, popularity, imagenet, ibr, siamese,
-bpr_dae). All share the data, the frozen backbone (one feature cache per scene mode) and the test
-questions. As in the paper's Table 2, the scene mode is what a method is TRAINED on ("full": uncropped
-train scenes; baselines fit on full-scene features); every method, in both modes, is validated and
-scored on the CTL-cropped scenes, since the task is recommending a product that is not visible.
+Methods: ours (hybrid, global, local, local_uniform) and the baselines of ctl_keras.baselines (random,
+popularity, imagenet: no training; ibr, bpr_dae, siamese: trained). All share the data, the frozen
+backbone, one feature cache per scene mode and the test questions. What is done, exactly:
+- Features: the frozen backbone's pool5 / conv4 features, computed once per image into the feature cache:
+  --num_views augmented views (random crop of the resized image + mirror) per TRAIN image, drawn once
+  and reused; each epoch picks one of them at random per image (the paper draws fresh crops every
+  epoch: more views come closer). Val/test images: the center view.
+- Training, the same for ours, IBR and BPR-DAE (training.step: one step function, each method supplies
+  its per-example loss): batch config.batch_size (16, the paper's), config.epochs epochs, Adam; shuffled
+  pairs, a fresh negative per pair and epoch (a product of the category outside the pair's scene), full
+  batches only; validation AUC every config.eval_every epochs (10) and at the last epoch, and the best
+  validation epoch is the model reported (results: fit.best_epoch, fit.val_auc). Losses: ours the
+  triplet hinge with margin 0.2 on unit embeddings; IBR logistic; BPR-DAE BPR + reconstruction.
+- Siamese goes through the same step, batch size and selection, with a contrastive loss of margin 0.2
+  on unit embeddings, but fine-tunes only conv5 + a projection on center-view conv4 maps (no
+  augmentation), for --siamese_epochs (default min(epochs, 5)) epochs: the CPU cost of conv5.
+- Scenes: the scene mode is what a method is TRAINED on ("full": uncropped train scenes); every method,
+  in both modes, is validated and scored on the CTL-cropped scenes, since the task is recommending a
+  product that is not visible. Top-K ranks all test products of the asked category except the
+  scene's other products of that category (evaluation.scoring).
 Writes into --out:
     <scenes>/<method>/eval.json   one method's numbers (a method with this file is skipped on re-run)
     <scenes>/<method>/model/      our models' model_dirs
     results.json                  every number, timings included
     table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per training mode
     topk.png                      Top-K curves (Figure 5 analog)
-Top-K ranks ALL products of the asked category in the test split.
 """
 
 from __future__ import annotations
@@ -25,7 +38,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 from absl import flags, logging
 
@@ -36,6 +48,15 @@ OURS = ("hybrid", "global", "local", "local_uniform")
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
               "local_uniform": "Ours (local, uniform attention)"}
 SCENES = ("cropped", "full")
+# eval.json written under another protocol is rerun, not mixed into a table (v2: every trained method
+# through training.step, batch 16, best validation epoch; v1 had no marker).
+PROTOCOL = "ctl_keras experiments v2"
+FOOTNOTE = ("Protocol: ours, IBR, BPR-DAE and Siamese train through one step (training.step) with batch "
+            "{batch}, validation AUC every {every} epochs and at the last, best validation epoch reported; "
+            "margin {margin} for the metric-embedding methods (ours, Siamese). {views} cached augmented views per "
+            "train image (the paper draws fresh ones each epoch).")
+SIAMESE_NOTE = (" Siamese fine-tunes only conv5 + a projection on center-view conv4 maps (no augmentation), "
+                "{siamese} epochs, on CPU; the paper fine-tunes the whole CNN.")
 
 
 def all_methods() -> tuple[str, ...]:
@@ -78,9 +99,9 @@ class Runner:
         self._caches: dict = {}
 
     def cache_dir(self, full_scene: bool) -> str:
-        from ctl_keras.training.loop import default_cache_dir
+        from ctl_keras.feature_cache import default_cache_dir
 
-        path = default_cache_dir(self.config, types.SimpleNamespace(data_dir=self.data_dir, full_scene=full_scene))
+        path = default_cache_dir(self.config, self.data_dir, full_scene)
         return os.path.join(self.cache_root, os.path.basename(path)) if self.cache_root else path
 
     def backbone(self):
@@ -91,7 +112,7 @@ class Runner:
         return self._backbone
 
     def cache(self, full_scene: bool):
-        from ctl_keras.features import FeatureCache
+        from ctl_keras.feature_cache import FeatureCache
 
         if full_scene not in self._caches:
             self._caches[full_scene] = FeatureCache.build_or_load(
@@ -99,7 +120,7 @@ class Runner:
         return self._caches[full_scene]
 
     def run_ours(self, variant: str, full_scene: bool, path: str) -> dict:
-        from ctl_keras import evaluate
+        from ctl_keras.evaluation import model_eval
         from ctl_keras.training import loop
 
         model_dir = os.path.join(os.path.dirname(path), "model")
@@ -109,15 +130,16 @@ class Runner:
                                   full_scene=full_scene, cache_dir=cache_dir)
         trained = loop.train(self.config.replace(variant=variant), options)
         # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
-        result = evaluate.evaluate_model(model_dir, self.data_dir, feature_cache=True, cache_dir=cache_dir,
-                                         out=os.path.join(model_dir, evaluate.EVAL_FILE))
+        result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, cache_dir=cache_dir,
+                                           out=os.path.join(model_dir, model_eval.EVAL_FILE))
         result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
         return result
 
     def run_baseline(self, name: str, full_scene: bool) -> dict:
         """Fit on the train features of the mode's cache, score on its (always cropped) test scenes."""
-        from ctl_keras.baselines import registry, split_features
-        from ctl_keras.data import pipeline
+        from ctl_keras.baselines import registry
+        from ctl_keras.baselines.base import split_features
+        from ctl_keras.data import dataset_dir
 
         cache = self.cache(full_scene)
         kwargs = {"epochs": self.siamese_epochs if name == "siamese" else self.baseline_epochs}
@@ -125,7 +147,7 @@ class Runner:
             kwargs["backbone"] = self.backbone()
         method = registry.create(name, self.config, **kwargs)
         fit = method.fit(split_features(cache, "train", self.data_dir), split_features(cache, "val", self.data_dir))
-        result = method.score(split_features(cache, "test", self.data_dir), pipeline.load_questions(self.data_dir, "test"))
+        result = method.score(split_features(cache, "test", self.data_dir), dataset_dir.load_questions(self.data_dir, "test"))
         result["fit"] = fit
         return result
 
@@ -136,36 +158,39 @@ class Runner:
         if os.path.exists(path):
             with open(path) as f:
                 done = json.load(f)
-            if done.get("scored_on") == "cropped":
+            if done.get("protocol") == PROTOCOL:
                 logging.info("%s/%s: already done (%s), skipping", scene, method, path)
                 return done
-            # Written when "full" also meant scoring on full scenes: not comparable, run again.
-            logging.warning("%s: not scored on cropped scenes; running %s/%s again", path, scene, method)
+            # Another protocol (older training, or scored on full scenes): not comparable, run again.
+            logging.warning("%s: written under protocol %r, not %r; running %s/%s again", path,
+                            done.get("protocol"), PROTOCOL, scene, method)
         start = time.time()
         full = scene == "full"
         result = self.run_ours(method, full, path) if method in OURS else self.run_baseline(method, full)
         result.update({"method": method, "scenes": scene, "trained_on": scene, "scored_on": "cropped",
+                       "protocol": PROTOCOL,
                        "seconds": round(time.time() - start, 1), "candidate_set": CANDIDATES_NOTE})
         write_json_atomic(path, result)
         return result
 
 
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
-                    baseline_epochs=None, siamese_epochs=None, cache_root=None) -> dict:
+                    baseline_epochs=None, siamese_epochs=None, cache_root=None, num_views=None) -> dict:
     """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png, and,
     when hybrid is trained on cropped scenes, the attention analysis and figures (attention/, figures/)."""
     from ctl_keras import config as config_lib
-    from ctl_keras import evaluate
     from ctl_keras.baselines.registry import TITLES
+    from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
+    from ctl_keras.evaluation.model_eval import check_split_nonempty
     from ctl_keras.evaluation.report import markdown_table, plot_topk, write_json_atomic
 
     methods, scenes = list(methods), list(scenes)
     check_methods(methods, scenes)
-    overrides = {"epochs": epochs} if epochs else {}
+    overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v}
     config = config_lib.get_config(dataset, smoke=smoke, **overrides)
     data_dir = data_dir or os.path.join("tf_records", dataset)
     ensure_dataset(config, data_dir, smoke)
-    evaluate.check_split_nonempty(data_dir, "test")
+    check_split_nonempty(data_dir, "test")
     runner = Runner(config, data_dir, out, cache_root, baseline_epochs, siamese_epochs)
     titles = {**TITLES, **OUR_TITLES}
     results: dict = {s: {} for s in scenes}
@@ -181,7 +206,11 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
                    "results": results,
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         write_json_atomic(os.path.join(out, "results.json"), summary)
-        atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes))
+        footnote = FOOTNOTE.format(batch=config.batch_size, every=config.eval_every, views=config.num_views,
+                                   margin=config.margin)
+        if "siamese" in methods:
+            footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
+        atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes) + "\n" + footnote + "\n")
         plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
     if "hybrid" in methods and "cropped" in scenes:
         _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)
@@ -205,7 +234,7 @@ def main(argv):
     cli.check_output_dir(FLAGS.cache_root, "cache_root")
     run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
                     smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
-                    siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root)
+                    siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root, num_views=FLAGS.num_views)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
     print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
 
@@ -222,8 +251,13 @@ def define_flags() -> None:
                       "(uncropped scene). Every method is scored on the cropped test scenes.")
     flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
     flags.DEFINE_integer("epochs", None, "Epochs of our models and the trained baselines (default: the config's).")
-    flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's).")
+    flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's). "
+                         "Validation every eval_every epochs and at the last; the best epoch is reported.")
     flags.DEFINE_integer("siamese_epochs", None, "Epochs of the Siamese conv5 fine-tuning (default: min(epochs, 5)).")
+    flags.DEFINE_integer("num_views", None, "Augmented views (random crop + mirror) cached per TRAIN image, drawn "
+                         "once; each epoch uses one at random per image. More views come closer to the paper's "
+                         "fresh augmentation per epoch, at the cost of a longer cache build and a larger cache "
+                         "(linear in the views). Default: the config's (4).", lower_bound=1)
     flags.DEFINE_string("cache_root", None, "Where the feature caches go (default: <data_dir>/feature_cache).")
 
 

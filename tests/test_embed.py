@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from ctl_keras import embed
 from ctl_keras.data import dataset_dir, pipeline
-from ctl_keras.features import FeatureCache
+from ctl_keras.feature_cache import FeatureCache
 from ctl_keras.model.ctl import build_ctl
 
 

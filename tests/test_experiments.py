@@ -21,7 +21,7 @@ def run(synthetic_data, tmp_path_factory):
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "ctl_keras.experiments", "--smoke", f"--data_dir={data_dir}", f"--out={out}",
-         f"--cache_root={root / 'caches'}", "--methods=hybrid,imagenet", "--scenes=cropped,full"],
+         f"--cache_root={root / 'caches'}", "--methods=hybrid,imagenet", "--scenes=cropped,full", "--num_views=3"],
         capture_output=True, text=True, env=ENV, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return data_dir, root, out, proc.stdout
@@ -37,6 +37,10 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     assert any(line.startswith("| Ours (hybrid) |") for line in lines)
     assert any(line.startswith("| ImageNet Features |") for line in lines)
     assert "ALL products of the asked category" in table
+    # The protocol footnote states batch size, validation and views; --num_views reached the cache.
+    assert f"with batch {config.batch_size}, validation AUC every {config.eval_every} epochs" in table
+    assert "3 cached augmented views per train image" in table and "Siamese fine-tunes" not in table  # not run
+    assert (out.parent / "caches" / f"{config.image_size}px_3views_none").is_dir()
     assert (out / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| attention (ours) |" in (out / "attention" / "attention.md").read_text()
     assert (out / "figures" / "compatibility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -48,6 +52,8 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
             assert (out / scene / method / "eval.json").exists()
             assert r["trained_on"] == scene and r["scored_on"] == "cropped"
     assert (out / "cropped" / "hybrid" / "model" / "best.weights.h5").exists()
+    assert results["config"]["num_views"] == 3
+    assert 1 <= results["results"]["cropped"]["hybrid"]["fit"]["best_epoch"] <= config.epochs
     assert "[4/4]" in stdout
 
 
@@ -69,7 +75,7 @@ def test_rerun_skips_finished_methods(run):
     path = out / "cropped" / "hybrid" / "eval.json"
     before = path.stat().st_mtime_ns
     summary = experiments.run_experiments("synthetic", str(out), ["hybrid", "imagenet"], ["cropped", "full"],
-                                          data_dir=data_dir, smoke=True, cache_root=str(root / "caches"))
+                                          data_dir=data_dir, smoke=True, cache_root=str(root / "caches"), num_views=3)
     assert path.stat().st_mtime_ns == before
     assert set(summary["results"]["full"]) == {"hybrid", "imagenet"}
 
@@ -88,14 +94,17 @@ def test_unknown_method_is_a_one_line_error(synthetic_data, tmp_path):
 
 
 def test_stale_full_scene_score_is_rerun(run, tmp_path):
-    """An eval.json without scored_on == "cropped" (old meaning of "full") is not reused."""
+    """An eval.json of another protocol (here: none, as before v2, e.g. the old meaning of "full") is
+    not reused."""
     data_dir, root, out, _ = run
     copy = tmp_path / "out"
     shutil.copytree(out / "full" / "imagenet", copy / "full" / "imagenet")
     stale = copy / "full" / "imagenet" / "eval.json"
     old = json.loads(stale.read_text())
-    stale.write_text(json.dumps({k: v for k, v in old.items() if k != "scored_on"} | {"auc": 0.99}))
+    assert old["protocol"] == experiments.PROTOCOL
+    stale.write_text(json.dumps({k: v for k, v in old.items() if k not in ("scored_on", "protocol")} | {"auc": 0.99}))
     summary = experiments.run_experiments("synthetic", str(copy), ["imagenet"], ["full"], data_dir=data_dir,
-                                          smoke=True, cache_root=str(root / "caches"))
+                                          smoke=True, cache_root=str(root / "caches"), num_views=3)
     assert summary["results"]["full"]["imagenet"]["auc"] == old["auc"] != 0.99
     assert json.loads(stale.read_text())["scored_on"] == "cropped"
+    assert json.loads(stale.read_text())["protocol"] == experiments.PROTOCOL

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from ctl_keras.data import pipeline
 from ctl_keras.feature_cache import build as cache_build
-from ctl_keras.features import FeatureCache
+from ctl_keras.feature_cache import FeatureCache
 from ctl_keras.model.backbone import build_backbone
 
 

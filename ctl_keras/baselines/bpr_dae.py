@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ctl_keras.baselines import FeatureTripletBaseline
+from ctl_keras.baselines.trained import FeatureTripletBaseline
 
 RECONSTRUCTION_WEIGHT = 0.1
 NOISE = 0.2
@@ -36,16 +36,18 @@ class BPRDAE(FeatureTripletBaseline):
         self.layers = [self.scene_enc, self.scene_dec, self.product_enc, self.product_dec]
         self.extra_variables = []
 
-    def triplet_loss(self, scene, positive, negative, training: bool):
+    def compute_loss(self, batch, training: bool):
+        """Per example: BPR on the codes + RECONSTRUCTION_WEIGHT × the three inputs' mean squared error."""
         codes, recon = [], 0.0
-        for x, enc, dec in ((scene, self.scene_enc, self.scene_dec), (positive, self.product_enc, self.product_dec),
-                            (negative, self.product_enc, self.product_dec)):
+        for key, enc, dec in (("scene", self.scene_enc, self.scene_dec), ("positive", self.product_enc, self.product_dec),
+                              ("negative", self.product_enc, self.product_dec)):
+            x = batch[key]
             code = enc(self.noise(x, training=training))
-            recon = recon + ops.mean(ops.square(dec(code) - x))
+            recon = recon + ops.mean(ops.square(dec(code) - x), axis=-1)
             codes.append(code)
         m_pos = ops.sum(codes[0] * codes[1], axis=-1)
         m_neg = ops.sum(codes[0] * codes[2], axis=-1)
-        return ops.mean(ops.softplus(m_neg - m_pos)) + RECONSTRUCTION_WEIGHT * recon
+        return ops.softplus(m_neg - m_pos) + RECONSTRUCTION_WEIGHT * recon
 
     def embed_scene(self, x):
         return self.scene_enc(x)

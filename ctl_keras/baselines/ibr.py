@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ctl_keras.baselines import FeatureTripletBaseline
+from ctl_keras.baselines.trained import FeatureTripletBaseline
 from ctl_keras.evaluation.scoring import squared_l2_distance
 
 
@@ -27,11 +27,11 @@ class IBR(FeatureTripletBaseline):
     def _d(self, a, b):
         return ops.sum(ops.square(self.projection(a) - self.projection(b)), axis=-1)
 
-    def triplet_loss(self, scene, positive, negative, training: bool):
-        # Binary cross-entropy of σ(c − d): label 1 for the positive, 0 for the negative.
-        pos_logit = self.shift - self._d(scene, positive)
-        neg_logit = self.shift - self._d(scene, negative)
-        return ops.mean(ops.softplus(-pos_logit) + ops.softplus(neg_logit))
+    def compute_loss(self, batch, training: bool):
+        # Per example: binary cross-entropy of σ(c − d), label 1 for the positive, 0 for the negative.
+        pos_logit = self.shift - self._d(batch["scene"], batch["positive"])
+        neg_logit = self.shift - self._d(batch["scene"], batch["negative"])
+        return ops.softplus(-pos_logit) + ops.softplus(neg_logit)
 
     def embed_scene(self, x):
         return self.projection(x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctl_keras.baselines import Baseline, SplitFeatures, view0
+from ctl_keras.baselines.base import Baseline, SplitFeatures, view0
 from ctl_keras.evaluation.scoring import squared_l2_distance
 
 

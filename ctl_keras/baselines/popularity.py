@@ -10,7 +10,7 @@ import collections
 
 import numpy as np
 
-from ctl_keras.baselines import Baseline, SplitFeatures
+from ctl_keras.baselines.base import Baseline, SplitFeatures
 
 
 class Popularity(Baseline):

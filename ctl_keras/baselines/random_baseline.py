@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctl_keras.baselines import Baseline, SplitFeatures
+from ctl_keras.baselines.base import Baseline, SplitFeatures
 
 
 class RandomBaseline(Baseline):

@@ -3,9 +3,11 @@
 The paper fine-tunes the whole CNN; on CPU we fine-tune only the LAST ResNet50 stage (conv5, three
 bottleneck blocks, initialized from the shared backbone) plus a linear projection to a unit vector,
 on top of the frozen conv4 map. Conv4 maps are computed once per image (center view, no
-augmentation) with the shared backbone. Loss: margin-contrastive on the Euclidean distance,
-    L = d(s, p+)² + max(0, MARGIN − d(s, p−))²,
-with one sampled negative per pair. Scoring distance: ‖t(s) − t(p)‖².
+augmentation: the remaining differences from the paper) with the shared backbone. Loss:
+margin-contrastive on the Euclidean distance of the unit embeddings, per example
+    L = d(s, p+)² + max(0, α − d(s, p−))²,   α = config.margin (the paper's 0.2),
+with one sampled negative per pair. Training is baselines.trained's (the shared step, batch size,
+validation and best-epoch selection). Scoring distance: ‖t(s) − t(p)‖².
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import tensorflow as tf
 from absl import logging
 from keras import ops
 
-from ctl_keras.baselines import Baseline, SplitFeatures, sample_negatives
+from ctl_keras.baselines.base import SplitFeatures
+from ctl_keras.baselines.trained import TrainedBaseline
 from ctl_keras.data import pipeline
 from ctl_keras.evaluation.scoring import squared_l2_distance
 from ctl_keras.model import backbone as backbone_lib
 
-MARGIN = 1.0
-DEFAULT_EPOCHS = 5
+DEFAULT_EPOCHS = 5  # conv5 on CPU: a few epochs unless --siamese_epochs says otherwise
 
 
 def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -45,9 +47,8 @@ def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) ->
     return scenes, products
 
 
-class Siamese(Baseline):
+class Siamese(TrainedBaseline):
     name = "siamese"
-    trainable = True
     learning_rate = 3e-4
 
     def __init__(self, config, backbone=None, **kwargs):
@@ -81,41 +82,34 @@ class Siamese(Baseline):
         x = keras.layers.UnitNormalization()(x)
         return keras.Model(inputs, x, name="siamese_tower")
 
+    def default_epochs(self) -> int:
+        return min(self.config.epochs, DEFAULT_EPOCHS)
+
+    def prepare(self, train: SplitFeatures) -> None:
+        self._train_maps = self._split_maps(train)
+        self.tower = self._build_tower(self._train_maps[0].shape[1])
+
+    def batches(self, train, rows, negatives, rng) -> dict:
+        scenes, products = self._train_maps
+        return {"scene": np.asarray(scenes[rows], np.float32),
+                "positive": np.asarray(products[train.positive_rows[rows]], np.float32),
+                "negative": np.asarray(products[negatives], np.float32)}
+
+    def compute_loss(self, batch, training: bool):
+        # BatchNorm stays on the backbone's statistics (training=False), as in the frozen part.
+        ts, tp, tn = (self.tower(batch[k], training=False) for k in ("scene", "positive", "negative"))
+        d_pos = ops.sum(ops.square(ts - tp), axis=-1)
+        d_neg = ops.sqrt(ops.sum(ops.square(ts - tn), axis=-1) + 1e-12)
+        return d_pos + ops.square(ops.relu(self.config.margin - d_neg))
+
+    def trainable_variables(self) -> list:
+        return list(self.tower.trainable_variables)
+
+    def state_variables(self) -> list:
+        return list(self.tower.variables)
+
     def fit(self, train: SplitFeatures, val: SplitFeatures | None = None) -> dict:
-        scenes, products = self._split_maps(train)
-        keras.utils.set_random_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        self.tower = self._build_tower(scenes.shape[1])
-        optimizer = keras.optimizers.Adam(self.learning_rate)
-        variables = self.tower.trainable_variables
-
-        @tf.function(reduce_retracing=True)
-        def step(s, p, n):
-            with tf.GradientTape() as tape:
-                # BatchNorm stays on the backbone's statistics, as in the frozen part of the network.
-                ts, tp, tn = (self.tower(x, training=False) for x in (s, p, n))
-                d_pos = ops.sum(ops.square(ts - tp), axis=-1)
-                d_neg = ops.sqrt(ops.sum(ops.square(ts - tn), axis=-1) + 1e-12)
-                loss = ops.mean(d_pos + ops.square(ops.relu(MARGIN - d_neg)))
-            optimizer.apply(tape.gradient(loss, variables), variables)
-            return loss
-
-        epochs = self.epochs if self.epochs is not None else min(self.config.epochs, DEFAULT_EPOCHS)
-        history = []
-        for epoch in range(epochs):
-            order, negatives = rng.permutation(len(train)), sample_negatives(train, rng)
-            order = order[negatives[order] >= 0]  # no valid negative (data.negatives): skipped
-            bar = keras.utils.Progbar(len(order), unit_name="pair")
-            losses = []
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                batch = [np.asarray(a[r], np.float32) for a, r in (
-                    (scenes, rows), (products, train.positive_rows[rows]), (products, negatives[rows]))]
-                losses.append(float(step(*batch)))
-                bar.add(len(rows))
-            history.append(float(np.mean(losses)))
-            logging.info("siamese: epoch %d/%d loss %.4f", epoch + 1, epochs, history[-1])
-        return {"epochs": epochs, "loss": history, "fine_tuned": "conv5 + projection"}
+        return {**super().fit(train, val), "fine_tuned": "conv5 + projection"}
 
     def _embed(self, maps: np.ndarray) -> np.ndarray:
         if not hasattr(self, "tower"):

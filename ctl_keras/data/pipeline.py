@@ -34,7 +34,6 @@ from ctl_keras.data.augment import (block_shuffle, chain, decode_image, decode_o
 from ctl_keras.data.dataset_dir import checked_manifest, pair_files, product_files, product_paths
 # Lookup lives in data/dataset_dir.py; these two names stay importable here only for the modules another
 # branch is rewriting (training/, evaluate.py, experiments.py, feature_cache/): import from dataset_dir.
-from ctl_keras.data.dataset_dir import load_questions, read_manifest  # noqa: F401
 
 __all__ = ["decode_image", "train_view", "eval_view", "make_dataset", "make_product_dataset", "raw_triplets",
            "raw_pairs", "raw_products"]

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination
 
 FORMAT = "ctl_keras feature cache v1"
@@ -48,7 +48,7 @@ _BATCH = 32  # images per backbone call
 def identity(config, data_dir, full_scene: bool) -> dict:
     """What the cache's contents depend on: the data manifest's bytes and the view/backbone config."""
     path = os.path.join(data_dir, "manifest.json")
-    pipeline.read_manifest(data_dir)  # clear error when the dataset is not built
+    dataset_dir.read_manifest(data_dir)  # clear error when the dataset is not built
     with open(path, "rb") as f:
         data_hash = hashlib.sha256(f.read()).hexdigest()
     ident = {k: getattr(config, k) for k in CONFIG_KEYS}

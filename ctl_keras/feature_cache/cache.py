@@ -16,9 +16,6 @@ from absl import logging
 from ctl_keras.data.negatives import NegativeSampler
 from ctl_keras.feature_cache import build as _build
 
-TRAIN_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
-
-
 class FeatureCache:
     """A built cache directory (see `ctl_keras.feature_cache.build` for the layout)."""
 

@@ -10,10 +10,8 @@ selection) and the test AUC are always on the CTL-cropped scenes, where the prod
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
-import time
 
 import keras
 import numpy as np
@@ -22,22 +20,18 @@ from absl import logging
 
 from ctl_keras import embed
 from ctl_keras.config import Config
-from ctl_keras.data import pipeline
+from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
+from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401
 from ctl_keras.training.strategies import STRATEGIES, make_strategy, workers  # noqa: F401 (re-exported)
 from ctl_keras.training.summaries import Summaries
 
 IMAGE_KEYS = ("scene", "positive", "negative", "category")
-FEATURE_KEYS = ("scene_pool5", "scene_local", "positive_pool5", "negative_pool5", "category")
 ATTENTION_EXAMPLES = 8
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the checkpoint of the last finished epoch is kept untouched."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,26 +57,15 @@ class RunOptions:
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
 
 
-def make_train_step(strategy, triplet: keras.Model, optimizer, variables: list, margin: float,
-                    global_batch_size: int):
-    """A tf.function running one global batch on every replica; returns the global mean loss."""
+class TripletTask:
+    """Our model as a training task (training.step): per-example hinge [d(s,p+) − d(s,p−) + margin]₊."""
 
-    def replica_step(batch):
-        with tf.GradientTape() as tape:
-            out = triplet(batch, training=True)
-            per_example = triplet_hinge(out["d_pos"], out["d_neg"], margin)
-            # Mean over the global batch; the optimizer sums the replicas' gradients.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
+    def __init__(self, triplet: keras.Model, margin: float):
+        self.triplet, self.margin = triplet, margin
 
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        losses = strategy.run(replica_step, args=(batch,))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    return step
+    def compute_loss(self, batch, training: bool):
+        out = self.triplet(batch, training=training)
+        return triplet_hinge(out["d_pos"], out["d_neg"], self.margin)
 
 
 def _train_dataset(config: Config, options: RunOptions, features, epoch_index: int) -> tf.data.Dataset:
@@ -104,13 +87,6 @@ def _train_dataset(config: Config, options: RunOptions, features, epoch_index: i
     return ds.with_options(shard)
 
 
-def default_cache_dir(config: Config, options: RunOptions) -> str:
-    """Suffix "_full": the cache's train scenes are uncropped (its val/test scenes are cropped, as always)."""
-    weights = config.backbone_weights if config.backbone_weights in ("imagenet", "none") else "file"
-    name = f"{config.image_size}px_{config.num_views}views_{weights}" + ("_full" if options.full_scene else "")
-    return os.path.join(options.data_dir, "feature_cache", name)
-
-
 class Trainer:
     """Holds the models, optimizer and state of one run; `run()` trains to config.epochs."""
 
@@ -121,7 +97,7 @@ class Trainer:
         tf.config.experimental.enable_op_determinism()
         self.config, self.options, self.out_dir = config, options, out_dir
         self.writer = options.cluster is None or options.cluster.is_writer
-        self.manifest = pipeline.read_manifest(options.data_dir, config.dataset)
+        self.manifest = dataset_dir.read_manifest(options.data_dir, config.dataset)
         self.strategy = strategy
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
@@ -142,9 +118,10 @@ class Trainer:
         self.summaries: Summaries | None = None  # created by run(): nothing is written before it
 
     def _load_features(self) -> None:
-        from ctl_keras.features import FeatureCache  # noqa: PLC0415 (only the fast path needs it)
+        from ctl_keras.feature_cache import FeatureCache, default_cache_dir  # noqa: PLC0415 (fast path only)
 
-        cache_dir = self.options.cache_dir or default_cache_dir(self.config, self.options)
+        cache_dir = self.options.cache_dir or default_cache_dir(self.config, self.options.data_dir,
+                                                                self.options.full_scene)
         if not self.writer:  # one worker builds; the others wait for the complete cache
             from ctl_keras.feature_cache import build, coordination  # noqa: PLC0415
 
@@ -162,23 +139,11 @@ class Trainer:
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
         pairs = self.manifest["splits"]["train"]["pairs"]
-        bar = keras.utils.Progbar(pairs // self.config.batch_size, stateful_metrics=["loss"])
         ds = self.strategy.experimental_distribute_dataset(
             _train_dataset(self.config, self.options, self.features, epoch - 1))
-        total, steps, start = 0.0, 0, time.perf_counter()
-        for batch in ds:
-            loss = float(step_fn(batch))
-            steps += 1
-            if not math.isfinite(loss):
-                kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
-                        if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
-                raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, "
-                                       f"{kept} (lower --learning_rate?)")
-            total += loss
-            bar.update(steps, [("loss", total / steps)])
-        seconds = time.perf_counter() - start
-        bar.update(steps, [("loss", total / max(steps, 1))], finalize=True)
-        return total / max(steps, 1), steps, seconds
+        kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
+                if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
+        return run_epoch(step_fn, ds, epoch, pairs // self.config.batch_size, kept)
 
     def _evaluate(self, epoch: int) -> None:
         auc = self._auc("val")
@@ -207,15 +172,15 @@ class Trainer:
         self.summaries = Summaries(self.out_dir)
         if self.options.feature_cache:
             self._load_features()
-        step_fn = make_train_step(self.strategy, self.triplet, self.optimizer, self.variables, config.margin,
-                                  config.batch_size)
+        step_fn = make_train_step(self.strategy, TripletTask(self.triplet, config.margin), self.optimizer,
+                                  self.variables, config.batch_size)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loss, steps, seconds = self._epoch(epoch, step_fn)
             self.state.train_seconds.assign_add(seconds)
             self.summaries.scalars(epoch, {
                 "train/loss": loss, "train/steps_per_second": steps / max(seconds, 1e-9),
                 "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
+            if is_eval_epoch(epoch, config.epochs, config.eval_every):
                 self._evaluate(epoch)
             self.models.save_heads(self._path("last.weights.h5"))
             # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
@@ -254,7 +219,7 @@ def train(config: Config, options: RunOptions) -> dict:
     Multi-worker: every worker runs this; only the writer (chief, else worker 0) takes the lock and
     writes into model_dir, the others write their copies into a temporary dir they remove.
     """
-    pipeline.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
+    dataset_dir.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
     recorded = {**options.recorded(), checkpointing.DATASET_KEY: {
         "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)}}
     task = options.cluster.name if options.cluster else "this worker"

@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from ctl_keras.baselines import SplitFeatures, registry, sample_negatives, split_features
+from ctl_keras.baselines import registry
+from ctl_keras.baselines.base import SplitFeatures, sample_negatives, split_features
 from ctl_keras.data import dataset_dir
-from ctl_keras.features import FeatureCache
+from ctl_keras.feature_cache import FeatureCache
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,53 @@ def test_full_scene_cache_gives_uncropped_train_scenes_only(synthetic_data, feat
     assert split_features(full, "train", data_dir).full_scene is True
     assert split_features(full, "val", data_dir).full_scene is False
     assert split_features(full, "test", data_dir).full_scene is False
+
+
+@pytest.fixture(scope="module")
+def val_split(features, synthetic_data):
+    _, data_dir = synthetic_data
+    _, train, _ = features
+    cache = FeatureCache(os.path.dirname(os.path.dirname(train.scene_pool5.filename)))
+    return split_features(cache, "val", data_dir)
+
+
+def test_trained_baseline_keeps_its_best_validation_epoch(synthetic_data, features, val_split):
+    """Validation every eval_every epochs (here 2, plus the last: epochs 2, 4, 5); the weights after fit
+    are those of the best validation epoch: re-validating them gives the recorded best AUC."""
+    config, data_dir = synthetic_data
+    _, train, _ = features
+    m = registry.create("ibr", config.replace(eval_every=2), epochs=5)
+    log = m.fit(train, val_split)
+    assert [h["epoch"] for h in log["val_history"]] == [2, 4, 5]
+    aucs = [h["val_auc"] for h in log["val_history"]]
+    assert log["val_auc"] == max(aucs)
+    assert log["best_epoch"] == log["val_history"][int(np.argmax(aucs))]["epoch"]
+    again = m.validation_auc(val_split, dataset_dir.load_questions(data_dir, "val"))
+    assert again == pytest.approx(log["val_auc"], abs=1e-9)
+
+
+def test_trained_baselines_use_the_papers_batch_size_and_only_full_batches(synthetic_data, features):
+    """Batch size defaults to config.batch_size (not 64); the epoch has floor(valid pairs / batch) steps."""
+    config, _ = synthetic_data
+    _, train, _ = features
+    m = registry.create("bpr_dae", config, epochs=1)
+    assert m.batch_size == config.batch_size
+    m.prepare(train)
+    batches = list(m._epoch_batches(train, np.random.default_rng(0)))
+    valid = int(np.sum(sample_negatives(train, np.random.default_rng(0)) >= 0))  # whether one exists: rng-free
+    assert len(batches) == valid // config.batch_size
+    assert all(b["scene"].shape == (config.batch_size, 2048) for b in batches)
+
+
+def test_baseline_fit_goes_through_the_shared_step(synthetic_data, features):
+    """A baseline's divergence is caught by training.step.run_epoch, the epoch loop our model uses:
+    NaN weights (a NaN learning rate) stop fit with the same TrainingDiverged message as train."""
+    from ctl_keras.training import loop, step
+
+    config, _ = synthetic_data
+    _, train, _ = features
+    m = registry.create("ibr", config, epochs=2)
+    m.learning_rate = float("nan")
+    assert loop.TrainingDiverged is step.TrainingDiverged
+    with pytest.raises(step.TrainingDiverged, match=r"loss is nan at epoch 1 step 2; stopped without saving"):
+        m.fit(train)

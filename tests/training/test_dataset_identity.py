@@ -42,7 +42,7 @@ def test_resume_on_another_dataset_is_refused_naming_both(feature_run, other_bui
 
 def test_evaluate_default_data_dir_of_another_dataset_is_refused(feature_run, other_build, tmp_path):
     """results.json's data_dir now holds another build: evaluate refuses instead of scoring on it."""
-    from ctl_keras.evaluate import evaluate_model
+    from ctl_keras.evaluation.model_eval import evaluate_model
 
     _, data_dir, model_dir, results = feature_run
     assert results["data_fingerprint"] == dataset_fingerprint(data_dir)

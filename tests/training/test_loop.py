@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctl_keras import evaluate
 from ctl_keras.config import Config
 from ctl_keras.data.fingerprint import dataset_fingerprint
+from ctl_keras.evaluation import model_eval as evaluate
+from ctl_keras.feature_cache import default_cache_dir
 from ctl_keras.training import loop
 
 SCALAR_TAGS = {"train/loss", "train/learning_rate", "train/steps_per_second", "val/auc"}
@@ -137,7 +138,7 @@ def test_feature_cache_full_scene_run_is_scored_on_cropped_scenes(synthetic_data
     equal evaluate's on cropped scenes, also when evaluate reads the cropped run's cache instead of the
     full-scene one (so the full-scene cache's val/test scenes are the cropped ones)."""
     config, data_dir = synthetic_data
-    cropped_cache = loop.default_cache_dir(config, loop.RunOptions(data_dir=data_dir, model_dir=""))
+    cropped_cache = default_cache_dir(config, data_dir)
     assert os.path.isdir(cropped_cache)  # built by feature_run
     model_dir = str(tmp_path / "full")
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, feature_cache=True, full_scene=True)
