@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ctl_keras.atomic import atomic_write, write_text
+from ctl_keras.atomic import atomic_write
 
 INDEX_FORMAT = 1
 
@@ -124,32 +124,37 @@ def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
     data, ann_file = data_path(path, generation), ann_path(path, generation)
     previous = _previous_generation(json_path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
-    arrays = dict(product_ids=index.product_ids, category_ids=index.category_ids, embeddings=index.embeddings)
-    if index.image_sha256 is not None:
-        arrays["image_sha256"] = index.image_sha256
-
-    def write_npz(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # np.savez appends .npz to names without it; a file object avoids that
+    tmp_npz, tmp_json = f"{data}.tmp-{os.getpid()}", f"{json_path}.tmp-{os.getpid()}"
+    try:
+        arrays = dict(product_ids=index.product_ids, category_ids=index.category_ids, embeddings=index.embeddings)
+        if index.image_sha256 is not None:
+            arrays["image_sha256"] = index.image_sha256
+        # np.savez appends .npz to names without it; an open file object avoids that.
+        with open(tmp_npz, "wb") as f:
             np.savez(f, **arrays)
+        meta = dict(index.meta, format=INDEX_FORMAT, categories=list(index.categories),
+                    num_products=len(index), embedding_dim=index.embedding_dim,
+                    npz_sha256=_sha256(tmp_npz), generation=generation, npz_file=os.path.basename(data))
+        meta.pop("search", None)
+        if index.ann is not None:
+            from ctl_keras.retrieval.ann import write_ann
 
-    # Arrays (and ann) first, the json last: until its rename lands, readers see the previous version.
-    atomic_write(data, write_npz)
-    meta = dict(index.meta, format=INDEX_FORMAT, categories=list(index.categories),
-                num_products=len(index), embedding_dim=index.embedding_dim,
-                npz_sha256=_sha256(data), generation=generation, npz_file=os.path.basename(data))
-    meta.pop("search", None)
-    if index.ann is not None:
-        from ctl_keras.retrieval.ann import write_ann
-
-        atomic_write(ann_file, lambda tmp: write_ann(tmp, index.ann))
-        meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_file),
-                              ann_file=os.path.basename(ann_file))
-    write_text(json_path, json.dumps(meta, indent=1, sort_keys=True))
-    keep = {data} | ({ann_file} if index.ann is not None else set())
-    if previous is not None and previous != generation:
-        keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
-    for stale in _stale_files(path, keep):
-        os.remove(stale)
+            atomic_write(ann_file, lambda tmp: write_ann(tmp, index.ann))
+            meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_file),
+                                  ann_file=os.path.basename(ann_file))
+        with open(tmp_json, "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        os.replace(tmp_npz, data)
+        os.replace(tmp_json, json_path)
+        keep = {data} | ({ann_file} if index.ann is not None else set())
+        if previous is not None and previous != generation:
+            keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
+        for stale in _stale_files(path, keep):
+            os.remove(stale)
+    finally:
+        for tmp in (tmp_npz, tmp_json):
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return data, json_path
 
 
