@@ -47,6 +47,13 @@ def run(model_dir: str, export_dir: str, *, backbone_weights=None, which="best",
 
         index = load_index(catalog_index)
     config, models = load_trained(model_dir, backbone_weights=backbone_weights, which=which)
+    if index is not None:
+        from ctl_keras.retrieval.index import check_compatible
+        from ctl_keras.serving.exporter import model_fingerprint
+
+        check_compatible(index, {"embedding_dim": config.embedding_dim, "model_fingerprint": model_fingerprint(models),
+                                 "categories": list(config.categories)},
+                         what="model being exported", check_version=False)
     return export_models(models, config, export_dir, index=index, top_k=top_k, max_image_pixels=max_image_pixels)
 
 

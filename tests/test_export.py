@@ -86,3 +86,20 @@ def test_next_version_is_shared_and_ignores_other_names(tmp_path):
 def test_latest_version_of_empty_export_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no exported version under .*ctl_keras.export"):
         versions.latest_version(str(tmp_path / "scene_tower"))
+
+
+def test_catalog_index_of_another_model_is_refused_before_export(trained, tmp_path):
+    """The recommender bundles an index only if these towers embedded it (weights fingerprint)."""
+    import numpy as np
+
+    from ctl_keras import export
+    from ctl_keras.retrieval.index import CatalogIndex, save_index
+
+    config, _, model_dir = trained
+    embeddings = np.eye(2, config.embedding_dim, dtype=np.float32)
+    index = CatalogIndex(["a", "b"], [0, 0], embeddings, config.categories,
+                         meta={"embedding_dim": config.embedding_dim, "model_fingerprint": "another model"})
+    save_index(index, tmp_path / "cat")
+    with pytest.raises(ValueError, match="model weights differ"):
+        export.run(model_dir, str(tmp_path / "export"), backbone_weights="none", catalog_index=str(tmp_path / "cat"))
+    assert not (tmp_path / "export").exists()

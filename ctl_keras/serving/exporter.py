@@ -76,18 +76,15 @@ def export_models(models, config, export_dir: str, *, index=None, top_k: int = 1
                   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict[str, str]:
     """Export the towers (and the recommender when `index` is a CatalogIndex); {model: version dir}.
 
+    The caller checks that `index` was embedded by these towers (export.run does, with
+    retrieval.index.check_compatible: serving never imports retrieval, which builds on it).
+
     `max_image_pixels`: the image_bytes signatures refuse larger images (signatures.py).
 
     All versions are built under hidden names and renamed together at the end (versions.py).
     """
     names = [SCENE, PRODUCT] + ([RECOMMENDER] if index is not None else [])
     fingerprint = model_fingerprint(models)
-    if index is not None:
-        from ctl_keras.retrieval.index import check_compatible
-
-        check_compatible(index, {"embedding_dim": config.embedding_dim, "model_fingerprint": fingerprint,
-                                 "categories": list(config.categories)},
-                         what="model being exported", check_version=False)
     with versions.staged_versions(export_dir, names) as (version, staging):
         base_meta = {"version": version, "embedding_dim": config.embedding_dim,
                      "categories": list(config.categories), "image_size": config.image_size,
