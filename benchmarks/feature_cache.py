@@ -40,19 +40,6 @@ flags.DEFINE_integer("num_views", None, "Cached views per train image (default: 
 flags.DEFINE_bool("skip_image_path", False, "Only the cache-path runs (no epoch-time comparison).")
 
 
-def _ensure_dataset(config, data_dir: str) -> None:
-    from ctl_keras import build_dataset
-    from ctl_keras.data import dataset_dir
-
-    try:
-        dataset_dir.read_manifest(data_dir)
-        return
-    except FileNotFoundError:
-        pass
-    logging.info("no dataset in %s: building synthetic there", data_dir)
-    build_dataset.build(config, data_dir)
-
-
 def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
     """Test AUC of ||pool5_s - pool5_p||^2, raw and L2-normalized (no training, no heads)."""
     from ctl_keras import embed, metrics
@@ -121,7 +108,9 @@ def run() -> dict:
     config = get_config("synthetic", batch_size=16, **overrides)
     epochs = FLAGS.epochs or config.epochs
     data_dir, work = FLAGS.data_dir, FLAGS.work_dir
-    _ensure_dataset(config, data_dir)
+    from ctl_keras.build_dataset import ensure_synthetic
+
+    ensure_synthetic(data_dir, seed=config.seed, explicit=False)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     summary: dict = {"config": {k: getattr(config, k) for k in ("image_size", "local_grid", "num_views",

@@ -148,12 +148,34 @@ def _define_flags():
     flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
 
 
+SMOKE_SYNTHETIC = {"num_scenes": 48, "scene_size": 96, "product_size": 64}  # --smoke's tiny generated set
+
+
+def ensure_synthetic(data_dir: str, *, seed: int, smoke: bool = False, explicit: bool = True,
+                     log: Callable[[str], None] = logging.info) -> bool:
+    """Generate + build the synthetic dataset into `data_dir` when it has no manifest; True if built.
+
+    Only where that cannot clobber anything: the default location (`explicit=False`), or a directory
+    that is new or empty — not an interrupted build of the user's own data, nor a typo pointing at
+    another directory. The build is exactly `build_dataset --dataset=synthetic --seed=SEED [--smoke]`.
+    """
+    if files.exists(files.join(data_dir, tfrecords.MANIFEST_NAME)):
+        return False
+    command = f"`python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir}" + (" --smoke`" if smoke else "`")
+    if explicit and os.path.isdir(data_dir) and os.listdir(data_dir):
+        raise ValueError(f"--data_dir {data_dir} is not empty and has no manifest.json (an interrupted build? "
+                         f"another directory?); the synthetic dataset is generated only into a new or empty "
+                         f"directory: build it with {command}, or pass another --data_dir")
+    log(f"no built synthetic dataset in {data_dir}: building it ({command.strip('`')})")
+    config = config_lib.get_config("synthetic", smoke=smoke, seed=seed)
+    build(config, data_dir, synthetic_kwargs=SMOKE_SYNTHETIC if smoke else None, log=log)
+    return True
+
+
 def main(argv):
     cli.require("dataset", "out")
     overrides = {k: v for k, v in (("seed", FLAGS.seed), ("num_shards", FLAGS.num_shards)) if v is not None}
-    synthetic_kwargs = None
-    if FLAGS.dataset == "synthetic" and FLAGS.smoke:
-        synthetic_kwargs = {"num_scenes": 48, "scene_size": 96, "product_size": 64}
+    synthetic_kwargs = SMOKE_SYNTHETIC if FLAGS.dataset == "synthetic" and FLAGS.smoke else None
     py_logging.getLogger("apache_beam").setLevel(py_logging.WARNING)  # not Beam's per-step INFO lines
     config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
     try:

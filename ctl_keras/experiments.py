@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 from absl import flags, logging
@@ -75,17 +73,6 @@ def check_methods(methods, scenes) -> None:
         raise ValueError(f"unknown scene mode {bad[0]!r}; valid: {', '.join(SCENES)}")
     if not methods or not scenes:
         raise ValueError("nothing to run: --methods and --scenes must name at least one each")
-
-
-def ensure_dataset(config, data_dir: str, smoke: bool) -> None:
-    """Build the synthetic dataset when missing (in a child: build_dataset defines its own flags)."""
-    if os.path.exists(os.path.join(data_dir, "manifest.json")) or config.dataset != "synthetic":
-        return
-    command = [sys.executable, "-m", "ctl_keras.build_dataset", "--dataset=synthetic", f"--out={data_dir}",
-               f"--seed={config.seed}"] + (["--smoke"] if smoke else [])
-    logging.info("no built dataset in %s; running %s", data_dir, " ".join(command[1:]))
-    if subprocess.run(command).returncode != 0:
-        raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
 
 
 class Runner:
@@ -188,8 +175,11 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     check_methods(methods, scenes)
     overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v}
     config = config_lib.get_config(dataset, smoke=smoke, **overrides)
-    data_dir = data_dir or os.path.join("tf_records", dataset)
-    ensure_dataset(config, data_dir, smoke)
+    explicit, data_dir = data_dir is not None, data_dir or os.path.join("tf_records", dataset)
+    if config.dataset == "synthetic":
+        from ctl_keras.build_dataset import ensure_synthetic
+
+        ensure_synthetic(data_dir, seed=config.seed, smoke=smoke, explicit=explicit, log=logging.info)
     check_split_nonempty(data_dir, "test")
     runner = Runner(config, data_dir, out, cache_root, baseline_epochs, siamese_epochs)
     titles = {**TITLES, **OUR_TITLES}

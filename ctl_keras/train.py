@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 
 from absl import flags
@@ -85,26 +84,16 @@ def _check_backbone_weights(weights: str | None) -> None:
 
 
 def _ensure_dataset(config: config_lib.Config, data_dir: str, explicit: bool, multi_worker: bool = False) -> None:
-    """Generate + build the synthetic dataset when it is missing, but only where that cannot clobber
-    anything: the default location, or a --data_dir that is new or empty (not an interrupted build of
-    the user's own data, or a typo pointing at another directory)."""
-    if os.path.exists(os.path.join(data_dir, "manifest.json")) or config.dataset != "synthetic":
+    """The synthetic dataset is built when missing (build_dataset.ensure_synthetic says where it may be)."""
+    if config.dataset != "synthetic" or os.path.exists(os.path.join(data_dir, "manifest.json")):
         return  # other datasets: the pipeline's error says how to build them
-    build = (f"`python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir}"
-             + (" --smoke`" if FLAGS.smoke else "`"))
     if multi_worker:  # every worker would generate into the same shared directory at once
-        raise ValueError(f"no manifest.json in {data_dir}: build the dataset once before starting the "
-                         f"workers: {build}")
-    if explicit and os.path.isdir(data_dir) and os.listdir(data_dir):
-        raise ValueError(f"--data_dir {data_dir} is not empty and has no manifest.json (an interrupted build? "
-                         f"another directory?); train generates the synthetic dataset only into a new or empty "
-                         f"directory: build it with {build}, or pass another --data_dir")
-    # A child process: build_dataset defines its own absl flags (--dataset, ...) at import time.
-    command = [sys.executable, "-m", "ctl_keras.build_dataset", "--dataset=synthetic", f"--out={data_dir}",
-               f"--seed={config.seed}"] + (["--smoke"] if FLAGS.smoke else [])
-    print(f"train: no built synthetic dataset in {data_dir}; running {' '.join(command[1:])}", file=sys.stderr)
-    if subprocess.run(command).returncode != 0:
-        raise RuntimeError(f"building the synthetic dataset into {data_dir} failed (see above)")
+        raise ValueError(f"no manifest.json in {data_dir}: build the dataset once before starting the workers: "
+                         f"`python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir}`")
+    from ctl_keras import build_dataset  # noqa: PLC0415 (Beam, only when a build is needed)
+
+    build_dataset.ensure_synthetic(data_dir, seed=config.seed, smoke=FLAGS.smoke, explicit=explicit,
+                                   log=lambda line: print(f"train: {line}", file=sys.stderr))
 
 
 _LOST_WORKER = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
