@@ -15,6 +15,7 @@ import sys
 import time
 
 from ctl_keras import atomic
+from ctl_keras.training.results import read_results
 
 MODEL_DIR = os.path.join("runs", "demo")
 DATA_DIR = os.path.join("tf_records", "synthetic")
@@ -60,8 +61,7 @@ def main() -> None:
     for rank, item in enumerate(ranked, 1):
         mark = "  <- the product actually paired with this scene" if item["product_id"] == question["positive"] else ""
         print(f"  {rank:2d}. {item['product_id']}  d*={item['d_star']:.4f}{mark}")
-    with open(os.path.join(MODEL_DIR, "results.json")) as f:
-        results = json.load(f)
+    results = read_results(MODEL_DIR)
     print(f"\nval AUC {results['val_auc']:.4f}  test AUC {results['test_auc']:.4f}  "
           f"(best epoch {results['best_epoch']} of {results['epochs_run']}); demo took {time.time() - start:.0f} s")
     print(f"TensorBoard: tensorboard --logdir {MODEL_DIR}/tensorboard   Serving: see export/README.md")

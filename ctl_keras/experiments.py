@@ -139,7 +139,7 @@ class Runner:
         return result
 
     def run_one(self, method: str, scene: str) -> dict:
-        from ctl_keras.evaluation.report import CANDIDATES_NOTE, write_json_atomic
+        from ctl_keras.evaluation.report import CANDIDATES_NOTE
 
         path = os.path.join(self.out, scene, method, "eval.json")
         if os.path.exists(path):
@@ -157,7 +157,7 @@ class Runner:
         result.update({"method": method, "scenes": scene, "trained_on": scene, "scored_on": "cropped",
                        "protocol": PROTOCOL,
                        "seconds": round(time.time() - start, 1), "candidate_set": CANDIDATES_NOTE})
-        write_json_atomic(path, result)
+        atomic.write_json(path, result)
         return result
 
 
@@ -169,7 +169,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     from ctl_keras.baselines.registry import TITLES
     from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
     from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import markdown_table, plot_topk, write_json_atomic
+    from ctl_keras.evaluation.report import markdown_table, plot_topk
 
     methods, scenes = list(methods), list(scenes)
     check_methods(methods, scenes)
@@ -195,7 +195,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
                    "config": config.to_dict(), "methods": methods, "scenes": scenes, "scored_on": "cropped",
                    "results": results,
                    "wall_seconds_this_run": round(time.time() - start, 1)}
-        write_json_atomic(os.path.join(out, "results.json"), summary)
+        atomic.write_json(os.path.join(out, "results.json"), summary)
         footnote = FOOTNOTE.format(batch=config.batch_size, every=config.eval_every, views=config.num_views,
                                    margin=config.margin)
         if "siamese" in methods:

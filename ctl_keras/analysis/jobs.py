@@ -24,15 +24,9 @@ _BATCH = 16
 
 def resolve_data_dir(model_dir: str, config, data_dir: str | None) -> str:
     """--data_dir, else results.json's "data_dir", else tf_records/<dataset> (train.py's default)."""
-    if data_dir:
-        return data_dir
-    results = os.path.join(model_dir, "results.json")
-    if os.path.isfile(results):
-        with open(results) as f:
-            stored = json.load(f).get("data_dir")
-        if stored:
-            return stored
-    return os.path.join("tf_records", config.dataset)
+    from ctl_keras.training.results import run_data_dir
+
+    return run_data_dir(model_dir, config.dataset, data_dir)
 
 
 def load_run(model_dir, data_dir, backbone_weights):

@@ -107,7 +107,7 @@ def _layout_split(config, split, pairs, layout) -> dict:
         questions, skipped = plan_lib.make_questions(sorted(pairs, key=lambda p: p["pair_id"]),
                                                      SPLITS.index(split), config.seed)
         name = tfrecords.questions_file_name(split)
-        # The bytes tfrecords.write_json writes (sorted keys, indent 1).
+        # Sorted keys, indent 1: the same bytes for the same object (atomic.write_json with indent=1).
         layout["questions"][name] = (json.dumps(questions, indent=1, sort_keys=True) + "\n").encode("utf-8")
         layout["files"][name] = 1
         info.update(questions=len(questions), questions_skipped=skipped)

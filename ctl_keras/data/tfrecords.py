@@ -72,7 +72,3 @@ def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
     atomic.atomic_write(path, write)
     return count
 
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write `obj` as sorted, indented JSON atomically (same bytes for the same object)."""
-    atomic.write_json(path, obj, indent=1)

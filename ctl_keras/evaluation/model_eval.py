@@ -20,13 +20,9 @@ def check_split_nonempty(data_dir: str, split: str) -> None:
 
 
 def _recorded(model_dir: str) -> dict:
-    import json
+    from ctl_keras.training.results import read_results
 
-    path = os.path.join(model_dir, "results.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return read_results(model_dir)
 
 
 def _trained_on(recorded: dict) -> str:
@@ -68,7 +64,9 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     """Score <model_dir> on cropped scenes (`full_scene=True`: uncropped, an analysis) and write eval.json
     (atomically); returns what was written. `feature_cache` defaults to what training used."""
     from ctl_keras import model_io
-    from ctl_keras.evaluation.report import CANDIDATES_NOTE, write_json_atomic
+    from ctl_keras.atomic import write_json
+    from ctl_keras.evaluation.report import CANDIDATES_NOTE
+    from ctl_keras.training.results import run_data_dir
 
     recorded = _recorded(model_dir)
     if full_scene and feature_cache:
@@ -80,7 +78,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     trained_on = _trained_on(recorded)
     # The run's own dataset: another build under the default path may have a different split.
     explicit = data_dir is not None
-    data_dir = data_dir or recorded.get("data_dir") or os.path.join("tf_records", config.dataset)
+    data_dir = run_data_dir(model_dir, config.dataset, data_dir)
     check_split_nonempty(data_dir, split)
     if not explicit and recorded.get("data_fingerprint"):  # issue 9: the default must be the run's own data
         from ctl_keras.data.fingerprint import dataset_fingerprint
@@ -98,5 +96,5 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
                    "candidate_set": CANDIDATES_NOTE})
     if full_scene:
         result["note"] = FULL_SCENE_NOTE
-    write_json_atomic(out or os.path.join(model_dir, EVAL_FILE), result)
+    write_json(out or os.path.join(model_dir, EVAL_FILE), result)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from ctl_keras import atomic
 from ctl_keras.evaluation.scoring import CANDIDATE_SET
@@ -11,11 +10,6 @@ CANDIDATES_NOTE = CANDIDATE_SET  # one wording: evaluation/scoring.py
 TABLE_KS = (1, 5, 10)
 SCORED_ON_NOTE = ("Every number is scored on the CTL-cropped test scenes (the product is not visible); "
                   "a column's scene mode is what the method was TRAINED on.")
-
-
-def write_json_atomic(path: str, value: Any) -> None:
-    """Write JSON to a temp name in the same directory, then rename: readers never see half a file."""
-    atomic.write_json(path, value)
 
 
 def _topk(result: dict, k: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -9,6 +10,21 @@ from ctl_keras.config import Config
 from ctl_keras.atomic import write_json
 
 RESULTS_FILE = "results.json"
+
+
+def read_results(model_dir: str) -> dict:
+    """<model_dir>/results.json, or {} when training has not finished there."""
+    path = os.path.join(model_dir, RESULTS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_data_dir(model_dir: str, dataset: str, data_dir: str | None = None) -> str:
+    """The dataset of a run: `data_dir` if given, else the one results.json records, else train's
+    default tf_records/<dataset>."""
+    return data_dir or read_results(model_dir).get("data_dir") or os.path.join("tf_records", dataset)
 
 
 def git_commit() -> str | None:

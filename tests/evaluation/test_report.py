@@ -2,7 +2,8 @@
 
 import json
 
-from ctl_keras.evaluation.report import eval_table, markdown_table, plot_topk, write_json_atomic
+from ctl_keras.atomic import write_json
+from ctl_keras.evaluation.report import eval_table, markdown_table, plot_topk
 
 
 def _result(auc, topk):
@@ -37,6 +38,6 @@ def test_eval_table_has_category_and_overall_rows():
 def test_png_and_json_are_written_whole(tmp_path):
     plot_topk(RESULTS, {}, ["cropped", "full"], str(tmp_path / "topk.png"))
     assert (tmp_path / "topk.png").read_bytes()[:4] == b"\x89PNG"
-    write_json_atomic(str(tmp_path / "r.json"), {"a": 1})
+    write_json(str(tmp_path / "r.json"), {"a": 1})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "topk.png"]
