@@ -11,8 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-import h5py
 import numpy as np
+from run_files import weight_arrays
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -29,12 +29,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _arrays(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
 
 def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
     """Same data, seed and global batch (8 = 2 x 4), one epoch: head weights agree within tolerance."""
@@ -47,8 +41,8 @@ def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
     with open(tmp_path / "one_device" / "results.json") as f:
         single = json.load(f)
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
-    a = _arrays(tmp_path / "one_device" / "last.weights.h5")
-    b = _arrays(tmp_path / "mirrored" / "last.weights.h5")
+    a = weight_arrays(tmp_path / "one_device" / "last.weights.h5")
+    b = weight_arrays(tmp_path / "mirrored" / "last.weights.h5")
     assert a.keys() == b.keys() and len(a) > 0
     # The bias before each BatchNorm has an exactly-zero gradient (BN subtracts it again), so what it
     # gets is float noise, which Adam turns into steps of about lr = 1e-3 in either direction; it and

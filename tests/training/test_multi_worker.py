@@ -13,11 +13,11 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from ctl_keras.training import loop
+from run_files import latest_epoch, weight_arrays
 
 
 def _free_ports(n):
@@ -54,20 +54,6 @@ def _worker_dirs(tmpdir):
     return [name for name in os.listdir(tmpdir) if name.startswith("ctl_keras-")]
 
 
-def _arrays(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def _latest_epoch(model_dir):
-    index = os.path.join(model_dir, "checkpoints", "checkpoint")
-    if not os.path.exists(index):
-        return 0
-    with open(index) as f:
-        first = f.readline()  # model_checkpoint_path: "ckpt-N"
-    return int(first.rsplit("-", 1)[1].strip().strip('"'))
 
 
 @pytest.mark.slow
@@ -93,7 +79,7 @@ def test_two_workers_train_the_same_heads_as_one(feature_run, tmp_path):
     one = config.replace(epochs=2, dropout=0.0)
     loop.train(one, loop.RunOptions(data_dir=data_dir, model_dir=str(tmp_path / "one"), strategy="one_device",
                                     feature_cache=True, cache_dir=str(cache_dir)))
-    a, b = _arrays(tmp_path / "one" / "last.weights.h5"), _arrays(model_dir / "last.weights.h5")
+    a, b = weight_arrays(tmp_path / "one" / "last.weights.h5"), weight_arrays(model_dir / "last.weights.h5")
     assert a.keys() == b.keys() and len(a) > 0
     # Trained weights: the tolerances of test_multi_replica.py (the bias before each BatchNorm gets float
     # noise that Adam turns into steps of about lr). The BatchNorm moving mean/variance (vars/2, vars/3) are
@@ -122,7 +108,7 @@ def test_killed_worker_stops_the_other_and_both_resume(feature_run, tmp_path):
     ports = _free_ports(2)
     procs = [_start(ports, i, data_dir, model_dir, tmpdir, "--epochs=3", "--worker_timeout=120") for i in range(2)]
     try:
-        while _latest_epoch(model_dir) < 1:
+        while latest_epoch(model_dir) < 1:
             assert all(p.poll() is None for p in procs), "a worker ended before the first checkpoint"
             time.sleep(0.05)
         os.kill(procs[1].pid, signal.SIGKILL)
@@ -137,7 +123,7 @@ def test_killed_worker_stops_the_other_and_both_resume(feature_run, tmp_path):
     assert len(errors) == 1, err[-3000:]
     assert "lost contact with the other workers" in errors[0] and "rerun every worker's command" in errors[0]
     assert "Traceback" not in err
-    killed_at = _latest_epoch(model_dir)
+    killed_at = latest_epoch(model_dir)
     assert 1 <= killed_at < 3 and not os.path.exists(os.path.join(model_dir, "results.json"))
     assert len(_worker_dirs(tmpdir)) == 1  # SIGKILL gave worker 1 no chance to remove its copies
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 
 from ctl_keras.training.checkpointing import ModelDirLock
+from run_files import latest_epoch, weight_arrays
 
 
 def _command(data_dir, model_dir, epochs):
@@ -28,20 +28,6 @@ def _run(command):
     return done
 
 
-def _arrays(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def _latest_epoch(model_dir):
-    index = os.path.join(model_dir, "checkpoints", "checkpoint")
-    if not os.path.exists(index):
-        return 0
-    with open(index) as f:
-        first = f.readline()  # model_checkpoint_path: "ckpt-N"
-    return int(first.rsplit("-", 1)[1].strip().strip('"'))
 
 
 def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
@@ -54,19 +40,19 @@ def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
     proc = subprocess.Popen(_command(data_dir, killed, epochs), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        while _latest_epoch(killed) < 1:
+        while latest_epoch(killed) < 1:
             assert proc.poll() is None, "training ended before its first checkpoint"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    killed_at = _latest_epoch(killed)
+    killed_at = latest_epoch(killed)
     assert 1 <= killed_at < epochs, killed_at  # the rerun below has epochs left to train
     assert not os.path.exists(os.path.join(killed, "results.json"))
 
     resumed = _run(_command(data_dir, killed, epochs))
     assert f"resuming {killed} after epoch" in resumed.stderr
-    a, b = _arrays(os.path.join(straight, "last.weights.h5")), _arrays(os.path.join(killed, "last.weights.h5"))
+    a, b = weight_arrays(os.path.join(straight, "last.weights.h5")), weight_arrays(os.path.join(killed, "last.weights.h5"))
     assert a.keys() == b.keys() and len(a) > 0
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
