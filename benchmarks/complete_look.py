@@ -16,14 +16,13 @@ Prints medians (ms) and ratios; medians after 2 untimed warm-ups, ratios within 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+from timing import median_ms
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("full", False, "20 timed repetitions instead of 5.")
@@ -31,16 +30,6 @@ flags.DEFINE_integer("num_categories", 10, "C, the number of categories of the b
 flags.DEFINE_integer("per_category", 1000, "Catalog products per category.")
 flags.DEFINE_integer("k", 10, "Products per category.")
 
-
-def _median_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main(argv):
@@ -69,13 +58,13 @@ def main(argv):
         engine = SceneRecommender(os.path.join(tmp, "catalog"))
         jpeg = warmup.example_images(config, seed=0)[0]
         names = list(config.categories)
-        look = _median_ms(lambda: engine.look("scene", k, names, image=jpeg), repeats)
-        per_query = _median_ms(lambda: [engine.query("scene", c, k, image=jpeg) for c in names], repeats)
+        look = median_ms(lambda: engine.look("scene", k, names, image=jpeg), repeats)
+        per_query = median_ms(lambda: [engine.query("scene", c, k, image=jpeg) for c in names], repeats)
         rec = tf.saved_model.load(dirs["recommender"])
         image = tf.constant([jpeg])
-        rec_look = _median_ms(lambda: rec.signatures["complete_look"](image_bytes=image)["d_star"].numpy(), repeats)
+        rec_look = median_ms(lambda: rec.signatures["complete_look"](image_bytes=image)["d_star"].numpy(), repeats)
         serve = rec.signatures["serving_default"]
-        rec_query = _median_ms(lambda: [serve(image_bytes=image, category=tf.constant([c]))["d_star"].numpy()
+        rec_query = median_ms(lambda: [serve(image_bytes=image, category=tf.constant([c]))["d_star"].numpy()
                                         for c in names], repeats)
     print(f"C={C} categories, {FLAGS.per_category} products each, k={k}, {config.image_size} px, "
           f"median of {repeats} repetitions")

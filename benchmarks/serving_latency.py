@@ -16,28 +16,17 @@ Medians after 2 untimed warm-up calls; the machine's other load adds noise, so r
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
+from timing import median_ms
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("full", False, "30 timed calls per measurement instead of 5.")
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
 
-
-def _median_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main(argv):
@@ -72,11 +61,11 @@ def main(argv):
             # per-layer overhead that no serving path has).
             traced = tf.function(lambda x, c: models.scene_tower({"image": x, "category": c}, training=False))
 
-            saved = _median_ms(lambda: serve(image_bytes=image_bytes, category=names)["query"].numpy(), repeats)
-            keras_fn = _median_ms(lambda: traced(floats, ids)["query"].numpy(), repeats)
-            keras = _median_ms(lambda: models.scene_tower({"image": floats, "category": ids},
+            saved = median_ms(lambda: serve(image_bytes=image_bytes, category=names)["query"].numpy(), repeats)
+            keras_fn = median_ms(lambda: traced(floats, ids)["query"].numpy(), repeats)
+            keras = median_ms(lambda: models.scene_tower({"image": floats, "category": ids},
                                                           training=False)["query"].numpy(), repeats)
-            keras_dec = _median_ms(keras_decode, repeats)
+            keras_dec = median_ms(keras_decode, repeats)
             rows.append((b, saved, keras_fn, keras, keras_dec))
     print(f"scene tower, image {config.image_size}px, grid {config.local_grid}, {repeats} timed calls, median ms")
     print("savedmodel: JPEG bytes in (decode + crop in the graph); keras_fn: tf.function of the tower on floats;")
