@@ -26,8 +26,8 @@ from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
-from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401
-from ctl_keras.training.strategies import STRATEGIES, make_strategy, workers  # noqa: F401 (re-exported)
+from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401 (TrainingDiverged: part of train()'s contract)
+from ctl_keras.training.strategies import make_strategy, workers
 from ctl_keras.training.summaries import Summaries
 
 IMAGE_KEYS = ("scene", "positive", "negative", "category")
