@@ -12,6 +12,9 @@ from typing import Any
 
 DATASETS = ("fashion1", "fashion2", "home", "synthetic")
 VARIANTS = ("hybrid", "global", "local", "local_uniform")
+# Keras dtype policies of the trained heads (`train --mixed_precision` picks mixed_float16 on a GPU,
+# mixed_bfloat16 on a CPU); the frozen backbone, normalisations, distances and the loss stay float32.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Names with one home (the modules that use them import them from here).
 SPLITS = ("train", "val", "test")
@@ -138,12 +141,15 @@ class Config:
     seed: int = 0
     shuffle_buffer: int = 2048
     num_views: int = 4  # augmented views per image in the feature cache
+    precision: str = "float32"  # one of PRECISIONS: the heads' compute dtype policy
     topk_max: int = 50
 
     def __post_init__(self):
         _check_dataset(self.dataset)
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         if not 0 <= self.seed < 2**32:
             # NumPy's seeding refuses anything else, deep inside the builder or the loop.
             raise ValueError(f"seed {self.seed} must be in [0, 2**32)")

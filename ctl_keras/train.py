@@ -47,6 +47,11 @@ def define_flags() -> None:
     flags.DEFINE_float("dropout", None, "Dropout rate of the heads, in [0, 1).")
     flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
     flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
+    flags.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call: the host dispatches once "
+                         "per N batches (same weights for every N; progress, checkpoints and validation stay per epoch).")
+    flags.DEFINE_bool("jit_compile", False, "Compile the train step and the feature-cache backbone with XLA.")
+    flags.DEFINE_bool("mixed_precision", False, "Heads compute in mixed_float16 (with loss scaling) on a GPU, "
+                      "mixed_bfloat16 on a CPU; embeddings, distances, attention and the loss stay float32.")
     flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
 
 
@@ -111,6 +116,8 @@ def _lost_worker_line(err) -> str:
 
 def main(argv):
     config = config_from_flags()
+    if FLAGS.steps_per_execution < 1:
+        raise ValueError(f"--steps_per_execution must be at least 1, got {FLAGS.steps_per_execution}")
     multi_worker = FLAGS.strategy == "multi_worker"
     cluster_task = None
     if multi_worker:
@@ -126,10 +133,13 @@ def main(argv):
     # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
     from ctl_keras.training import loop  # noqa: PLC0415
 
+    if FLAGS.mixed_precision:
+        config = config.replace(precision=loop.mixed_precision_policy())
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
                               feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
                               cache_dir=FLAGS.cache_dir, cluster=cluster_task,
-                              worker_timeout=FLAGS.worker_timeout)
+                              worker_timeout=FLAGS.worker_timeout,
+                              steps_per_execution=FLAGS.steps_per_execution, jit_compile=FLAGS.jit_compile)
     try:
         results = loop.train(config, options)
     except Exception as err:  # noqa: BLE001 (a dead peer's collective error becomes one clear line)

@@ -65,7 +65,7 @@ class TrainedBaseline(Baseline):
         from absl import logging
 
         from ctl_keras.data import dataset_dir
-        from ctl_keras.training.step import BestEpoch, is_eval_epoch, make_train_step, run_epoch
+        from ctl_keras.training.step import BestEpoch, batches_dataset, is_eval_epoch, make_train_step, run_epoch
 
         keras.utils.set_random_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -80,7 +80,7 @@ class TrainedBaseline(Baseline):
         steps = sum(1 for _ in range(0, len(train) - self.batch_size + 1, self.batch_size))
         history = []
         for epoch in range(1, epochs + 1):
-            loss, _, _ = run_epoch(step, self._epoch_batches(train, rng), epoch, steps)
+            loss, _, _ = run_epoch(step, batches_dataset(self._epoch_batches(train, rng)), epoch, steps)
             history.append(loss)
             if questions is not None and is_eval_epoch(epoch, epochs, self.config.eval_every):
                 auc = self.validation_auc(val, questions)

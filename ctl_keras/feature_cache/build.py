@@ -160,10 +160,11 @@ def _remove_stale_temps(cache_dir: str) -> None:
             pass
 
 
-def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> None:
+def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_compile: bool = False) -> None:
     """Write a complete cache at `cache_dir` (replacing an outdated one) or nothing at all.
 
     `full_scene`: the train split's scenes are uncropped; val/test scenes are cropped either way.
+    `jit_compile`: run the backbone through XLA (features equal within float tolerance).
     """
     if config.num_views < 1:
         raise ValueError(f"num_views must be >= 1, got {config.num_views}")
@@ -178,7 +179,7 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> No
     total = lambda pairs, products, views: (pairs + products) * views
     # One trace for every split and batch size (tracing ResNet50 costs seconds).
     spec = tf.TensorSpec([None, config.image_size, config.image_size, 3], tf.float32)
-    call = tf.function(lambda x: backbone(x, training=False), input_signature=[spec])
+    call = tf.function(lambda x: backbone(x, training=False), input_signature=[spec], jit_compile=jit_compile)
     try:
         splits = {s: _build_split(config, data_dir, s, os.path.join(tmp, s), call, full_scene, total)
                   for s in SPLITS}

@@ -37,7 +37,8 @@ class FeatureCache:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def build_or_load(cls, config, data_dir, cache_dir, backbone, full_scene: bool = False) -> "FeatureCache":
+    def build_or_load(cls, config, data_dir, cache_dir, backbone, full_scene: bool = False,
+                      jit_compile: bool = False) -> "FeatureCache":
         """Load the cache at `cache_dir` if it matches (data manifest, view/backbone config), else rebuild it.
 
         `full_scene=True` caches uncropped TRAIN scenes; val/test scenes are cropped in every cache.
@@ -57,7 +58,7 @@ class FeatureCache:
         elif os.path.isdir(cache_dir) and os.listdir(cache_dir):
             raise ValueError(f"feature cache dir {cache_dir} exists, is not empty and has no manifest.json; "
                              "refusing to overwrite it: pass another --feature_cache directory")
-        _build.build(config, data_dir, cache_dir, backbone, full_scene)
+        _build.build(config, data_dir, cache_dir, backbone, full_scene, jit_compile=jit_compile)
         return cls(cache_dir)
 
     # ------------------------------------------------------------ accessors

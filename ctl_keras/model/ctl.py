@@ -34,7 +34,9 @@ class CTLHeads(keras.Model):
     def __init__(self, config: Config, **kwargs):
         super().__init__(name="ctl_heads", **kwargs)
         variant = check_variant(config.variant)
-        sizes = dict(embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
+        # Only the heads' matmuls run in the mixed policy; their outputs are float32 (EmbeddingHead).
+        sizes = dict(embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout,
+                     dtype=config.precision)
         self.global_head = EmbeddingHead(name="global_head", product_norm=True, **sizes)
         self.local_head = EmbeddingHead(name="local_head", **sizes) if variant != "global" else None
         uses_attention = variant in ("hybrid", "local")

@@ -33,7 +33,8 @@ class EmbeddingHead(keras.layers.Layer):
         dropout: float. Dropout rate after the ReLU (training only).
         product_norm: bool. Adds a second BatchNorm for products, chosen by `call(..., product=True)`;
             the Dense weights stay shared.
-        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...). A mixed `dtype` policy
+            (e.g. "mixed_bfloat16") runs the Dense layers in that compute dtype; the output is float32.
 
     Call arguments:
         inputs: float tensor [..., C].
@@ -83,7 +84,9 @@ class EmbeddingHead(keras.layers.Layer):
         x = (self.product_batch_norm if product else self.batch_norm)(x, training=training)
         x = keras.ops.relu(x)
         x = self.dropout_layer(x, training=training)
-        return l2_normalize(self.output_dense(x))
+        # Under a mixed policy the Dense layers compute in bfloat16/float16; the unit-length
+        # embeddings (and every distance and the loss computed from them) are float32.
+        return l2_normalize(keras.ops.cast(self.output_dense(x), "float32"))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.embedding_dim,)

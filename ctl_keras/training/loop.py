@@ -31,6 +31,9 @@ from ctl_keras.training.strategies import make_strategy, workers
 from ctl_keras.training.summaries import Summaries
 
 IMAGE_KEYS = ("scene", "positive", "negative", "category")
+# Batches are copied to each replica's device (GPU memory on a GPU) by a background prefetch, two
+# per replica deep, so the step never waits for a host-to-device copy (image and cache path alike).
+DEVICE_INPUT = tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2)
 ATTENTION_EXAMPLES = 8
 
 
@@ -41,6 +44,8 @@ class RunOptions:
     full_scene: train on uncropped scenes; val/test are scored on cropped scenes either way.
     cluster: this process's task under strategy "multi_worker" (from TF_CONFIG); worker_timeout bounds
     the wait for the other workers at start-up and for a feature cache another worker builds.
+    steps_per_execution: train steps per tf.function call (the host dispatches once per N batches; the
+    weights do not depend on N). jit_compile: XLA for the train step and the feature-cache backbone.
     """
 
     data_dir: str
@@ -51,10 +56,17 @@ class RunOptions:
     cache_dir: str | None = None
     cluster: ClusterTask | None = None
     worker_timeout: float = 600.0
+    steps_per_execution: int = 1
+    jit_compile: bool = False
 
     def recorded(self) -> dict:
         """The options that change the trained weights, checked on resume (strategy does not)."""
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
+
+
+def mixed_precision_policy() -> str:
+    """mixed_float16 where float16 matmuls are fast (a GPU), else mixed_bfloat16 (CPUs, TPUs)."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
 class TripletTask:
@@ -108,6 +120,8 @@ class Trainer:
             self.models = build_ctl(config)
             self.triplet = self.models.triplet_model(from_features=options.feature_cache)
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+            if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Only the heads train; the frozen backbone is not a variable of CTLHeads.
             self.variables = list(self.models.heads.trainable_variables)
             self.optimizer.build(self.variables)
@@ -130,7 +144,8 @@ class Trainer:
             self.features = FeatureCache(cache_dir)
             return
         self.features = FeatureCache.build_or_load(self.config, self.options.data_dir, cache_dir,
-                                                   self.models.backbone, full_scene=self.options.full_scene)
+                                                   self.models.backbone, full_scene=self.options.full_scene,
+                                                   jit_compile=self.options.jit_compile)
 
     def _auc(self, split: str) -> float:
         """AUC on the cropped scenes of `split`, whatever the train scenes are."""
@@ -140,7 +155,7 @@ class Trainer:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
         pairs = self.manifest["splits"]["train"]["pairs"]
         ds = self.strategy.experimental_distribute_dataset(
-            _train_dataset(self.config, self.options, self.features, epoch - 1))
+            _train_dataset(self.config, self.options, self.features, epoch - 1), DEVICE_INPUT)
         kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
                 if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
         return run_epoch(step_fn, ds, epoch, pairs // self.config.batch_size, kept)
@@ -173,7 +188,9 @@ class Trainer:
         if self.options.feature_cache:
             self._load_features()
         step_fn = make_train_step(self.strategy, TripletTask(self.triplet, config.margin), self.optimizer,
-                                  self.variables, config.batch_size)
+                                  self.variables, config.batch_size,
+                                  steps_per_execution=self.options.steps_per_execution,
+                                  jit_compile=self.options.jit_compile)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loss, steps, seconds = self._epoch(epoch, step_fn)
             self.state.train_seconds.assign_add(seconds)
@@ -205,6 +222,8 @@ class Trainer:
             extra={**self.options.recorded(), "data_dir": os.path.abspath(self.options.data_dir),
                    "data_fingerprint": dataset_fingerprint(self.options.data_dir),
                    "strategy": self.options.strategy, "workers": workers(self.strategy),
+                   "steps_per_execution": self.options.steps_per_execution,
+                   "jit_compile": self.options.jit_compile,
                    "replicas": self.strategy.num_replicas_in_sync,
                    "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
         logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",

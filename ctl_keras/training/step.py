@@ -13,9 +13,10 @@ last epoch, the best validation epoch kept (`is_eval_epoch`, `BestEpoch`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import keras
 import numpy as np
@@ -32,45 +33,91 @@ class Task(Protocol):
 
 
 def make_train_step(strategy: tf.distribute.Strategy, task: Task, optimizer, variables: list,
-                    global_batch_size: int) -> Callable:
-    """A tf.function running one global batch on every replica; returns the global mean loss.
+                    global_batch_size: int, *, steps_per_execution: int = 1,
+                    jit_compile: bool = False) -> Callable:
+    """`step(iterator) -> float32 [k]`: up to `steps_per_execution` train steps in ONE tf.function call.
 
-    Baselines pass `tf.distribute.get_strategy()` (the default, one replica): the same code path.
+    Each step runs one global batch on every replica and yields its global mean loss; k < N means the
+    iterator ran out (k = 0: it was already empty). The steps inside a call are the same ops in the
+    same order as N calls of one step, so the weights do not depend on N (tests/training/test_step.py);
+    what N saves is the host: one Python dispatch and one device-to-host copy per N batches instead of
+    per batch (Keras `steps_per_execution`; benchmarks/host_overhead.py).
+
+    `jit_compile`: compile the step (forward, backward, optimizer update) with XLA, as Keras does for
+    `jit_compile=True`. Baselines pass `tf.distribute.get_strategy()` (the default, one replica): the
+    same code path.
     """
+    if steps_per_execution < 1:
+        raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
-            per_example = task.compute_loss(batch, training=True)
+            per_example = tf.cast(task.compute_loss(batch, training=True), tf.float32)
             # Mean over the global batch; the optimizer sums the replicas' gradients.
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-        grads = tape.gradient(loss, variables)
+            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed_float16; identity otherwise
+        grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
-    @tf.function(reduce_retracing=True)
-    def step(batch):
+    def one_step(batch):
         losses = strategy.run(replica_step, args=(batch,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
+    if jit_compile:
+        one_step = tf.function(one_step, jit_compile=True, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(iterator):
+        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for i in tf.range(steps_per_execution):
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            losses = losses.write(i, one_step(batch.get_value()))
+        return losses.stack()
+
+    step.steps_per_execution = steps_per_execution
     return step
 
 
-def run_epoch(step_fn: Callable, batches: Iterable, epoch: int, total_steps: int | None = None,
+def batches_dataset(batches: Iterator[dict]) -> tf.data.Dataset:
+    """A tf.data view of a Python iterator of numpy dict batches (the baselines' epochs), for `run_epoch`.
+
+    The element spec comes from the first batch (batch dimension left open); an iterator without one
+    batch is a ValueError (there is nothing to train on).
+    """
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("no full training batch: fewer train triplets with a valid negative than one batch")
+    spec = {k: tf.TensorSpec((None, *np.shape(v)[1:]), tf.as_dtype(np.asarray(v).dtype)) for k, v in first.items()}
+    return tf.data.Dataset.from_generator(lambda: itertools.chain([first], batches), output_signature=spec)
+
+
+def run_epoch(step_fn: Callable, batches, epoch: int, total_steps: int | None = None,
               kept: str = "nothing of this epoch is saved") -> tuple[float, int, float]:
-    """Run `step_fn` over one epoch of batches; returns (mean loss, steps, seconds).
+    """Run `step_fn` (make_train_step) over one epoch of `batches` (a tf.data or distributed dataset);
+    returns (mean loss, steps, seconds).
 
     Raises TrainingDiverged at the first NaN/inf loss; `kept` says what the caller keeps in that case.
+    Progress and the NaN check happen once per call, i.e. every steps_per_execution batches.
     """
+    per_call = getattr(step_fn, "steps_per_execution", 1)
     bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss"])
     total, steps, start = 0.0, 0, time.perf_counter()
-    for batch in batches:
-        loss = float(step_fn(batch))
-        steps += 1
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, "
-                                   f"{kept} (lower --learning_rate?)")
-        total += loss
-        bar.update(steps, [("loss", total / steps)])
+    iterator = iter(batches)
+    while True:
+        losses = np.asarray(step_fn(iterator), np.float64).reshape(-1)
+        for loss in losses:
+            steps += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, "
+                                       f"{kept} (lower --learning_rate?)")
+            total += loss
+        if len(losses):
+            bar.update(steps, [("loss", total / steps)])
+        if len(losses) < per_call:
+            break
     seconds = time.perf_counter() - start
     bar.update(steps, [("loss", total / max(steps, 1))], finalize=True)
     return total / max(steps, 1), steps, seconds

@@ -23,15 +23,28 @@ SCRIPT = textwrap.dedent("""
     from ctl_keras.training import loop
     data_dir, out = sys.argv[1], sys.argv[2]
     config = get_config("synthetic", smoke=True, dropout=0.0, epochs=1)
-    for strategy in ("one_device", "mirrored"):
+    for strategy, per_call in (("one_device", 1), ("mirrored", 3)):
         loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=f"{out}/{strategy}",
-                                           strategy=strategy, feature_cache=True))
+                                           strategy=strategy, feature_cache=True, steps_per_execution=per_call))
+""")
+
+DEVICE_SCRIPT = textwrap.dedent("""
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ctl_keras.training import loop
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    ds = tf.data.Dataset.from_tensor_slices({"x": tf.range(8.0)}).batch(4)
+    batch = next(iter(strategy.experimental_distribute_dataset(ds, loop.DEVICE_INPUT)))
+    print(" ".join(v.device for v in batch["x"].values))
 """)
 
 
 
+
 def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
-    """Same data, seed and global batch (8 = 2 x 4), one epoch: head weights agree within tolerance."""
+    """Same data, seed and global batch (8 = 2 x 4), one epoch: head weights agree within tolerance.
+    The mirrored run also runs 3 steps per tf.function call (the one-device run 1)."""
     _, data_dir, _, _ = feature_run
     done = subprocess.run([sys.executable, "-c", SCRIPT, data_dir, str(tmp_path)], capture_output=True,
                           text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -55,3 +68,12 @@ def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
     with open(os.path.join(data_dir, "manifest.json")) as f:
         questions = json.load(f)["splits"]["val"]["questions"]
     assert abs(mirrored["val_auc"] - single["val_auc"]) <= 1 / questions  # one question may flip at most
+
+
+def test_batches_are_fetched_to_each_replicas_device():
+    """loop.DEVICE_INPUT: each replica's share of a batch already sits on that replica's device."""
+    done = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    devices = done.stdout.split()
+    assert len(devices) == 2 and devices[0].endswith("CPU:0") and devices[1].endswith("CPU:1"), devices
