@@ -40,9 +40,10 @@ import time
 from absl import flags, logging
 
 from ctl_keras import atomic, cli
+from ctl_keras.config import VARIANTS
 
 FLAGS = flags.FLAGS
-OURS = ("hybrid", "global", "local", "local_uniform")
+OURS = VARIANTS  # our model's variants are methods of the table
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
               "local_uniform": "Ours (local, uniform attention)"}
 SCENES = ("cropped", "full")
