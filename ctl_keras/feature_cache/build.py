@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras import atomic
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_VIEWS, SPLITS
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination
@@ -184,13 +185,7 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False) -> No
                   for s in SPLITS}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump({"format": FORMAT, "identity": ident, "splits": splits}, f, indent=1)
-        if os.path.exists(cache_dir):
-            old = f"{cache_dir}.old-{os.getpid()}"
-            os.replace(cache_dir, old)
-            os.replace(tmp, cache_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, cache_dir)
+        atomic.publish_dir(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
