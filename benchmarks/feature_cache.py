@@ -84,7 +84,7 @@ def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict
 
     shutil.rmtree(model_dir, ignore_errors=True)
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy="one_device",
-                              feature_cache=cache_dir is not None, cache_dir=cache_dir)
+                              feature_cache=cache_dir is not None, feature_cache_dir=cache_dir)
     start = time.perf_counter()
     res = loop.train(config, options)
     res["wall_seconds"] = time.perf_counter() - start

@@ -57,7 +57,8 @@ class FeatureCache:
             logging.warning("feature cache at %s was built for other %s; rebuilding", cache_dir, ", ".join(changed))
         elif os.path.isdir(cache_dir) and os.listdir(cache_dir):
             raise ValueError(f"feature cache dir {cache_dir} exists, is not empty and has no manifest.json; "
-                             "refusing to overwrite it: pass another --feature_cache directory")
+                             "refusing to overwrite it: pass another directory (--feature_cache_dir; "
+                             "experiments: --feature_cache_root)")
         _build.build(config, data_dir, cache_dir, backbone, full_scene)
         return cls(cache_dir)
 
