@@ -52,8 +52,8 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
     check_split_nonempty(data_dir, split)
     queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene)
     ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features)
-    table = ScoreTable(queries["pair_ids"], queries["category"], list(queries["positive_ids"]), queries["query"],
-                       list(ids), cats, matrix, scene_ids=list(queries["scene_ids"]))
+    table = ScoreTable(queries.pair_ids, queries.categories, list(queries.positive_ids), queries.query,
+                       list(ids), cats, matrix, scene_ids=list(queries.scene_ids))
     return score_split(table, inner_product_distance(2.0), dataset_dir.load_questions(data_dir, split),
                        config.categories, config.topk_max)
 
