@@ -121,7 +121,7 @@ class Trainer:
         from ctl_keras.feature_cache import FeatureCache, default_cache_dir  # noqa: PLC0415 (fast path only)
 
         cache_dir = self.options.feature_cache_dir or default_cache_dir(self.config, self.options.data_dir,
-                                                                self.options.full_scene)
+                                                                        self.options.full_scene)
         if not self.writer:  # one worker builds; the others wait for the complete cache
             from ctl_keras.feature_cache import build, coordination  # noqa: PLC0415
 
