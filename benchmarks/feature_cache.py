@@ -54,8 +54,11 @@ def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
         a = scene / np.linalg.norm(scene, axis=1, keepdims=True) if norm else scene
         b = prod / np.linalg.norm(prod, axis=1, keepdims=True) if norm else prod
         # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b: fold |a|^2 out (same for both products of a question).
-        queries = {"pair_ids": s["pair_ids"], "query": 2.0 * a}
-        d_pos, d_neg = embed.question_distances(queries, (p["ids"], p["category"], b), questions)
+        queries = embed.SceneQueries(query=2.0 * a, scene_embedding=None, attention=None, pair_ids=s["pair_ids"],
+                                     categories=s["category"], scene_ids=s["scene_ids"],
+                                     positive_ids=s["positive_ids"])
+        products = embed.ProductEmbeddings(p["ids"], p["category"], b)
+        d_pos, d_neg = embed.question_distances(queries, products, questions)
         sq = dict(zip(p["ids"], np.sum(b * b, axis=1)))
         d_pos = d_pos + np.array([sq[q["positive"]] for q in questions])
         d_neg = d_neg + np.array([sq[q["negative"]] for q in questions])
@@ -84,7 +87,7 @@ def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict
 
     shutil.rmtree(model_dir, ignore_errors=True)
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy="one_device",
-                              feature_cache=cache_dir is not None, cache_dir=cache_dir)
+                              feature_cache=cache_dir is not None, feature_cache_dir=cache_dir)
     start = time.perf_counter()
     res = loop.train(config, options)
     res["wall_seconds"] = time.perf_counter() - start

@@ -1,15 +1,21 @@
 """Atomic file writes: write under a temporary name in the same directory, then `os.replace`.
 
-A reader (or a later run) never sees half a file, and a failed write leaves nothing behind.
+A reader (or a later run) never sees half a file, and a failed write leaves nothing behind. Besides one
+file (`atomic_write`), two shapes: several files published in a fixed order (`staged_files`: the last
+rename is the switch a reader trusts) and a directory built beside its final name (`publish_dir`).
+The modules that still rename by themselves: builder/ (object stores, through Beam's FileSystems) and
+serving/versions.py (numbered version directories).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 # ".tmp-<pid>-<8 hex>-<final name>": what atomic_write leaves behind only when its process is killed.
 _TEMP_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]{8}-.+$")
@@ -21,16 +27,57 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     `suffix` keeps an extension some writers insist on (e.g. Keras's ".weights.h5").
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # pid + random part: threads and processes writing beside each other never share a temp name.
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{os.path.basename(path)}{suffix}")
+    tmp = _temp_name(path, suffix)
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _temp_name(path: str, suffix: str = "") -> str:
+    """A fresh temporary name beside `path` (its directory is created)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # pid + random part: threads and processes writing beside each other never share a temp name.
+    return os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{os.path.basename(path)}{suffix}")
+
+
+@contextlib.contextmanager
+def staged_files(*paths: str | os.PathLike) -> Iterator[tuple[str, ...]]:
+    """Yield a temporary name beside each of `paths`; write them all inside the block.
+
+    On a clean exit each is renamed over its path in the order given, so the last one (e.g. the
+    metadata that names and hashes the others) is the switch: a crash before it leaves the old switch
+    file in place. On an exception nothing is renamed; temporaries left are removed either way.
+    """
+    temps = tuple(_temp_name(os.fspath(p)) for p in paths)
+    try:
+        yield temps
+        for tmp, path in zip(temps, paths):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def publish_dir(built: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the complete directory `built` to `path` (same parent), replacing a directory there.
+
+    A directory cannot be renamed over a non-empty one, so an existing `path` is first renamed aside to
+    `<path>.old-<pid>`, `built` takes its place and the old one is removed. A crash between the two
+    renames leaves no `path` (a reader finds nothing, never a mix of old and new) and `<path>.old-<pid>`.
+    """
+    built, path = os.fspath(built), os.fspath(path)
+    if os.path.exists(path):
+        old = f"{path}.old-{os.getpid()}"
+        os.replace(path, old)
+        os.replace(built, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, path)
 
 
 def is_temp_name(name: str) -> bool:

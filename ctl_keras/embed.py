@@ -36,12 +36,6 @@ class SceneQueries(NamedTuple):
     scene_ids: np.ndarray  # [N] str
     positive_ids: np.ndarray  # [N] str
 
-    def __getitem__(self, key):
-        # queries["query"] as when this was a dict: evaluate.py (another branch) still reads it so.
-        if isinstance(key, str):
-            return getattr(self, "categories" if key == "category" else key)
-        return tuple.__getitem__(self, key)
-
 
 class ProductEmbeddings(NamedTuple):
     """One row per product of a split, file order; unpacks as (ids, categories, embeddings)."""

@@ -36,7 +36,7 @@ def main(argv):
     cli.require("model_dir")
     cli.check_output_file(FLAGS.out, "out")  # before scoring, not at the final write
     result = evaluate_model(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.full_scene, FLAGS.feature_cache,
-                            FLAGS.cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
+                            FLAGS.feature_cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
     from ctl_keras.evaluation.report import eval_table
 
     print(f"{result['method']} (trained on {result['trained_on']} scenes) on the {result['split']} split "
@@ -59,7 +59,8 @@ def define_flags() -> None:
                       "cropped scenes, whatever the model was trained on.")
     flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained; "
                       "never with --full_scene).")
-    flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: the one train uses).")
+    flags.DEFINE_string("feature_cache_dir", None, "The feature cache's directory (default: the one train uses).")
+    flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet, none, PATH).")
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
     flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")

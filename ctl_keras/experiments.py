@@ -40,9 +40,10 @@ import time
 from absl import flags, logging
 
 from ctl_keras import atomic, cli
+from ctl_keras.config import VARIANTS
 
 FLAGS = flags.FLAGS
-OURS = ("hybrid", "global", "local", "local_uniform")
+OURS = VARIANTS  # our model's variants are methods of the table
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
               "local_uniform": "Ours (local, uniform attention)"}
 SCENES = ("cropped", "full")
@@ -78,9 +79,9 @@ def check_methods(methods, scenes) -> None:
 class Runner:
     """Runs methods one at a time, sharing a feature cache per scene mode; writes reports after each."""
 
-    def __init__(self, config, data_dir, out, cache_root=None, baseline_epochs=None, siamese_epochs=None):
+    def __init__(self, config, data_dir, out, feature_cache_root=None, baseline_epochs=None, siamese_epochs=None):
         self.config, self.data_dir, self.out = config, data_dir, out
-        self.cache_root = cache_root
+        self.feature_cache_root = feature_cache_root
         self.baseline_epochs, self.siamese_epochs = baseline_epochs, siamese_epochs
         self._backbone = None
         self._caches: dict = {}
@@ -89,7 +90,7 @@ class Runner:
         from ctl_keras.feature_cache import default_cache_dir
 
         path = default_cache_dir(self.config, self.data_dir, full_scene)
-        return os.path.join(self.cache_root, os.path.basename(path)) if self.cache_root else path
+        return os.path.join(self.feature_cache_root, os.path.basename(path)) if self.feature_cache_root else path
 
     def backbone(self):
         from ctl_keras.model.backbone import seeded_backbone
@@ -114,10 +115,10 @@ class Runner:
         cache_dir = self.cache_dir(full_scene)
         self.cache(full_scene)  # built once, with the shared backbone
         options = loop.RunOptions(data_dir=self.data_dir, model_dir=model_dir, feature_cache=True,
-                                  full_scene=full_scene, cache_dir=cache_dir)
+                                  full_scene=full_scene, feature_cache_dir=cache_dir)
         trained = loop.train(self.config.replace(variant=variant), options)
         # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
-        result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, cache_dir=cache_dir,
+        result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, feature_cache_dir=cache_dir,
                                            out=os.path.join(model_dir, model_eval.EVAL_FILE))
         result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
         return result
@@ -162,7 +163,7 @@ class Runner:
 
 
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
-                    baseline_epochs=None, siamese_epochs=None, cache_root=None, num_views=None) -> dict:
+                    baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None) -> dict:
     """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png, and,
     when hybrid is trained on cropped scenes, the attention analysis and figures (attention/, figures/)."""
     from ctl_keras import config as config_lib
@@ -181,7 +182,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
 
         ensure_synthetic(data_dir, seed=config.seed, smoke=smoke, explicit=explicit, log=logging.info)
     check_split_nonempty(data_dir, "test")
-    runner = Runner(config, data_dir, out, cache_root, baseline_epochs, siamese_epochs)
+    runner = Runner(config, data_dir, out, feature_cache_root, baseline_epochs, siamese_epochs)
     titles = {**TITLES, **OUR_TITLES}
     results: dict = {s: {} for s in scenes}
     total, start = len(methods) * len(scenes), time.time()
@@ -221,10 +222,11 @@ def _analyse(model_dir: str, out: str, data_dir: str) -> None:
 def main(argv):
     cli.require("out")
     cli.check_output_dir(FLAGS.out, "out")  # before hours of training, not at the first write
-    cli.check_output_dir(FLAGS.cache_root, "cache_root")
+    cli.check_output_dir(FLAGS.feature_cache_root, "feature_cache_root")
     run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
                     smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
-                    siamese_epochs=FLAGS.siamese_epochs, cache_root=FLAGS.cache_root, num_views=FLAGS.num_views)
+                    siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
+                    num_views=FLAGS.num_views)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
     print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
 
@@ -248,7 +250,9 @@ def define_flags() -> None:
                          "once; each epoch uses one at random per image. More views come closer to the paper's "
                          "fresh augmentation per epoch, at the cost of a longer cache build and a larger cache "
                          "(linear in the views). Default: the config's (4).", lower_bound=1)
-    flags.DEFINE_string("cache_root", None, "Where the feature caches go (default: <data_dir>/feature_cache).")
+    flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
+                        "(default: <data_dir>/feature_cache).")
+    flags.DEFINE_alias("cache_root", "feature_cache_root")  # the name before issue 8
 
 
 if __name__ == "__main__":

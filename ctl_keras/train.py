@@ -46,7 +46,9 @@ def define_flags() -> None:
                        "for a feature cache another worker builds to show progress.")
     flags.DEFINE_float("dropout", None, "Dropout rate of the heads, in [0, 1).")
     flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
-    flags.DEFINE_string("cache_dir", None, "Feature cache directory (default: under <data_dir>/feature_cache/).")
+    flags.DEFINE_string("feature_cache_dir", None, "Directory of the --feature_cache (default: under "
+                        "<data_dir>/feature_cache/).")
+    flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     flags.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call: the host dispatches once "
                          "per N batches (same weights for every N; progress, checkpoints and validation stay per epoch).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step and the feature-cache backbone with XLA.")
@@ -137,7 +139,7 @@ def main(argv):
         config = config.replace(precision=loop.mixed_precision_policy())
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
                               feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
-                              cache_dir=FLAGS.cache_dir, cluster=cluster_task,
+                              feature_cache_dir=FLAGS.feature_cache_dir, cluster=cluster_task,
                               worker_timeout=FLAGS.worker_timeout,
                               steps_per_execution=FLAGS.steps_per_execution, jit_compile=FLAGS.jit_compile)
     try:

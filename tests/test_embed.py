@@ -93,7 +93,8 @@ def test_scene_queries_shapes_and_units(synthetic_data, image_side):
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
     assert queries.categories.dtype == np.int32 and cats.dtype == np.int32
     # Read as the dict it used to be (evaluate.py does): the same arrays.
-    assert queries["category"] is queries.categories and queries["query"] is queries.query
+    with pytest.raises(TypeError):  # attributes only: the dict-style access of the old return value is gone
+        queries["query"]
     assert len(set(ids)) == len(ids) and set(queries.positive_ids) <= set(ids)
 
 

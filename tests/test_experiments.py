@@ -21,7 +21,8 @@ def run(synthetic_data, tmp_path_factory):
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "ctl_keras.experiments", "--smoke", f"--data_dir={data_dir}", f"--out={out}",
-         f"--cache_root={root / 'caches'}", "--methods=hybrid,imagenet", "--scenes=cropped,full", "--num_views=3"],
+         f"--feature_cache_root={root / 'caches'}", "--methods=hybrid,imagenet", "--scenes=cropped,full",
+         "--num_views=3"],
         capture_output=True, text=True, env=ENV, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return data_dir, root, out, proc.stdout
@@ -75,7 +76,8 @@ def test_rerun_skips_finished_methods(run):
     path = out / "cropped" / "hybrid" / "eval.json"
     before = path.stat().st_mtime_ns
     summary = experiments.run_experiments("synthetic", str(out), ["hybrid", "imagenet"], ["cropped", "full"],
-                                          data_dir=data_dir, smoke=True, cache_root=str(root / "caches"), num_views=3)
+                                          data_dir=data_dir, smoke=True, feature_cache_root=str(root / "caches"),
+                                          num_views=3)
     assert path.stat().st_mtime_ns == before
     assert set(summary["results"]["full"]) == {"hybrid", "imagenet"}
 
@@ -104,7 +106,7 @@ def test_stale_full_scene_score_is_rerun(run, tmp_path):
     assert old["protocol"] == experiments.PROTOCOL
     stale.write_text(json.dumps({k: v for k, v in old.items() if k not in ("scored_on", "protocol")} | {"auc": 0.99}))
     summary = experiments.run_experiments("synthetic", str(copy), ["imagenet"], ["full"], data_dir=data_dir,
-                                          smoke=True, cache_root=str(root / "caches"), num_views=3)
+                                          smoke=True, feature_cache_root=str(root / "caches"), num_views=3)
     assert summary["results"]["full"]["imagenet"]["auc"] == old["auc"] != 0.99
     assert json.loads(stale.read_text())["scored_on"] == "cropped"
     assert json.loads(stale.read_text())["protocol"] == experiments.PROTOCOL

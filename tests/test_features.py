@@ -66,8 +66,8 @@ def test_train_views_equal_backbone_on_train_view(synthetic_data, backbone, cach
     assert differs.mean() > 0.8
 
 
-def _epoch(cache, config, epoch, batch_size=5):
-    batches = list(cache.train_dataset(config, epoch, batch_size).as_numpy_iterator())
+def _epoch(cache, config, epoch_index, batch_size=5):
+    batches = list(cache.train_dataset(config, epoch_index, batch_size).as_numpy_iterator())
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
@@ -90,8 +90,8 @@ def test_negative_rule(synthetic_data, cache):
     config, _ = synthetic_data
     s = cache.split("train")
     seen_negatives = set()
-    for epoch in range(5):
-        plan = cache.epoch_plan(config.seed, epoch)
+    for epoch_index in range(5):
+        plan = cache.epoch_plan(config.seed, epoch_index)
         assert np.all(plan["negative_row"] != plan["positive_row"])
         assert np.array_equal(s["product_category"][plan["negative_row"]], plan["category"])
         assert np.array_equal(s["product_category"][plan["positive_row"]], plan["category"])
@@ -178,8 +178,8 @@ def test_epoch_plan_hand_made_catalog():
     the two other products of 3..5.
     """
     cache = _fake_cache([0, 0, 1, 2, 2, 2], [0, 1, 2, 3, 4, 5, 0])
-    for epoch in range(10):
-        plan = cache.epoch_plan(seed=4, epoch=epoch)
+    for epoch_index in range(10):
+        plan = cache.epoch_plan(seed=4, epoch_index=epoch_index)
         assert sorted(plan["scene_row"]) == [0, 1, 3, 4, 5, 6]  # pair 2 skipped
         for pos, neg in zip(plan["positive_row"], plan["negative_row"]):
             if pos in (0, 1):
@@ -197,8 +197,8 @@ def test_epoch_plan_never_draws_a_product_of_the_same_scene():
     Scene C holds the only product of category 1: skipped and counted."""
     cache = _fake_cache([0, 0, 0, 0, 1], [0, 1, 2, 3, 4], scene_ids=["A", "A", "B", "B", "C"])
     seen = {}
-    for epoch in range(20):
-        plan = cache.epoch_plan(seed=1, epoch=epoch)
+    for epoch_index in range(20):
+        plan = cache.epoch_plan(seed=1, epoch_index=epoch_index)
         assert sorted(plan["scene_row"]) == [0, 1, 2, 3] and plan["skipped_pairs"] == 1
         for row, neg in zip(plan["scene_row"], plan["negative_row"]):
             seen.setdefault(int(row), set()).add(int(neg))

@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from ctl_keras.baselines.trained import FeatureTripletBaseline
+from ctl_keras.config import POOL5_DIM
 
 RECONSTRUCTION_WEIGHT = 0.1
 NOISE = 0.2
@@ -31,8 +32,9 @@ class BPRDAE(FeatureTripletBaseline):
                                      keras.layers.Dense(out[1], activation=last)], name=name)
 
         self.noise = keras.layers.Dropout(NOISE, seed=self.seed)
-        self.scene_enc, self.scene_dec = mlp((2048, k), "tanh", "scene_enc"), mlp((k, 2048), None, "scene_dec")
-        self.product_enc, self.product_dec = mlp((2048, k), "tanh", "product_enc"), mlp((k, 2048), None, "product_dec")
+        f = POOL5_DIM
+        self.scene_enc, self.scene_dec = mlp((f, k), "tanh", "scene_enc"), mlp((k, f), None, "scene_dec")
+        self.product_enc, self.product_dec = mlp((f, k), "tanh", "product_enc"), mlp((k, f), None, "product_dec")
         self.layers = [self.scene_enc, self.scene_dec, self.product_enc, self.product_dec]
         self.extra_variables = []
 

@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from ctl_keras.baselines.trained import FeatureTripletBaseline
+from ctl_keras.config import POOL5_DIM
 from ctl_keras.evaluation.scoring import squared_l2_distance
 
 
@@ -20,7 +21,7 @@ class IBR(FeatureTripletBaseline):
 
     def build(self) -> None:
         self.projection = keras.layers.Dense(self.config.embedding_dim, use_bias=False, name="ibr_E")
-        self.projection.build((None, 2048))
+        self.projection.build((None, POOL5_DIM))
         self.shift = keras.Variable(1.0, name="ibr_c")
         self.layers, self.extra_variables = [self.projection], [self.shift]
 

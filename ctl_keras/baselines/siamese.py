@@ -20,6 +20,7 @@ from keras import ops
 
 from ctl_keras.baselines.base import SplitFeatures
 from ctl_keras.baselines.trained import TrainedBaseline
+from ctl_keras.config import LOCAL_DIM
 from ctl_keras.data import pipeline
 from ctl_keras.evaluation.scoring import squared_l2_distance
 from ctl_keras.model import backbone as backbone_lib
@@ -75,7 +76,7 @@ class Siamese(TrainedBaseline):
         return self._maps[key]
 
     def _build_tower(self, side: int) -> keras.Model:
-        x = inputs = keras.Input((side, side, 1024), name="conv4")
+        x = inputs = keras.Input((side, side, LOCAL_DIM), name="conv4")
         x = backbone_lib.conv5_stage(self.backbone())(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
         x = keras.layers.Dense(self.config.embedding_dim, name="projection")(x)

@@ -33,12 +33,12 @@ def _trained_on(recorded: dict) -> str:
     return "unknown"  # no results.json: a model_dir not written by train
 
 
-def cache_for(config, data_dir: str, trained_on_full: bool, cache_dir: str | None, backbone):
+def cache_for(config, data_dir: str, trained_on_full: bool, feature_cache_dir: str | None, backbone):
     """The feature cache training used (same default directory as `train --feature_cache`); its
     val/test scenes are cropped either way, so reusing it only saves a rebuild."""
     from ctl_keras.feature_cache import FeatureCache, default_cache_dir
 
-    cache_dir = cache_dir or default_cache_dir(config, data_dir, trained_on_full)
+    cache_dir = feature_cache_dir or default_cache_dir(config, data_dir, trained_on_full)
     return FeatureCache.build_or_load(config, data_dir, cache_dir, backbone, full_scene=trained_on_full)
 
 
@@ -52,14 +52,14 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
     check_split_nonempty(data_dir, split)
     queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene)
     ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features)
-    table = ScoreTable(queries["pair_ids"], queries["category"], list(queries["positive_ids"]), queries["query"],
-                       list(ids), cats, matrix, scene_ids=list(queries["scene_ids"]))
+    table = ScoreTable(queries.pair_ids, queries.categories, list(queries.positive_ids), queries.query,
+                       list(ids), cats, matrix, scene_ids=list(queries.scene_ids))
     return score_split(table, inner_product_distance(2.0), dataset_dir.load_questions(data_dir, split),
                        config.categories, config.topk_max)
 
 
 def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "test", full_scene: bool = False,
-                   feature_cache: bool | None = None, cache_dir: str | None = None,
+                   feature_cache: bool | None = None, feature_cache_dir: str | None = None,
                    backbone_weights: str | None = None, which: str = "best", out: str | None = None) -> dict:
     """Score <model_dir> on cropped scenes (`full_scene=True`: uncropped, an analysis) and write eval.json
     (atomically); returns what was written. `feature_cache` defaults to what training used."""
@@ -87,7 +87,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
             raise ValueError(f"{model_dir} was trained on dataset {recorded['data_fingerprint']}, but its "
                              f"recorded data_dir {data_dir} now holds dataset {dataset_fingerprint(data_dir)} "
                              "(rebuilt since?); pass --data_dir explicitly to score on it anyway")
-    features = (cache_for(config, data_dir, trained_on == "full", cache_dir, models.backbone)
+    features = (cache_for(config, data_dir, trained_on == "full", feature_cache_dir, models.backbone)
                 if feature_cache else None)
     result = score_model(models, config, data_dir, split, features=features, full_scene=full_scene)
     result.update({"method": config.variant, "model_dir": os.path.abspath(model_dir), "split": split,

@@ -34,11 +34,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras import atomic
+from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_VIEWS, SPLITS
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination
 
 FORMAT = "ctl_keras feature cache v1"
-SPLITS = ("train", "val", "test")
 # Config fields whose change makes cached features wrong.
 CONFIG_KEYS = ("dataset", "image_size", "resize_size", "local_grid", "backbone_weights", "num_views", "seed")
 _SCENE, _PRODUCT = 0, 1
@@ -66,7 +67,7 @@ def identity(config, data_dir, full_scene: bool) -> dict:
 
 def view_seed(config, kind: int, view: int, key) -> tf.Tensor:
     """int64 [2] stateless seed of (config.seed, view, image id); scenes and products never share one."""
-    base = tf.constant([int(config.seed), 1000 + kind], tf.int64)  # 1000+: apart from the pipeline's salts
+    base = tf.constant([int(config.seed), SALT_CACHE_VIEWS + kind], tf.int64)  # apart from the pipeline's salts
     fold = tf.random.experimental.stateless_fold_in
     return fold(fold(base, tf.constant(view, tf.int64)), tf.cast(key, tf.int64))
 
@@ -117,15 +118,15 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
     logging.info("feature cache: %s split, %d pairs, %d products, %d view(s)", split, len(pairs), len(products), views)
 
     mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
-    scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, 2048)),
-                 "local": mm("scene_local.npy", (len(pairs), views, g, g, 1024))}
+    scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, POOL5_DIM)),
+                 "local": mm("scene_local.npy", (len(pairs), views, g, g, LOCAL_DIM))}
     jpeg_key = "full_scene_jpeg" if full_scene and train else "scene_jpeg"
     scene_ds = pipeline.raw_pairs(data_dir, split).map(
         lambda ex: _views(config, ex[jpeg_key], _SCENE, ex["pair_id"], views, train),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     _run_backbone(call, scene_ds, len(pairs), views, scene_out, progbar)
 
-    product_out = {"pool5": mm("product_pool5.npy", (len(products), views, 2048))}
+    product_out = {"pool5": mm("product_pool5.npy", (len(products), views, POOL5_DIM))}
     keys = tf.constant([_product_key(pid) for pid in product_ids], tf.int64)
     product_ds = tf.data.Dataset.zip(pipeline.raw_products(data_dir, split), tf.data.Dataset.from_tensor_slices(keys))
     product_ds = product_ds.map(
@@ -185,13 +186,7 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_c
                   for s in SPLITS}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump({"format": FORMAT, "identity": ident, "splits": splits}, f, indent=1)
-        if os.path.exists(cache_dir):
-            old = f"{cache_dir}.old-{os.getpid()}"
-            os.replace(cache_dir, old)
-            os.replace(tmp, cache_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, cache_dir)
+        atomic.publish_dir(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_PLAN, SPLITS
 from ctl_keras.data.negatives import NegativeSampler
 from ctl_keras.feature_cache import build as _build
 
@@ -57,15 +58,16 @@ class FeatureCache:
             logging.warning("feature cache at %s was built for other %s; rebuilding", cache_dir, ", ".join(changed))
         elif os.path.isdir(cache_dir) and os.listdir(cache_dir):
             raise ValueError(f"feature cache dir {cache_dir} exists, is not empty and has no manifest.json; "
-                             "refusing to overwrite it: pass another --feature_cache directory")
+                             "refusing to overwrite it: pass another directory (--feature_cache_dir; "
+                             "experiments: --feature_cache_root)")
         _build.build(config, data_dir, cache_dir, backbone, full_scene, jit_compile=jit_compile)
         return cls(cache_dir)
 
     # ------------------------------------------------------------ accessors
     def split(self, split: str) -> dict:
         """Memmapped arrays + index of one split (opened lazily, kept open)."""
-        if split not in _build.SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(_build.SPLITS)}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         if split not in self._splits:
             d = os.path.join(self.cache_dir, split)
             arrays = {name: np.load(os.path.join(d, f"{name}.npy"), mmap_mode="r")
@@ -96,8 +98,9 @@ class FeatureCache:
         return {"pool5": s["product_pool5"][:, 0], "category": s["product_category"], "ids": s["product_ids"]}
 
     # ------------------------------------------------------------ training
-    def epoch_plan(self, seed: int, epoch: int) -> dict:
-        """Row/view choices of one epoch, deterministic per (seed, epoch).
+    def epoch_plan(self, seed: int, epoch_index: int) -> dict:
+        """Row/view choices of one epoch, deterministic per (seed, epoch_index); epoch_index is 0-based
+        (training.loop passes epoch - 1: logs count epochs from 1).
 
         Pairs are shuffled; each image gets a uniformly random cached view; the negative is a uniformly
         random train product of the positive's category that is not a product of the pair's scene
@@ -106,7 +109,7 @@ class FeatureCache:
         """
         s = self.split("train")
         sampler = self._negative_sampler()
-        rng = np.random.default_rng([int(seed), int(epoch), 7])
+        rng = np.random.default_rng([int(seed), int(epoch_index), SALT_CACHE_PLAN])
         if sampler.skipped == len(sampler):
             raise ValueError(f"no train pair of {self.cache_dir} has a valid negative (a product of its "
                              "category outside its scene): categories need two or more products")
@@ -129,12 +132,12 @@ class FeatureCache:
             self._sampler = NegativeSampler(s["scene_ids"], s["positive_row"], s["product_category"])
         return self._sampler
 
-    def train_dataset(self, config, epoch: int, batch_size: int) -> tf.data.Dataset:
+    def train_dataset(self, config, epoch_index: int, batch_size: int) -> tf.data.Dataset:
         """One epoch of feature triplets as dict batches (float32 features, int32 category)."""
         if config.num_views != self.num_views:
             raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")
         s = self.split("train")
-        plan = self.epoch_plan(config.seed, epoch)
+        plan = self.epoch_plan(config.seed, epoch_index)
         n, g = len(plan["scene_row"]), s["scene_local"].shape[2]
 
         def batches():
@@ -148,10 +151,10 @@ class FeatureCache:
                     "category": plan["category"][b].astype(np.int32),
                 }
 
-        spec = {"scene_pool5": tf.TensorSpec([None, 2048], tf.float32),
-                "scene_local": tf.TensorSpec([None, g, g, 1024], tf.float32),
-                "positive_pool5": tf.TensorSpec([None, 2048], tf.float32),
-                "negative_pool5": tf.TensorSpec([None, 2048], tf.float32),
+        spec = {"scene_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
+                "scene_local": tf.TensorSpec([None, g, g, LOCAL_DIM], tf.float32),
+                "positive_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
+                "negative_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
                 "category": tf.TensorSpec([None], tf.int32)}
         return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
 

@@ -20,9 +20,10 @@ import math
 import numpy as np
 from absl import logging
 
+from ctl_keras.config import APPROXIMATE_BACKENDS
 from ctl_keras.retrieval.search import import_faiss, stable_order
 
-BACKEND = "ivf"
+(BACKEND,) = APPROXIMATE_BACKENDS  # "ivf": this module is the one approximate backend
 DEFAULT_MIN_SIZE = 10_000  # below this, exact flat search costs < 0.1 ms per query (BUILD_NOTES)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ctl_keras.atomic import atomic_write
+from ctl_keras.atomic import atomic_write, staged_files
 
 INDEX_FORMAT = 1
 
@@ -124,8 +124,8 @@ def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
     data, ann_file = data_path(path, generation), ann_path(path, generation)
     previous = _previous_generation(json_path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
-    tmp_npz, tmp_json = f"{data}.tmp-{os.getpid()}", f"{json_path}.tmp-{os.getpid()}"
-    try:
+    # Both written under temporary names, then renamed: the arrays first, the json (the switch) last.
+    with staged_files(data, json_path) as (tmp_npz, tmp_json):
         arrays = dict(product_ids=index.product_ids, category_ids=index.category_ids, embeddings=index.embeddings)
         if index.image_sha256 is not None:
             arrays["image_sha256"] = index.image_sha256
@@ -144,17 +144,11 @@ def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
                                   ann_file=os.path.basename(ann_file))
         with open(tmp_json, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
-        os.replace(tmp_npz, data)
-        os.replace(tmp_json, json_path)
-        keep = {data} | ({ann_file} if index.ann is not None else set())
-        if previous is not None and previous != generation:
-            keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
-        for stale in _stale_files(path, keep):
-            os.remove(stale)
-    finally:
-        for tmp in (tmp_npz, tmp_json):
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    keep = {data} | ({ann_file} if index.ann is not None else set())
+    if previous is not None and previous != generation:
+        keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
+    for stale in _stale_files(path, keep):
+        os.remove(stale)
     return data, json_path
 
 

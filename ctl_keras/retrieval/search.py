@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctl_keras.config import APPROXIMATE_BACKENDS, EXACT_BACKENDS
 from ctl_keras.model.distances import d_star_from_scores
 from ctl_keras.retrieval.index import CatalogIndex
-
-EXACT_BACKENDS = ("numpy", "tf", "faiss")
-APPROXIMATE_BACKENDS = ("ivf",)
-BACKENDS = EXACT_BACKENDS
 
 
 def _numpy_topk(scores: np.ndarray, k: int) -> np.ndarray:

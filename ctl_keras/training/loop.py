@@ -53,7 +53,7 @@ class RunOptions:
     strategy: str = "auto"
     feature_cache: bool = False
     full_scene: bool = False
-    cache_dir: str | None = None
+    feature_cache_dir: str | None = None
     cluster: ClusterTask | None = None
     worker_timeout: float = 600.0
     steps_per_execution: int = 1
@@ -134,8 +134,8 @@ class Trainer:
     def _load_features(self) -> None:
         from ctl_keras.feature_cache import FeatureCache, default_cache_dir  # noqa: PLC0415 (fast path only)
 
-        cache_dir = self.options.cache_dir or default_cache_dir(self.config, self.options.data_dir,
-                                                                self.options.full_scene)
+        cache_dir = self.options.feature_cache_dir or default_cache_dir(self.config, self.options.data_dir,
+                                                                        self.options.full_scene)
         if not self.writer:  # one worker builds; the others wait for the complete cache
             from ctl_keras.feature_cache import build, coordination  # noqa: PLC0415
 

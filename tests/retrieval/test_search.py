@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from ctl_keras.config import BACKENDS
 from ctl_keras.retrieval.index import CatalogIndex
-from ctl_keras.retrieval.search import BACKENDS, Searcher
+from ctl_keras.retrieval.search import Searcher
 
 CATS = ("tops", "shoes")
 

@@ -150,7 +150,8 @@ def test_feature_cache_full_scene_run_is_scored_on_cropped_scenes(synthetic_data
         scored = evaluate.evaluate_model(model_dir, data_dir, split=split, out=out)
         assert scored["scored_on"] == "cropped" and scored["trained_on"] == "full"
         assert scored["auc"] == pytest.approx(results[key], abs=1e-9), split
-        via_cropped_cache = evaluate.evaluate_model(model_dir, data_dir, split=split, cache_dir=cropped_cache, out=out)
+        via_cropped_cache = evaluate.evaluate_model(model_dir, data_dir, split=split, feature_cache_dir=cropped_cache,
+                                                    out=out)
         assert via_cropped_cache["auc"] == pytest.approx(results[key], abs=1e-9), split
     with pytest.raises(ValueError, match="needs the image path"):
         evaluate.evaluate_model(model_dir, data_dir, full_scene=True, feature_cache=True, out=out)

@@ -58,11 +58,12 @@ def _worker_dirs(tmpdir):
 
 @pytest.mark.slow
 def test_two_workers_train_the_same_heads_as_one(feature_run, tmp_path):
-    """2 epochs; a fresh --cache_dir, so worker 0 builds the feature cache while worker 1 waits for it."""
+    """2 epochs; a fresh --feature_cache_dir, so worker 0 builds the feature cache while worker 1 waits for it."""
     config, data_dir, _, _ = feature_run
     model_dir, cache_dir, tmpdir = tmp_path / "two", tmp_path / "cache", tmp_path / "tmp"
     tmpdir.mkdir()
-    procs, errs = _run_workers(data_dir, model_dir, tmpdir, "--epochs=2", "--dropout=0", f"--cache_dir={cache_dir}")
+    procs, errs = _run_workers(data_dir, model_dir, tmpdir, "--epochs=2", "--dropout=0",
+                               f"--feature_cache_dir={cache_dir}")
     for proc, err in zip(procs, errs):
         assert proc.returncode == 0, err[-3000:]
     assert "feature cache: train split" in errs[0] and "feature cache: train split" not in errs[1]
@@ -78,7 +79,7 @@ def test_two_workers_train_the_same_heads_as_one(feature_run, tmp_path):
 
     one = config.replace(epochs=2, dropout=0.0)
     loop.train(one, loop.RunOptions(data_dir=data_dir, model_dir=str(tmp_path / "one"), strategy="one_device",
-                                    feature_cache=True, cache_dir=str(cache_dir)))
+                                    feature_cache=True, feature_cache_dir=str(cache_dir)))
     a, b = weight_arrays(tmp_path / "one" / "last.weights.h5"), weight_arrays(model_dir / "last.weights.h5")
     assert a.keys() == b.keys() and len(a) > 0
     # Trained weights: the tolerances of test_multi_replica.py (the bias before each BatchNorm gets float
