@@ -22,15 +22,27 @@ DATA_DIR = os.path.join("tf_records", "synthetic")
 EXPORT_DIR = os.path.join("export", "demo")
 INDEX = os.path.join(EXPORT_DIR, "catalog")
 SCENE = os.path.join(MODEL_DIR, "demo_scene.jpg")
+SECONDS: dict[str, float] = {}  # wall seconds per step (the module's short name), printed at the end
 
 
 def _run(*args: str, capture: bool = False) -> str:
     command = [sys.executable, "-m", *args]
     print(f"\n$ python -m {shlex.join(args)}", flush=True)
+    start = time.perf_counter()
     result = subprocess.run(command, stdout=subprocess.PIPE if capture else None, text=True)
+    name = args[0].rsplit(".", 1)[-1] + (f" {args[1]}" if args[0] == "ctl_keras.recommend" else "")
+    SECONDS[name] = SECONDS.get(name, 0.0) + time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"demo: step failed (exit {result.returncode}): python -m {shlex.join(args)}")
     return result.stdout or ""
+
+
+def _breakdown(results: dict) -> str:
+    """Where the demo's time went: each command, and inside train its parts (results.json "timing")."""
+    parts = [f"{name} {seconds:.0f} s" for name, seconds in SECONDS.items()]
+    inner = results.get("timing", {})
+    train = ", ".join(f"{k.removesuffix('_seconds').replace('_', ' ')} {v:.0f} s" for k, v in inner.items())
+    return "time: " + ", ".join(parts) + (f"\n  train: {train}" if train else "")
 
 
 def _write_test_scene() -> dict:
@@ -47,6 +59,8 @@ def _write_test_scene() -> dict:
 
 def main() -> None:
     start = time.time()
+    if not os.path.exists(os.path.join(DATA_DIR, "manifest.json")):
+        _run("ctl_keras.build_dataset", "--dataset=synthetic", f"--out={DATA_DIR}")
     _run("ctl_keras.train", "--dataset=synthetic", f"--data_dir={DATA_DIR}", "--feature_cache",
          f"--model_dir={MODEL_DIR}")
     _run("ctl_keras.evaluate", f"--model_dir={MODEL_DIR}", f"--data_dir={DATA_DIR}")
@@ -64,6 +78,7 @@ def main() -> None:
     results = read_results(MODEL_DIR)
     print(f"\nval AUC {results['val_auc']:.4f}  test AUC {results['test_auc']:.4f}  "
           f"(best epoch {results['best_epoch']} of {results['epochs_run']}); demo took {time.time() - start:.0f} s")
+    print(_breakdown(results))
     print(f"TensorBoard: tensorboard --logdir {MODEL_DIR}/tensorboard   Serving: see export/README.md")
 
 

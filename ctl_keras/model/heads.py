@@ -68,8 +68,9 @@ class EmbeddingHead(keras.layers.Layer):
         self.output_dense = keras.layers.Dense(embedding_dim, name="output", dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        hidden_shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
-        self.hidden.build(input_shape)
+        # The sublayers see rows [M, C] (see call); their weights do not depend on the leading axes.
+        hidden_shape = (None, self.hidden_dim)
+        self.hidden.build((None, input_shape[-1]))
         self.batch_norm.build(hidden_shape)
         if self.product_batch_norm is not None:
             self.product_batch_norm.build(hidden_shape)
@@ -80,13 +81,18 @@ class EmbeddingHead(keras.layers.Layer):
     def call(self, inputs, training=None, product=False):
         if product and self.product_batch_norm is None:
             raise ValueError(f"{self.name} has no product normalisation (product_norm=False)")
-        x = self.hidden(inputs)
+        # Region maps [B, N, C] run as one [B·N, C] matrix: a Dense on a rank-3 input is a broadcast
+        # batched matmul whose kernel gradient is B small products summed afterwards, ~2x slower than
+        # one matmul (benchmarks/train_step.py). BatchNorm statistics pool the same rows either way.
+        leading = keras.ops.shape(inputs)[:-1]
+        x = self.hidden(keras.ops.reshape(inputs, (-1, keras.ops.shape(inputs)[-1])))
         x = (self.product_batch_norm if product else self.batch_norm)(x, training=training)
         x = keras.ops.relu(x)
         x = self.dropout_layer(x, training=training)
         # Under a mixed policy the Dense layers compute in bfloat16/float16; the unit-length
         # embeddings (and every distance and the loss computed from them) are float32.
-        return l2_normalize(keras.ops.cast(self.output_dense(x), "float32"))
+        x = l2_normalize(keras.ops.cast(self.output_dense(x), "float32"))
+        return keras.ops.reshape(x, (*leading, self.embedding_dim))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.embedding_dim,)

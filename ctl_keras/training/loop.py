@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -130,6 +131,8 @@ class Trainer:
                                               save_dir=out_dir)
         self.features = None
         self.summaries: Summaries | None = None  # created by run(): nothing is written before it
+        # Wall seconds of this process's parts (results.json "timing"; the demo prints them).
+        self.timing = {"feature_cache": 0.0, "epochs": 0.0, "validation": 0.0, "final_test": 0.0}
 
     def _load_features(self) -> None:
         from ctl_keras.feature_cache import FeatureCache, default_cache_dir  # noqa: PLC0415 (fast path only)
@@ -186,7 +189,9 @@ class Trainer:
                 shutil.copyfile(best, self._path("best.weights.h5"))
         self.summaries = Summaries(self.out_dir)
         if self.options.feature_cache:
+            start = time.perf_counter()
             self._load_features()
+            self.timing["feature_cache"] = time.perf_counter() - start
         step_fn = make_train_step(self.strategy, TripletTask(self.triplet, config.margin), self.optimizer,
                                   self.variables, config.batch_size,
                                   steps_per_execution=self.options.steps_per_execution,
@@ -194,11 +199,14 @@ class Trainer:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             loss, steps, seconds = self._epoch(epoch, step_fn)
             self.state.train_seconds.assign_add(seconds)
+            self.timing["epochs"] += seconds
             self.summaries.scalars(epoch, {
                 "train/loss": loss, "train/steps_per_second": steps / max(seconds, 1e-9),
                 "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
             if is_eval_epoch(epoch, config.epochs, config.eval_every):
+                start = time.perf_counter()
                 self._evaluate(epoch)
+                self.timing["validation"] += time.perf_counter() - start
             self.models.save_heads(self._path("last.weights.h5"))
             # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
             self.state.save(epoch)
@@ -208,6 +216,7 @@ class Trainer:
         best = self._path("best.weights.h5")
         if not os.path.exists(best):
             raise FileNotFoundError(f"{best} is missing: no evaluation finished in {self.options.model_dir}")
+        start = time.perf_counter()
         self.models.load_heads(best)
         test_auc = self._auc("test")
         ids, categories, matrix = embed.product_embeddings(
@@ -215,6 +224,7 @@ class Trainer:
         names = [self.config.categories[int(c)] for c in np.asarray(categories)]
         self.summaries.projector(ids, names, matrix)
         self.summaries.close()
+        self.timing["final_test"] = time.perf_counter() - start
         out = results.write_results(
             self.options.model_dir, self.config, val_auc=float(self.state.best_auc.numpy()),
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
@@ -224,6 +234,7 @@ class Trainer:
                    "strategy": self.options.strategy, "workers": workers(self.strategy),
                    "steps_per_execution": self.options.steps_per_execution,
                    "jit_compile": self.options.jit_compile,
+                   "timing": {f"{k}_seconds": round(v, 3) for k, v in self.timing.items()},
                    "replicas": self.strategy.num_replicas_in_sync,
                    "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
         logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",

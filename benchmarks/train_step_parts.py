@@ -1,0 +1,291 @@
+"""The measurements of benchmarks/train_step.py (see its docstring): host, roofline, switches, variance."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+
+import numpy as np
+
+
+def median_epoch(run, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of `run()` over `repeats` calls after one untimed call (traces), and all times."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def trainer_parts(config, strategy, *, steps_per_execution=1, jit_compile=False):
+    """(step_fn, models) of the real loop for `config` (features in, one replica)."""
+    import keras
+
+    from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.training.loop import TripletTask
+    from ctl_keras.training.step import make_train_step
+
+    with strategy.scope():
+        models = build_ctl(config)
+        triplet = models.triplet_model(from_features=True)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        if config.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        variables = list(models.heads.trainable_variables)
+        optimizer.build(variables)
+    step = make_train_step(strategy, TripletTask(triplet, config.margin), optimizer, variables, config.batch_size,
+                           steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    return step, models
+
+
+def feature_batches(config, steps: int):
+    """`steps` random feature batches in memory (no input cost): a tf.data dataset."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ctl_keras.config import LOCAL_DIM, POOL5_DIM
+
+    rng = np.random.default_rng(0)
+    n, g = steps * config.batch_size, config.local_grid
+    data = {"scene_pool5": rng.normal(size=(n, POOL5_DIM)), "positive_pool5": rng.normal(size=(n, POOL5_DIM)),
+            "negative_pool5": rng.normal(size=(n, POOL5_DIM)), "scene_local": rng.normal(size=(n, g, g, LOCAL_DIM))}
+    data = {k: v.astype(np.float32) for k, v in data.items()}
+    data["category"] = rng.integers(0, len(config.categories), n).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size).cache()
+
+
+def host(flags) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from ctl_keras.config import get_config
+    from ctl_keras.training.step import run_epoch
+
+    config = get_config("synthetic", embedding_dim=8, hidden_dim=8, local_grid=1, dropout=0.0)
+    steps = flags.host_steps
+    data = feature_batches(config, steps)
+    list(data)  # fill the cache: epochs below read memory
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    out = {"steps_per_epoch": steps, "heads": "embedding 8, hidden 8, grid 1"}
+    for jit in (False, True):
+        for n in (1, 4, flags.per_call, 64):
+            step, _ = trainer_parts(config, strategy, steps_per_execution=n, jit_compile=jit)
+            seconds, _ = median_epoch(lambda: run_epoch(step, strategy.experimental_distribute_dataset(data),
+                                                         1, steps), flags.repeats)
+            out[f"ms_per_step_at_{n}_per_call" + ("_xla" if jit else "")] = 1000 * seconds / steps
+    # Reference: a bare tf.function step of a tiny Dense model, one call per batch, no strategy.
+    dense = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    opt = keras.optimizers.Adam(1e-3)
+    x = tf.random.normal([16, 8])
+
+    @tf.function
+    def bare(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(dense(x))
+        opt.apply_gradients(zip(tape.gradient(loss, dense.trainable_variables), dense.trainable_variables))
+        return loss
+
+    def bare_epoch():
+        for _ in range(steps):
+            float(bare(x))
+
+    seconds, _ = median_epoch(bare_epoch, flags.repeats)
+    out["bare_step_ms"] = 1000 * seconds / steps
+    one, many = out["ms_per_step_at_1_per_call"], out[f"ms_per_step_at_{flags.per_call}_per_call"]
+    out["host_time_ratio_1_vs_N"] = one / many
+    out["loop_overhead_over_bare_ms_at_1"] = one - out["bare_step_ms"]
+    best = out[f"ms_per_step_at_{flags.per_call}_per_call_xla"]
+    out["host_time_ratio_1_vs_N_xla"] = one / best
+    out["loop_overhead_over_bare_ms_at_N_xla"] = best - out["bare_step_ms"]
+    return out
+
+
+def _demo_config(**overrides):
+    from ctl_keras.config import get_config
+
+    return get_config("synthetic", **overrides)
+
+
+def _cache(flags, config):
+    from ctl_keras.feature_cache import FeatureCache, default_cache_dir
+    from ctl_keras.model.ctl import build_ctl
+
+    cache_dir = flags.cache_dir or default_cache_dir(config, flags.data_dir, False)
+    return FeatureCache.build_or_load(config, flags.data_dir, cache_dir, build_ctl(config).backbone)
+
+
+def _cached_epoch_fn(flags, config, step, strategy, features):
+    """One real cached epoch as training.loop runs it (same dataset, filter, device input)."""
+    from ctl_keras.training import loop
+    from ctl_keras.training.step import run_epoch
+
+    options = loop.RunOptions(data_dir=flags.data_dir, model_dir="", feature_cache=True)
+    epoch = [0]
+
+    def run():
+        epoch[0] += 1
+        ds = strategy.experimental_distribute_dataset(
+            loop._train_dataset(config, options, features, epoch[0]), loop.DEVICE_INPUT)
+        return run_epoch(step, ds, epoch[0])
+
+    return run
+
+
+def step_flops(config) -> dict:
+    """Matmul FLOPs of one cached train step of the hybrid model, from the layer shapes.
+
+    Rows per head call: the global head embeds B scenes and 2B products, the local and attention heads
+    B·g² regions. Forward 2·rows·in·out per Dense; backward adds the weight gradient (same count) and,
+    except for a head's first Dense (its input is data), the input gradient (same count again).
+    Elementwise work (BatchNorm, attention softmax, distances) is left out: it is < 2% here.
+    """
+    b, g = config.batch_size, config.local_grid
+    from ctl_keras.config import LOCAL_DIM, POOL5_DIM
+
+    h, d = config.hidden_dim, config.embedding_dim
+    heads = {"global": (3 * b, POOL5_DIM), "local": (b * g * g, LOCAL_DIM), "attention": (b * g * g, LOCAL_DIM)}
+    forward = backward = 0
+    for rows, width in heads.values():
+        first, second = 2 * rows * width * h, 2 * rows * h * d
+        forward += first + second
+        backward += first + 2 * second
+    return {"forward_gflop": forward / 1e9, "backward_gflop": backward / 1e9, "total_gflop": (forward + backward) / 1e9}
+
+
+def matmul_gflops(repeats: int, shape=(784, 1024, 256)) -> float:
+    """Median GFLOP/s of a float32 [m,k]@[k,n] matmul, 50 per tf.function call (dispatch excluded)."""
+    import tensorflow as tf
+
+    m, k, n = shape
+    a, w = tf.random.normal([m, k]), tf.random.normal([k, n])
+
+    @tf.function
+    def many(a, w):
+        acc = tf.zeros([m, n])
+        for _ in tf.range(50):
+            acc += tf.matmul(a, w)
+        return acc
+
+    many(a, w).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        many(a, w).numpy()
+        rates.append(50 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def backbone_flops(backbone) -> float:
+    """Forward FLOPs of one image through the backbone's ResNet50 convolutions (2 per MAC)."""
+    import keras
+
+    total = 0
+    extractor = backbone.get_layer("resnet50_features")
+    for layer in extractor.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, oh, ow, _ = layer.output.shape
+            total += 2 * oh * ow * cout * kh * kw * cin
+    return float(total)
+
+
+def roofline(flags) -> dict:
+    import tensorflow as tf
+
+    from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.training.step import run_epoch
+
+    config = _demo_config()
+    peak = matmul_gflops(flags.repeats)
+    flops = step_flops(config)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    steps = 128
+    data = feature_batches(config, steps)
+    list(data)
+    out = {"matmul_gflops": peak, "step": flops, "roofline_step_ms": flops["total_gflop"] / peak * 1000}
+    for name, kwargs in (("default", {}), ("xla_and_per_call", {"jit_compile": True,
+                                                                "steps_per_execution": flags.per_call})):
+        step, _ = trainer_parts(config, strategy, **kwargs)
+        seconds, _ = median_epoch(lambda: run_epoch(step, strategy.experimental_distribute_dataset(data), 1, steps),
+                                  flags.repeats)
+        ms = 1000 * seconds / steps
+        out[f"{name}_step_ms"] = ms
+        out[f"{name}_fraction_of_roofline"] = out["roofline_step_ms"] / ms
+    backbone = build_ctl(config).backbone
+    images = tf.random.uniform([32, config.image_size, config.image_size, 3], 0, 255)
+    forward = tf.function(lambda x: backbone(x, training=False))
+    seconds, _ = median_epoch(lambda: forward(images)["pool5"].numpy(), flags.repeats)
+    gflop = backbone_flops(backbone) / 1e9
+    out["backbone"] = {"image_size": config.image_size, "gflop_per_image": gflop, "images_per_second": 32 / seconds,
+                       "fraction_of_roofline": gflop * 32 / seconds / peak}
+    return out
+
+
+SWITCHES = {  # name -> (config overrides, trainer options)
+    "default (float32, 1 step/call, no XLA)": ({}, {}),
+    "steps_per_execution=N": ({}, {"steps_per_execution": "N"}),
+    "jit_compile": ({}, {"jit_compile": True}),
+    "mixed_bfloat16": ({"precision": "mixed_bfloat16"}, {}),
+    "jit_compile + steps_per_execution=N": ({}, {"jit_compile": True, "steps_per_execution": "N"}),
+    "all three": ({"precision": "mixed_bfloat16"}, {"jit_compile": True, "steps_per_execution": "N"}),
+}
+
+
+def switches(flags) -> dict:
+    import tensorflow as tf
+
+    base = _demo_config()
+    features = _cache(flags, base)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    out = {"per_call_N": flags.per_call}
+    for name, (overrides, options) in SWITCHES.items():
+        config = base.replace(**overrides)
+        options = {k: flags.per_call if v == "N" else v for k, v in options.items()}
+        step, _ = trainer_parts(config, strategy, **options)
+        seconds, times = median_epoch(_cached_epoch_fn(flags, config, step, strategy, features), flags.repeats)
+        out[name] = {"epoch_seconds_median": seconds, "epoch_seconds": times}
+        print(f"  {name}: {seconds:.2f} s/epoch (median of {len(times)})", flush=True)
+    default = out["default (float32, 1 step/call, no XLA)"]["epoch_seconds_median"]
+    for name in SWITCHES:
+        out[name]["speedup_vs_default"] = default / out[name]["epoch_seconds_median"]
+    return out
+
+
+def variance(flags) -> dict:
+    """Where a cached epoch's time goes and how much it varies: input alone, step alone, both."""
+    import tensorflow as tf
+
+    from ctl_keras.training.step import run_epoch
+
+    config = _demo_config()
+    features = _cache(flags, config)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    step, _ = trainer_parts(config, strategy)
+    full = _cached_epoch_fn(flags, config, step, strategy, features)
+    epoch = [0]
+
+    def input_only():
+        epoch[0] += 1
+        for batch in features.train_dataset(config, epoch[0], config.batch_size):
+            batch["scene_local"].numpy()
+
+    batches = list(features.train_dataset(config, 0, config.batch_size).filter(
+        lambda b: tf.shape(b["category"])[0] == config.batch_size))
+    steps_ds = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *x: tf.stack(x), *batches)).cache()
+    list(steps_ds)
+
+    def step_only():
+        run_epoch(step, strategy.experimental_distribute_dataset(steps_ds), 1)
+
+    out = {}
+    for name, fn in (("input_only", input_only), ("step_only", step_only), ("full_epoch", full)):
+        collections = sum(s["collections"] for s in gc.get_stats())
+        median, times = median_epoch(fn, max(flags.repeats, 6))
+        gcs = sum(s["collections"] for s in gc.get_stats()) - collections
+        out[name] = {"median_s": median, "min_s": min(times), "max_s": max(times), "seconds": times,
+                     "max_over_min": max(times) / min(times), "python_gc_collections": gcs,
+                     "cv": float(np.std(times) / np.mean(times))}
+    return out
