@@ -62,6 +62,7 @@ def host(flags) -> dict:
     import tensorflow as tf
 
     from ctl_keras.config import get_config
+    from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
     config = get_config("synthetic", embedding_dim=8, hidden_dim=8, local_grid=1, dropout=0.0)
@@ -73,8 +74,8 @@ def host(flags) -> dict:
     for jit in (False, True):
         for n in (1, 4, flags.per_call, 64):
             step, _ = trainer_parts(config, strategy, steps_per_execution=n, jit_compile=jit)
-            seconds, _ = median_epoch(lambda: run_epoch(step, strategy.experimental_distribute_dataset(data),
-                                                         1, steps), flags.repeats)
+            seconds, _ = median_epoch(lambda: run_epoch(step, device_batches(strategy, data),
+                                                         1, steps, progress=False), flags.repeats)
             out[f"ms_per_step_at_{n}_per_call" + ("_xla" if jit else "")] = 1000 * seconds / steps
     # Reference: a bare tf.function step of a tiny Dense model, one call per batch, no strategy.
     dense = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
@@ -127,9 +128,8 @@ def _cached_epoch_fn(flags, config, step, strategy, features):
 
     def run():
         epoch[0] += 1
-        ds = strategy.experimental_distribute_dataset(
-            loop._train_dataset(config, options, features, epoch[0]), loop.DEVICE_INPUT)
-        return run_epoch(step, ds, epoch[0])
+        ds = loop.device_batches(strategy, loop._train_dataset(config, options, features, epoch[0]))
+        return run_epoch(step, ds, epoch[0], progress=False)
 
     return run
 
@@ -196,6 +196,7 @@ def roofline(flags) -> dict:
     import tensorflow as tf
 
     from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
     config = _demo_config()
@@ -206,11 +207,13 @@ def roofline(flags) -> dict:
     data = feature_batches(config, steps)
     list(data)
     out = {"matmul_gflops": peak, "step": flops, "roofline_step_ms": flops["total_gflop"] / peak * 1000}
-    for name, kwargs in (("default", {}), ("xla_and_per_call", {"jit_compile": True,
-                                                                "steps_per_execution": flags.per_call})):
+    n = flags.per_call
+    for name, kwargs in (("default", {}), ("per_call", {"steps_per_execution": n}),
+                         ("xla_and_per_call", {"jit_compile": True, "steps_per_execution": n})):
         step, _ = trainer_parts(config, strategy, **kwargs)
-        seconds, _ = median_epoch(lambda: run_epoch(step, strategy.experimental_distribute_dataset(data), 1, steps),
-                                  flags.repeats)
+        epoch = lambda: run_epoch(step, device_batches(strategy, data), 1, steps,  # noqa: E731
+                                  progress=False)
+        seconds, _ = median_epoch(epoch, flags.repeats)
         ms = 1000 * seconds / steps
         out[f"{name}_step_ms"] = ms
         out[f"{name}_fraction_of_roofline"] = out["roofline_step_ms"] / ms
@@ -258,6 +261,7 @@ def variance(flags) -> dict:
     """Where a cached epoch's time goes and how much it varies: input alone, step alone, both."""
     import tensorflow as tf
 
+    from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
     config = _demo_config()
@@ -278,7 +282,7 @@ def variance(flags) -> dict:
     list(steps_ds)
 
     def step_only():
-        run_epoch(step, strategy.experimental_distribute_dataset(steps_ds), 1)
+        run_epoch(step, device_batches(strategy, steps_ds), 1, progress=False)
 
     out = {}
     for name, fn in (("input_only", input_only), ("step_only", step_only), ("full_epoch", full)):

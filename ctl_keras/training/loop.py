@@ -35,6 +35,7 @@ IMAGE_KEYS = ("scene", "positive", "negative", "category")
 # Batches are copied to each replica's device (GPU memory on a GPU) by a background prefetch, two
 # per replica deep, so the step never waits for a host-to-device copy (image and cache path alike).
 DEVICE_INPUT = tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2)
+DEVICE_PREFETCH = 2
 ATTENTION_EXAMPLES = 8
 
 
@@ -100,6 +101,22 @@ def _train_dataset(config: Config, options: RunOptions, features, epoch_index: i
     return ds.with_options(shard)
 
 
+def device_batches(strategy: tf.distribute.Strategy, ds: tf.data.Dataset):
+    """The epoch's batches on the replicas' devices, two batches ahead of the step.
+
+    Several replicas (or workers): the strategy's distributed dataset, which splits each global batch
+    and fetches the slices to the devices (DEVICE_INPUT). One device: the plain dataset, with
+    `prefetch_to_device` when that device is a GPU. A distributed iterator costs ~2.5 ms per batch
+    here even for one device (benchmarks/train_step.py, host), more than a GPU's whole cached step.
+    """
+    if not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return strategy.experimental_distribute_dataset(ds, DEVICE_INPUT)
+    device = strategy.extended.worker_devices[0]
+    if tf.config.list_logical_devices("GPU") and "GPU" in device.upper():
+        ds = ds.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=DEVICE_PREFETCH))
+    return ds
+
+
 class Trainer:
     """Holds the models, optimizer and state of one run; `run()` trains to config.epochs."""
 
@@ -157,8 +174,7 @@ class Trainer:
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
         pairs = self.manifest["splits"]["train"]["pairs"]
-        ds = self.strategy.experimental_distribute_dataset(
-            _train_dataset(self.config, self.options, self.features, epoch - 1), DEVICE_INPUT)
+        ds = device_batches(self.strategy, _train_dataset(self.config, self.options, self.features, epoch - 1))
         kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
                 if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
         return run_epoch(step_fn, ds, epoch, pairs // self.config.batch_size, kept)

@@ -41,7 +41,7 @@ def make_train_step(strategy: tf.distribute.Strategy, task: Task, optimizer, var
     iterator ran out (k = 0: it was already empty). The steps inside a call are the same ops in the
     same order as N calls of one step, so the weights do not depend on N (tests/training/test_step.py);
     what N saves is the host: one Python dispatch and one device-to-host copy per N batches instead of
-    per batch (Keras `steps_per_execution`; benchmarks/host_overhead.py).
+    per batch (Keras `steps_per_execution`; benchmarks/train_step.py measures it).
 
     `jit_compile`: compile the step (forward, backward, optimizer update) with XLA, as Keras does for
     `jit_compile=True`. Baselines pass `tf.distribute.get_strategy()` (the default, one replica): the
@@ -95,15 +95,16 @@ def batches_dataset(batches: Iterator[dict]) -> tf.data.Dataset:
 
 
 def run_epoch(step_fn: Callable, batches, epoch: int, total_steps: int | None = None,
-              kept: str = "nothing of this epoch is saved") -> tuple[float, int, float]:
+              kept: str = "nothing of this epoch is saved", progress: bool = True) -> tuple[float, int, float]:
     """Run `step_fn` (make_train_step) over one epoch of `batches` (a tf.data or distributed dataset);
     returns (mean loss, steps, seconds).
 
     Raises TrainingDiverged at the first NaN/inf loss; `kept` says what the caller keeps in that case.
-    Progress and the NaN check happen once per call, i.e. every steps_per_execution batches.
+    Progress (a Keras progress bar unless `progress=False`) and the NaN check happen once per call,
+    i.e. every steps_per_execution batches.
     """
     per_call = getattr(step_fn, "steps_per_execution", 1)
-    bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss"])
+    bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss"], verbose=1 if progress else 0)
     total, steps, start = 0.0, 0, time.perf_counter()
     iterator = iter(batches)
     while True:
