@@ -1,6 +1,6 @@
 """Frozen-feature fast path vs the image path, and the synthetic quality target, in one run.
 
-    python benchmarks/feature_cache.py [--compare_epochs 2] [--epochs N] [--work_dir DIR]
+    python benchmarks/feature_cache.py [--compare_epochs 4] [--epochs N] [--work_dir DIR]
 
 On the demo-size synthetic dataset (`get_config("synthetic")`: 112 px, random frozen backbone), built
 into tf_records/synthetic when missing, it measures with the real training loop (ctl_keras.training):
@@ -33,7 +33,7 @@ from absl import app, flags, logging  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset (built here when missing).")
 flags.DEFINE_string("work_dir", "/tmp/ctl_bench/feature_cache", "Model dirs and the cache; wiped first.")
-flags.DEFINE_integer("compare_epochs", 2, "Epochs of the image-path vs cache-path comparison.")
+flags.DEFINE_integer("compare_epochs", 4, "Epochs of the image-path vs cache-path comparison (seconds per epoch: the median of epochs 2..N; epoch 1 also traces).")
 flags.DEFINE_integer("epochs", None, "Epochs of the hybrid/global quality runs (default: config.epochs).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the config's).")
 flags.DEFINE_integer("num_views", None, "Cached views per train image (default: the config's).")

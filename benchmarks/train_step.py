@@ -1,6 +1,6 @@
 """How fast the train step runs, and why: host overhead, roofline, and the effect of each switch.
 
-    python benchmarks/train_step.py [--repeats 5] [--cache_dir DIR] [--parts host,roofline,switches,variance]
+    python benchmarks/train_step.py [--repeats 5] [--cache_dir DIR] [--parts host,roofline,breakdown,switches,variance]
 
 Every figure is a median over `--repeats` epochs (or calls) measured in this one process, through the
 real code: `training.step.make_train_step` + `run_epoch` with the real `TripletTask` and model.
@@ -11,8 +11,10 @@ real code: `training.step.make_train_step` + `run_epoch` with the real `TripletT
   machine's matmul GFLOP/s on the step's main shape, and the fraction the step achieves; the same for
   one backbone image (FLOPs of every conv/dense layer of ResNet50 at the demo's 112 px).
 - switches: the demo configuration's cached epoch (the real feature cache, `FeatureCache.train_dataset`
-  through the strategy's distributed dataset, as `training.loop` does) with XLA, mixed precision and
+  through `training.loop.device_batches`, as the trainer does) with XLA, mixed precision and
   steps per call, one at a time and together.
+- breakdown: forward, forward + backward, the whole step, the step without dropout and the main
+  matmul, interleaved round by round (the step's roofline fraction without any input or loop cost).
 - variance: per-epoch time of the same cached epoch split into input-only and step-only epochs.
 Results are printed and written to --out as JSON.
 """
@@ -31,7 +33,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Epochs (or calls) per measurement; the median is reported.")
 flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset (built here when missing).")
 flags.DEFINE_string("cache_dir", None, "Feature cache of the demo config (default: the trainer's default location).")
-flags.DEFINE_list("parts", ["host", "roofline", "switches", "variance"], "Which measurements to run.")
+flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "variance"], "Which measurements to run.")
 flags.DEFINE_integer("host_steps", 256, "Steps per epoch in the host-overhead measurement.")
 flags.DEFINE_integer("per_call", 16, "N of steps_per_execution in the comparisons.")
 flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON summary goes.")
@@ -43,7 +45,7 @@ def main(argv):
     import train_step_parts as parts  # noqa: PLC0415
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}
-    for name in ("host", "roofline", "switches", "variance"):
+    for name in ("host", "roofline", "breakdown", "switches", "variance"):
         if name in FLAGS.parts:
             summary[name] = getattr(parts, name)(FLAGS)
             print(json.dumps({name: summary[name]}, indent=1), flush=True)

@@ -293,3 +293,75 @@ def variance(flags) -> dict:
                      "max_over_min": max(times) / min(times), "python_gc_collections": gcs,
                      "cv": float(np.std(times) / np.mean(times))}
     return out
+
+
+def breakdown(flags) -> dict:
+    """Where one cached step's time goes: forward, forward + backward, the whole step (Adam), without
+    dropout, and the step's main matmul, on in-memory batches, interleaved round by round so that load
+    hits every variant alike; medians of `repeats` rounds of 40 steps in one tf.function each."""
+    import keras
+    import tensorflow as tf
+
+    from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.training.loop import TripletTask
+
+    base = _demo_config()
+    steps = 40
+    data = feature_batches(base, steps)
+    list(data)
+
+    def make(config, what):
+        keras.utils.set_random_seed(0)
+        models = build_ctl(config)
+        task = TripletTask(models.triplet_model(from_features=True), config.margin)
+        variables = list(models.heads.trainable_variables)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(variables)
+
+        def one(batch):
+            if what == "forward":
+                return tf.reduce_mean(task.compute_loss(batch, True))
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(task.compute_loss(batch, True))
+            grads = tape.gradient(loss, variables)
+            if what == "forward_backward":
+                return loss + 0.0 * tf.add_n([tf.reduce_sum(g) for g in grads])
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+
+        @tf.function
+        def run(iterator):
+            total = 0.0
+            for _ in tf.range(steps):
+                total += one(next(iterator))
+            return total
+
+        return lambda: run(iter(data)).numpy()
+
+    a, w = tf.random.normal([784, 1024]), tf.random.normal([1024, 256])
+
+    @tf.function
+    def matmuls():
+        acc = tf.zeros([784, 256])
+        for _ in tf.range(steps):
+            acc += tf.matmul(a, w)
+        return acc
+
+    variants = {"forward": make(base, "forward"), "forward_backward": make(base, "forward_backward"),
+                "step": make(base, "step"), "step_without_dropout": make(base.replace(dropout=0.0), "step"),
+                "matmul_784x1024x256": lambda: matmuls().numpy()}
+    for fn in variants.values():
+        fn()
+    times = {name: [] for name in variants}
+    for _ in range(flags.repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1000 * (time.perf_counter() - start) / steps)
+    out = {f"{name}_ms": statistics.median(t) for name, t in times.items()}
+    flops = step_flops(base)
+    peak = 2 * 784 * 1024 * 256 / (out["matmul_784x1024x256_ms"] / 1000) / 1e9
+    out.update(matmul_gflops=peak, step_gflop=flops["total_gflop"],
+               roofline_step_ms=flops["total_gflop"] / peak * 1000)
+    out["step_fraction_of_roofline"] = out["roofline_step_ms"] / out["step_ms"]
+    return out
