@@ -246,10 +246,13 @@ def define_flags() -> None:
     flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's). "
                          "Validation every eval_every epochs and at the last; the best epoch is reported.")
     flags.DEFINE_integer("siamese_epochs", None, "Epochs of the Siamese conv5 fine-tuning (default: min(epochs, 5)).")
-    flags.DEFINE_integer("num_views", None, "Augmented views (random crop + mirror) cached per TRAIN image, drawn "
-                         "once; each epoch uses one at random per image. More views come closer to the paper's "
-                         "fresh augmentation per epoch, at the cost of a longer cache build and a larger cache "
-                         "(linear in the views). Default: the config's (4).", lower_bound=1)
+    flags.DEFINE_integer("num_views", None, "Views cached per TRAIN image (scene and product). A view is one "
+                         "augmented copy of the image: resized to the config's resize_size, a random image_size "
+                         "crop, mirrored with probability 1/2, passed once through the frozen backbone and its "
+                         "features stored. Views are drawn once, at cache build; each epoch uses one of them at "
+                         "random per image. Val/test images have one view, the center crop. More views come "
+                         "closer to the paper's fresh augmentation per epoch, at the cost of a longer cache build "
+                         "and a larger cache (linear in the views). Default: the config's (4).", lower_bound=1)
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
                         "(default: <data_dir>/feature_cache).")
     flags.DEFINE_alias("cache_root", "feature_cache_root")  # the name before issue 8
