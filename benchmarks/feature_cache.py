@@ -68,17 +68,9 @@ def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
 
 def _epoch_seconds(model_dir: str, steps: int) -> list[float]:
     """Per-epoch train seconds, read back from the trainer's train/steps_per_second summaries."""
-    import glob
+    from ctl_keras.training.summaries import read_scalars
 
-    import tensorflow as tf
-
-    rate = {}
-    for path in glob.glob(os.path.join(model_dir, "tensorboard", "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == "train/steps_per_second":
-                    rate[event.step] = float(tf.make_ndarray(value.tensor))
-    return [steps / rate[e] for e in sorted(rate)]
+    return [steps / rate for rate in read_scalars(model_dir, "train/steps_per_second")]
 
 
 def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict:

@@ -4,8 +4,8 @@ import statistics
 import time
 
 
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in ms over `repeats` calls, after `warmup` untimed calls (tracing, caches)."""
+def wall_times(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Wall seconds of `repeats` calls of `fn()`, after `warmup` untimed calls (tracing, caches)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -13,4 +13,9 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return times
+
+
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of `fn()` in ms over `repeats` calls, after `warmup` untimed calls."""
+    return 1000 * statistics.median(wall_times(fn, repeats, warmup))

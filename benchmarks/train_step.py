@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,7 +40,6 @@ flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON sum
 
 def main(argv):
     del argv
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import train_step_parts as parts  # noqa: PLC0415
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}

@@ -7,33 +7,25 @@ import statistics
 import time
 
 import numpy as np
+from timing import wall_times
 
 
 def median_epoch(run, repeats: int) -> tuple[float, list[float]]:
     """Median seconds of `run()` over `repeats` calls after one untimed call (traces), and all times."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    times = wall_times(run, repeats, warmup=1)
     return statistics.median(times), times
 
 
 def trainer_parts(config, strategy, *, steps_per_execution=1, jit_compile=False):
     """(step_fn, models) of the real loop for `config` (features in, one replica)."""
-    import keras
-
     from ctl_keras.model.ctl import build_ctl
-    from ctl_keras.training.loop import TripletTask
+    from ctl_keras.training.loop import TripletTask, make_optimizer
     from ctl_keras.training.step import make_train_step
 
     with strategy.scope():
         models = build_ctl(config)
         triplet = models.triplet_model(from_features=True)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        if config.precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = make_optimizer(config)
         variables = list(models.heads.trainable_variables)
         optimizer.build(variables)
     step = make_train_step(strategy, TripletTask(triplet, config.margin), optimizer, variables, config.batch_size,
@@ -95,6 +87,22 @@ def host(flags) -> dict:
 
     seconds, _ = median_epoch(bare_epoch, flags.repeats)
     out["bare_step_ms"] = 1000 * seconds / steps
+
+    # Input alone: one element of the same batches through a plain vs a distributed iterator (why the
+    # one-device loop iterates the plain dataset: training.loop.device_batches).
+    @tf.function
+    def drain(iterator):
+        count = 0
+        for _ in tf.range(steps):
+            if not iterator.get_next_as_optional().has_value():
+                break
+            count += 1
+        return count
+
+    for name, make in (("plain", lambda: iter(data)),
+                       ("distributed", lambda: iter(strategy.experimental_distribute_dataset(data)))):
+        seconds, _ = median_epoch(lambda: drain(make()), flags.repeats)
+        out[f"iterator_ms_per_batch_{name}"] = 1000 * seconds / steps
     one, many = out["ms_per_step_at_1_per_call"], out[f"ms_per_step_at_{flags.per_call}_per_call"]
     out["host_time_ratio_1_vs_N"] = one / many
     out["loop_overhead_over_bare_ms_at_1"] = one - out["bare_step_ms"]
@@ -303,7 +311,7 @@ def breakdown(flags) -> dict:
     import tensorflow as tf
 
     from ctl_keras.model.ctl import build_ctl
-    from ctl_keras.training.loop import TripletTask
+    from ctl_keras.training.loop import TripletTask, make_optimizer
 
     base = _demo_config()
     steps = 40
@@ -315,7 +323,7 @@ def breakdown(flags) -> dict:
         models = build_ctl(config)
         task = TripletTask(models.triplet_model(from_features=True), config.margin)
         variables = list(models.heads.trainable_variables)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer = make_optimizer(config)
         optimizer.build(variables)
 
         def one(batch):

@@ -34,8 +34,9 @@ from ctl_keras.training.summaries import Summaries
 IMAGE_KEYS = ("scene", "positive", "negative", "category")
 # Batches are copied to each replica's device (GPU memory on a GPU) by a background prefetch, two
 # per replica deep, so the step never waits for a host-to-device copy (image and cache path alike).
-DEVICE_INPUT = tf.distribute.InputOptions(experimental_fetch_to_device=True, experimental_per_replica_buffer_size=2)
 DEVICE_PREFETCH = 2
+DEVICE_INPUT = tf.distribute.InputOptions(experimental_fetch_to_device=True,
+                                          experimental_per_replica_buffer_size=DEVICE_PREFETCH)
 ATTENTION_EXAMPLES = 8
 
 
@@ -69,6 +70,15 @@ class RunOptions:
 def mixed_precision_policy() -> str:
     """mixed_float16 where float16 matmuls are fast (a GPU), else mixed_bfloat16 (CPUs, TPUs)."""
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def make_optimizer(config: Config):
+    """Adam at config.learning_rate; under mixed_float16 wrapped in loss scaling (float16 gradients
+    underflow without it)."""
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 class TripletTask:
@@ -106,8 +116,9 @@ def device_batches(strategy: tf.distribute.Strategy, ds: tf.data.Dataset):
 
     Several replicas (or workers): the strategy's distributed dataset, which splits each global batch
     and fetches the slices to the devices (DEVICE_INPUT). One device: the plain dataset, with
-    `prefetch_to_device` when that device is a GPU. A distributed iterator costs ~2.5 ms per batch
-    here even for one device (benchmarks/train_step.py, host), more than a GPU's whole cached step.
+    `prefetch_to_device` when that device is a GPU. A distributed iterator costs ~1 ms per batch
+    here even for one device, 20x the plain one (benchmarks/train_step.py, host), more than a GPU's
+    whole cached step.
     """
     if not isinstance(strategy, tf.distribute.OneDeviceStrategy):
         return strategy.experimental_distribute_dataset(ds, DEVICE_INPUT)
@@ -137,9 +148,7 @@ class Trainer:
         with self.strategy.scope():
             self.models = build_ctl(config)
             self.triplet = self.models.triplet_model(from_features=options.feature_cache)
-            self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-            if config.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
-                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer = make_optimizer(config)
             # Only the heads train; the frozen backbone is not a variable of CTLHeads.
             self.variables = list(self.models.heads.trainable_variables)
             self.optimizer.build(self.variables)

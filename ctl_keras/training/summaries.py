@@ -6,6 +6,7 @@ embeddings coloured by category).
 
 from __future__ import annotations
 
+import glob
 import os
 
 import matplotlib
@@ -16,6 +17,17 @@ from tensorboard.plugins import projector
 from ctl_keras.atomic import atomic_write
 
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def read_scalars(model_dir: str, tag: str) -> list[float]:
+    """The values of scalar `tag` (e.g. "train/loss") in <model_dir>/tensorboard, in step order."""
+    values = {}
+    for path in glob.glob(os.path.join(os.fspath(model_dir), "tensorboard", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return [values[step] for step in sorted(values)]
 
 
 def overlay_attention(images: np.ndarray, attention: np.ndarray, alpha: float = 0.5) -> np.ndarray:

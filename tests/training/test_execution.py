@@ -4,7 +4,6 @@ Each is compared with the default run of the session's `feature_run` (same data,
 3 epochs): steps per call must not change a single bit; XLA and bfloat16 are numerically close.
 """
 
-import glob
 import os
 
 import numpy as np
@@ -16,17 +15,11 @@ from ctl_keras import export
 from ctl_keras.model_io import load_trained
 from ctl_keras.training import loop
 from ctl_keras.training.results import read_results
+from ctl_keras.training.summaries import read_scalars
 
 
 def _losses(model_dir) -> list[float]:
-    """train/loss per epoch, read back from the TensorBoard events."""
-    losses = {}
-    for path in glob.glob(os.path.join(model_dir, "tensorboard", "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    losses[event.step] = float(tf.make_ndarray(value.tensor))
-    return [losses[e] for e in sorted(losses)]
+    return read_scalars(str(model_dir), "train/loss")
 
 
 def _train(feature_run, model_dir, config=None, **options) -> dict:
@@ -86,7 +79,6 @@ def test_mixed_precision_trains_and_exports_float32_towers(feature_run, no_dropo
     # drift apart as any perturbed training run does (measured up to 12% at epoch 3), while still learning.
     assert mixed[0] == pytest.approx(full[0], rel=0.03) and mixed[-1] < mixed[0]
     np.testing.assert_allclose(mixed, full, rtol=0.2)
-    assert 0.0 <= results["test_auc"] <= 1.0
 
     _, models = load_trained(str(model_dir))
     rng = np.random.default_rng(0)
