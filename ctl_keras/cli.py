@@ -23,7 +23,10 @@ Adopting it (a CLI keeps its `main(argv)`; absl's `app.run(main)` becomes `cli.r
     runtime errors (tf.errors.OpError, e.g. DataLossError from a truncated TFRecord) end the process
     with ONE line on stderr, `<name>: error: <message>` (`<name> <command>: error:` with commands),
     and exit code 1; the traceback goes to absl's DEBUG log (--verbosity=1 shows it);
-  - Ctrl-C / SIGTERM print `<name>: interrupted` and exit 130 / 143 instead of a traceback.
+  - Ctrl-C / SIGTERM print `<name>: interrupted` and exit 130 / 143 instead of a traceback;
+  - `ExitNow` (a RuntimeError) prints its line the same way and then ends the process with os._exit,
+    skipping interpreter shutdown: after a multi-worker peer dies, TensorFlow's collective and
+    coordination-service teardown can block exit for minutes waiting for that peer.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -43,6 +46,11 @@ _REBUILD_HINT = "a damaged data file? rebuild the dataset with `python -m ctl_ke
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt (same clean-up paths)."""
+
+
+class ExitNow(RuntimeError):
+    """A user error after which the runtime cannot be shut down cleanly (see the module docstring).
+    Raise it only once every file is written and every lock released (no atexit handler runs)."""
 
 
 def _raise_terminated(signum, frame):
@@ -114,8 +122,11 @@ def _is_user_error(err: BaseException) -> bool:
     return isinstance(err, USER_ERRORS) or (tf is not None and isinstance(err, tf.errors.OpError))
 
 
-def _fail(prefix: str, message: str, code: int = 1):
+def _fail(prefix: str, message: str, code: int = 1, *, now: bool = False):
     print(f"{prefix}: {message}", file=sys.stderr, flush=True)
+    if now:
+        sys.stdout.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -153,7 +164,7 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             if not _is_user_error(err):
                 raise
             absl_logging.debug("%s failed", prefix, exc_info=True)
-            _fail(prefix, f"error: {error_line(err)}")
+            _fail(prefix, f"error: {error_line(err)}", now=isinstance(err, ExitNow))
 
     parser = (lambda argv: flags.FLAGS(argv, known_only=True)) if pass_through else None
     app.run(wrapped, **({"flags_parser": parser} if parser else {}))

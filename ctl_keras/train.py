@@ -147,7 +147,7 @@ def main(argv):
     except Exception as err:  # noqa: BLE001 (a dead peer's collective error becomes one clear line)
         tf = sys.modules.get("tensorflow")
         if multi_worker and isinstance(err, tf.errors.OpError) and type(err).__name__ in _LOST_WORKER:
-            raise RuntimeError(_lost_worker_line(err)) from None
+            raise cli.ExitNow(_lost_worker_line(err)) from None
         raise
     print(f"val AUC {results['val_auc']:.4f} (epoch {results['best_epoch']}), test AUC {results['test_auc']:.4f}")
 

@@ -131,3 +131,29 @@ def test_error_line_of_a_tf_op_error_drops_the_graph_prefix():
     eager = tf.errors.DataLossError(None, None, "truncated record at 217400 [Op:IteratorGetNext] name: ")
     assert cli.error_line(eager).startswith("DataLossError: truncated record at 217400 [Op:IteratorGetNext] (a dam")
     assert cli.error_line(ValueError("two\n  lines")) == "two lines"
+
+
+_BLOCKED_EXIT = """
+import atexit, sys, time
+from ctl_keras import cli
+
+def main(argv):
+    atexit.register(time.sleep, 600)  # stands in for TensorFlow's teardown waiting for a dead peer
+    atexit.register(print, "atexit ran", file=sys.stderr)
+    raise cli.{kind}("peer gone")
+
+cli.run(main, "tool")
+"""
+
+
+@pytest.mark.parametrize("kind, waits", [("ExitNow", False), ("RuntimeError", True)])
+def test_exit_now_skips_interpreter_shutdown(kind, waits):
+    """ExitNow prints the one line and leaves without running atexit handlers, which may block."""
+    command = [sys.executable, "-c", _BLOCKED_EXIT.format(kind=kind)]
+    if waits:  # a plain RuntimeError runs the (blocking) handlers
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run(command, capture_output=True, text=True, timeout=5)
+        return
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert _one_error_line(proc, "tool") == "tool: error: peer gone"
+    assert "atexit ran" not in proc.stderr
