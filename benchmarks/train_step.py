@@ -13,8 +13,9 @@ real code: `training.step.make_train_step` + `run_epoch` with the real `TripletT
 - switches: the demo configuration's cached epoch (the real feature cache, `FeatureCache.train_dataset`
   through `training.loop.device_batches`, as the trainer does) with XLA, mixed precision and
   steps per call, one at a time and together.
-- breakdown: forward, forward + backward, the whole step, the step without dropout and the main
-  matmul, interleaved round by round (the step's roofline fraction without any input or loop cost).
+- breakdown: forward, forward + backward, the whole step (FusedAdam), the step with keras Adam, without
+  dropout, and the main matmul, interleaved round by round (the step's roofline fraction without any
+  input or loop cost).
 - variance: per-epoch time of the same cached epoch split into input-only and step-only epochs.
 Results are printed and written to --out as JSON.
 """

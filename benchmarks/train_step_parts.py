@@ -304,8 +304,8 @@ def variance(flags) -> dict:
 
 
 def breakdown(flags) -> dict:
-    """Where one cached step's time goes: forward, forward + backward, the whole step (Adam), without
-    dropout, and the step's main matmul, on in-memory batches, interleaved round by round so that load
+    """Where one cached step's time goes: forward, forward + backward, the whole step (FusedAdam), the
+    step with keras.optimizers.Adam, without dropout, and the step's main matmul, on in-memory batches, interleaved round by round so that load
     hits every variant alike; medians of `repeats` rounds of 40 steps in one tf.function each."""
     import keras
     import tensorflow as tf
@@ -323,7 +323,7 @@ def breakdown(flags) -> dict:
         models = build_ctl(config)
         task = TripletTask(models.triplet_model(from_features=True), config.margin)
         variables = list(models.heads.trainable_variables)
-        optimizer = make_optimizer(config)
+        optimizer = keras.optimizers.Adam(config.learning_rate) if what == "step_keras_adam" else make_optimizer(config)
         optimizer.build(variables)
 
         def one(batch):
@@ -356,7 +356,8 @@ def breakdown(flags) -> dict:
         return acc
 
     variants = {"forward": make(base, "forward"), "forward_backward": make(base, "forward_backward"),
-                "step": make(base, "step"), "step_without_dropout": make(base.replace(dropout=0.0), "step"),
+                "step": make(base, "step"), "step_keras_adam": make(base, "step_keras_adam"),
+                "step_without_dropout": make(base.replace(dropout=0.0), "step"),
                 "matmul_784x1024x256": lambda: matmuls().numpy()}
     for fn in variants.values():
         fn()

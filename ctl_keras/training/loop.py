@@ -26,6 +26,7 @@ from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
+from ctl_keras.training.adam import FusedAdam
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
 from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401 (TrainingDiverged: part of train()'s contract)
 from ctl_keras.training.strategies import make_strategy, workers
@@ -73,9 +74,9 @@ def mixed_precision_policy() -> str:
 
 
 def make_optimizer(config: Config):
-    """Adam at config.learning_rate; under mixed_float16 wrapped in loss scaling (float16 gradients
-    underflow without it)."""
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    """Adam (one fused kernel per variable: training.adam) at config.learning_rate; under mixed_float16
+    wrapped in loss scaling (float16 gradients underflow without it)."""
+    optimizer = FusedAdam(learning_rate=config.learning_rate)
     if config.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
