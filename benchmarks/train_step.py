@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Epochs (or calls) per measurement; the median is reported.")
 flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset (built here when missing).")
 flags.DEFINE_string("cache_dir", None, "Feature cache of the demo config (default: the trainer's default location).")
-flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "variance"], "Which measurements to run.")
+flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "variance", "ops"], "Which measurements to run.")
 flags.DEFINE_integer("host_steps", 256, "Steps per epoch in the host-overhead measurement.")
 flags.DEFINE_integer("per_call", 16, "N of steps_per_execution in the comparisons.")
 flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON summary goes.")
@@ -44,7 +44,7 @@ def main(argv):
     import train_step_parts as parts  # noqa: PLC0415
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}
-    for name in ("host", "roofline", "breakdown", "switches", "variance"):
+    for name in ("host", "roofline", "breakdown", "switches", "variance", "ops"):
         if name in FLAGS.parts:
             summary[name] = getattr(parts, name)(FLAGS)
             print(json.dumps({name: summary[name]}, indent=1), flush=True)

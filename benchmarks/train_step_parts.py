@@ -374,3 +374,57 @@ def breakdown(flags) -> dict:
                roofline_step_ms=flops["total_gflop"] / peak * 1000)
     out["step_fraction_of_roofline"] = out["roofline_step_ms"] / out["step_ms"]
     return out
+
+
+def _graph_ops(graph_def) -> list[str]:
+    """Op types of a GraphDef with every function of its library (loop bodies, cond branches) inlined
+    by count: each function's ops are counted once per call site. Calls themselves are not counted."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
+
+    def expand(nodes):
+        types = []
+        for node in nodes:
+            called = [a.func.name for a in node.attr.values() if a.HasField("func")]
+            called += [f.name for a in node.attr.values() for f in a.list.func]
+            if node.op in functions:
+                called.append(node.op)
+            if called:
+                for name in called:
+                    if name in functions:
+                        types += expand(functions[name].node_def)
+            else:
+                types.append(node.op)
+        return types
+
+    return expand(graph_def.node)
+
+
+def ops(flags) -> dict:
+    """Graph ops of one train step of the demo heads as traced (before Grappler), with FusedAdam and with
+    keras.optimizers.Adam: a count that does not depend on this machine's load. On a GPU each op of the
+    step is (at least) one kernel launch; on this CPU each is one executor dispatch."""
+    import keras
+    import tensorflow as tf
+
+    from ctl_keras.training import loop
+
+    config = _demo_config()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    data = feature_batches(config, 1)
+    out = {}
+    for name, optimizer_class in (("fused_adam", None), ("keras_adam", keras.optimizers.Adam)):
+        if optimizer_class is not None:
+            saved, loop.FusedAdam = loop.FusedAdam, optimizer_class
+        try:
+            step, models = trainer_parts(config, strategy)
+        finally:
+            if optimizer_class is not None:
+                loop.FusedAdam = saved
+        graph_def = step.get_concrete_function(iter(data)).graph.as_graph_def()
+        types = _graph_ops(graph_def)
+        skip = {"NoOp", "Identity", "Const", "Placeholder", "_Arg", "_Retval"}
+        counted = [t for t in types if t not in skip]
+        out[name] = {"ops_per_step": len(counted), "variables": len(models.heads.trainable_variables),
+                     "optimizer_ops": sum(1 for t in counted if t.startswith(("ResourceApply", "AssignAdd", "AssignSub",
+                                                                            "AssignVariable")))}
+    return out

@@ -15,6 +15,8 @@ VARIANTS = ("hybrid", "global", "local", "local_uniform")
 # Keras dtype policies of the trained heads (`train --mixed_precision` picks mixed_float16 on a GPU,
 # mixed_bfloat16 on a CPU); the frozen backbone, normalisations, distances and the loss stay float32.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Learning-rate schedules: constant (the paper) or cosine decay to 0 over config.epochs.
+LR_SCHEDULES = ("constant", "cosine")
 
 # Names with one home (the modules that use them import them from here).
 SPLITS = ("train", "val", "test")
@@ -138,6 +140,7 @@ class Config:
     epochs: int = 100
     eval_every: int = 10
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # one of LR_SCHEDULES
     seed: int = 0
     shuffle_buffer: int = 2048
     num_views: int = 4  # augmented views per image in the feature cache
@@ -148,6 +151,8 @@ class Config:
         _check_dataset(self.dataset)
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         if not 0 <= self.seed < 2**32:

@@ -32,6 +32,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("epochs", None, "Epochs (default: the config's); may be raised on resume.")
     flags.DEFINE_integer("batch_size", None, "Global batch size, split over the replicas.")
     flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
+    flags.DEFINE_enum("lr_schedule", None, list(config_lib.LR_SCHEDULES),
+                      "constant (the paper; the default) or cosine: decay to 0 over --epochs (steadier late "
+                      "epochs; raising --epochs on resume stretches the rest of the curve).")
     flags.DEFINE_integer("embedding_dim", None, "Embedding size d.")
     flags.DEFINE_float("margin", None, "Triplet hinge margin alpha.")
     flags.DEFINE_integer("image_size", None, "Square input size; train views are random crops of a resize to 8/7 of it.")
@@ -57,7 +60,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
 
 
-_OVERRIDES = ("variant", "epochs", "batch_size", "learning_rate", "embedding_dim", "margin", "image_size",
+_OVERRIDES = ("variant", "epochs", "batch_size", "learning_rate", "lr_schedule", "embedding_dim", "margin", "image_size",
               "backbone_weights", "eval_every", "seed", "num_views", "dropout")
 
 

@@ -33,6 +33,8 @@ def test_config_round_trips_and_rejects_unknown_names():
         config.get_config("shoes")
     with pytest.raises(ValueError, match="unknown variant"):
         config.get_config("home", variant="attention")
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'; expected one of constant, cosine"):
+        config.get_config("home", lr_schedule="linear")
     with pytest.raises(ValueError, match="unknown config keys: bogus"):
         config.Config.from_dict({**cfg.to_dict(), "bogus": 1})
 

@@ -73,10 +73,20 @@ def mixed_precision_policy() -> str:
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
-def make_optimizer(config: Config):
+def make_optimizer(config: Config, steps_per_epoch: int | None = None):
     """Adam (one fused kernel per variable: training.adam) at config.learning_rate; under mixed_float16
-    wrapped in loss scaling (float16 gradients underflow without it)."""
-    optimizer = FusedAdam(learning_rate=config.learning_rate)
+    wrapped in loss scaling (float16 gradients underflow without it).
+
+    config.lr_schedule "cosine" decays the rate to 0 over config.epochs × `steps_per_epoch` steps. The
+    schedule is a function of the optimizer's step count, which the checkpoint holds, so a resume continues
+    it exactly; resuming with more epochs stretches the rest of the curve (the rate rises at that step).
+    """
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        if not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(f"lr_schedule cosine needs the steps per epoch, got {steps_per_epoch}")
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.epochs * steps_per_epoch)
+    optimizer = FusedAdam(learning_rate=learning_rate)
     if config.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -149,7 +159,7 @@ class Trainer:
         with self.strategy.scope():
             self.models = build_ctl(config)
             self.triplet = self.models.triplet_model(from_features=options.feature_cache)
-            self.optimizer = make_optimizer(config)
+            self.optimizer = make_optimizer(config, self.manifest["splits"]["train"]["pairs"] // config.batch_size)
             # Only the heads train; the frozen backbone is not a variable of CTLHeads.
             self.variables = list(self.models.heads.trainable_variables)
             self.optimizer.build(self.variables)

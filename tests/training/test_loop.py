@@ -94,6 +94,22 @@ def test_checkpoint_of_another_config_is_refused(feature_run):
     assert open(os.path.join(model_dir, "config.json")).read() == before
 
 
+def test_cosine_schedule_decays_to_zero_over_the_run(feature_run, tmp_path):
+    """lr_schedule=cosine: the rate logged after epoch e of E is lr·½(1 + cos(π·e/E)), 0 after the last;
+    the schedule is recorded in config.json, and make_optimizer needs the steps per epoch for it."""
+    config, data_dir, _, _ = feature_run
+    config = config.replace(epochs=2, lr_schedule="cosine")
+    model_dir = str(tmp_path / "cosine")
+    loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=model_dir, feature_cache=True))
+    rates = [float(value) for _, value in _events(model_dir)["train/learning_rate"]]
+    assert rates[0] == pytest.approx(config.learning_rate / 2, rel=1e-5)
+    assert rates[1] == pytest.approx(0.0, abs=1e-9)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert Config.from_dict(json.load(f)).lr_schedule == "cosine"
+    with pytest.raises(ValueError, match="lr_schedule cosine needs the steps per epoch"):
+        loop.make_optimizer(config)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, monkeypatch):
     """Resume the finished 3-epoch run to 4 epochs with a loss that is NaN: stop at epoch 4 step 1."""
     config, data_dir, model_dir, _ = feature_run
