@@ -3,10 +3,10 @@
 `keras.optimizers.Adam` updates each variable with about twenty small ops (casts, powers, two
 `assign_add`, a square, a sqrt, a divide, an `assign_sub`), each a separate pass over the variable.
 `FusedAdam` computes the same formula with `tf.raw_ops.ResourceApplyAdam` (the kernel tf.keras 2 used):
-one op and one pass per variable. On a GPU that is one kernel launch instead of a dozen per variable;
-on this CPU it removes most of the step's optimizer time (benchmarks/train_step.py).
+one op and one pass per variable. On a GPU that is one kernel launch instead of a dozen per variable
+(`python benchmarks/train_step.py --parts=ops` counts the step's ops with either optimizer).
 
-The formula is keras.optimizers.Adam's (Kingma & Ba with the "epsilon hat" of that paper's §2):
+The formula is keras.optimizers.Adam's:
     alpha = lr·√(1−β₂ᵗ)/(1−β₁ᵗ);  m += (g−m)(1−β₁);  v += (g²−v)(1−β₂);  θ −= alpha·m/(√v + ε)
 The variables (iterations, learning_rate, momentums, velocities) are keras.optimizers.Adam's, so
 checkpoints are interchangeable. The results differ from keras.optimizers.Adam by float rounding only
