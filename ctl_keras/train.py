@@ -137,9 +137,10 @@ def main(argv):
     _ensure_dataset(config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
     # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
     from ctl_keras.training import loop  # noqa: PLC0415
+    from ctl_keras.training.optimizer import mixed_precision_policy  # noqa: PLC0415
 
     if FLAGS.mixed_precision:
-        config = config.replace(precision=loop.mixed_precision_policy())
+        config = config.replace(precision=mixed_precision_policy())
     options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
                               feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
                               feature_cache_dir=FLAGS.feature_cache_dir, cluster=cluster_task,

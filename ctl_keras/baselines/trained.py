@@ -65,7 +65,7 @@ class TrainedBaseline(Baseline):
         from absl import logging
 
         from ctl_keras.data import dataset_dir
-        from ctl_keras.training.adam import FusedAdam
+        from ctl_keras.training.optimizer import FusedAdam
         from ctl_keras.training.step import BestEpoch, batches_dataset, is_eval_epoch, make_train_step, run_epoch
 
         keras.utils.set_random_seed(self.seed)

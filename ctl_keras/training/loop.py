@@ -26,8 +26,8 @@ from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
-from ctl_keras.training.adam import FusedAdam
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
+from ctl_keras.training.optimizer import make_optimizer
 from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401 (TrainingDiverged: part of train()'s contract)
 from ctl_keras.training.strategies import make_strategy, workers
 from ctl_keras.training.summaries import Summaries
@@ -66,30 +66,6 @@ class RunOptions:
     def recorded(self) -> dict:
         """The options that change the trained weights, checked on resume (strategy does not)."""
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
-
-
-def mixed_precision_policy() -> str:
-    """mixed_float16 where float16 matmuls are fast (a GPU), else mixed_bfloat16 (CPUs, TPUs)."""
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-
-
-def make_optimizer(config: Config, steps_per_epoch: int | None = None):
-    """Adam (one fused kernel per variable: training.adam) at config.learning_rate; under mixed_float16
-    wrapped in loss scaling (float16 gradients underflow without it).
-
-    config.lr_schedule "cosine" decays the rate to 0 over config.epochs × `steps_per_epoch` steps. The
-    schedule is a function of the optimizer's step count, which the checkpoint holds, so a resume continues
-    it exactly; resuming with more epochs stretches the rest of the curve (the rate rises at that step).
-    """
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        if not steps_per_epoch or steps_per_epoch < 1:
-            raise ValueError(f"lr_schedule cosine needs the steps per epoch, got {steps_per_epoch}")
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.epochs * steps_per_epoch)
-    optimizer = FusedAdam(learning_rate=learning_rate)
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 class TripletTask:
@@ -154,12 +130,14 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {replicas} replicas")
-        if self.manifest["splits"]["train"]["pairs"] < config.batch_size:
+        # Full batches only (_train_dataset), so every epoch has this many steps.
+        self.steps_per_epoch = self.manifest["splits"]["train"]["pairs"] // config.batch_size
+        if self.steps_per_epoch < 1:
             raise ValueError(f"{options.data_dir} has fewer train pairs than one batch of {config.batch_size}")
         with self.strategy.scope():
             self.models = build_ctl(config)
             self.triplet = self.models.triplet_model(from_features=options.feature_cache)
-            self.optimizer = make_optimizer(config, self.manifest["splits"]["train"]["pairs"] // config.batch_size)
+            self.optimizer = make_optimizer(config, self.steps_per_epoch)
             # Only the heads train; the frozen backbone is not a variable of CTLHeads.
             self.variables = list(self.models.heads.trainable_variables)
             self.optimizer.build(self.variables)
@@ -193,11 +171,10 @@ class Trainer:
 
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
-        pairs = self.manifest["splits"]["train"]["pairs"]
         ds = device_batches(self.strategy, _train_dataset(self.config, self.options, self.features, epoch - 1))
         kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
                 if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
-        return run_epoch(step_fn, ds, epoch, pairs // self.config.batch_size, kept)
+        return run_epoch(step_fn, ds, epoch, self.steps_per_epoch, kept)
 
     def _evaluate(self, epoch: int) -> None:
         auc = self._auc("val")

@@ -14,6 +14,8 @@ from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.evaluation import model_eval as evaluate
 from ctl_keras.feature_cache import default_cache_dir
 from ctl_keras.training import loop
+from ctl_keras.training.optimizer import make_optimizer
+from ctl_keras.training.summaries import read_scalars
 
 SCALAR_TAGS = {"train/loss", "train/learning_rate", "train/steps_per_second", "val/auc"}
 
@@ -101,13 +103,13 @@ def test_cosine_schedule_decays_to_zero_over_the_run(feature_run, tmp_path):
     config = config.replace(epochs=2, lr_schedule="cosine")
     model_dir = str(tmp_path / "cosine")
     loop.train(config, loop.RunOptions(data_dir=data_dir, model_dir=model_dir, feature_cache=True))
-    rates = [float(value) for _, value in _events(model_dir)["train/learning_rate"]]
+    rates = read_scalars(model_dir, "train/learning_rate")
     assert rates[0] == pytest.approx(config.learning_rate / 2, rel=1e-5)
     assert rates[1] == pytest.approx(0.0, abs=1e-9)
     with open(os.path.join(model_dir, "config.json")) as f:
         assert Config.from_dict(json.load(f)).lr_schedule == "cosine"
     with pytest.raises(ValueError, match="lr_schedule cosine needs the steps per epoch"):
-        loop.make_optimizer(config)
+        make_optimizer(config)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Adam whose per-variable update is one fused TensorFlow kernel.
+"""The optimizer of every learned method: Adam whose per-variable update is one fused TensorFlow
+kernel (`FusedAdam`), and our trainer's factory for it (`make_optimizer`: schedule, loss scaling).
 
 `keras.optimizers.Adam` updates each variable with about twenty small ops (casts, powers, two
 `assign_add`, a square, a sqrt, a divide, an `assign_sub`), each a separate pass over the variable.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from ctl_keras.config import Config
 
 
 @keras.saving.register_keras_serializable(package="ctl_keras")
@@ -45,3 +48,27 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype), use_locking=False)
+
+
+def mixed_precision_policy() -> str:
+    """mixed_float16 where float16 matmuls are fast (a GPU), else mixed_bfloat16 (CPUs, TPUs)."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def make_optimizer(config: Config, steps_per_epoch: int | None = None):
+    """FusedAdam at config.learning_rate; under mixed_float16
+    wrapped in loss scaling (float16 gradients underflow without it).
+
+    config.lr_schedule "cosine" decays the rate to 0 over config.epochs × `steps_per_epoch` steps. The
+    schedule is a function of the optimizer's step count, which the checkpoint holds, so a resume continues
+    it exactly; resuming with more epochs stretches the rest of the curve (the rate rises at that step).
+    """
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        if not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(f"lr_schedule cosine needs the steps per epoch, got {steps_per_epoch}")
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.epochs * steps_per_epoch)
+    optimizer = FusedAdam(learning_rate=learning_rate)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

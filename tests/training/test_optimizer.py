@@ -1,10 +1,10 @@
-"""training.adam.FusedAdam: keras.optimizers.Adam's results with one fused kernel per variable."""
+"""training.optimizer.FusedAdam: keras.optimizers.Adam's results with one fused kernel per variable."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ctl_keras.training.adam import FusedAdam
+from ctl_keras.training.optimizer import FusedAdam
 
 SHAPES = [(64, 32), (32,), (5, 7)]
 
