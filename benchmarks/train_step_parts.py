@@ -404,18 +404,27 @@ def _graph_ops(graph_def) -> list[str]:
 
 def ops(flags) -> dict:
     """Graph ops of one train step of the demo heads as traced (before Grappler), with FusedAdam and with
-    keras.optimizers.Adam: a count that does not depend on this machine's load. On a GPU each op of the
-    step is (at least) one kernel launch; on this CPU each is one executor dispatch."""
+    keras.optimizers.Adam, and with FusedAdam and the fused BatchNorm a GPU gets: a count that does not
+    depend on this machine's load. On a GPU each op of the step is (at least) one kernel launch; on
+    this CPU each is one executor dispatch."""
+    from unittest import mock
+
     import keras
     import tensorflow as tf
+
+    from ctl_keras.model import batch_norm
 
     config = _demo_config()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     data = feature_batches(config, 1)
     out = {}
-    for name, optimizer_class in (("fused_adam", None), ("keras_adam", keras.optimizers.Adam)):
-        step, models = trainer_parts(config, strategy, optimizer_class=optimizer_class)
-        graph_def = step.get_concrete_function(iter(data)).graph.as_graph_def()
+    variants = (("fused_adam", None, False), ("keras_adam", keras.optimizers.Adam, False),
+                ("fused_adam_fused_batch_norm (the GPU path)", None, True))
+    for name, optimizer_class, gpu_path in variants:
+        # BatchNorm(fused=None) fuses when a GPU is visible; the third count traces as on a GPU.
+        with mock.patch.object(batch_norm, "_gpu_visible", return_value=gpu_path):
+            step, models = trainer_parts(config, strategy, optimizer_class=optimizer_class)
+            graph_def = step.get_concrete_function(iter(data)).graph.as_graph_def()
         types = _graph_ops(graph_def)
         skip = {"NoOp", "Identity", "Const", "Placeholder", "_Arg", "_Retval"}
         counted = [t for t in types if t not in skip]
