@@ -32,29 +32,30 @@ def _category_list_ids(table, categories, all_categories):
         return tf.identity(ids)
 
 
-def scene_look(scene_tower, images, ids):
-    """images [B, S, S, 3], category ids [C] -> {"query": [B, C, d], "attention": [B, C, g, g]}."""
-    backbone, scene_head = scene_tower.get_layer("backbone"), scene_tower.get_layer("scene_head")
-    features = backbone(images, training=False)
+def scene_look(parts, images, ids):
+    """images [B, S, S, 3], category ids [C] -> {"query": [B, C, d], "attention": [B, C, g, g]}.
+
+    `parts`: the module's `signatures.TowerParts` of the scene tower."""
+    features = parts.features(images)
     b, c = tf.shape(images)[0], tf.shape(ids)[0]
     # Row b*C + j is (image b, category j): repeat each image's features, tile the category list.
     repeat = lambda t: tf.repeat(t, c, axis=0)  # noqa: E731
-    out = scene_head({"pool5": repeat(features["pool5"]), "local": repeat(features["local"]),
-                      "category": tf.tile(ids, [b])}, training=False)
+    out = parts.scene_head(repeat(features["pool5"]), repeat(features["local"]), tf.tile(ids, [b]))
     query, attention = out["query"], out["attention"]
     return {"query": tf.reshape(query, tf.concat([[b, c], tf.shape(query)[1:]], 0)),
             "attention": tf.reshape(attention, tf.concat([[b, c], tf.shape(attention)[1:]], 0))}
 
 
-def add_look_signatures(module, scene_tower, config, max_pixels: int, finish=None):
-    """Attach both complete_look signatures to `module` (which holds `category_table`).
+def add_look_signatures(module, parts, config, max_pixels: int, finish=None):
+    """Attach both complete_look signatures to `module` (which holds `category_table`); `parts` are its
+    `signatures.TowerParts` of the scene tower.
 
     finish(query [B, C, d], ids [C]) -> outputs; None: the scene tower's {query, attention}.
     """
     all_ids = tf.range(len(config.categories), dtype=tf.int32)
 
     def run(image_bytes, ids):
-        out = scene_look(scene_tower, sig.preprocess_bytes(image_bytes, config, max_pixels), ids)
+        out = scene_look(parts, sig.preprocess_bytes(image_bytes, config, max_pixels), ids)
         if finish is not None:
             return finish(out["query"], ids)
         return {name: tf.identity(value, name=name) for name, value in out.items()}

@@ -7,7 +7,9 @@ message says what is wrong. Image size is bounded: width and height are read fro
 (no pixel decoded) and an image above `max_pixels` fails the request with INVALID_ARGUMENT, since a
 6000x6000 JPEG would otherwise cost about half a gigabyte per request. The Keras models are
 captured by closures rather than tracked as children, so the SavedModel holds only variables, a
-table and tf.functions: loading it needs neither keras nor ctl_keras.
+table and tf.functions: loading it needs neither keras nor ctl_keras. The towers' Keras graphs are
+traced once per module (`TowerParts`) and called by every signature: four signatures of the scene
+tower share one backbone and one scene-head function instead of four copies of each.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ctl_keras.config import LOCAL_DIM, POOL5_DIM
 from ctl_keras.data.pipeline import decode_image, eval_view
 from ctl_keras.model.distances import d_star_from_scores
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
@@ -112,6 +115,43 @@ def _category_ids(table, category, batch, categories):
         return tf.identity(ids)
 
 
+class TowerParts:
+    """The Keras parts of the towers as tf.functions with fixed input signatures, each traced once.
+
+    `features(images)` -> {"pool5", "local"} (the backbone); `scene_head(pool5, local, ids)` ->
+    {"query", "scene_embedding", "attention"}; `product_head(pool5)` -> {"product_embedding"}. A
+    signature that calls them adds one function-call op (inlined by Grappler when served), so every
+    signature of a module shares one traced copy of ResNet50.
+    """
+
+    def __init__(self, tower, config):
+        backbone = tower.get_layer("backbone")
+        g = config.local_grid
+
+        @tf.function(input_signature=[_images_spec(config)])
+        def features(images):
+            out = backbone(images, training=False)
+            return {"pool5": out["pool5"], "local": out["local"]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, POOL5_DIM], tf.float32),
+                                      tf.TensorSpec([None, g, g, LOCAL_DIM], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def scene_head(pool5, local, ids):
+            return dict(tower.get_layer("scene_head")({"pool5": pool5, "local": local, "category": ids},
+                                                      training=False))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, POOL5_DIM], tf.float32)])
+        def product_head(pool5):
+            return dict(tower.get_layer("product_head")({"pool5": pool5}, training=False))
+
+        self.features, self.scene_head, self.product_head = features, scene_head, product_head
+
+    def scene(self, images, ids):
+        """The scene tower: images [B, S, S, 3], ids [B] -> {query, scene_embedding, attention}."""
+        features = self.features(images)
+        return self.scene_head(features["pool5"], features["local"], ids)
+
+
 def _track(module, keras_models):
     """Track the models' variables (deduplicated) so tf.saved_model.save writes them."""
     seen, variables = set(), []
@@ -145,15 +185,16 @@ def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_
     module = tf.Module(name="scene_tower")
     _track(module, [scene_tower])
     module.category_table = _category_table(config.categories)
+    parts = TowerParts(scene_tower, config)
 
     def run(images, category):
         ids = _category_ids(module.category_table, category, images, config.categories)
-        out = scene_tower({"image": images, "category": ids}, training=False)
+        out = parts.scene(images, ids)
         return {name: tf.identity(out[name], name=name) for name in SCENE_OUTPUTS}
 
     from ctl_keras.serving.look import add_look_signatures
 
-    add_look_signatures(module, scene_tower, config, max_pixels)
+    add_look_signatures(module, parts, config, max_pixels)
     return _with_category_signatures(module, run, config, max_pixels)
 
 
@@ -161,9 +202,10 @@ def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IM
     """Module with `serving_default(image_bytes)` and `predict_images(images)` -> product_embedding."""
     module = tf.Module(name="product_tower")
     _track(module, [product_tower])
+    parts = TowerParts(product_tower, config)
 
     def run(images):
-        out = product_tower({"image": images}, training=False)
+        out = parts.product_head(parts.features(images)["pool5"])
         return {"product_embedding": tf.identity(out["product_embedding"], name="product_embedding")}
 
     @tf.function(input_signature=[_bytes_spec()])
@@ -213,9 +255,11 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
             "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
         }
 
+    parts = TowerParts(scene_tower, config)
+
     def run(images, category):
         ids = _category_ids(module.category_table, category, images, config.categories)
-        return search(scene_tower({"image": images, "category": ids}, training=False)["query"], ids)
+        return search(parts.scene(images, ids)["query"], ids)
 
     def look(query, ids):
         """[B, C, d] -> [B, C, K] results: the rows flattened to B*C searches, then reshaped back."""
@@ -225,7 +269,7 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
 
     from ctl_keras.serving.look import add_look_signatures
 
-    add_look_signatures(module, scene_tower, config, max_pixels, finish=look)
+    add_look_signatures(module, parts, config, max_pixels, finish=look)
     return _with_category_signatures(module, run, config, max_pixels)
 
 
