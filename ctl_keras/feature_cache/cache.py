@@ -133,7 +133,12 @@ class FeatureCache:
         return self._sampler
 
     def train_dataset(self, config, epoch_index: int, batch_size: int) -> tf.data.Dataset:
-        """One epoch of feature triplets as dict batches (float32 features, int32 category)."""
+        """One epoch of feature triplets as dict batches (float32 features, int32 category).
+
+        The Python generator only gathers rows in the stored dtype (float16); tf.data casts them to
+        float32. Casting in NumPy and handing float32 through `from_generator` cost twice the input
+        time per batch (benchmarks/feature_cache.py --parts=input), time the step competes for on
+        a 2-core host. The values are the same either way (float16 -> float32 is exact)."""
         if config.num_views != self.num_views:
             raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")
         s = self.split("train")
@@ -151,17 +156,20 @@ class FeatureCache:
                     "category": plan["category"][b].astype(np.int32),
                 }
 
-        spec = {"scene_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
-                "scene_local": tf.TensorSpec([None, g, g, LOCAL_DIM], tf.float32),
-                "positive_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
-                "negative_pool5": tf.TensorSpec([None, POOL5_DIM], tf.float32),
+        pool5, local = tf.as_dtype(s["scene_pool5"].dtype), tf.as_dtype(s["scene_local"].dtype)
+        spec = {"scene_pool5": tf.TensorSpec([None, POOL5_DIM], pool5),
+                "scene_local": tf.TensorSpec([None, g, g, LOCAL_DIM], local),
+                "positive_pool5": tf.TensorSpec([None, POOL5_DIM], tf.as_dtype(s["product_pool5"].dtype)),
+                "negative_pool5": tf.TensorSpec([None, POOL5_DIM], tf.as_dtype(s["product_pool5"].dtype)),
                 "category": tf.TensorSpec([None], tf.int32)}
-        return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
+        to_float32 = lambda batch: {k: v if k == "category" else tf.cast(v, tf.float32)  # noqa: E731
+                                    for k, v in batch.items()}
+        return tf.data.Dataset.from_generator(batches, output_signature=spec).map(to_float32).prefetch(2)
 
 
 def _gather(mm: np.ndarray, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
-    """Rows of a [N, V, ...] memmap, one chosen view each, as float32; reads rows in file order."""
+    """Rows of a [N, V, ...] memmap, one chosen view each, in the stored dtype; reads rows in file order."""
     order = np.argsort(rows, kind="stable")
-    out = np.empty((len(rows), *mm.shape[2:]), np.float32)
+    out = np.empty((len(rows), *mm.shape[2:]), mm.dtype)
     out[order] = mm[rows[order], views[order]]
     return out
