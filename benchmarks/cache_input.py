@@ -3,11 +3,14 @@
     python benchmarks/cache_input.py [--repeats 7] [--num_views 2] [--cache_dir DIR]
 
 Variants, interleaved epoch by epoch, medians of --repeats epochs (after one untimed epoch each):
-- train_dataset: what the trainer reads (rows gathered in float16 in Python, cast to float32 by tf.data);
-- float32_in_numpy: the same rows converted to float32 in the generator before `from_generator`
-  (the trainer's input before stop 17);
+- train_dataset: what the trainer reads (a `tf.numpy_function` gathers float16 rows per batch index,
+  tf.data casts them to float32);
+- from_generator_float32: the same rows converted to float32 in a Python generator read by
+  `from_generator` (the trainer's input before stop 17);
 - gather_only: the NumPy row gathers of an epoch, no tf.data.
 On a 2-core host this input time is CPU the train step competes for (`make demo` runs it every epoch).
+Only input is timed here; what iterating a from_generator dataset does to the train steps of the same
+process afterwards is benchmarks/input_source.py.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset
 flags.DEFINE_string("cache_dir", None, "Feature cache (default: the trainer's location; built when missing).")
 
 
-def _float32_in_numpy(cache, config, plan, s):
+def _from_generator_float32(cache, config, plan, s):
     import numpy as np
     import tensorflow as tf
 
@@ -79,7 +82,7 @@ def main(argv):
             _gather(s["scene_local"], plan["scene_row"][i], plan["scene_view"][i])
 
     variants = {"train_dataset": lambda: drain(cache.train_dataset(config, 0, config.batch_size)),
-                "float32_in_numpy": lambda: drain(_float32_in_numpy(cache, config, plan, s)),
+                "from_generator_float32": lambda: drain(_from_generator_float32(cache, config, plan, s)),
                 "gather_only": gather_only}
     times = {name: [] for name in variants}
     for fn in variants.values():
@@ -93,7 +96,7 @@ def main(argv):
           f"median of {FLAGS.repeats} (load {os.getloadavg()[0]:.1f}):")
     for name, t in times.items():
         median = statistics.median(t)
-        print(f"  {name:18s} {median:.3f} s/epoch  {1000 * median / steps:.2f} ms/batch  (min {min(t):.3f}, max {max(t):.3f})")
+        print(f"  {name:22s} {median:.3f} s/epoch  {1000 * median / steps:.2f} ms/batch  (min {min(t):.3f}, max {max(t):.3f})")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,10 @@ def test_train_dataset_deterministic_per_seed_and_epoch(synthetic_data, cache):
     assert not np.array_equal(a["scene_pool5"], d["scene_pool5"])
     n = len(cache.split("train")["pair_ids"])
     assert len(a["category"]) == n  # every pair once per epoch
+    spec = cache.train_dataset(config, 0, 5).element_spec  # static shapes: one trace for every batch
+    g = config.local_grid
+    assert spec["scene_local"].shape.as_list() == [None, g, g, 1024]
+    assert spec["negative_pool5"].shape.as_list() == [None, 2048] and spec["category"].shape.as_list() == [None]
 
 
 def test_negative_rule(synthetic_data, cache):

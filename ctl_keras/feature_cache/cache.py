@@ -135,36 +135,41 @@ class FeatureCache:
     def train_dataset(self, config, epoch_index: int, batch_size: int) -> tf.data.Dataset:
         """One epoch of feature triplets as dict batches (float32 features, int32 category).
 
-        The Python generator only gathers rows in the stored dtype (float16); tf.data casts them to
-        float32. Casting in NumPy and handing float32 through `from_generator` cost twice the input
-        time per batch (benchmarks/feature_cache.py --parts=input), time the step competes for on
-        a 2-core host. The values are the same either way (float16 -> float32 is exact)."""
+        Batch i is gathered from the memmaps by a `tf.numpy_function` over `Dataset.range(batches)`, in
+        the stored dtype (float16); tf.data casts to float32 (exact). Measured against the former
+        `from_generator` input (benchmarks/cache_input.py, benchmarks/input_source.py):
+        float32 rows through from_generator took twice the input time per batch, and a process that
+        had iterated any from_generator dataset ran the train step ~1.8x slower afterwards on this CPU.
+        """
         if config.num_views != self.num_views:
             raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")
         s = self.split("train")
         plan = self.epoch_plan(config.seed, epoch_index)
         n, g = len(plan["scene_row"]), s["scene_local"].shape[2]
+        # name -> (memmap, row key, view key, per-row shape)
+        sources = {"scene_pool5": (s["scene_pool5"], "scene_row", "scene_view", [POOL5_DIM]),
+                   "scene_local": (s["scene_local"], "scene_row", "scene_view", [g, g, LOCAL_DIM]),
+                   "positive_pool5": (s["product_pool5"], "positive_row", "positive_view", [POOL5_DIM]),
+                   "negative_pool5": (s["product_pool5"], "negative_row", "negative_view", [POOL5_DIM])}
 
-        def batches():
-            for start in range(0, n, batch_size):
-                b = slice(start, start + batch_size)
-                yield {
-                    "scene_pool5": _gather(s["scene_pool5"], plan["scene_row"][b], plan["scene_view"][b]),
-                    "scene_local": _gather(s["scene_local"], plan["scene_row"][b], plan["scene_view"][b]),
-                    "positive_pool5": _gather(s["product_pool5"], plan["positive_row"][b], plan["positive_view"][b]),
-                    "negative_pool5": _gather(s["product_pool5"], plan["negative_row"][b], plan["negative_view"][b]),
-                    "category": plan["category"][b].astype(np.int32),
-                }
+        def gather(i):
+            b = slice(int(i) * batch_size, (int(i) + 1) * batch_size)
+            rows = [_gather(mm, plan[row][b], plan[view][b]) for mm, row, view, _ in sources.values()]
+            return [*rows, plan["category"][b].astype(np.int32)]
 
-        pool5, local = tf.as_dtype(s["scene_pool5"].dtype), tf.as_dtype(s["scene_local"].dtype)
-        spec = {"scene_pool5": tf.TensorSpec([None, POOL5_DIM], pool5),
-                "scene_local": tf.TensorSpec([None, g, g, LOCAL_DIM], local),
-                "positive_pool5": tf.TensorSpec([None, POOL5_DIM], tf.as_dtype(s["product_pool5"].dtype)),
-                "negative_pool5": tf.TensorSpec([None, POOL5_DIM], tf.as_dtype(s["product_pool5"].dtype)),
-                "category": tf.TensorSpec([None], tf.int32)}
-        to_float32 = lambda batch: {k: v if k == "category" else tf.cast(v, tf.float32)  # noqa: E731
-                                    for k, v in batch.items()}
-        return tf.data.Dataset.from_generator(batches, output_signature=spec).map(to_float32).prefetch(2)
+        dtypes = [tf.as_dtype(mm.dtype) for mm, *_ in sources.values()] + [tf.int32]
+
+        def load(i):
+            values = tf.numpy_function(gather, [i], dtypes)
+            batch = {}
+            for (name, (*_, shape)), value in zip(sources.items(), values):
+                value.set_shape([None, *shape])
+                batch[name] = tf.cast(value, tf.float32)
+            values[-1].set_shape([None])
+            batch["category"] = values[-1]
+            return batch
+
+        return tf.data.Dataset.range(-(-n // batch_size)).map(load).prefetch(2)
 
 
 def _gather(mm: np.ndarray, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
