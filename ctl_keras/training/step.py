@@ -13,7 +13,6 @@ last epoch, the best validation epoch kept (`is_eval_epoch`, `BestEpoch`).
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from typing import Callable, Iterator, Protocol
@@ -82,16 +81,17 @@ def make_train_step(strategy: tf.distribute.Strategy, task: Task, optimizer, var
 
 
 def batches_dataset(batches: Iterator[dict]) -> tf.data.Dataset:
-    """A tf.data view of a Python iterator of numpy dict batches (the baselines' epochs), for `run_epoch`.
+    """A tf.data view of a Python iterator of equal-size numpy dict batches (the baselines' epochs),
+    for `run_epoch`.
 
-    The element spec comes from the first batch (batch dimension left open); an iterator without one
-    batch is a ValueError (there is nothing to train on).
+    The epoch is drawn eagerly (the same batches in the same order, so the same random draws) and
+    served from memory: not `from_generator`, after which a process runs its train steps slower
+    (benchmarks/input_source.py). An iterator without one batch is a ValueError (nothing to train on).
     """
-    first = next(batches, None)
-    if first is None:
+    drawn = list(batches)
+    if not drawn:
         raise ValueError("no full training batch: fewer train triplets with a valid negative than one batch")
-    spec = {k: tf.TensorSpec((None, *np.shape(v)[1:]), tf.as_dtype(np.asarray(v).dtype)) for k, v in first.items()}
-    return tf.data.Dataset.from_generator(lambda: itertools.chain([first], batches), output_signature=spec)
+    return tf.data.Dataset.from_tensor_slices({k: np.stack([np.asarray(b[k]) for b in drawn]) for k in drawn[0]})
 
 
 def run_epoch(step_fn: Callable, batches, epoch: int, total_steps: int | None = None,
