@@ -139,7 +139,7 @@ class FeatureCache:
         the stored dtype (float16); tf.data casts to float32 (exact). Measured against the former
         `from_generator` input (benchmarks/cache_input.py, benchmarks/input_source.py):
         float32 rows through from_generator took twice the input time per batch, and a process that
-        had iterated any from_generator dataset ran the train step ~1.8x slower afterwards on this CPU.
+        had iterated any from_generator dataset ran the train step ~1.7x slower afterwards on this CPU.
         """
         if config.num_views != self.num_views:
             raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")

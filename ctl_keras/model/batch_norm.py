@@ -30,8 +30,8 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     Args:
         fused: None (default) fuses when a GPU is visible; True or False forces it. On CPU the fused
-            kernel is no faster here (forward + backward on [784, 256]: 0.70 ms vs Keras's 0.55 ms,
-            BUILD_NOTES "GPU-ready training"), so CPU training keeps Keras's ops and its float order.
+            kernel is slower here (forward + backward on [784, 256]: 0.67 ms vs Keras's 0.55 ms,
+            benchmarks/batch_norm.py), so CPU training keeps Keras's ops and their float order.
         **kwargs: those of `keras.layers.BatchNormalization`.
     """
 
