@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from timing import interleaved_times  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 9, "Interleaved rounds; the median is reported.")
@@ -58,14 +58,7 @@ def main(argv):
         "keras_synchronized": _loop(keras.layers.BatchNormalization(synchronized=True), FLAGS.rows, FLAGS.channels),
         "fused": _loop(BatchNorm(fused=True, synchronized=True), FLAGS.rows, FLAGS.channels),
     }
-    for fn in variants.values():
-        fn()
-    times = {name: [] for name in variants}
-    for _ in range(FLAGS.repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1000 * (time.perf_counter() - start) / CALLS)
+    times = {name: [1000 * t / CALLS for t in ts] for name, ts in interleaved_times(variants, FLAGS.repeats).items()}
     print(f"BatchNorm forward + backward on [{FLAGS.rows}, {FLAGS.channels}], median of {FLAGS.repeats} rounds:")
     for name, t in times.items():
         print(f"  {name:20s} {statistics.median(t):.3f} ms per call (min {min(t):.3f}, max {max(t):.3f})")

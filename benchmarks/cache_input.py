@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from timing import interleaved_times  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 7, "Epochs per variant; the median is reported.")
@@ -84,14 +84,7 @@ def main(argv):
     variants = {"train_dataset": lambda: drain(cache.train_dataset(config, 0, config.batch_size)),
                 "from_generator_float32": lambda: drain(_from_generator_float32(cache, config, plan, s)),
                 "gather_only": gather_only}
-    times = {name: [] for name in variants}
-    for fn in variants.values():
-        fn()
-    for _ in range(FLAGS.repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(variants, FLAGS.repeats)
     print(f"cached epoch input, {steps} batches of {config.batch_size}, {FLAGS.num_views} views, "
           f"median of {FLAGS.repeats} (load {os.getloadavg()[0]:.1f}):")
     for name, t in times.items():

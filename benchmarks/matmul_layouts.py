@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from timing import interleaved_times  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 7, "Interleaved rounds; the median is reported.")
@@ -46,14 +46,7 @@ def main(argv):
     variants = {"forward X@W": loop(lambda: tf.matmul(x, w)),
                 "weight grad, transpose_a": loop(lambda: tf.matmul(x, dy, transpose_a=True)),
                 "weight grad, X pre-transposed": loop(lambda: tf.matmul(xt, dy))}
-    for fn in variants.values():
-        fn()
-    times = {name: [] for name in variants}
-    for _ in range(FLAGS.repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) / CALLS)
+    times = {name: [t / CALLS for t in ts] for name, ts in interleaved_times(variants, FLAGS.repeats).items()}
     print(f"[{m}, {k}] x [{k}, {n}] products, median of {FLAGS.repeats} rounds:")
     for name, t in times.items():
         median = statistics.median(t)

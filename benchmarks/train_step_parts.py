@@ -7,7 +7,7 @@ import statistics
 import time
 
 import numpy as np
-from timing import wall_times
+from timing import interleaved_times, wall_times
 
 
 def median_epoch(run, repeats: int) -> tuple[float, list[float]]:
@@ -362,15 +362,8 @@ def breakdown(flags) -> dict:
                 "step": make(base, "step"), "step_keras_adam": make(base, "step_keras_adam"),
                 "step_without_dropout": make(base.replace(dropout=0.0), "step"),
                 "matmul_784x1024x256": lambda: matmuls().numpy()}
-    for fn in variants.values():
-        fn()
-    times = {name: [] for name in variants}
-    for _ in range(flags.repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1000 * (time.perf_counter() - start) / steps)
-    out = {f"{name}_ms": statistics.median(t) for name, t in times.items()}
+    times = interleaved_times(variants, flags.repeats)
+    out = {f"{name}_ms": 1000 * statistics.median(t) / steps for name, t in times.items()}
     flops = step_flops(base)
     peak = 2 * 784 * 1024 * 256 / (out["matmul_784x1024x256_ms"] / 1000) / 1e9
     out.update(matmul_gflops=peak, step_gflop=flops["total_gflop"],
