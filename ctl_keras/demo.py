@@ -29,8 +29,7 @@ SCENE = os.path.join(MODEL_DIR, "demo_scene.jpg")
 # of the config's 4 halve the feature cache, the demo's largest part; with the decayed rate they lose
 # nothing measurable (test AUC 0.923 at 2 views and 40 epochs, 0.920 at 4; BUILD_NOTES, "make demo in
 # six minutes").
-DEMO_EPOCHS = 40
-DEMO_TRAIN_FLAGS = (f"--epochs={DEMO_EPOCHS}", "--num_views=2", "--lr_schedule=cosine", "--eval_every=5",
+DEMO_TRAIN_FLAGS = ("--epochs=40", "--num_views=2", "--lr_schedule=cosine", "--eval_every=5",
                     "--steps_per_execution=16")
 SECONDS: dict[str, float] = {}  # wall seconds per step (the module's short name), printed at the end
 

@@ -30,7 +30,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     Args:
         fused: None (default) fuses when a GPU is visible; True or False forces it. On CPU the fused
-            kernel is slower here (forward + backward on [784, 256]: 0.67 ms vs Keras's 0.55 ms,
+            kernel is slower here (forward + backward on [784, 256]: 0.67 ms vs Keras's 0.55–0.59 ms,
             benchmarks/batch_norm.py), so CPU training keeps Keras's ops and their float order.
         **kwargs: those of `keras.layers.BatchNormalization`.
     """
@@ -40,9 +40,10 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.fused = fused
 
     def _fused(self, inputs, training, mask) -> bool:
-        wanted = _gpu_visible() if self.fused is None else self.fused
-        return (wanted and bool(training) and self.trainable and mask is None and not self.renorm and self.scale
-                and self.center and len(inputs.shape) == 2 and self.axis in (-1, 1) and _one_replica())
+        if not (training and self.trainable and mask is None and not self.renorm and self.scale and self.center
+                and len(inputs.shape) == 2 and self.axis in (-1, 1)):
+            return False  # inference and other shapes return here, before the device query
+        return (_gpu_visible() if self.fused is None else self.fused) and _one_replica()
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, training, mask):
