@@ -89,6 +89,21 @@ def test_train_dataset_deterministic_per_seed_and_epoch(synthetic_data, cache):
     assert spec["negative_pool5"].shape.as_list() == [None, 2048] and spec["category"].shape.as_list() == [None]
 
 
+def test_grouped_train_dataset_stacks_the_full_batches_in_order(synthetic_data, cache):
+    """group=N: the same full batches as group=0, N per element on a new leading axis, the partial
+    batch dropped; the last group holds the remaining full batches."""
+    config, _ = synthetic_data
+    singles = [b for b in cache.train_dataset(config, 2, 5).as_numpy_iterator() if len(b["category"]) == 5]
+    groups = list(cache.train_dataset(config, 2, 5, group=3).as_numpy_iterator())
+    assert [len(g["category"]) for g in groups] == [3] * (len(singles) // 3) + ([len(singles) % 3] if len(singles) % 3 else [])
+    for key in singles[0]:
+        np.testing.assert_array_equal(np.concatenate([g[key] for g in groups]), np.stack([b[key] for b in singles]))
+    spec = cache.train_dataset(config, 0, 5, group=3).element_spec
+    assert spec["scene_local"].shape.as_list() == [None, 5, config.local_grid, config.local_grid, 1024]
+    with pytest.raises(ValueError, match="group must be >= 0"):
+        cache.train_dataset(config, 0, 5, group=-1)
+
+
 def test_negative_rule(synthetic_data, cache):
     """Negative: a train product of the positive's category, never the positive; all gathered rows agree."""
     config, _ = synthetic_data

@@ -28,7 +28,8 @@ from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
 from ctl_keras.training.optimizer import make_optimizer
-from ctl_keras.training.step import TrainingDiverged, is_eval_epoch, make_train_step, run_epoch  # noqa: F401 (TrainingDiverged: part of train()'s contract)
+from ctl_keras.training.step import (  # noqa: F401 (TrainingDiverged: part of train()'s contract)
+    TrainingDiverged, is_eval_epoch, make_train_step, run_epoch, stack_batches)
 from ctl_keras.training.strategies import make_strategy, workers
 from ctl_keras.training.summaries import Summaries
 
@@ -79,18 +80,21 @@ class TripletTask:
         return triplet_hinge(out["d_pos"], out["d_neg"], self.margin)
 
 
-def _train_dataset(config: Config, options: RunOptions, features, epoch_index: int) -> tf.data.Dataset:
+def _train_dataset(config: Config, options: RunOptions, features, epoch_index: int, step_fn=None) -> tf.data.Dataset:
     """Full batches only: a short last batch splits unevenly over replicas, and MirroredStrategy then
     traces replicas whose synchronized-BatchNorm all-reduces do not pair up (regroup AssertionError).
-    The dropped remainder (< batch_size triplets) changes with the per-epoch shuffle."""
-    if features is not None:
-        ds = features.train_dataset(config, epoch_index, config.batch_size)
+    The dropped remainder (< batch_size triplets) changes with the per-epoch shuffle. Stacked in groups
+    when `step_fn` reads groups (training.step.stack_batches); the feature cache gathers a group at once."""
+    group = getattr(step_fn, "stacked", 0) if features is not None else 0
+    if features is not None:  # grouped, the cache gathers a step's group at once (full batches only)
+        ds = features.train_dataset(config, epoch_index, config.batch_size, group=group)
     else:
         ds = pipeline.make_dataset(config, "train", options.data_dir, epoch_index=epoch_index,
                                    full_scene=options.full_scene, batch_size=config.batch_size)
         # Only the model inputs cross to the replicas (ids are strings the devices do not need).
         ds = ds.map(lambda b: {k: b[k] for k in IMAGE_KEYS})
-    ds = ds.filter(lambda b: tf.shape(b["category"])[0] == config.batch_size)
+    if not group:
+        ds = stack_batches(step_fn, ds.filter(lambda b: tf.shape(b["category"])[0] == config.batch_size))
     # Every worker reads the same global batches and keeps its replicas' slices of each, so a
     # multi-worker step sees exactly the global batch of a one-worker run (AUTO would shard by file).
     shard = tf.data.Options()
@@ -171,7 +175,7 @@ class Trainer:
 
     def _epoch(self, epoch: int, step_fn) -> tuple[float, int, float]:
         """Train one epoch; returns (mean loss, steps, seconds). Raises TrainingDiverged on NaN/inf."""
-        ds = device_batches(self.strategy, _train_dataset(self.config, self.options, self.features, epoch - 1))
+        ds = device_batches(self.strategy, _train_dataset(self.config, self.options, self.features, epoch - 1, step_fn))
         kept = (f"the checkpoint of epoch {epoch - 1} in {self.options.model_dir} is kept"
                 if epoch > 1 else f"no checkpoint was written to {self.options.model_dir}")
         return run_epoch(step_fn, ds, epoch, self.steps_per_epoch, kept)

@@ -43,8 +43,12 @@ def make_train_step(strategy: tf.distribute.Strategy, task: Task, optimizer, var
     per batch (Keras `steps_per_execution`; benchmarks/train_step.py measures it).
 
     `jit_compile`: compile the step (forward, backward, optimizer update) with XLA, as Keras does for
-    `jit_compile=True`. Baselines pass `tf.distribute.get_strategy()` (the default, one replica): the
-    same code path.
+    `jit_compile=True`. With one replica and N > 1 the N steps become ONE XLA launch: the step then
+    reads groups of N batches stacked on a new leading axis (`stack_batches` makes them; its
+    `stacked` attribute is N, else 0) and loops over them inside the compiled program, so the host
+    costs one launch per N steps instead of N launches and N iterator reads
+    (benchmarks/train_step.py, host). Several replicas keep one XLA launch per step. Baselines pass
+    `tf.distribute.get_strategy()` (the default, one replica): the same code path.
     """
     if steps_per_execution < 1:
         raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
@@ -63,21 +67,62 @@ def make_train_step(strategy: tf.distribute.Strategy, task: Task, optimizer, var
         losses = strategy.run(replica_step, args=(batch,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    if jit_compile:
-        one_step = tf.function(one_step, jit_compile=True, reduce_retracing=True)
+    if jit_compile and steps_per_execution > 1 and _one_replica(strategy):
+        step = _stacked_step(one_step, steps_per_execution)
+    else:
+        if jit_compile:
+            one_step = tf.function(one_step, jit_compile=True, reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def step(iterator):
+            losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+            for i in tf.range(steps_per_execution):
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                losses = losses.write(i, one_step(batch.get_value()))
+            return losses.stack()
+
+        step.stacked = 0
+    step.steps_per_execution = steps_per_execution
+    return step
+
+
+def _one_replica(strategy: tf.distribute.Strategy) -> bool:
+    """One device whose input is the plain dataset (training.loop.device_batches): OneDeviceStrategy or
+    the default strategy."""
+    return isinstance(strategy, tf.distribute.OneDeviceStrategy) or (
+        strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy())
+
+
+def _stacked_step(one_step: Callable, n: int) -> Callable:
+    """`step(iterator of stacked groups) -> float32 [k]`: the k steps of one group in one XLA program."""
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def run_group(group):
+        k = tf.shape(tf.nest.flatten(group)[0])[0]
+        losses = tf.TensorArray(tf.float32, size=k)
+        for i in tf.range(k):
+            losses = losses.write(i, one_step(tf.nest.map_structure(lambda t: t[i], group)))
+        return losses.stack()
 
     @tf.function(reduce_retracing=True)
     def step(iterator):
-        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-        for i in tf.range(steps_per_execution):
-            batch = iterator.get_next_as_optional()
-            if not batch.has_value():
-                break
-            losses = losses.write(i, one_step(batch.get_value()))
-        return losses.stack()
+        group = iterator.get_next_as_optional()
+        if group.has_value():
+            return run_group(group.get_value())
+        return tf.zeros([0], tf.float32)
 
-    step.steps_per_execution = steps_per_execution
+    step.stacked = n
     return step
+
+
+def stack_batches(step_fn: Callable, batches: tf.data.Dataset) -> tf.data.Dataset:
+    """The epoch's batches as `step_fn` reads them: groups of N stacked on a new leading axis (the last
+    group may be shorter) when it runs N steps in one XLA launch, else unchanged. Apply it before
+    `training.loop.device_batches`, so a GPU receives a group in one transfer."""
+    n = getattr(step_fn, "stacked", 0)
+    return batches.batch(n) if n else batches
 
 
 def batches_dataset(batches: Iterator[dict]) -> tf.data.Dataset:

@@ -41,7 +41,7 @@ def test_several_steps_per_call_equal_one_step_per_call(jit_compile):
         task = _Quadratic()
         fn = step.make_train_step(tf.distribute.get_strategy(), task, keras.optimizers.Adam(0.1), [task.w], 2,
                                   steps_per_execution=n, jit_compile=jit_compile)
-        iterator, calls = iter(_batches(*rows)), []
+        iterator, calls = iter(step.stack_batches(fn, _batches(*rows))), []
         while True:
             calls.append(fn(iterator).numpy().tolist())
             if len(calls[-1]) < n:
@@ -50,6 +50,25 @@ def test_several_steps_per_call_equal_one_step_per_call(jit_compile):
     assert results[2][2] == [2, 2, 1] and results[4][2] == [4, 1] and results[1][2] == [1] * 5 + [0]
     assert results[2][:2] == results[1][:2] and results[4][:2] == results[1][:2]
     assert len(results[1][0]) == 5 and results[1][0][0] == pytest.approx(5.0)
+
+
+def test_xla_with_several_steps_per_call_runs_each_group_in_one_launch():
+    """One replica + XLA + N > 1: the step reads groups of N stacked batches (the last one shorter) and
+    trains exactly like N separate XLA steps; several replicas or N = 1 read single batches."""
+    fn = step.make_train_step(tf.distribute.get_strategy(), _Quadratic(), keras.optimizers.Adam(0.1), [], 2,
+                              steps_per_execution=4, jit_compile=True)
+    groups = list(step.stack_batches(fn, _batches([1.0, 3.0], [0.5, -1.0], [2.0, 2.0], [4.0, 0.0], [-3.0, 1.0])))
+    assert fn.stacked == 4 and [g["x"].shape.as_list() for g in groups] == [[4, 2], [1, 2]]
+    for kwargs in ({"steps_per_execution": 1, "jit_compile": True}, {"steps_per_execution": 4}):
+        single = step.make_train_step(tf.distribute.get_strategy(), _Quadratic(), keras.optimizers.Adam(0.1), [],
+                                      2, **kwargs)
+        assert single.stacked == 0 and step.stack_batches(single, _batches([1.0, 3.0])).element_spec["x"].shape == [2]
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with mirrored.scope():
+        task = _Quadratic()
+    fn = step.make_train_step(mirrored, task, keras.optimizers.Adam(0.1), [task.w], 2, steps_per_execution=4,
+                              jit_compile=True)
+    assert fn.stacked == 0
 
 
 def test_run_epoch_means_losses_and_stops_on_nan():
