@@ -133,10 +133,15 @@ class CTLModels:
             shape = (config.image_size, config.image_size, 3)
             inputs = {name: keras.Input(shape, name=name) for name in ("scene", "positive", "negative")}
             inputs["category"] = category
-            scene_features = self.backbone(inputs["scene"], training=False)
+            # The backbone is frozen: no gradient enters it. Without stop_gradient the tape would still
+            # record its ops (its variables are read inside the tape) and build a backward for them that
+            # plain graphs prune but XLA compiles, and refuses (MaxPoolGrad under op determinism).
+            frozen = lambda image: {k: keras.ops.stop_gradient(v)  # noqa: E731
+                                    for k, v in self.backbone(image, training=False).items()}
+            scene_features = frozen(inputs["scene"])
             scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]
-            pos_pool5 = self.backbone(inputs["positive"], training=False)["pool5"]
-            neg_pool5 = self.backbone(inputs["negative"], training=False)["pool5"]
+            pos_pool5 = frozen(inputs["positive"])["pool5"]
+            neg_pool5 = frozen(inputs["negative"])["pool5"]
         f_s, f_pos, f_neg = _global_embeddings(heads, scene_pool5, pos_pool5, neg_pool5)
         scene = _scene_graph(heads, config, scene_pool5, scene_local, category, scene_embedding=f_s)
         distance = PairDistance(config.variant, name="pair_distance")

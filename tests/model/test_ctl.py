@@ -86,6 +86,28 @@ def test_only_heads_train_and_towers_share_them(built):
     assert len(head_ids) == 3 * 6 + 2 + 1
 
 
+def test_no_gradient_enters_the_frozen_backbone(built):
+    """The image-path train step's backward has no backbone op (XLA would have to compile them, and
+    refuses MaxPoolGrad under op determinism), and the heads still get every gradient."""
+    import tensorflow as tf
+
+    models = built["hybrid"]
+    triplet = models.triplet_model(from_features=False)
+    variables = models.heads.trainable_variables
+
+    @tf.function
+    def grads(batch):
+        with tf.GradientTape() as tape:
+            out = triplet(batch, training=True)
+            loss = tf.reduce_mean(out["d_pos"] - out["d_neg"])
+        return tape.gradient(loss, variables)
+
+    batch = {k: tf.constant(v) for k, v in _batch().items()}
+    ops = {op.type for op in grads.get_concrete_function(batch).graph.get_operations()}
+    assert "MaxPoolGrad" not in ops and "Conv2DBackpropFilter" not in ops and "Conv2DBackpropInput" not in ops
+    assert all(g is not None for g in grads(batch))
+
+
 def test_save_load_heads_round_trip_in_fresh_build(built, tmp_path):
     """Perturbed heads saved, loaded into a fresh same-seed build: identical tower outputs; file has no backbone."""
     models, batch = built["hybrid"], _batch(2)
