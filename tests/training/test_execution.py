@@ -65,6 +65,21 @@ def test_jit_compile_follows_the_same_loss_curve(feature_run, no_dropout_run, tm
     assert abs(xla["val_auc"] - plain["val_auc"]) <= 0.05
 
 
+def test_xla_groups_resume_bit_identical(feature_run, tmp_path):
+    """XLA with 3 steps per launch (stacked groups, dropout on): stopping after epoch 1 and resuming to
+    the end gives the same weights, bit for bit, as the uninterrupted XLA run."""
+    config = feature_run[0]
+    options = {"jit_compile": True, "steps_per_execution": 3}
+    straight = _train(feature_run, tmp_path / "straight", **options)
+    _train(feature_run, tmp_path / "resumed", config=config.replace(epochs=1), **options)
+    resumed = _train(feature_run, tmp_path / "resumed", **options)
+    assert straight["epochs_run"] == resumed["epochs_run"] == config.epochs
+    a = weight_arrays(tmp_path / "straight" / "last.weights.h5")
+    b = weight_arrays(tmp_path / "resumed" / "last.weights.h5")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert _losses(tmp_path / "resumed")[1:] == _losses(tmp_path / "straight")[1:]
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_and_exports_float32_towers(feature_run, no_dropout_run, tmp_path, precision):
     """The heads compute in 16 bits; the loss curve stays near float32's (see below), the d* identity
