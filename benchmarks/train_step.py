@@ -5,8 +5,10 @@
 Every figure is a median over `--repeats` epochs (or calls) measured in this one process, through the
 real code: `training.step.make_train_step` + `run_epoch` with the real `TripletTask` and model.
 - host: the heads shrunk until arithmetic is negligible (embedding 8, hidden 8, grid 1) on in-memory
-  feature batches, at steps_per_execution 1 and N, next to a bare tf.function step of a tiny Dense
-  model: the per-step time the host adds, which bounds a GPU's throughput.
+  feature batches, at steps_per_execution 1 and N, with and without XLA (XLA with N > 1 reads groups of
+  N stacked batches, held in memory like the single batches), next to a bare tf.function step of a
+  tiny Dense model: the per-step time the host adds, which bounds a GPU's throughput. Also the
+  iterator cost per batch: plain, distributed, and through tf.data's `batch(N)`.
 - roofline: FLOPs of one cached step (forward + backward, counted from the layer shapes), this
   machine's matmul GFLOP/s on the step's main shape, and the fraction the step achieves; the same for
   one backbone image (FLOPs of every conv/dense layer of ResNet50 at the demo's 112 px).
