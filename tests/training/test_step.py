@@ -53,8 +53,9 @@ def test_several_steps_per_call_equal_one_step_per_call(jit_compile):
 
 
 def test_xla_with_several_steps_per_call_runs_each_group_in_one_launch():
-    """One replica + XLA + N > 1: the step reads groups of N stacked batches (the last one shorter) and
-    trains exactly like N separate XLA steps; several replicas or N = 1 read single batches."""
+    """One replica + XLA + N > 1: the step reads groups of N stacked batches (the last one shorter);
+    N = 1, no XLA or a MirroredStrategy read single batches. (That a group trains exactly like N single
+    XLA steps: test_several_steps_per_call_equal_one_step_per_call.)"""
     fn = step.make_train_step(tf.distribute.get_strategy(), _Quadratic(), keras.optimizers.Adam(0.1), [], 2,
                               steps_per_execution=4, jit_compile=True)
     groups = list(step.stack_batches(fn, _batches([1.0, 3.0], [0.5, -1.0], [2.0, 2.0], [4.0, 0.0], [-3.0, 1.0])))
