@@ -1,10 +1,11 @@
-"""The heads' largest matmul in its three roles: forward, and the weight gradient two ways.
+"""The heads' largest matmul in its two roles: forward, and the weight gradient three ways.
 
     python benchmarks/matmul_layouts.py [--repeats 7]
 
 X = [784, 1024] (16 scenes x 49 regions of the local/attention heads), W = [1024, 256], dY = [784, 256].
 Forward X @ W; the weight gradient Xᵀ @ dY as autodiff emits it (`transpose_a=True`), and with X already
-transposed in memory (a captured [1024, 784] tensor, which Grappler cannot fold into transpose_a).
+transposed in memory (a captured [1024, 784] tensor, which Grappler cannot fold into transpose_a), and
+as (dYᵀ @ X)ᵀ (the transpose_a on the smaller operand, then a [256, 1024] transpose).
 50 products per tf.function call, the variants interleaved round by round, medians of --repeats rounds.
 Why the cached train step stays below the 70% roofline here: the backward's weight gradients are
 its largest matmuls (BUILD_NOTES, stop 17).
@@ -45,7 +46,8 @@ def main(argv):
 
     variants = {"forward X@W": loop(lambda: tf.matmul(x, w)),
                 "weight grad, transpose_a": loop(lambda: tf.matmul(x, dy, transpose_a=True)),
-                "weight grad, X pre-transposed": loop(lambda: tf.matmul(xt, dy))}
+                "weight grad, X pre-transposed": loop(lambda: tf.matmul(xt, dy)),
+                "weight grad as (dY^T X)^T": loop(lambda: tf.transpose(tf.matmul(dy, x, transpose_a=True)))}
     times = {name: [t / CALLS for t in ts] for name, ts in interleaved_times(variants, FLAGS.repeats).items()}
     print(f"[{m}, {k}] x [{k}, {n}] products, median of {FLAGS.repeats} rounds:")
     for name, t in times.items():

@@ -51,13 +51,23 @@ def feature_batches(config, steps: int):
     return tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size).cache()
 
 
+def step_input(step, data):
+    """`data` (in-memory batches) in the shape `step` reads, itself in memory: groups of N stacked batches
+    for one XLA launch per N steps (training.step.stack_batches), as the feature cache serves them."""
+    from ctl_keras.training.step import stack_batches
+
+    ds = stack_batches(step, data).cache()
+    list(ds)
+    return ds
+
+
 def host(flags) -> dict:
     import keras
     import tensorflow as tf
 
     from ctl_keras.config import get_config
     from ctl_keras.training.loop import device_batches
-    from ctl_keras.training.step import run_epoch, stack_batches
+    from ctl_keras.training.step import run_epoch
 
     config = get_config("synthetic", embedding_dim=8, hidden_dim=8, local_grid=1, dropout=0.0)
     steps = flags.host_steps
@@ -68,9 +78,7 @@ def host(flags) -> dict:
 
     def loop_epoch(n, jit):
         step, _ = trainer_parts(config, strategy, steps_per_execution=n, jit_compile=jit)
-        # In memory in the shape the step reads (groups of n for XLA), as the feature cache serves it.
-        ds = stack_batches(step, data).cache()
-        list(ds)
+        ds = step_input(step, data)
         return lambda: run_epoch(step, device_batches(strategy, ds), 1, steps, progress=False)
 
     variants = {f"ms_per_step_at_{n}_per_call" + ("_xla" if jit else ""): loop_epoch(n, jit)
@@ -215,7 +223,7 @@ def roofline(flags) -> dict:
 
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.training.loop import device_batches
-    from ctl_keras.training.step import run_epoch, stack_batches
+    from ctl_keras.training.step import run_epoch
 
     config = _demo_config()
     peak = matmul_gflops(flags.repeats)
@@ -229,8 +237,8 @@ def roofline(flags) -> dict:
     for name, kwargs in (("default", {}), ("per_call", {"steps_per_execution": n}),
                          ("xla_and_per_call", {"jit_compile": True, "steps_per_execution": n})):
         step, _ = trainer_parts(config, strategy, **kwargs)
-        epoch = lambda: run_epoch(step, device_batches(strategy, stack_batches(step, data)), 1, steps,  # noqa: E731
-                                  progress=False)
+        ds = step_input(step, data)
+        epoch = lambda: run_epoch(step, device_batches(strategy, ds), 1, steps, progress=False)  # noqa: E731
         seconds, _ = median_epoch(epoch, flags.repeats)
         ms = 1000 * seconds / steps
         out[f"{name}_step_ms"] = ms
