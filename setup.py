@@ -6,6 +6,7 @@ setup(
     description="Complete the Look (Kang et al., CVPR 2019): scene-based complementary product "
     "recommendation in Keras 3 / TensorFlow",
     packages=find_packages(include=["ctl_keras", "ctl_keras.*"]),
+    package_data={"ctl_keras": ["datasets/*.json"]},  # the built-in dataset specs
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.*",

@@ -18,7 +18,6 @@ when complete, and an interrupted rebuild leaves the previous dataset as it was.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging as py_logging
 import os
@@ -37,7 +36,8 @@ from absl import flags, logging  # noqa: E402
 from ctl_keras import cli  # noqa: E402
 from ctl_keras import config as config_lib  # noqa: E402
 from ctl_keras.builder import files, pipeline, stages, swap  # noqa: E402
-from ctl_keras.data import stl, street2shop, tfrecords  # noqa: E402
+from ctl_keras import spec as spec_lib  # noqa: E402
+from ctl_keras.data import readers, tfrecords  # noqa: E402
 
 SPLITS = tfrecords.SPLITS
 
@@ -54,25 +54,19 @@ def _local(path: str, tmp: str) -> str:
     return local
 
 
-def _read(config, pairs, categories, images_dir, street2shop_dir):
-    if config.dataset == "fashion1":
-        missing = [n for n, v in (("--street2shop_dir", street2shop_dir), ("--images_dir", images_dir)) if not v]
-    else:
-        missing = [n for n, v in (("--pairs", pairs), ("--categories", categories), ("--images_dir", images_dir))
-                   if not v]
-    if missing:
-        raise ValueError(f"--dataset={config.dataset} needs {' and '.join(missing)}")
-    if not files.is_url(images_dir) and not os.path.isdir(images_dir):
-        raise FileNotFoundError(f"images directory not found: {images_dir}")
-    if config.dataset == "fashion1":
-        if files.is_url(images_dir) or files.is_url(street2shop_dir):
-            raise ValueError("--dataset=fashion1 reads image sizes while reading pairs: give local (or mounted) "
-                             "--street2shop_dir and --images_dir")
-        raw, skipped = street2shop.read_street2shop(street2shop_dir, images_dir)
-        return raw, skipped, functools.partial(street2shop.image_path, images_dir)
+def _sources(spec, pairs, categories, images_dir, street2shop_dir) -> readers.Sources:
+    """Flags first, then the spec's `paths` (relative to the spec file)."""
+    defaults = dict(spec.paths)
+    given = {"pairs": pairs, "categories": categories, "images_dir": images_dir, "street2shop_dir": street2shop_dir}
+    return readers.Sources(**{k: (os.fspath(v) if v else defaults.get(k)) for k, v in given.items()})
+
+
+def _read(spec, sources: readers.Sources, log):
+    """The spec's reader; small remote metadata files (pairs, categories) are copied locally first."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw, skipped = stl.read_stl(_local(pairs, tmp), _local(categories, tmp))
-    return raw, skipped, functools.partial(stl.image_path, images_dir)
+        local = sources._replace(**{k: _local(getattr(sources, k), tmp) for k in ("pairs", "categories")
+                                    if getattr(sources, k)})
+        return readers.read(spec, local, log)
 
 
 def default_workers() -> int:
@@ -81,15 +75,49 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1) - 1))
 
 
-def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, images_dir=None,
+def _check_spec(config, spec) -> None:
+    if (config.dataset, tuple(config.categories), tuple(config.crop_sides)) != (
+            spec.name, spec.category_names, spec.sides):
+        raise ValueError(f"config {config.dataset!r} {list(config.categories)} does not come from the spec "
+                         f"{spec.name!r} {list(spec.category_names)}: build get_config(spec)")
+
+
+def _generate(spec, out_dir, synthetic_kwargs, log) -> readers.Sources:
+    from ctl_keras.data import synthetic  # noqa: PLC0415 (only a generated dataset needs it)
+
+    if files.is_url(out_dir):
+        raise ValueError("generate the synthetic dataset locally, or give --pairs/--categories/--images_dir")
+    log(f"generating the {spec.name} dataset under {os.path.join(out_dir, 'raw')}")
+    raw = synthetic.generate(os.path.join(out_dir, "raw"), spec=spec, **(synthetic_kwargs or {}))
+    return readers.Sources(pairs=raw["pairs"], categories=raw["categories"], images_dir=raw["images_dir"])
+
+
+def read_pairs(config, spec=None, *, pairs=None, categories=None, images_dir=None, street2shop_dir=None,
+               log: Callable[[str], None] = logging.info) -> dict:
+    """Read and plan without touching any image but the headers pixel boxes need: what `--dry_run`
+    prints. -> {"spec", "sources", "raw", "skipped", "path_of", "plan" (every image assumed fine),
+    "paths" (the images the build will check)}."""
+    spec = spec_lib.resolve(config.dataset) if spec is None else spec_lib.resolve(spec)
+    _check_spec(config, spec)
+    sources = _sources(spec, pairs, categories, images_dir, street2shop_dir)
+    raw, skipped, path_of = _read(spec, sources, log)
+    planned, paths = stages.dry_plan(config, raw, skipped, path_of, spec.matcher())
+    return {"spec": spec, "sources": sources, "raw": raw, "skipped": skipped, "path_of": path_of,
+            "plan": planned, "paths": paths}
+
+
+def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categories=None, images_dir=None,
           street2shop_dir=None, synthetic_kwargs=None, workers: int | None = None,
           log: Callable[[str], None] = logging.info, beam_args: Sequence[str] = ()) -> dict:
-    """Build `config.dataset` into `out_dir`; returns the manifest (also written as manifest.json).
+    """Build the dataset of `spec` (default: the built-in named `config.dataset`) into `out_dir`;
+    returns the manifest (also written as manifest.json, with the resolved spec in it).
 
     `workers` sets Beam's --direct_num_workers unless `beam_args` (standard Beam pipeline options,
     e.g. ["--runner=DataflowRunner", ...]) set it.
     """
     out_dir = os.fspath(out_dir)
+    spec = spec_lib.resolve(config.dataset) if spec is None else spec_lib.resolve(spec)
+    _check_spec(config, spec)
     workers = default_workers() if workers is None else max(1, int(workers))
     options, beam_flags = pipeline.make_options(list(beam_args), workers)
     p = beam.Pipeline(options=options)  # an unknown --runner fails here, before any output
@@ -98,20 +126,17 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
                    "street2shop_dir": street2shop_dir and os.fspath(street2shop_dir),
                    "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
                    "num_shards": config.num_shards, **beam_flags}
-    if config.dataset == "synthetic" and pairs is None:
-        from ctl_keras.data import synthetic  # noqa: PLC0415 (only the synthetic dataset needs it)
-        if files.is_url(out_dir):
-            raise ValueError("generate the synthetic dataset locally, or give --pairs/--categories/--images_dir")
-        log(f"generating the synthetic dataset under {os.path.join(out_dir, 'raw')}")
-        raw = synthetic.generate(os.path.join(out_dir, "raw"), **(synthetic_kwargs or {}))
-        pairs, categories, images_dir = raw["pairs"], raw["categories"], raw["images_dir"]
+    if spec.generator and pairs is None and not dict(spec.paths).get("pairs"):
+        generated = _generate(spec, out_dir, synthetic_kwargs, log)
+        pairs, categories, images_dir = generated.pairs, generated.categories, generated.images_dir
 
-    raw, skipped, path_of = _read(config, *(v and os.fspath(v) for v in (pairs, categories, images_dir,
-                                                                          street2shop_dir)))
+    read = read_pairs(config, spec, pairs=pairs, categories=categories, images_dir=images_dir,
+                      street2shop_dir=street2shop_dir, log=log)
+    raw, skipped, paths = read["raw"], read["skipped"], read["paths"]
     log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
-    paths = stages.paths_to_check(config, raw, skipped, path_of)
     log(f"checking {len(paths)} images, cropping and writing on Beam's {beam_flags['runner']}")
-    bundle = {"config": config, "raw": raw, "skipped": skipped, "path_of": path_of, "flags": flag_values}
+    bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
+              "flags": flag_values}
     created = not files.exists(out_dir)
     staging = swap.new_staging(out_dir)
     try:
@@ -138,11 +163,16 @@ FLAGS = flags.FLAGS
 def _define_flags():
     # Only when run as a script: importing the builder (tests, the demo) must not claim flag names
     # such as --dataset that the training CLIs define too.
-    flags.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Dataset to build.")
-    flags.DEFINE_string("out", None, "Output directory, e.g. tf_records/<dataset> (or gs://...).")
-    flags.DEFINE_string("pairs", None, "STL pairs JSON (fashion2, home; optional for synthetic).")
-    flags.DEFINE_string("categories", None, "STL product -> category path JSON.")
-    flags.DEFINE_string("images_dir", None, "Directory of <id>.jpg images.")
+    flags.DEFINE_string("dataset", None, "A built-in dataset (" + ", ".join(spec_lib.builtin_names())
+                        + ") or the path of a dataset spec file (README: 'Your own data').")
+    flags.DEFINE_string("out", None, "Output directory (default: tf_records/<the spec's name>; or gs://...).")
+    flags.DEFINE_string("pairs", None, "Pairs file: STL JSON, or the CSV / JSONL / Parquet table of the spec's "
+                        "pairs_format (default: the spec's paths.pairs; optional for a generated dataset).")
+    flags.DEFINE_string("categories", None, "STL: product -> category path JSON.")
+    flags.DEFINE_string("images_dir", None, "Directory of the scene and product images.")
+    flags.DEFINE_bool("dry_run", False, "Read the pairs (and image headers where boxes are in pixels), print per "
+                      "category the rows read, the drops by reason and the pairs that survive the CTL crop; "
+                      "write nothing.")
     flags.DEFINE_string("street2shop_dir", None, "Exact Street2Shop root (fashion1): holds meta/json/.")
     flags.DEFINE_integer("workers", None, "Local Beam workers, i.e. --direct_num_workers (default: CPUs - 1, at most 8).")
     flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
@@ -175,13 +205,24 @@ def ensure_synthetic(data_dir: str, *, seed: int, smoke: bool = False, explicit:
 
 
 def main(argv):
-    cli.require("dataset", "out")
+    cli.require("dataset")
+    spec = spec_lib.resolve(FLAGS.dataset)
     overrides = {k: v for k, v in (("seed", FLAGS.seed), ("num_shards", FLAGS.num_shards)) if v is not None}
-    synthetic_kwargs = SMOKE_SYNTHETIC if FLAGS.dataset == "synthetic" and FLAGS.smoke else None
+    synthetic_kwargs = SMOKE_SYNTHETIC if spec.generator and FLAGS.smoke else None
     py_logging.getLogger("apache_beam").setLevel(py_logging.WARNING)  # not Beam's per-step INFO lines
-    config = config_lib.get_config(FLAGS.dataset, smoke=FLAGS.smoke, **overrides)
+    config = config_lib.get_config(spec, smoke=FLAGS.smoke, **overrides)
+    if FLAGS.dry_run:
+        from ctl_keras.builder import dry_run  # noqa: PLC0415
+
+        read = read_pairs(config, spec, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
+                          street2shop_dir=FLAGS.street2shop_dir, log=print)
+        print("\n".join(dry_run.summary_lines(read)))
+        return
+    out = FLAGS.out or os.path.join("tf_records", spec.name)
+    if not files.is_url(out):
+        cli.check_output_dir(out, "out")
     try:
-        build(config, FLAGS.out, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
+        build(config, out, spec=spec, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
               street2shop_dir=FLAGS.street2shop_dir, synthetic_kwargs=synthetic_kwargs, workers=FLAGS.workers,
               log=print, beam_args=argv[1:])
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.run): build() has removed its staging directory

@@ -1,8 +1,10 @@
 """Per-dataset settings: the one place for defaults. Flags only override these.
 
-`get_config("home")` gives the paper's setting; `get_config("home", smoke=True)` a tiny one for
-tests. A Config round-trips through `to_dict` / `from_dict` (it is stored in manifests, checkpoints
-and results.json).
+`get_config("home")` gives the paper's setting (from the dataset's spec file, ctl_keras/spec.py);
+`get_config("home", smoke=True)` a tiny one for tests. No taxonomy lives here: category names and the
+crop rule come from the spec (or, once built, from the dataset's manifest / the model's config.json).
+A Config round-trips through `to_dict` / `from_dict` (it is stored in manifests, checkpoints and
+results.json).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-DATASETS = ("fashion1", "fashion2", "home", "synthetic")
+from ctl_keras import spec as spec_lib
+
 VARIANTS = ("hybrid", "global", "local", "local_uniform")
 # Keras dtype policies of the trained heads (`train --mixed_precision` picks mixed_float16 on a GPU,
 # mixed_bfloat16 on a CPU); the frozen backbone, normalisations, distances and the loss stay float32.
@@ -37,82 +40,6 @@ SALT_PAIR_ORDER = 2
 SALT_PRODUCT_ORDER = 3
 SALT_CACHE_VIEWS = 1000
 SALT_CACHE_PLAN = 7  # feature_cache/cache.py: the per-epoch row/view plan
-
-# Category table: dataset -> ordered list of (category name, source labels mapped to it).
-# STL datasets: the source label is the full category path in <dataset>-cat.json.
-# fashion1 (Exact Street2Shop): the source label is the <cat> of meta/json/*_pairs_<cat>.json.
-# A source label missing from this table is skipped and counted ("unknown_category").
-CATEGORY_TABLE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "fashion1": (
-        ("footwear", ("footwear",)),
-        ("tops", ("tops",)),
-        ("outerwear", ("outerwear",)),
-        ("skirts", ("skirts",)),
-        ("leggings", ("leggings",)),
-        ("bags", ("bags",)),
-        ("pants", ("pants",)),
-        ("hats", ("hats",)),
-        ("belts", ("belts",)),
-        ("eyewear", ("eyewear",)),
-        # "dresses" is dropped (paper §3.3): a dress covers most of the body, so cropping it
-        # out leaves too little scene.
-    ),
-    "fashion2": (
-        ("shoes", ("Apparel & Accessories|Shoes",)),
-        ("tops", ("Apparel & Accessories|Clothing|Shirts & Tops",)),
-        ("pants", ("Apparel & Accessories|Clothing|Pants",)),
-        ("handbags", ("Apparel & Accessories|Handbags, Wallets & Cases",)),
-        ("coats", ("Apparel & Accessories|Clothing|Outerwear|Coats & Jackets",)),
-        ("sunglasses", ("Apparel & Accessories|Clothing Accessories|Sunglasses",)),
-        ("shorts", ("Apparel & Accessories|Clothing|Shorts",)),
-        ("skirts", ("Apparel & Accessories|Clothing|Skirts",)),
-        ("earrings", ("Apparel & Accessories|Jewelry|Earrings",)),
-        ("necklaces", ("Apparel & Accessories|Jewelry|Necklaces",)),
-    ),
-    "home": (
-        ("rugs", ("Home & Garden|Decor|Rugs",)),
-        ("chairs", ("Furniture|Chairs",)),
-        ("light fixtures", ("Home & Garden|Lighting|Lighting Fixtures|Ceiling Light Fixtures",)),
-        ("pillows", ("Home & Garden|Decor|Throw Pillows",)),
-        ("mirrors", ("Home & Garden|Decor|Mirrors",)),
-        ("faucets", ("Hardware|Plumbing|Plumbing Fixtures|Faucets",)),
-        ("lamps", ("Home & Garden|Lighting|Lamps",)),
-        ("sofas", ("Furniture|Sofas",)),
-        # The paper's "tables" is the Pinterest path for table & bar stools.
-        ("tables", ("Furniture|Chairs|Table & Bar Stools",)),
-        ("decor", ("Home & Garden|Decor",)),
-        ("curtains", ("Home & Garden|Decor|Window Treatments|Curtains & Drapes",)),
-    ),
-    # Synthetic data is written in the STL format with fashion2's real paths.
-    "synthetic": (
-        ("tops", ("Apparel & Accessories|Clothing|Shirts & Tops",)),
-        ("pants", ("Apparel & Accessories|Clothing|Pants",)),
-        ("shoes", ("Apparel & Accessories|Shoes",)),
-        ("handbags", ("Apparel & Accessories|Handbags, Wallets & Cases",)),
-        ("sunglasses", ("Apparel & Accessories|Clothing Accessories|Sunglasses",)),
-    ),
-}
-
-# Labels that are dropped on purpose (counted as "dropped_category", not "unknown_category").
-DROPPED_LABELS = {"fashion1": ("dresses",)}
-
-
-def categories(dataset: str) -> tuple[str, ...]:
-    """Ordered category names of a dataset; the index is the model's category id."""
-    _check_dataset(dataset)
-    return tuple(name for name, _ in CATEGORY_TABLE[dataset])
-
-
-def label_to_category(dataset: str) -> dict[str, str]:
-    """Source label (category path or Street2Shop file category) -> category name."""
-    _check_dataset(dataset)
-    return {label: name for name, labels in CATEGORY_TABLE[dataset] for label in labels}
-
-
-def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -148,13 +75,27 @@ class Config:
     topk_max: int = 50
 
     def __post_init__(self):
-        _check_dataset(self.dataset)
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset name {self.dataset!r} must be a non-empty string")
+        names = tuple(self.categories)
+        if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"categories {names} must be distinct non-empty names")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        for name in ("epochs", "batch_size", "eval_every", "num_views", "embedding_dim", "hidden_dim", "local_grid",
+                     "image_size", "resize_size", "num_shards", "shuffle_buffer", "topk_max"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not self.margin >= 0:
+            raise ValueError(f"--margin must be at least 0, got {self.margin}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.seed < 2**32:
             # NumPy's seeding refuses anything else, deep inside the builder or the loop.
             raise ValueError(f"seed {self.seed} must be in [0, 2**32)")
@@ -187,19 +128,23 @@ class Config:
         return cls(**fixed)
 
 
-def get_config(dataset: str, smoke: bool = False, **overrides: Any) -> Config:
-    """The default Config of a dataset; `smoke` gives a tiny variant for tests and quick checks."""
-    _check_dataset(dataset)
-    base: dict[str, Any] = {"dataset": dataset, "categories": categories(dataset)}
-    if dataset == "home":
-        base["crop_sides"] = ("top", "bottom", "left", "right")
-    if dataset == "synthetic":
-        # Small images so `make demo` fits in minutes on 2 CPU cores: 112 px gives a 7x7 conv4 map.
-        base.update(image_size=112, resize_size=128, backbone_weights="none", num_shards=2,
-                    epochs=100, eval_every=10, learning_rate=1e-3, shuffle_buffer=512)
+def get_config(dataset: "str | spec_lib.DatasetSpec | dict", smoke: bool = False, **overrides: Any) -> Config:
+    """The default Config of a dataset (a built-in name, a spec file's path, a spec or its JSON form):
+    the spec's categories, crop rule and `defaults`, then `smoke`'s tiny variant for tests and quick
+    checks, then `overrides`."""
+    spec = spec_lib.resolve(dataset)
+    base: dict[str, Any] = {"dataset": spec.name, "categories": spec.category_names, "crop_sides": spec.sides}
+    fields = {f.name for f in dataclasses.fields(Config)} - set(base)
+    for key, value in spec.defaults:
+        if key not in fields:
+            raise ValueError(f"{spec.source}: defaults.{key}: not a setting (expected some of {', '.join(sorted(fields))})")
+        base[key] = tuple(value) if isinstance(value, list) else value
     if smoke:
         base.update(image_size=64, resize_size=72, local_grid=4, embedding_dim=16, hidden_dim=32,
                     batch_size=8, epochs=2, eval_every=1, num_shards=2, num_views=2,
                     backbone_weights="none", shuffle_buffer=64, topk_max=10)
     base.update(overrides)
-    return Config(**base)
+    try:
+        return Config(**base)
+    except TypeError as e:  # a misspelt override or default
+        raise ValueError(f"{spec.source}: {e}") from None

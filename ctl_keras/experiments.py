@@ -233,9 +233,10 @@ def main(argv):
 
 def define_flags() -> None:
     """Flags exist only when run as a script (build_dataset and train define --dataset/--out too)."""
-    from ctl_keras.config import DATASETS
+    from ctl_keras import spec as spec_lib
 
-    flags.DEFINE_enum("dataset", "synthetic", list(DATASETS), "Dataset name.")
+    flags.DEFINE_string("dataset", "synthetic", "A built-in dataset (" + ", ".join(spec_lib.builtin_names())
+                        + ") or a dataset spec file.")
     flags.DEFINE_string("data_dir", None, "Built dataset (default: tf_records/<dataset>; synthetic is built if missing).")
     flags.DEFINE_string("out", None, "Output directory for every method's results, table.md, topk.png, results.json.")
     flags.DEFINE_list("methods", list(all_methods()), "Methods to run (baselines and our variants).")

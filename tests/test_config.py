@@ -4,6 +4,7 @@ import os
 import pytest
 
 from ctl_keras import config
+from ctl_keras import spec as spec_lib
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "fixtures", "stl_category_paths.json")
 
@@ -15,12 +16,14 @@ def test_every_real_stl_category_path_maps_to_a_paper_category(dataset, products
     with open(FIXTURE) as f:
         paths = json.load(f)["paths"][dataset]
     assert sum(paths.values()) == products
-    mapping = config.label_to_category(dataset)
-    assert set(paths) <= set(mapping), set(paths) - set(mapping)
+    spec = spec_lib.resolve(dataset)
+    matcher = spec.matcher()
+    unmapped = {path for path in paths if matcher(path) in (None, spec_lib.DROP)}
+    assert not unmapped, unmapped
     per_category = {}
     for path, count in paths.items():
-        per_category[mapping[path]] = per_category.get(mapping[path], 0) + count
-    assert sorted(per_category) == sorted(config.categories(dataset))
+        per_category[matcher(path)] = per_category.get(matcher(path), 0) + count
+    assert sorted(per_category) == sorted(config.get_config(dataset).categories)
     assert len(per_category) == n_categories
 
 
@@ -29,7 +32,7 @@ def test_config_round_trips_and_rejects_unknown_names():
     cfg = config.get_config("home", smoke=True, variant="local")
     assert config.Config.from_dict(cfg.to_dict()) == cfg
     assert cfg.crop_sides == ("top", "bottom", "left", "right")
-    with pytest.raises(ValueError, match="unknown dataset 'shoes'"):
+    with pytest.raises(ValueError, match="unknown dataset 'shoes': expected one of fashion1, fashion2, home, synthetic"):
         config.get_config("shoes")
     with pytest.raises(ValueError, match="unknown variant"):
         config.get_config("home", variant="attention")

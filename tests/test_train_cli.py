@@ -8,15 +8,20 @@ import types
 
 import pytest
 
+from ctl_keras import config_flags
 from ctl_keras.config import Config, get_config
-from ctl_keras.train import _OVERRIDES, config_from_flags
+from ctl_keras.train import config_from_flags as train_config
 
 
 def _flags(**values):
-    base = {name: None for name in _OVERRIDES}
-    base.update(dataset="synthetic", smoke=False)
+    base = {name: None for name in config_flags.FIELDS}
+    base.update(dataset="synthetic", data_dir="/nonexistent/data", smoke=False)
     base.update(values)
     return types.SimpleNamespace(**base)
+
+
+def config_from_flags(values):
+    return train_config(values)[0]
 
 
 def _cli(*args, timeout=300):
@@ -44,8 +49,14 @@ def test_bad_numbers_are_refused():
         config_from_flags(_flags(image_size=100))
 
 
-@pytest.mark.parametrize("flag, value", [("dataset", "fashion3"), ("variant", "localish"),
-                                         ("strategy", "tpu")])
+def test_unknown_dataset_is_one_line_error():
+    done = _cli("--dataset=fashion3", timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("train: error: unknown dataset 'fashion3': expected one of")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("variant", "localish"), ("strategy", "tpu")])
 def test_unknown_enum_flag_is_one_line_error(flag, value):
     """Flag parsing fails before TensorFlow is imported: exit 1, the flag named, no traceback."""
     done = _cli(f"--{flag}={value}", timeout=60)

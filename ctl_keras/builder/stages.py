@@ -25,16 +25,16 @@ def _quiet(message: str) -> None:
     pass
 
 
-def paths_to_check(config, raw, skipped, path_of) -> list[str]:
-    """The images `plan_pairs` will ask about: a dry run of it in which every image is fine."""
+def dry_plan(config, raw, skipped, path_of, labeler) -> tuple[dict, list[str]]:
+    """`plan_pairs` as if every image were fine: (its plan, the images it asked about)."""
     asked: list[str] = []
 
     def record(paths):
         asked.extend(paths)
         return [None] * len(paths)
 
-    plan_lib.plan_pairs(config, raw, skipped, path_of, record, _quiet)
-    return asked
+    planned = plan_lib.plan_pairs(config, raw, skipped, path_of, record, _quiet, labeler=labeler)
+    return planned, asked
 
 
 def check_image(path: str) -> tuple[str, str | None]:
@@ -46,7 +46,7 @@ def plan(bundle: dict, status: dict) -> dict:
     """Plan, split by scene, lay out every output file; {"error": ...} if a split is empty."""
     config, raw, skipped = bundle["config"], bundle["raw"], bundle["skipped"]
     planned = plan_lib.plan_pairs(config, raw, skipped, bundle["path_of"],
-                                  lambda paths: [status[p] for p in paths], _quiet)
+                                  lambda paths: [status[p] for p in paths], _quiet, labeler=bundle["spec"].matcher())
     kept = planned["pairs"]
     by_split = plan_lib.split_scenes(sorted({p["scene_id"] for p in kept}), config.split_fractions, config.seed)
     for split in SPLITS:
@@ -65,7 +65,8 @@ def plan(bundle: dict, status: dict) -> dict:
                 "boxes": {name: planned[name] for name in (
                     "duplicate_boxes", "pairs_with_duplicate_boxes", "clipped_boxes")},
                 "categories": list(config.categories), "splits": splits, "flags": bundle["flags"],
-                "config": config.to_dict()}
+                "pairs_by_category": planned["by_category"],
+                "config": config.to_dict(), "spec": bundle["spec"].to_dict()}
     layout["product_paths"] = sorted({p["product_path"] for p in kept})
     return {"error": None, "manifest": json.loads(json.dumps(manifest)), **layout}
 

@@ -14,7 +14,6 @@ import os
 import re
 from typing import Any, NamedTuple
 
-from ctl_keras import config as config_lib
 from ctl_keras.data.crop import clip_box
 
 _ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
@@ -31,11 +30,24 @@ class RawPair(NamedTuple):
     clipped: bool = False
 
 
-def image_path(images_dir: str | os.PathLike, image_id: str) -> str:
+def image_path(images_dir: str | os.PathLike, image_id: str, role: str = "scene") -> str:
+    """`images_dir/<id>.jpg`, for a scene and a product alike (STL ids are image signatures)."""
     return os.path.join(os.fspath(images_dir), f"{image_id}.jpg")
 
 
-def load_json(path: str | os.PathLike, what: str) -> Any:
+def _keep_duplicates(items: list[tuple[str, Any]]) -> dict:
+    """object_pairs_hook: a key listed twice with different values maps to CONFLICT (json's default
+    keeps the last silently)."""
+    out: dict = {}
+    for key, value in items:
+        out[key] = CONFLICT if key in out and out[key] != value else value
+    return out
+
+
+CONFLICT = "\x00conflict"  # a categories-file product listed twice with different labels
+
+
+def load_json(path: str | os.PathLike, what: str, *, duplicates: bool = False) -> Any:
     """Whole-file JSON, or JSON lines; a clear error naming the file otherwise.
 
     UTF-8 (a leading byte-order mark is accepted); other bytes are a ValueError naming the file and
@@ -51,8 +63,9 @@ def load_json(path: str | os.PathLike, what: str) -> Any:
     except UnicodeDecodeError as e:
         raise ValueError(f"{what} file is not UTF-8 text: {path} (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
                          f"JSON files must be UTF-8") from None
+    hook = _keep_duplicates if duplicates else None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=hook)
     except json.JSONDecodeError as whole_error:
         lines = [line for line in text.splitlines() if line.strip()]
         try:
@@ -68,12 +81,13 @@ def read_stl(pairs_path: str | os.PathLike,
     Row reasons: "bad_row" (not an object with product/scene/bbox, or an id that is not a plain
     token of letters, digits, "_" or "-"), "bad_box" (crop.clip_box: boxes up to 2% outside the image
     are clipped and flagged `clipped`, further out are bad), "no_category"
-    (product missing from the category file).
+    (product missing from the category file), "conflicting_category" (the category file lists the
+    product twice with different labels: skipped, since either label would be a guess).
     """
     rows = load_json(pairs_path, "pairs")
     if not isinstance(rows, list):
         raise ValueError(f"pairs file must hold a JSON list of objects: {pairs_path}")
-    categories = load_json(categories_path, "categories")
+    categories = load_json(categories_path, "categories", duplicates=True)
     if not isinstance(categories, dict):
         raise ValueError(f"categories file must hold a JSON object product -> category: {categories_path}")
 
@@ -92,27 +106,12 @@ def read_stl(pairs_path: str | os.PathLike,
             skipped["bad_row"] += 1  # ids become file names: only plain tokens
             continue
         label = categories.get(product)
+        if label == CONFLICT:
+            skipped["conflicting_category"] += 1
+            continue
         if not label:
             skipped["no_category"] += 1
             continue
         pairs.append(RawPair(scene, product, str(label), box, clipped))
     return pairs, skipped
 
-
-def assign_categories(pairs: list[RawPair], dataset: str) -> tuple[list[tuple[RawPair, str]], collections.Counter]:
-    """Map source labels to the dataset's category names (config.CATEGORY_TABLE).
-
-    -> ([(pair, category name)], counts): "dropped_category" for labels dropped on purpose
-    (config.DROPPED_LABELS, e.g. fashion1's dresses), "unknown_category" for labels not in the table.
-    """
-    table = config_lib.label_to_category(dataset)
-    dropped = set(config_lib.DROPPED_LABELS.get(dataset, ()))
-    kept, skipped = [], collections.Counter()
-    for pair in pairs:
-        if pair.label in dropped:
-            skipped["dropped_category"] += 1
-        elif pair.label not in table:
-            skipped["unknown_category"] += 1
-        else:
-            kept.append((pair, table[pair.label]))
-    return kept, skipped

@@ -32,7 +32,7 @@ from ctl_keras.data.stl import RawPair, load_json
 
 _PAIRS_RE = re.compile(r"^(train|test)_pairs_(.+)\.json$")
 
-def image_path(images_dir: str | os.PathLike, photo_id: int | str) -> str:
+def image_path(images_dir: str | os.PathLike, photo_id: int | str, role: str = "scene") -> str:
     """Existing `<id>.jpg` or `<000000id>.jpg`; the plain name when neither exists."""
     plain = os.path.join(os.fspath(images_dir), f"{int(photo_id)}.jpg")
     padded = os.path.join(os.fspath(images_dir), f"{int(photo_id):09d}.jpg")

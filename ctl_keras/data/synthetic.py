@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
 from ctl_keras import atomic
-from ctl_keras import config as config_lib
+from ctl_keras import spec as spec_lib
 
 CATEGORIES = ("tops", "pants", "shoes", "handbags", "sunglasses")
 PATTERNS = ("solid", "hstripes", "vstripes", "checks", "dots", "diagonal")
@@ -215,9 +215,10 @@ def _save_json(obj, path: str) -> None:
     atomic.write_json(path, obj, indent=0)
 
 
-def generate(out_dir, *, num_scenes=600, num_styles=8, scene_size=160, product_size=96, noise=0.1,
+def generate(out_dir, *, spec=None, num_scenes=600, num_styles=8, scene_size=160, product_size=96, noise=0.1,
              seed=0) -> dict[str, str]:
-    """Writes the dataset under out_dir; returns {"pairs", "categories", "images_dir"} paths."""
+    """Writes the dataset under out_dir; returns {"pairs", "categories", "images_dir"} paths.
+    `spec` (default: the built-in synthetic spec) gives the source label written for each category."""
     if num_scenes < 1 or num_styles < 1:
         raise ValueError(f"num_scenes ({num_scenes}) and num_styles ({num_styles}) must be >= 1")
     if scene_size < 32 or product_size < 16:
@@ -227,7 +228,11 @@ def generate(out_dir, *, num_scenes=600, num_styles=8, scene_size=160, product_s
     rng = np.random.default_rng(seed)
     images_dir = os.path.join(out_dir, "images")
     os.makedirs(images_dir, exist_ok=True)
-    paths = dict(config_lib.CATEGORY_TABLE["synthetic"])
+    spec = spec_lib.resolve("synthetic" if spec is None else spec)
+    paths = dict(spec.categories)  # category -> its source labels: the generator writes the first
+    if set(paths) != set(CATEGORIES):
+        raise ValueError(f"{spec.source}: generator 'synthetic' writes the categories {', '.join(CATEGORIES)}; "
+                         f"the spec has {', '.join(paths)}")
     taken: set[str] = set()
     looks = [{c: _look(rng) for c in CATEGORIES} for _ in range(num_styles)]
     catalogs, categories, meta_products = [], {}, {}

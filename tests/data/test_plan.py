@@ -2,6 +2,7 @@
 
 import pytest
 
+from ctl_keras import spec as spec_lib
 from ctl_keras.config import get_config
 from ctl_keras.data import crop
 from ctl_keras.data.plan import plan_pairs
@@ -10,8 +11,9 @@ from ctl_keras.data.stl import RawPair
 
 def _plan(rows, dataset="fashion1"):
     config = get_config(dataset, smoke=True)
-    return plan_pairs(config, rows, {}, lambda image_id: f"/images/{image_id}.jpg",
-                      lambda paths: [None] * len(paths), lambda message: None)
+    return plan_pairs(config, rows, {}, lambda image_id, role: f"/images/{image_id}.jpg",
+                      lambda paths: [None] * len(paths), lambda message: None,
+                      labeler=spec_lib.resolve(dataset).matcher())
 
 
 def test_product_listed_twice_keeps_both_boxes_and_crops_both_away():

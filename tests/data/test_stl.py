@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from ctl_keras.data.stl import RawPair, assign_categories, read_stl
+from ctl_keras import spec as spec_lib
+from ctl_keras.data.plan import assign_categories
+from ctl_keras.data.stl import RawPair, read_stl
 
 SHOES = "Apparel & Accessories|Shoes"
 TOPS = "Apparel & Accessories|Clothing|Shirts & Tops"
@@ -73,7 +75,7 @@ def test_whole_file_errors_name_the_file(tmp_path):
 def test_assign_categories_maps_paths_and_counts_unknown():
     pairs = [RawPair("s", "a", SHOES, (0, 0, 1, 1)), RawPair("s", "b", TOPS, (0, 0, 1, 1)),
              RawPair("s", "c", "Apparel & Accessories|Clothing|Dresses", (0, 0, 1, 1))]
-    kept, skipped = assign_categories(pairs, "fashion2")
+    kept, skipped = assign_categories(pairs, spec_lib.resolve("fashion2").matcher())
     assert [(p.product_id, c) for p, c in kept] == [("a", "shoes"), ("b", "tops")]
     assert skipped == collections.Counter(unknown_category=1)
 
@@ -81,7 +83,7 @@ def test_assign_categories_maps_paths_and_counts_unknown():
 def test_fashion1_dresses_are_dropped_not_unknown():
     pairs = [RawPair("1", "2", "dresses", (0, 0, 1, 1)), RawPair("1", "3", "bags", (0, 0, 1, 1)),
              RawPair("1", "4", "socks", (0, 0, 1, 1))]
-    kept, skipped = assign_categories(pairs, "fashion1")
+    kept, skipped = assign_categories(pairs, spec_lib.resolve("fashion1").matcher())
     assert [c for _, c in kept] == ["bags"]
     assert skipped == collections.Counter(dropped_category=1, unknown_category=1)
 

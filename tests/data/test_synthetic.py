@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctl_keras import config as config_lib
+from ctl_keras import spec as spec_lib
 from ctl_keras.data import synthetic
 from ctl_keras.data.crop import ctl_crop
 
@@ -45,7 +45,7 @@ def small(tmp_path_factory):
 
 def test_format_is_stl(small):
     pairs, cats, styles = _load(small)
-    paths = {labels[0] for _, labels in config_lib.CATEGORY_TABLE["synthetic"]}
+    paths = {labels[0] for _, labels in spec_lib.resolve("synthetic").categories}
     assert pairs and set(pairs[0]) == {"product", "scene", "bbox"}
     assert set(cats.values()) == paths  # every synthetic category occurs, with the real STL paths
     scenes = {p["scene"] for p in pairs}
@@ -81,7 +81,7 @@ def test_style_structure(small):
         meta = styles["products"][p["product"]]
         # A scene's items all come from the scene's own style ...
         assert meta["style"] == styles["scenes"][p["scene"]]
-        assert cats[p["product"]] == dict(config_lib.CATEGORY_TABLE["synthetic"])[meta["category"]][0]
+        assert cats[p["product"]] == dict(spec_lib.resolve("synthetic").categories)[meta["category"]][0]
         per_scene[p["scene"]].append(meta["category"])
     for categories in per_scene.values():
         # ... one item per category; tops, pants and shoes are always worn.
