@@ -105,3 +105,15 @@ def test_non_utf8_files_are_an_error_naming_the_file(tmp_path):
     bom = tmp_path / "pairs-bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"product": "p1", "scene": "s1", "bbox": [0, 0, 1, 1]}]).encode())
     assert read_stl(bom, cats)[0] == [RawPair("s1", "p1", SHOES, (0.0, 0.0, 1.0, 1.0))]
+
+
+def test_product_listed_twice_with_two_labels_is_skipped_and_counted(tmp_path):
+    """json keeps the last of two keys silently; the reader counts the product's rows instead."""
+    pairs = write(tmp_path / "pairs.json", [{"product": "p1", "scene": "s1", "bbox": [0, 0, 1, 1]},
+                                            {"product": "p2", "scene": "s1", "bbox": [0, 0, 1, 1]},
+                                            {"product": "p3", "scene": "s1", "bbox": [0, 0, 1, 1]}])
+    cats = tmp_path / "cat.json"
+    cats.write_text('{"p1": "%s", "p2": "%s", "p1": "%s", "p3": "%s", "p3": "%s"}' % (SHOES, TOPS, TOPS, SHOES, SHOES))
+    kept, skipped = read_stl(pairs, cats)
+    assert [p.product_id for p in kept] == ["p2", "p3"]  # p3 is listed twice with the same label: fine
+    assert skipped == collections.Counter(conflicting_category=1)
