@@ -26,7 +26,7 @@ import os
 
 from absl import flags
 
-from ctl_keras import cli
+from ctl_keras import cli, config_flags
 from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model  # noqa: F401 (EVAL_FILE re-exported)
 
 FLAGS = flags.FLAGS
@@ -61,7 +61,7 @@ def define_flags() -> None:
                       "never with --full_scene).")
     flags.DEFINE_string("feature_cache_dir", None, "The feature cache's directory (default: the one train uses).")
     flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
-    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet, none, PATH).")
+    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
     flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")
 

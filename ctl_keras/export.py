@@ -13,7 +13,7 @@ import os
 
 from absl import flags, logging
 
-from ctl_keras import cli
+from ctl_keras import cli, config_flags
 
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS  # the package only: no TensorFlow import
 
@@ -24,7 +24,7 @@ def define_flags() -> None:
     """Defined on demand, not at import, so other modules can import run() without flag clashes."""
     flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
     flags.DEFINE_string("export_dir", None, "Where scene_tower/, product_tower/ (and recommender/) versions go.")
-    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights: imagenet, none or a .h5 path.")
+    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights of model_dir to export.")
     flags.DEFINE_string("catalog_index", None,
                         "Catalog index (from `python -m ctl_keras.recommend index`) to bundle into recommender/.")

@@ -44,6 +44,9 @@ def load_trained(model_dir: str, backbone_weights: str | None = None, which: str
             f"last after each epoch)"
         )
     if backbone_weights is not None:
+        from ctl_keras.config_flags import check_backbone_weights  # noqa: PLC0415
+
+        check_backbone_weights(backbone_weights)
         config = config.replace(backbone_weights=backbone_weights)
     models = build_ctl(config)
     models.load_heads(weights_path)

@@ -49,6 +49,14 @@ def test_bad_numbers_are_refused():
         config_from_flags(_flags(image_size=100))
 
 
+def test_flagfile_keeps_a_runs_settings(tmp_path):
+    """--flagfile reads the generated Config flags like the command line (a bad value proves it was read)."""
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("--smoke\n--epochs=0\n")
+    done = _cli(f"--flagfile={flagfile}", timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == "train: error: --epochs must be at least 1, got 0"
+
+
 def test_unknown_dataset_is_one_line_error():
     done = _cli("--dataset=fashion3", timeout=60)
     assert done.returncode == 1

@@ -13,7 +13,7 @@ import os
 
 from absl import flags
 
-from ctl_keras import cli
+from ctl_keras import cli, config_flags
 
 COMMANDS = ("attention", "figures", "human-kit", "human-score", "report")
 
@@ -34,7 +34,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_questions", 50, "human-kit: questions exported.")
     flags.DEFINE_list("methods", ["ours", "random"], "human-kit: ours, random, or NAME=MODEL_DIR of another model.")
     flags.DEFINE_integer("seed", 0, "Seed of random rankings, question sampling and A/B sides.")
-    flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet|none|path.h5).")
+    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_string("kit", None, "human-score: directory written by human-kit.")
     flags.DEFINE_list("sheets", [], "human-score: filled answer sheets (CSV), one per annotator.")
 
