@@ -3,8 +3,8 @@
     python benchmarks/plan_pairs.py --rows=100000,1000000 --repeats=3
 
 Each size runs in fresh subprocesses (peak RSS is per process). The file is an STL pairs file whose
-(scene, product) keys are each listed many times with jittered boxes (the case that was quadratic:
-a list scan per row over the key's distinct boxes), plus two other products per scene. Images are
+(scene, product) keys are each listed --boxes_per_key times with jittered boxes (the case that was
+quadratic: a list scan per row over the key's distinct boxes). Images are
 not touched: `stages.dry_plan` assumes every image is fine, as the build does before its check.
 """
 
@@ -28,7 +28,7 @@ LABEL = "Apparel & Accessories|Shoes"
 
 
 def write_pairs(path: str, rows: int, boxes_per_key: int) -> str:
-    """rows/boxes_per_key repeated keys, each in its own scene beside two once-listed products."""
+    """rows/boxes_per_key repeated keys, each in its own scene."""
     import numpy as np
 
     rng = np.random.default_rng(0)
