@@ -17,6 +17,7 @@ setup(
         "absl-py>=2.1",
         "pillow>=10",
         "matplotlib>=3.8",
+        "tqdm>=4.66,<5",  # progress bars of the long jobs (ctl_keras/progress.py)
         # Dataset building and catalog embedding run on Apache Beam (FnApiRunner locally); Beam's
         # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
         "apache-beam==2.77.*",
