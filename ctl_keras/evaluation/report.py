@@ -95,7 +95,7 @@ def plot_topk(results: dict, titles: dict, scenes: list[str], path: str) -> None
             ax.plot(range(1, len(topk) + 1), topk, label=titles.get(method, method),
                     linewidth=2.2 if method == "hybrid" else 1.2)
         ax.set_title(f"trained on {scene} scenes (scored on cropped)")
-        ax.set_xlabel("K (products ranked per query)")
+        ax.set_xlabel("K (the first K products of each ranking)")
         ax.set_ylabel("Top-K accuracy (fraction of test pairs)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
