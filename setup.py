@@ -24,7 +24,8 @@ setup(
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
+        "test": ["pytest>=8", "ruff>=0.17,<0.18",  # ruff: the lint `make test` runs (ruff.toml)
+                 "selenium>=4.20,<5"],  # the analysis report's browser test (Debian's chromium, .ci/run)
         "faiss": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
     },
