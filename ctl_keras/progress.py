@@ -20,7 +20,8 @@ counts only this run's):
   rate; nested bars (experiments > training > epoch) stack as tqdm stacks them. While a bar is open,
   absl log lines are written above it (tqdm's external write mode) instead of through it.
 - mode "log": no bar and no carriage returns; `log(line)` (default absl `logging.info`) at most once
-  per `log_every` seconds of `clock`, and one last line at `close()` (unless `final=False`). The
+  per `log_every` seconds of `clock`, and one last line at `close()` (unless `final=False`, or the
+  last line already showed the final count). The
   line is tqdm's own meter text without the bar: `download:  24% 120/500 [00:10<00:31, 12.00image/s, ok=118]`.
 - mode "off": nothing.
 - default mode: "bar" when `file` is a terminal, else "log"; the environment variable
@@ -92,7 +93,14 @@ def choose_mode(file=None, mode: str | None = None) -> str:
 def _default_log(line: str) -> None:
     from absl import logging
 
+    if not _skipping:  # absl names the caller of the job, not this module, as the line's source
+        for name in ("_default_log", "_emit", "update", "close", "__exit__", "__del__", "__call__", "iterate"):
+            logging.ABSLLogger.register_frame_to_skip(__file__, name)
+        _skipping.append(True)
     logging.info("%s", line)
+
+
+_skipping: list = []
 
 
 class _AboveBars:
@@ -162,6 +170,7 @@ class Progress:
         self._lock = threading.Lock()
         self._start = self._last = clock()
         self._closed = False
+        self._logged_n: int | None = None  # n at the last log line
         self._bar = None
         if self.mode == "bar":
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.file, initial=initial,
@@ -211,6 +220,7 @@ class Progress:
 
     def _emit(self, now: float) -> None:
         self.lines += 1
+        self._logged_n = self.n
         self.log(self.line(now))
 
     def close(self) -> None:
@@ -221,7 +231,7 @@ class Progress:
             if self._bar is not None:
                 self._bar.close()
                 _route_logs(opening=False)
-            elif self.mode == "log" and self.final:
+            elif self.mode == "log" and self.final and self._logged_n != self.n:  # not the last line again
                 self._emit(self.clock())
         with _REGISTRY_LOCK:
             _ACTIVE.pop(self._id, None)

@@ -105,7 +105,7 @@ def test_uneven_updates_and_resumed_initial():
     bar.update(3, loss=0.12345)
     bar.close()
     assert lines[0] == "train:  70% 7/10 [00:30<00:30, 10.00s/epoch, loss=0.1235]"
-    assert len(lines) == 2 and lines[1] == lines[0]  # close at the same instant repeats the state
+    assert len(lines) == 1  # close adds no line: the last one already shows the final count
 
 
 def test_final_line_can_be_off_and_mode_off_is_silent():
@@ -170,3 +170,19 @@ def test_iterate_counts_items():
     lines = []
     assert list(progress.iterate(range(3), desc="x", mode="log", log=lines.append)) == [0, 1, 2]
     assert "3/3" in lines[-1]
+
+
+def test_default_log_line_names_the_job_not_this_module(caplog):
+    """absl prints the source file of each line: it must be the job's (here this test), not progress.py."""
+    import logging
+
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO, logger="absl"):
+            with progress.Progress(total=1, desc="named", mode="log") as bar:
+                bar.update(1)
+    finally:
+        absl_logging.set_verbosity(old)
+    records = [r for r in caplog.records if "named: 100% 1/1" in r.getMessage()]
+    assert len(records) == 1 and records[0].filename == "test_progress.py"
