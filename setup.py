@@ -18,13 +18,15 @@ setup(
         "absl-py>=2.1",
         "pillow>=10",
         "matplotlib>=3.8",
+        "tqdm>=4.66,<5",  # progress bars of the long jobs (ctl_keras/progress.py)
         # Dataset building and catalog embedding run on Apache Beam (FnApiRunner locally); Beam's
         # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
         "apache-beam==2.77.*",
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
+        "test": ["pytest>=8", "ruff>=0.17,<0.18",  # ruff: the lint `make test` runs (ruff.toml)
+                 "selenium>=4.20,<5"],  # the analysis report's browser test (Debian's chromium, .ci/run)
         "faiss": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
     },

@@ -7,7 +7,8 @@ A file already in `--out` that decodes is skipped, so re-running resumes. Each d
 completely (a dropped connection raises), decoded fully with PIL (a truncated JPEG raises), written
 to a temporary name in `--out` and renamed into place, so no partial image is ever left. 4xx answers
 other than 408/429 are final; everything else is retried with exponential backoff plus jitter.
-At the end: the line "ok N, failed N, skipped N" and `<out>/download_failures.tsv` (id, url, reason),
+While it runs: a progress bar with rate and ETA on a terminal, one log line per ~10 s otherwise
+(ctl_keras/progress.py). At the end: the line "ok N, failed N, skipped N" and `<out>/download_failures.tsv` (id, url, reason),
 which is removed when nothing failed. The exit code is 0 whenever the run completes.
 
 Bounds: `--timeout` limits each connect and socket read; `--deadline` limits one attempt at one file
@@ -24,11 +25,10 @@ import os
 import queue
 import random
 import threading
-import time
 
 from absl import flags, logging
 
-from ctl_keras import atomic, cli
+from ctl_keras import atomic, cli, progress
 from ctl_keras.data import urls
 from ctl_keras.fetch import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, Permanent, Stopped, fetch, is_valid_image,
                              reason as failure_reason)
@@ -102,7 +102,9 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
         logging.info("removed temporary files of an interrupted run")
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     failures: list[tuple[str, str, str]] = []
-    lock, last_log = threading.Lock(), [time.monotonic()]
+    lock = threading.Lock()
+    # A bar with rate and ETA on a terminal, else one log line per log_every seconds (ctl_keras.progress).
+    bar = progress.Progress(total=len(jobs), desc="download", unit="image", log_every=log_every)
     stop, writing = threading.Event(), threading.Semaphore(workers)
     todo: queue.SimpleQueue = queue.SimpleQueue()
     for job in jobs:
@@ -122,11 +124,7 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
                 counts[status] += 1
                 if status == "failed":
                     failures.append((job[0], job[1], reason))
-                done = sum(counts.values())
-                if time.monotonic() - last_log[0] >= log_every or done == len(jobs):
-                    last_log[0] = time.monotonic()
-                    logging.info("%d/%d images: ok %d, failed %d, skipped %d", done, len(jobs),
-                                 counts["ok"], counts["failed"], counts["skipped"])
+                bar.update(1, **counts)
 
     # Daemon threads, not a ThreadPoolExecutor: its threads are joined at exit, so an interrupted
     # run would wait for every blocked socket read (up to --timeout each).
@@ -142,11 +140,14 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
         stop.set()
         for _ in range(workers):  # wait for writes in progress (local and quick), then leave
             writing.acquire()
+        bar.close()
         with lock:
             logging.warning("interrupted after ok %d, failed %d, skipped %d of %d images; run the same "
                             "command again to resume", counts["ok"], counts["failed"], counts["skipped"],
                             len(jobs))
         raise
+    finally:
+        bar.close()
     _write_failures(out_dir, failures)
     return {**counts, "failures": sorted(failures)}
 

@@ -54,13 +54,16 @@ def _inference_fn(model):
     return _CALLS[model]
 
 
-def _predict(model, batches):
-    """Run `model` (inference mode) over an iterable of input dicts; concatenate each output key."""
+def _predict(model, batches, progress=None):
+    """Run `model` (inference mode) over an iterable of input dicts; concatenate each output key.
+    `progress(n)` (optional, e.g. a ctl_keras.progress.Progress's update) is told each batch's size."""
     call = _inference_fn(model)
     chunks: dict[str, list] = {}
     for inputs in batches:
         for k, v in call(inputs).items():
             chunks.setdefault(k, []).append(np.asarray(v))
+        if progress is not None:
+            progress(len(chunks[k][-1]))
     if not chunks:
         raise ValueError("nothing to embed: the split is empty")
     return {k: np.concatenate(v) for k, v in chunks.items()}
@@ -91,7 +94,7 @@ def _scene_image_dataset(config, data_dir, split, full_scene):
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def scene_queries(models, config, data_dir, split, features=None, full_scene=False) -> SceneQueries:
+def scene_queries(models, config, data_dir, split, features=None, full_scene=False, progress=None) -> SceneQueries:
     """One row per pair of `split` (file order): query, f_s, attention, category and ids.
 
     Scenes are cropped; `full_scene=True` (analysis only, image path only) embeds the uncropped ones.
@@ -103,7 +106,7 @@ def scene_queries(models, config, data_dir, split, features=None, full_scene=Fal
         _check_features(features, config)
         s = features.scenes(split)
         out = _predict(models.scene_head, _feature_batches(
-            {"pool5": s["pool5"], "local": s["local"], "category": s["category"]}, len(s["pair_ids"])))
+            {"pool5": s["pool5"], "local": s["local"], "category": s["category"]}, len(s["pair_ids"])), progress)
         meta = {"pair_ids": np.asarray(s["pair_ids"], np.int64), "category": np.asarray(s["category"], np.int32),
                 "scene_ids": np.asarray(s["scene_ids"], str), "positive_ids": np.asarray(s["positive_ids"], str)}
     else:
@@ -115,7 +118,7 @@ def scene_queries(models, config, data_dir, split, features=None, full_scene=Fal
                     meta_chunks[k].append(b[k].numpy())
                 yield {"image": b["image"], "category": b["category"]}
 
-        out = _predict(models.scene_tower, batches())
+        out = _predict(models.scene_tower, batches(), progress)
         meta = {"pair_ids": np.concatenate(meta_chunks["pair_id"]).astype(np.int64),
                 "category": np.concatenate(meta_chunks["category"]).astype(np.int32),
                 "scene_ids": np.char.decode(np.concatenate(meta_chunks["scene_id"]).astype(bytes)),
@@ -124,12 +127,12 @@ def scene_queries(models, config, data_dir, split, features=None, full_scene=Fal
                         meta["scene_ids"], meta["positive_ids"])
 
 
-def product_embeddings(models, config, data_dir, split, features=None) -> ProductEmbeddings:
-    """ids, categories and f_p of every product of `split` (file order)."""
+def product_embeddings(models, config, data_dir, split, features=None, progress=None) -> ProductEmbeddings:
+    """ids, categories and f_p of every product of `split` (file order); `progress(n)`: see _predict."""
     if features is not None:
         _check_features(features, config)
         p = features.products(split)
-        out = _predict(models.product_head, _feature_batches({"pool5": p["pool5"]}, len(p["ids"])))
+        out = _predict(models.product_head, _feature_batches({"pool5": p["pool5"]}, len(p["ids"])), progress)
         return ProductEmbeddings(np.asarray(p["ids"], str), np.asarray(p["category"], np.int32),
                                  out["product_embedding"])
     ids, cats = [], []
@@ -144,7 +147,7 @@ def product_embeddings(models, config, data_dir, split, features=None) -> Produc
             cats.append(b["category"].numpy())
             yield {"image": b["image"]}
 
-    out = _predict(models.product_tower, batches())
+    out = _predict(models.product_tower, batches(), progress)
     return ProductEmbeddings(np.char.decode(np.concatenate(ids).astype(bytes)), np.concatenate(cats).astype(np.int32),
                              out["product_embedding"])
 

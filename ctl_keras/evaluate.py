@@ -12,7 +12,9 @@ Metrics (paper §5.2):
          of that category: they are correct answers too, so they are left out of that pair's
          candidates (eval.json: "excluded_candidates", "candidate_set"). Top-K is the fraction of
          pairs whose positive is among the first K, K = 1..config.topk_max. Ties count against the model.
-Both are also reported per category. <model_dir>/eval.json is written atomically.
+Both are also reported per category. <model_dir>/eval.json is written atomically, and beside it
+eval_topk.png (Top-K vs K) and eval_categories.png (AUC and Top-10 per category); with --out=X.json:
+X_topk.png, X_categories.png. Embedding shows progress (a bar on a terminal, else a log line per ~10 s).
 
 Scenes: the CTL-cropped test scenes, whatever the model was trained on (paper Table 2 trains some
 models on full images but scores all on cropped scenes: the product must not be visible). eval.json
@@ -45,7 +47,10 @@ def main(argv):
         print(f"NOTE: {result['note']}")
     print(eval_table(result))
     print(result["candidate_set"])
-    print(f"wrote {FLAGS.out or os.path.join(FLAGS.model_dir, EVAL_FILE)}")
+    path = FLAGS.out or os.path.join(FLAGS.model_dir, EVAL_FILE)
+    from ctl_keras.evaluation.report import eval_plot_paths
+
+    print(f"wrote {path}, {', '.join(eval_plot_paths(path))}")
 
 
 def define_flags() -> None:

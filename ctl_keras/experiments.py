@@ -29,6 +29,7 @@ Writes into --out:
     results.json                  every number, timings included
     table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per training mode
     topk.png                      Top-K curves (Figure 5 analog)
+    categories.png                AUC and Top-10 per category, every method (bars)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import time
 
 from absl import flags, logging
 
-from ctl_keras import atomic, cli
+from ctl_keras import atomic, cli, progress
 from ctl_keras.config import VARIANTS
 
 FLAGS = flags.FLAGS
@@ -164,13 +165,14 @@ class Runner:
 
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
                     baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None) -> dict:
-    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png, and,
-    when hybrid is trained on cropped scenes, the attention analysis and figures (attention/, figures/)."""
+    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png,
+    categories.png, and, when hybrid is trained on cropped scenes, the attention analysis and figures
+    (attention/, figures/)."""
     from ctl_keras import config as config_lib
     from ctl_keras.baselines.registry import TITLES
     from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
     from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import markdown_table, plot_topk
+    from ctl_keras.evaluation.report import markdown_table, plot_categories, plot_topk
 
     methods, scenes = list(methods), list(scenes)
     check_methods(methods, scenes)
@@ -186,12 +188,14 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     titles = {**TITLES, **OUR_TITLES}
     results: dict = {s: {} for s in scenes}
     total, start = len(methods) * len(scenes), time.time()
+    bar = progress.Progress(total=total, desc="experiments", unit="method")  # methods done / total, ETA
     for i, (scene, method) in enumerate([(s, m) for s in scenes for m in methods], 1):
         logging.info("[%d/%d] trained on %s scenes: %s", i, total, scene, method)
         r = results[scene][method] = runner.run_one(method, scene)
         top10 = r["topk"][min(10, r["k_max"]) - 1]
-        print(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
-              f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)", flush=True)
+        progress.write(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
+                       f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)")
+        bar.update(1, last=f"{scene}/{method}")
         summary = {"dataset": dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
                    "config": config.to_dict(), "methods": methods, "scenes": scenes, "scored_on": "cropped",
                    "results": results,
@@ -203,6 +207,8 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
             footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
         atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes) + "\n" + footnote + "\n")
         plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
+        plot_categories(results, titles, scenes, os.path.join(out, "categories.png"))
+    bar.close()
     if "hybrid" in methods and "cropped" in scenes:
         _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)
     return summary
@@ -228,7 +234,7 @@ def main(argv):
                     siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
                     num_views=FLAGS.num_views)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
-    print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
+    print(f"wrote {FLAGS.out}/table.md, topk.png, categories.png, results.json")
 
 
 def define_flags() -> None:

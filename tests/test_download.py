@@ -313,3 +313,36 @@ def test_cli_non_utf8_pairs_file_is_one_line_naming_it(tmp_path):
         f"download: error: pairs file is not UTF-8 text: {pairs} (byte {text.index('é')}: b'\\xe9'); "
         "JSON files must be UTF-8"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_progress_is_a_bar_on_a_terminal_and_log_lines_in_a_pipe(tmp_path, server):
+    """The real CLI, stderr on a pseudo-terminal (tqdm bar, redrawn with \\r) and on a pipe (absl log
+    lines: the ~10 s ones never fire in this short run, the final one does)."""
+    import pty
+
+    _, pairs = _stl_setup(tmp_path, server)
+    args = [sys.executable, "-m", "ctl_keras.download", "--dataset=fashion2", f"--pairs={pairs}",
+            f"--url_prefix={server.base}/400x", "--workers=4", "--retries=1", "--timeout=5", "--backoff=0.01"]
+    env = {k: v for k, v in os.environ.items() if k != "CTL_PROGRESS"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*args, f"--out={tmp_path / 'tty'}"], stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    tty = b"".join(chunks).decode("utf-8", "replace")
+    assert "\rdownload: 100%|" in tty and "| 7/7 [" in tty and "image/s" in tty
+    piped = subprocess.run([*args, f"--out={tmp_path / 'pipe'}"], capture_output=True, text=True, timeout=120, env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert "\r" not in piped.stderr and "|" not in piped.stderr.split("download: 100%")[-1].split("\n")[0]
+    final = [line for line in piped.stderr.splitlines() if "download: 100% 7/7 [" in line]
+    assert len(final) == 1 and "image/s, ok=4, failed=3, skipped=0]" in final[0]

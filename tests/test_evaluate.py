@@ -33,6 +33,14 @@ def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     # No results.json: what the model was trained on is unknown; the score is on cropped scenes.
     assert result["trained_on"] == "unknown" and result["scored_on"] == "cropped" and "note" not in result
     assert "(cropped scenes)" in proc.stdout
+    # The pictures beside the JSON, named on stdout; the embedding's progress goes to the log (a pipe):
+    # a line per ~10 s and the final one, never a bar.
+    for name in ("eval_topk.png", "eval_categories.png"):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert name in proc.stdout
+    progress = [line for line in proc.stderr.splitlines() if "evaluate: embed test: " in line]
+    assert progress and "100%" in progress[-1] and "image/s" in progress[-1] and "\r" not in proc.stderr
     assert set(result["per_category"]) <= set(config.categories)
     # The questions' AUC must equal the one training validates with (embed.validation_auc).
     _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(model_dir)

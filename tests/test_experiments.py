@@ -43,6 +43,7 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     assert "3 cached augmented views per train image" in table and "Siamese fine-tunes" not in table  # not run
     assert (out.parent / "caches" / f"{config.image_size}px_3views_none").is_dir()
     assert (out / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| attention (ours) |" in (out / "attention" / "attention.md").read_text()
     assert (out / "figures" / "compatibility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
@@ -56,6 +57,7 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     assert results["config"]["num_views"] == 3
     assert 1 <= results["results"]["cropped"]["hybrid"]["fit"]["best_epoch"] <= config.epochs
     assert "[4/4]" in stdout
+    assert (out / "cropped" / "hybrid" / "model" / "eval_categories.png").exists()  # evaluate's, beside eval.json
 
 
 def test_full_mode_trains_on_full_and_scores_on_cropped(run):

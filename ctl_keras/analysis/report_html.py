@@ -21,6 +21,9 @@ th,td{border:1px solid #bbb;padding:.2rem .5rem;text-align:right}th:first-child,
 .category{margin:1rem 0;padding-left:.5rem;border-left:4px solid #ddd}.category.asked{border-left-color:#2a7}
 .row{display:flex;flex-wrap:wrap;gap:.6rem;align-items:flex-start}
 figure{margin:0;width:128px;font-size:.8rem}figure.big{width:224px}figure img{width:100%;height:auto;display:block}
+figcaption{overflow-wrap:anywhere;overflow:hidden}
+.pid{display:block;max-width:100%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+figure.plot{width:min(704px,100%)}
 ol.products{display:flex;flex-wrap:wrap;gap:.6rem;list-style:none;padding:0;margin:0}
 li.positive figure{outline:4px solid #2a7;outline-offset:2px}.gt{color:#175;font-weight:bold}
 .noimg{display:flex;align-items:center;justify-content:center;width:128px;height:96px;background:#eee}
@@ -39,6 +42,16 @@ def _anchor(i: int, category: str) -> str:
 
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _pid(product_id: str, href) -> str:
+    """A product id shortened visibly to its cell (CSS ellipsis; 32-character ids do not fit 128 px),
+    whole in the tooltip, the link's accessible name and the text (copy and find still get all of it).
+    The link opens the product's picture; without one the id is plain text with the same tooltip."""
+    pid = _a(product_id)
+    if not href:
+        return f"<span class='pid' title='{pid}'>{pid}</span>"
+    return f"<a class='pid' href='{_a(href)}' title='{pid}' aria-label='product {pid}'>{pid}</a>"
 
 
 def _figure(src, alt: str, caption: str, cls: str = "") -> str:
@@ -70,8 +83,11 @@ def _summary(page: dict) -> str:
                      f"<th scope='col'>queries</th><th scope='col'>AUC</th>{head}</tr></thead>"
                      f"<tbody>{body}</tbody></table>")
     if page.get("topk_curve"):
-        parts.append(_figure(page["topk_curve"], "Top-K accuracy as K grows, from eval.json",
-                             "Top-K accuracy vs K", "big"))
+        parts.append(_figure(page["topk_curve"], "Top-K accuracy (y axis, 0 to 1) against K (x axis), from "
+                             "eval.json", "Top-K accuracy vs K", "plot"))
+    if page.get("category_bars"):
+        parts.append(_figure(page["category_bars"], "AUC and Top-10 accuracy per category as bars, from eval.json",
+                             "AUC and Top-10 per category", "plot"))
     if not results and not evaluation:
         parts.append("<p>No results.json or eval.json in the model directory: run "
                      "<code>python -m ctl_keras.evaluate --model_dir=…</code> for AUC and Top-K.</p>")
@@ -91,7 +107,8 @@ def _category(i: int, scene: dict, cat: dict) -> str:
             ", the ground truth" if p["positive"] else "")
         items.append(f"<li class='product{' positive' if p['positive'] else ''}' data-product-id='{_a(p['id'])}' "
                      f"data-rank='{p['rank']}' data-d-star='{p['d_star']:.6f}'>"
-                     + _figure(p["thumb"], alt, f"#{p['rank']} {_a(p['id'])}<br>d* = {p['d_star']:.3f}{mark}")
+                     + _figure(p["thumb"], alt, f"#{p['rank']} {_pid(p['id'], p['thumb'])}"
+                               f"d* = {p['d_star']:.3f}{mark}")
                      + "</li>")
     if not cat["products"]:
         note = f"No {_a(name)} products in the index."
@@ -116,8 +133,8 @@ def _scene(i: int, scene: dict) -> str:
     head = (_figure(scene["image"], f"Scene {scene['scene_id']} with its {scene['positive_category']} cropped out "
                     "(the view the model sees)", "cropped scene", "big")
             + _figure(scene["positive_thumb"], f"Ground-truth {scene['positive_category']} product "
-                      f"{scene['positive_id']}", f"ground truth: {_a(scene['positive_id'])} "
-                      f"({_a(scene['positive_category'])})"))
+                      f"{scene['positive_id']}", f"ground truth ({_a(scene['positive_category'])}): "
+                      f"{_pid(scene['positive_id'], scene['positive_thumb'])}"))
     body = "".join(_category(i, scene, cat) for cat in scene["categories"])
     return (f"<section class='scene' id='scene-{i}' data-scene-id='{_a(scene['scene_id'])}' "
             f"data-pair-id='{scene['pair_id']}' data-positive='{_a(scene['positive_id'])}' "

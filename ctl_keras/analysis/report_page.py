@@ -156,7 +156,7 @@ def _summary(model_dir: str) -> dict:
 def build_report(model_dir: str, index_path: str, out_dir: str, *, num_scenes: int = 4, k: int = 5,
                  data_dir: str | None = None, split: str = "test", backbone_weights: str | None = None,
                  warn=_stderr) -> dict:
-    """Write <out_dir>/index.html (+ images/, topk.png); returns counts and the page path.
+    """Write <out_dir>/index.html (+ images/, topk.png, categories.png); returns counts and the page path.
     Asking for more scenes than the split has shows them all and says so once through `warn`."""
     if num_scenes < 1 or k < 1:
         raise ValueError(f"num_scenes and k must be >= 1, got num_scenes={num_scenes}, k={k}")
@@ -210,19 +210,22 @@ def build_report(model_dir: str, index_path: str, out_dir: str, *, num_scenes: i
                             "image": _write_image(out_dir, f"s{i}_scene.png", Image.fromarray(s["image"]), "PNG"),
                             "categories": categories})
     summary = _summary(model_dir)
-    curve = None
+    curve = bars = None
     evaluation = summary.get("eval.json")
     if evaluation and evaluation.get("topk"):
-        from ctl_keras.evaluation.report import plot_topk
+        from ctl_keras.evaluation.report import plot_categories, plot_topk
 
         trained_on = evaluation.get("trained_on", "unknown")
-        plot_topk({trained_on: {evaluation.get("method", config.variant): evaluation}}, {}, [trained_on],
-                  os.path.join(out_dir, "topk.png"))
+        drawn = {trained_on: {evaluation.get("method", config.variant): evaluation}}
+        plot_topk(drawn, {}, [trained_on], os.path.join(out_dir, "topk.png"))
         curve = "topk.png"
+        if evaluation.get("per_category"):
+            plot_categories(drawn, {}, [trained_on], os.path.join(out_dir, "categories.png"))
+            bars = "categories.png"
     html = report_html.render({
         "model_dir": os.path.abspath(model_dir), "index": os.path.abspath(index_path), "data_dir": data_dir,
         "split": split, "k": k, "asked": num_scenes, "variant": config.variant, "scenes": page_scenes,
-        "summary": summary, "topk_curve": curve, "index_size": len(index)})
+        "summary": summary, "topk_curve": curve, "category_bars": bars, "index_size": len(index)})
     path = os.path.join(out_dir, "index.html")
     atomic.write_text(path, html)  # last: the page only ever points at images already written
     logging.info("report: %d scenes x %d categories written to %s", len(scenes), len(config.categories), path)

@@ -49,9 +49,16 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
     from ctl_keras.data import dataset_dir
     from ctl_keras.evaluation.scoring import ScoreTable, inner_product_distance, score_split
 
+    from ctl_keras.progress import Progress
+
     check_split_nonempty(data_dir, split)
-    queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene)
-    ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features)
+    info = dataset_dir.read_manifest(data_dir)["splits"][split]
+    with Progress(total=info["pairs"] + info.get("products", 0), desc=f"evaluate: embed {split}",
+                  unit="image") as bar:
+        queries = embed.scene_queries(models, config, data_dir, split, features=features, full_scene=full_scene,
+                                      progress=bar.update)
+        ids, cats, matrix = embed.product_embeddings(models, config, data_dir, split, features=features,
+                                                     progress=bar.update)
     table = ScoreTable(queries.pair_ids, queries.categories, list(queries.positive_ids), queries.query,
                        list(ids), cats, matrix, scene_ids=list(queries.scene_ids))
     return score_split(table, inner_product_distance(2.0), dataset_dir.load_questions(data_dir, split),
@@ -96,5 +103,9 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
                    "candidate_set": CANDIDATES_NOTE})
     if full_scene:
         result["note"] = FULL_SCENE_NOTE
-    write_json(out or os.path.join(model_dir, EVAL_FILE), result)
+    path = out or os.path.join(model_dir, EVAL_FILE)
+    write_json(path, result)
+    from ctl_keras.evaluation.report import write_eval_plots
+
+    write_eval_plots(result, path)  # <stem>_topk.png, <stem>_categories.png beside the JSON
     return result

@@ -29,12 +29,11 @@ import os
 import shutil
 import zlib
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import atomic
+from ctl_keras import atomic, progress
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_VIEWS, SPLITS
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination
@@ -84,7 +83,7 @@ def _views(config, jpeg, kind, key, num_views: int, train: bool):
                      for v in range(num_views)])
 
 
-def _run_backbone(call, images_ds, rows: int, views: int, outputs: dict, progbar):
+def _run_backbone(call, images_ds, rows: int, views: int, outputs: dict, bar):
     """Fill the memmaps in `outputs` ({"pool5": mm, "local": mm}) from a dataset of [V,S,S,3] stacks."""
     start = 0
     for stack in images_ds.batch(max(1, _BATCH // views)).prefetch(2):
@@ -94,7 +93,7 @@ def _run_backbone(call, images_ds, rows: int, views: int, outputs: dict, progbar
             value = feats[name].numpy().astype(np.float16)
             mm[start:start + b] = value.reshape(b, views, *value.shape[1:])
         start += b
-        progbar.add(b * views)
+        bar.update(b * views)
     if start != rows:
         raise ValueError(f"expected {rows} rows, the dataset gave {start}")
 
@@ -102,7 +101,6 @@ def _run_backbone(call, images_ds, rows: int, views: int, outputs: dict, progbar
 def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
     train = split == "train"
     views = config.num_views if train else 1
-    g = config.local_grid
     pairs = [{k: ex[k].numpy() for k in ("pair_id", "scene_id", "product_id", "category_index")}
              for ex in pipeline.raw_pairs(data_dir, split)]
     products = [{k: ex[k].numpy() for k in ("product_id", "category_index")}
@@ -114,29 +112,10 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
     if missing:
         raise ValueError(f"{split}: {len(missing)} positives are not among the split's products, e.g. {missing[0]!r}")
     os.makedirs(out)
-    progbar = keras.utils.Progbar(progbar_total(len(pairs), len(products), views), unit_name="image")
     logging.info("feature cache: %s split, %d pairs, %d products, %d view(s)", split, len(pairs), len(products), views)
-
-    mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
-    scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, POOL5_DIM)),
-                 "local": mm("scene_local.npy", (len(pairs), views, g, g, LOCAL_DIM))}
-    jpeg_key = "full_scene_jpeg" if full_scene and train else "scene_jpeg"
-    scene_ds = pipeline.raw_pairs(data_dir, split).map(
-        lambda ex: _views(config, ex[jpeg_key], _SCENE, ex["pair_id"], views, train),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    _run_backbone(call, scene_ds, len(pairs), views, scene_out, progbar)
-
-    product_out = {"pool5": mm("product_pool5.npy", (len(products), views, POOL5_DIM))}
-    keys = tf.constant([_product_key(pid) for pid in product_ids], tf.int64)
-    product_ds = tf.data.Dataset.zip(pipeline.raw_products(data_dir, split), tf.data.Dataset.from_tensor_slices(keys))
-    product_ds = product_ds.map(
-        lambda ex, key: _views(config, ex["product_jpeg"], _PRODUCT, key, views, train),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    _run_backbone(call, product_ds, len(products), views, product_out, progbar)
-    for m in (*scene_out.values(), *product_out.values()):
-        m.flush()
-    del scene_out, product_out
-
+    with progress.Progress(total=progbar_total(len(pairs), len(products), views), desc=f"feature cache: {split}",
+                           unit="image") as bar:
+        _write_features(config, data_dir, split, out, call, full_scene, pairs, product_ids, views, bar)
     np.savez(os.path.join(out, "index.npz"),
              pair_ids=np.array([p["pair_id"] for p in pairs], np.int64),
              scene_category=np.array([p["category_index"] for p in pairs], np.int32),
@@ -146,7 +125,31 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
         json.dump({"scene_ids": [p["scene_id"].decode() for p in pairs], "positive_ids": positive_ids,
                    "product_ids": product_ids}, f)
     return {"pairs": len(pairs), "products": len(products), "views": views,
-            "scenes": "full" if jpeg_key == "full_scene_jpeg" else "cropped"}
+            "scenes": "full" if full_scene and train else "cropped"}
+
+
+def _write_features(config, data_dir, split, out, call, full_scene, pairs, product_ids, views, bar) -> None:
+    """The split's memmaps: scene pool5 + local, product pool5 (`bar` counts images x views)."""
+    train, g = split == "train", config.local_grid
+
+    mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
+    scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, POOL5_DIM)),
+                 "local": mm("scene_local.npy", (len(pairs), views, g, g, LOCAL_DIM))}
+    jpeg_key = "full_scene_jpeg" if full_scene and train else "scene_jpeg"
+    scene_ds = pipeline.raw_pairs(data_dir, split).map(
+        lambda ex: _views(config, ex[jpeg_key], _SCENE, ex["pair_id"], views, train),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    _run_backbone(call, scene_ds, len(pairs), views, scene_out, bar)
+
+    product_out = {"pool5": mm("product_pool5.npy", (len(product_ids), views, POOL5_DIM))}
+    keys = tf.constant([_product_key(pid) for pid in product_ids], tf.int64)
+    product_ds = tf.data.Dataset.zip(pipeline.raw_products(data_dir, split), tf.data.Dataset.from_tensor_slices(keys))
+    product_ds = product_ds.map(
+        lambda ex, key: _views(config, ex["product_jpeg"], _PRODUCT, key, views, train),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    _run_backbone(call, product_ds, len(product_ids), views, product_out, bar)
+    for m in (*scene_out.values(), *product_out.values()):
+        m.flush()
 
 
 def _remove_stale_temps(cache_dir: str) -> None:

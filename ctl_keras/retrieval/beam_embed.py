@@ -36,6 +36,7 @@ import tensorflow as tf  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions  # noqa: E402
 
+from ctl_keras import progress  # noqa: E402
 from ctl_keras.retrieval import catalog  # noqa: E402
 from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
 
@@ -126,12 +127,15 @@ class _Choose(beam.DoFn):
     the one already embedded is not embedded again, only counted as "unchanged".
     """
 
-    def __init__(self, categories, dedup_silently: bool, known=None):
+    def __init__(self, categories, dedup_silently: bool, known=None, tick=None):
         self.categories, self.dedup_silently, self.known = tuple(categories), dedup_silently, known or {}
+        self.tick = tick or (lambda n: None)
 
     def process(self, element):
-        _, records = element
+        records = list(element[1])
         kept, skipped = catalog.choose(records, self.categories, self.dedup_silently)
+        embeds = kept is not None and self.known.get(kept[1]) != hashlib.sha256(kept[3]).hexdigest()
+        self.tick(len(records) - embeds)  # every record read is accounted for; an embedded one by _result
         for reason in skipped:
             yield beam.pvalue.TaggedOutput("skipped", _encode(skipped=reason))
         if kept is not None:
@@ -143,27 +147,33 @@ class _Choose(beam.DoFn):
                 yield (key, product_id, self.categories.index(category), sha), image
 
 
-def _read(item, kind, root):
-    return catalog.read_item(kind, root, *item)
+def _read(item, kind, root, tick=None):
+    for record in catalog.read_item(kind, root, *item):
+        if tick is not None:
+            tick.add_total(1)  # the progress total is what has been read (known once reading ends)
+        yield record
 
 
-def _result(element) -> bytes:
+def _result(element, tick=None) -> bytes:
     (key, product_id, category, sha), result = element
+    if tick is not None:
+        tick(1)
     if result.inference is None:
         return _encode(skipped="corrupt_image")
     return _encode(key, product_id, category, result.inference, sha=sha)
 
 
 def _run(source: catalog.Source, version_dir: str, categories, batch_size: int, staging: str,
-         options: PipelineOptions, known=None) -> None:
+         options: PipelineOptions, known=None, tick=None) -> None:
+    """`tick`: a ctl_keras.progress ticker (reports only from this process: the local runner)."""
     handler = KeyedModelHandler(ProductTowerHandler(version_dir, batch_size))
     with beam.Pipeline(options=options) as p:
         records = (p | "Items" >> beam.Create(list(enumerate(source.items)))
-                   | "Read" >> beam.FlatMap(_read, source.kind, source.root))
+                   | "Read" >> beam.FlatMap(_read, source.kind, source.root, tick))
         chosen = (records | "ById" >> beam.Map(lambda r: (r[1], r)) | "Group" >> beam.GroupByKey()
-                  | "Choose" >> beam.ParDo(_Choose(categories, source.dedup_silently, known)).with_outputs("skipped",
-                                                                                                  main="embed"))
-        embedded = chosen.embed | "Embed" >> RunInference(handler) | "Encode" >> beam.Map(_result)
+                  | "Choose" >> beam.ParDo(_Choose(categories, source.dedup_silently, known, tick)).with_outputs(
+                      "skipped", main="embed"))
+        embedded = chosen.embed | "Embed" >> RunInference(handler) | "Encode" >> beam.Map(_result, tick)
         _ = ((embedded, chosen.skipped) | "All" >> beam.Flatten()
              | "Write" >> beam.io.WriteToTFRecord(f"{staging}/part", file_name_suffix=".tfrecord"))
 
@@ -188,8 +198,9 @@ def build_index(export_dir: str, products: str, *, version: Optional[int] = None
         os.makedirs(staging_parent or ".", exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".tmp-embed-", dir=staging_parent)
     try:
-        _run(source, os.path.abspath(version_dir) if "://" not in version_dir else version_dir,
-             categories, batch_size, staging, options, known)
+        with progress.Progress(desc="index: embed", unit="product") as bar:
+            _run(source, os.path.abspath(version_dir) if "://" not in version_dir else version_dir,
+                 categories, batch_size, staging, options, known, bar.ticker())
         rows, skipped, unchanged = [], collections.Counter(), []
         files = sorted(tf.io.gfile.glob(f"{staging}/part*.tfrecord"))
         for raw in (tf.data.TFRecordDataset(files).as_numpy_iterator() if files else ()):

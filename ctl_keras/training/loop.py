@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import embed
+from ctl_keras import embed, progress
 from ctl_keras.config import Config
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.data.fingerprint import dataset_fingerprint
@@ -213,20 +213,24 @@ class Trainer:
                                   self.variables, config.batch_size,
                                   steps_per_execution=self.options.steps_per_execution,
                                   jit_compile=self.options.jit_compile)
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            loss, steps, seconds = self._epoch(epoch, step_fn)
-            self.state.train_seconds.assign_add(seconds)
-            self.timing["epochs"] += seconds
-            self.summaries.scalars(epoch, {
-                "train/loss": loss, "train/steps_per_second": steps / max(seconds, 1e-9),
-                "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
-            if is_eval_epoch(epoch, config.epochs, config.eval_every):
-                start = time.perf_counter()
-                self._evaluate(epoch)
-                self.timing["validation"] += time.perf_counter() - start
-            self.models.save_heads(self._path("last.weights.h5"))
-            # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
-            self.state.save(epoch)
+        # The run's bar (epochs, ETA of the run) above each epoch's own (steps/s, ETA of the epoch).
+        with progress.Progress(total=config.epochs, desc="train", unit="epoch", initial=start_epoch) as bar:
+            for epoch in range(start_epoch + 1, config.epochs + 1):
+                loss, steps, seconds = self._epoch(epoch, step_fn)
+                self.state.train_seconds.assign_add(seconds)
+                self.timing["epochs"] += seconds
+                self.summaries.scalars(epoch, {
+                    "train/loss": loss, "train/steps_per_second": steps / max(seconds, 1e-9),
+                    "train/learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))})
+                if is_eval_epoch(epoch, config.epochs, config.eval_every):
+                    start = time.perf_counter()
+                    self._evaluate(epoch)
+                    self.timing["validation"] += time.perf_counter() - start
+                self.models.save_heads(self._path("last.weights.h5"))
+                # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
+                self.state.save(epoch)
+                best = float(self.state.best_auc.numpy())  # -1 until the first validation
+                bar.update(1, loss=round(loss, 4), **({"best_val_auc": round(best, 4)} if best >= 0 else {}))
         return self._finish(max(start_epoch, config.epochs))
 
     def _finish(self, epochs_run: int) -> dict:

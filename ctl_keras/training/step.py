@@ -17,9 +17,10 @@ import math
 import time
 from typing import Callable, Iterator, Protocol
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from ctl_keras.progress import Progress
 
 
 class TrainingDiverged(RuntimeError):
@@ -145,27 +146,27 @@ def run_epoch(step_fn: Callable, batches, epoch: int, total_steps: int | None = 
     returns (mean loss, steps, seconds).
 
     Raises TrainingDiverged at the first NaN/inf loss; `kept` says what the caller keeps in that case.
-    Progress (a Keras progress bar unless `progress=False`) and the NaN check happen once per call,
-    i.e. every steps_per_execution batches.
+    Progress (ctl_keras.progress: a bar with steps/s and ETA on a terminal, else one log line per ~10 s
+    and one per epoch; none with `progress=False`) and the NaN check happen once per call, i.e. every
+    steps_per_execution batches.
     """
     per_call = getattr(step_fn, "steps_per_execution", 1)
-    bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss"], verbose=1 if progress else 0)
     total, steps, start = 0.0, 0, time.perf_counter()
     iterator = iter(batches)
-    while True:
-        losses = np.asarray(step_fn(iterator), np.float64).reshape(-1)
-        for loss in losses:
-            steps += 1
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without saving, "
-                                       f"{kept} (lower --learning_rate?)")
-            total += loss
-        if len(losses):
-            bar.update(steps, [("loss", total / steps)])
-        if len(losses) < per_call:
-            break
+    with Progress(total=total_steps, desc=f"epoch {epoch}", unit="step", mode=None if progress else "off") as bar:
+        while True:
+            losses = np.asarray(step_fn(iterator), np.float64).reshape(-1)
+            for loss in losses:
+                steps += 1
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"loss is {loss} at epoch {epoch} step {steps}; stopped without "
+                                           f"saving, {kept} (lower --learning_rate?)")
+                total += loss
+            if len(losses):
+                bar.update(len(losses), loss=round(total / steps, 4))
+            if len(losses) < per_call:
+                break
     seconds = time.perf_counter() - start
-    bar.update(steps, [("loss", total / max(steps, 1))], finalize=True)
     return total / max(steps, 1), steps, seconds
 
 

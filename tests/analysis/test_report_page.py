@@ -253,3 +253,81 @@ def test_thumbnails_fall_back_to_the_index_image_directory(synthetic_data, tmp_p
                          {"source": str(tmp_path)})
     found = report_page.product_jpegs(data_dir, index, {"x1", "absent"})
     assert set(found) == {"x1"} and found["x1"].startswith(b"\x89PNG")
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Every caption inside its cell: (1) the caption does not scroll sideways, (2) its box and every box
+# inside it lie within the figure (1 px for subpixel rounding), (3) ids are cut by an ellipsis, not
+# by wrapping or spilling: text-overflow is 'ellipsis', one line, the link/tooltip hold the whole id.
+_LAYOUT_JS = """
+const out = {captions: [], ids: [], plots: []};
+const inside = (a, b) => a.left >= b.left - 1 && a.right <= b.right + 1 && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+for (const fig of document.querySelectorAll('figure')) {
+  const cap = fig.querySelector('figcaption');
+  if (!cap) continue;
+  const box = fig.getBoundingClientRect();
+  const bad = [...cap.querySelectorAll('*')].filter(e => !inside(e.getBoundingClientRect(), box)).map(e => e.outerHTML);
+  out.captions.push({text: cap.textContent, scroll: cap.scrollWidth, client: cap.clientWidth,
+                     inside: inside(cap.getBoundingClientRect(), box), bad: bad});
+}
+for (const e of document.querySelectorAll('.pid')) {
+  const s = getComputedStyle(e), r = e.getBoundingClientRect();
+  out.ids.push({text: e.textContent, title: e.title, href: e.getAttribute('href'), overflow: s.textOverflow,
+                height: r.height, line: parseFloat(s.lineHeight) || 20, clipped: e.scrollWidth > e.clientWidth});
+}
+for (const img of document.querySelectorAll('figure.plot img'))
+  out.plots.push({src: img.getAttribute('src'), width: img.getBoundingClientRect().width, natural: img.naturalWidth});
+return out;
+"""
+
+
+def _chromium(width: int, profile: str):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                 f"--window-size={width},900", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.mark.slow
+def test_report_in_chromium_at_1280px_keeps_captions_in_their_cells(setup, tmp_path):
+    """The real page (5 scenes x every category, top 5, 32-character ids) in headless Chromium at a
+    1280 px window: no caption overflows its cell, ids end in an ellipsis with the full id in the
+    tooltip and the link, and the Top-K plot is drawn at a readable width. A screenshot is kept."""
+    pytest.importorskip("selenium")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.fail(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver; .ci/run does)")
+    out = tmp_path / "page"
+    done = report_page.build_report(setup["model_dir"], setup["stem"], str(out), num_scenes=5, k=5)
+    ids = {a["data-product-id"] for a, _ in _parse(done["html"]).products}
+    assert ids and {len(i) for i in ids} == {32}  # the long ids this test is about
+    driver = _chromium(1280, str(tmp_path / "profile"))
+    try:
+        driver.get(f"file://{done['html']}")
+        assert driver.execute_script("return window.innerWidth") == 1280
+        driver.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
+        driver.execute_script("return Promise.all([...document.images].map(i => i.decode().catch(() => 0)))")
+        layout = driver.execute_script(_LAYOUT_JS)
+        # Screenshots to look at (CTL_REPORT_SCREENSHOT=DIR keeps them): the plots, the first scene.
+        shots = os.environ.get("CTL_REPORT_SCREENSHOT", str(tmp_path))
+        for name, selector in (("summary", "figure.plot"), ("scene", "#scene-1 section.category")):
+            driver.execute_script("document.querySelector(arguments[0]).scrollIntoView()", selector)
+            assert driver.save_screenshot(os.path.join(shots, f"report_1280_{name}.png"))
+    finally:
+        driver.quit()
+    assert len(layout["captions"]) > 5 * len(setup["config"].categories) * 5
+    spilled = [c for c in layout["captions"] if c["scroll"] > c["client"] or not c["inside"] or c["bad"]]
+    assert not spilled, spilled[:3]
+    assert len(layout["ids"]) >= len(ids)
+    for e in layout["ids"]:
+        assert e["overflow"] == "ellipsis" and e["clipped"], e  # 32 characters are shortened visibly
+        assert e["title"] == e["text"] and len(e["text"]) == 32 and e["height"] <= 1.5 * e["line"], e
+        assert e["href"] is None or e["href"].startswith("images/")
+    assert [p["src"] for p in layout["plots"]] == ["topk.png", "categories.png"]
+    for p in layout["plots"]:
+        assert p["width"] >= 480 and p["natural"] >= 640, p  # drawn and shown at a readable size

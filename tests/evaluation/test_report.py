@@ -41,3 +41,42 @@ def test_png_and_json_are_written_whole(tmp_path):
     write_json(str(tmp_path / "r.json"), {"a": 1})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "topk.png"]
+
+
+def _blue_pixels(path) -> int:
+    """Pixels of matplotlib's first colour (#1f77b4), the bars of the first method."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(np.sum(np.abs(rgb - [0x1F, 0x77, 0xB4]).sum(axis=-1) < 30))
+
+
+def test_eval_plots_are_written_beside_the_json_and_track_the_numbers(tmp_path):
+    """Same layout, AUC and Top-K 0.9 vs 0.3 per category: the first drawing has about 3x the bar area."""
+    from PIL import Image
+
+    from ctl_keras.evaluation.report import write_eval_plots
+
+    areas = []
+    for value in (0.9, 0.3):
+        result = {**_result(value, [value] * 10), "method": "hybrid", "trained_on": "cropped"}
+        out = tmp_path / str(value)
+        out.mkdir()
+        topk, categories = write_eval_plots(result, str(out / "eval.json"))
+        assert (topk, categories) == (str(out / "eval_topk.png"), str(out / "eval_categories.png"))
+        with Image.open(topk) as image:
+            assert image.size[0] >= 640  # one panel drawn wide enough to read at 100%
+        areas.append(_blue_pixels(categories))
+    assert 2.5 < areas[0] / areas[1] < 3.5
+
+
+def test_category_bars_of_several_methods_and_modes(tmp_path):
+    from PIL import Image
+
+    from ctl_keras.evaluation.report import plot_categories
+
+    plot_categories(RESULTS, {"hybrid": "Ours"}, ["cropped", "full"], str(tmp_path / "categories.png"))
+    with Image.open(tmp_path / "categories.png") as image:
+        assert image.size[0] > image.size[1]  # one column per training scene mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["categories.png"]  # no temp file left

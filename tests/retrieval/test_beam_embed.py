@@ -73,13 +73,22 @@ def test_index_equals_direct_tower_calls(tower):
     assert index.meta["runner"] == "FnApiRunner" and index.meta["tower_version"] == 1
 
 
-def test_bad_images_are_skipped_and_counted(tower, tmp_path):
+def test_bad_images_are_skipped_and_counted(tower, tmp_path, monkeypatch):
     """A truncated JPEG with valid magic used to kill the run (InvalidArgumentError in its batch):
-    now only that image is skipped (corrupt_image), its batch-mates are embedded exactly."""
+    now only that image is skipped (corrupt_image), its batch-mates are embedded exactly. The progress
+    (log mode) accounts for every image file read, embedded or skipped, once."""
+    from ctl_keras import progress
+
     config, data_dir, export_dir, _, embed = tower
     products = _bad_catalog(tmp_path / "catalog", data_dir, config.categories)
+    lines = []
+    monkeypatch.setenv(progress.ENV, "log")
+    monkeypatch.setattr(progress, "_default_log", lines.append)
     index = beam_embed.build_index(export_dir, str(tmp_path / "catalog"), batch_size=4,
                                    staging_parent=str(tmp_path))
+    files = [f for _, _, names in os.walk(tmp_path / "catalog") for f in names if f.endswith((".jpg", ".png"))]
+    assert len(files) == len(products) + 3  # + not an image, a duplicate id, a truncated JPEG
+    assert lines and lines[-1].startswith(f"index: embed: 100% {len(files)}/{len(files)} [")
     assert index.meta["skipped"] == {"not_an_image": 1, "unknown_category": 0, "duplicate_id": 1, "corrupt_image": 1}
     expected = sorted(products, key=lambda p: (p[1], p[0] + ".jpg"))  # category dir, then file name
     assert list(index.product_ids) == [p[0] for p in expected]
