@@ -135,7 +135,7 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
     """absl's app.run(main) with the shared opening and error handling above (never returns).
     `define_flags` is called first (flags exist only when the module runs as a command).
     `pass_through`: arguments that are not our flags reach main's argv (Beam pipeline options)."""
-    from absl import app, flags
+    from absl import app
     from absl import logging as absl_logging
 
     logs.quiet_tensorflow_startup()
@@ -166,5 +166,18 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             absl_logging.debug("%s failed", prefix, exc_info=True)
             _fail(prefix, f"error: {error_line(err)}", now=isinstance(err, ExitNow))
 
-    parser = (lambda argv: flags.FLAGS(argv, known_only=True)) if pass_through else None
+    parser = _pass_through_parser if pass_through else None
     app.run(wrapped, **({"flags_parser": parser} if parser else {}))
+
+
+def _pass_through_parser(argv: list[str]) -> list[str]:
+    """Our flags parsed, the rest (Beam's options) left in argv. A bad value of one of ours ends the
+    process as absl's own parser does for every other tool (two lines, exit 1), not with a traceback."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        print("Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        sys.exit(1)
