@@ -18,6 +18,8 @@ import re
 import shutil
 from typing import Iterator, Sequence
 
+from ctl_keras import atomic
+
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _STAGING = re.compile(r"^\.tmp-\d+-(\d+)$")
@@ -102,8 +104,11 @@ def staged_versions(export_dir: str, models: Sequence[str]) -> Iterator[tuple[in
             final = os.path.join(export_dir, model, str(version))
             if os.path.exists(final):
                 raise FileExistsError(f"{final} appeared during the export (another exporter running?)")
+        for path in staging.values():
+            atomic.fsync_tree(path)  # durable before it becomes visible (atomic.py)
         for model, path in staging.items():
             os.rename(path, os.path.join(export_dir, model, str(version)))
+            atomic.fsync_path(os.path.join(export_dir, model))
     finally:
         for path in staging.values():
             shutil.rmtree(path, ignore_errors=True)
