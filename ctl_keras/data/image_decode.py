@@ -1,7 +1,8 @@
 """The one decoding rule for images from users (data/image_rule.py states it), TensorFlow side: what the
 serving graph calls on request bytes, so a SavedModel needs no pre-step and no Python.
 
-JPEG: decoded with libjpeg's accurate integer IDCT (as PIL decodes for the builder), CMYK converted by
+JPEG: decoded as `augment.decode_image` decodes records (so a record's JPEG gives the training pixels
+exactly; PIL's slower IDCT in the builder differs by a unit or two on sharp edges), CMYK converted by
 TensorFlow's JPEG decoder with the rule's formula, then the EXIF orientation parsed in the graph from
 the APP1 segment (`exif_orientation`) and applied. PNG: decoded to 8-bit RGBA (16-bit samples keep
 their high byte) and composited on white. Records the builder wrote are plain 8-bit RGB JPEGs without
@@ -86,7 +87,7 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 
 
 def _jpeg(data):
-    image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+    image = tf.io.decode_jpeg(data, channels=3)  # TF's default IDCT, as augment.decode_image
     return tf.cast(orient(image, exif_orientation(data)), tf.float32)
 
 
