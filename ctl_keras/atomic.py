@@ -4,7 +4,14 @@ A reader (or a later run) never sees half a file, and a failed write leaves noth
 file (`atomic_write`), two shapes: several files published in a fixed order (`staged_files`: the last
 rename is the switch a reader trusts) and a directory built beside its final name (`publish_dir`).
 The modules that still rename by themselves: builder/ (object stores, through Beam's FileSystems) and
-serving/versions.py (numbered version directories).
+serving/versions.py (numbered version directories); both call the fsync helpers below on local disks.
+
+Durability: a rename is atomic but not durable. After a power loss or a VM crash, `os.replace` of a
+file whose data never reached the disk can leave an empty or truncated file under the final name
+(ext4 with delalloc, XFS), and a rename not yet in the directory's journal can be undone. So, as SQLite
+and LevelDB do, every write here fsyncs the file before the rename and the directory after it
+(`durable=True`, the default). Writers on a hot path (one small file per downloaded image) pass
+`durable=False`: those files are checked on the next run anyway. Costs: BUILD_NOTES.md, "Durable writes".
 """
 
 from __future__ import annotations
@@ -21,16 +28,51 @@ from typing import Any, Callable, Iterator
 _TEMP_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]{8}-.+$")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync a file or a directory by name (the writer may have closed it already)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if os.path.isdir(path) else os.O_RDONLY
+    try:
+        fd = os.open(os.fspath(path), flags)
+    except OSError:
+        if os.name == "nt" and os.path.isdir(path):
+            return  # Windows cannot open a directory; NTFS journals renames itself
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """fsync every file and directory under `root` (a directory about to be renamed into place)."""
+    for directory, _, names in os.walk(os.fspath(root)):
+        for name in names:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                fsync_path(path)
+        fsync_path(directory)
+
+
+def _parent(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "", *,
+                 durable: bool = True) -> None:
     """Call write(tmp_path) on a temporary name beside `path`, then rename it over `path`.
 
-    `suffix` keeps an extension some writers insist on (e.g. Keras's ".weights.h5").
+    `suffix` keeps an extension some writers insist on (e.g. Keras's ".weights.h5"). `durable`: fsync
+    the file before the rename and its directory after (module docstring).
     """
     path = os.fspath(path)
     tmp = _temp_name(path, suffix)
     try:
         write(tmp)
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_path(_parent(path))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -45,25 +87,32 @@ def _temp_name(path: str, suffix: str = "") -> str:
 
 
 @contextlib.contextmanager
-def staged_files(*paths: str | os.PathLike) -> Iterator[tuple[str, ...]]:
+def staged_files(*paths: str | os.PathLike, durable: bool = True) -> Iterator[tuple[str, ...]]:
     """Yield a temporary name beside each of `paths`; write them all inside the block.
 
     On a clean exit each is renamed over its path in the order given, so the last one (e.g. the
     metadata that names and hashes the others) is the switch: a crash before it leaves the old switch
     file in place. On an exception nothing is renamed; temporaries left are removed either way.
+    `durable`: every file is fsynced before the first rename, every directory after the last.
     """
     temps = tuple(_temp_name(os.fspath(p)) for p in paths)
     try:
         yield temps
+        if durable:
+            for tmp in temps:
+                fsync_path(tmp)
         for tmp, path in zip(temps, paths):
             os.replace(tmp, path)
+        if durable:
+            for directory in dict.fromkeys(_parent(os.fspath(p)) for p in paths):
+                fsync_path(directory)
     finally:
         for tmp in temps:
             if os.path.exists(tmp):
                 os.remove(tmp)
 
 
-def publish_dir(built: str | os.PathLike, path: str | os.PathLike) -> None:
+def publish_dir(built: str | os.PathLike, path: str | os.PathLike, *, durable: bool = True) -> None:
     """Rename the complete directory `built` to `path` (same parent), replacing a directory there.
 
     A directory cannot be renamed over a non-empty one, so an existing `path` is first renamed aside to
@@ -71,6 +120,8 @@ def publish_dir(built: str | os.PathLike, path: str | os.PathLike) -> None:
     renames leaves no `path` (a reader finds nothing, never a mix of old and new) and `<path>.old-<pid>`.
     """
     built, path = os.fspath(built), os.fspath(path)
+    if durable:
+        fsync_tree(built)
     if os.path.exists(path):
         old = f"{path}.old-{os.getpid()}"
         os.replace(path, old)
@@ -78,6 +129,8 @@ def publish_dir(built: str | os.PathLike, path: str | os.PathLike) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(built, path)
+    if durable:
+        fsync_path(_parent(path))
 
 
 def is_temp_name(name: str) -> bool:
@@ -85,18 +138,18 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    atomic_write(path, write)
+    atomic_write(path, write, durable=durable)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
-def write_json(path: str | os.PathLike, value: Any, indent: int = 2) -> None:
-    """Sorted, indented JSON (the same object gives the same bytes), written atomically."""
-    write_text(path, json.dumps(value, indent=indent, sort_keys=True) + "\n")
+def write_json(path: str | os.PathLike, value: Any, indent: int = 2, *, durable: bool = True) -> None:
+    """Sorted, indented JSON (the same object gives the same bytes), written atomically (and durably)."""
+    write_text(path, json.dumps(value, indent=indent, sort_keys=True) + "\n", durable=durable)

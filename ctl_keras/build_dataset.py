@@ -140,12 +140,13 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
     created = not files.exists(out_dir)
     staging = swap.new_staging(out_dir)
     try:
-        pipeline.build_pipeline(p, bundle, paths, staging)
-        p.run().wait_until_finish()
-        manifest = json.loads(files.read_bytes(files.join(staging, tfrecords.MANIFEST_NAME)))
-        if "error" in manifest:
-            raise ValueError(manifest["error"])
-        swap.swap_in(out_dir, staging, manifest)
+        with cli.full_disk_names(out_dir, "the dataset (the previous one, if any, is unchanged)"):
+            pipeline.build_pipeline(p, bundle, paths, staging)
+            p.run().wait_until_finish()
+            manifest = json.loads(files.read_bytes(files.join(staging, tfrecords.MANIFEST_NAME)))
+            if "error" in manifest:
+                raise ValueError(manifest["error"])
+            swap.swap_in(out_dir, staging, manifest)
     finally:
         swap.remove_staging(staging)
         if created and not files.is_url(out_dir) and not os.listdir(out_dir):

@@ -32,11 +32,14 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import re
 import signal
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ctl_keras import logs
 
@@ -105,6 +108,44 @@ def check_output_file(path: str | os.PathLike | None, flag_name: str) -> None:
         raise ValueError(f"--{flag_name}={path}: no permission to write in {os.path.dirname(path)}")
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def full_disk_names(path: str | os.PathLike, what: str = "the output") -> Iterator[None]:
+    """A full disk (or quota) inside the block becomes one OSError line naming `path`: the error Beam
+    re-raises from a worker carries no file name, only "[Errno 28] No space left on device"."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        # Beam re-raises a worker's error as OSError("[Errno 28] ...") without errno, or (worker
+        # processes) as RuntimeError holding the whole remote traceback.
+        code = getattr(err, "errno", None)
+        code = code if code in _FULL else next((c for c in _FULL if f"[Errno {c}]" in str(err)), None)
+        if code is None:
+            raise
+        raise OSError(code, f"{os.strerror(code)} while writing {what} under {os.fspath(path)}; free "
+                            "space there or choose another location") from None
+
+
+class _BeamWorkerErrors(logging.Filter):
+    """Drops Beam's ERROR record (with its traceback) for a user error a bundle raised: the same error
+    reaches cli.run, which prints it as one line (and its traceback at --verbosity=1)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("apache_beam") or not record.exc_info:
+            return True
+        return not isinstance(record.exc_info[1], USER_ERRORS)
+
+
+def quiet_beam_worker_errors() -> None:
+    for name in ("apache_beam.runners.worker.bundle_processor", "apache_beam.runners.worker.sdk_worker",
+                 "apache_beam.runners.common"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _BeamWorkerErrors) for f in logger.filters):
+            logger.addFilter(_BeamWorkerErrors())
+
+
 def error_line(err: BaseException) -> str:
     """One line for a user error. TensorFlow runtime errors lose their graph-function prefix and
     get a hint; other messages have their whitespace collapsed."""
@@ -135,7 +176,7 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
     """absl's app.run(main) with the shared opening and error handling above (never returns).
     `define_flags` is called first (flags exist only when the module runs as a command).
     `pass_through`: arguments that are not our flags reach main's argv (Beam pipeline options)."""
-    from absl import app, flags
+    from absl import app
     from absl import logging as absl_logging
 
     logs.quiet_tensorflow_startup()
@@ -144,6 +185,7 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
 
     def wrapped(argv):
         logs.quiet_library_info()
+        quiet_beam_worker_errors()
         prefix = name
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -166,5 +208,18 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             absl_logging.debug("%s failed", prefix, exc_info=True)
             _fail(prefix, f"error: {error_line(err)}", now=isinstance(err, ExitNow))
 
-    parser = (lambda argv: flags.FLAGS(argv, known_only=True)) if pass_through else None
+    parser = _pass_through_parser if pass_through else None
     app.run(wrapped, **({"flags_parser": parser} if parser else {}))
+
+
+def _pass_through_parser(argv: list[str]) -> list[str]:
+    """Our flags parsed, the rest (Beam's options) left in argv. A bad value of one of ours ends the
+    process as absl's own parser does for every other tool (two lines, exit 1), not with a traceback."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        print("Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        sys.exit(1)

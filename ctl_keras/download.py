@@ -59,7 +59,7 @@ def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout
             with writing or contextlib.nullcontext():
                 if stop.is_set():
                     return "stopped", ""
-                atomic.write_bytes(path, data)
+                atomic.write_bytes(path, data, durable=False)  # hot path; a rerun re-checks every file
             return "ok", ""
         except Stopped:
             return "stopped", ""

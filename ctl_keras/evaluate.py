@@ -38,13 +38,18 @@ def main(argv):
     cli.require("model_dir")
     cli.check_output_file(FLAGS.out, "out")  # before scoring, not at the final write
     result = evaluate_model(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.full_scene, FLAGS.feature_cache,
-                            FLAGS.feature_cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out)
+                            FLAGS.feature_cache_dir, FLAGS.backbone_weights, FLAGS.which, FLAGS.out,
+                            cross_dataset=FLAGS.cross_dataset)
     from ctl_keras.evaluation.report import eval_table
 
     print(f"{result['method']} (trained on {result['trained_on']} scenes) on the {result['split']} split "
           f"({result['scored_on']} scenes): AUC {result['auc']:.4f} over {result['num_questions']} questions")
     if "note" in result:
         print(f"NOTE: {result['note']}")
+    if "cross_dataset" in result:
+        from ctl_keras.evaluation.seen_scenes import describe
+
+        print(describe(result["cross_dataset"], result["split"]))
     print(eval_table(result))
     print(result["candidate_set"])
     path = FLAGS.out or os.path.join(FLAGS.model_dir, EVAL_FILE)
@@ -68,6 +73,8 @@ def define_flags() -> None:
     flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
+    flags.DEFINE_bool("cross_dataset", False, "Score on a dataset other than the one the model trained on "
+                      "(refused otherwise); the output says how many of its scenes the model trained on.")
     flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")
 
 

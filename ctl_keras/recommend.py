@@ -105,6 +105,14 @@ def _print_ranked(results: list[dict]) -> None:
 
 
 def main(argv):
+    if argv[1] == "index" and FLAGS.index:  # a full disk: one line naming where (issue 23 item 12)
+        with cli.full_disk_names(os.path.dirname(os.path.abspath(FLAGS.index)),
+                                 "the catalog index (the previous one, if any, is unchanged)"):
+            return _commands(argv)
+    return _commands(argv)
+
+
+def _commands(argv):
     command, extra = argv[1], argv[2:]
     if extra and (command != "index" or not all(a.startswith("--") for a in extra)):
         raise ValueError(f"unknown arguments {' '.join(extra)}")

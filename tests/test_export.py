@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_next_version_is_shared_and_ignores_other_names(tmp_path):
     """scene_tower has 1 and 2, product_tower 1 and a stray .tmp dir: the next export is 3 for both."""
     for rel in ("scene_tower/1", "scene_tower/2", "product_tower/1", "product_tower/.tmp-9-1", "product_tower/x7"):
         os.makedirs(tmp_path / rel)
+        if os.path.basename(rel).isdigit():
+            (tmp_path / rel / "saved_model.pb").write_bytes(b"")  # a version holds a SavedModel
     (tmp_path / "scene_tower" / "10").write_text("a file, not a version")
     assert versions.existing_versions(str(tmp_path / "scene_tower")) == [1, 2]
     assert versions.next_version(str(tmp_path), ["scene_tower", "product_tower"]) == 3
@@ -78,6 +81,7 @@ def test_next_version_is_shared_and_ignores_other_names(tmp_path):
         assert v == 3
         for path in staging.values():
             os.makedirs(path)
+            (Path(path) / "saved_model.pb").write_bytes(b"")
             assert not os.path.basename(path).isdigit()  # a server never loads a staging dir
     assert versions.existing_versions(str(tmp_path / "product_tower")) == [1, 3]
     assert versions.latest_version(str(tmp_path / "scene_tower")) == 3

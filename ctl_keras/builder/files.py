@@ -8,6 +8,8 @@ import uuid
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from ctl_keras import atomic
+
 RAW = CompressionTypes.UNCOMPRESSED  # never guess a codec from a name (".tfrecord", ".jpg")
 
 
@@ -40,7 +42,11 @@ def write_atomic(path: str, write) -> None:
     try:
         with FileSystems.create(tmp, compression_type=RAW) as f:
             write(f)
+        if not is_url(tmp):  # local disk: fsync before the rename, the directory after (atomic.py)
+            atomic.fsync_path(tmp)
         rename(tmp, path)
+        if not is_url(path):
+            atomic.fsync_path(directory)
     finally:
         if FileSystems.exists(tmp):
             FileSystems.delete([tmp])

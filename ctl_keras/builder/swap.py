@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from ctl_keras import atomic
 from ctl_keras.builder import files
 from ctl_keras.data import encoding as tfrecords
 
@@ -74,4 +75,6 @@ def swap_in(out_dir: str, staging: str, manifest: dict) -> None:
         files.rename(files.join(staging, name), files.join(out_dir, name))
     files.delete([files.join(out_dir, name) for name in sorted(old - new)])
     files.rename(files.join(staging, tfrecords.MANIFEST_NAME), files.join(out_dir, tfrecords.MANIFEST_NAME))
+    if not files.is_url(out_dir):
+        atomic.fsync_path(out_dir)  # the renames above are durable before the journal goes (atomic.py)
     files.delete([journal])

@@ -15,6 +15,8 @@ from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from ctl_keras.data import image_rule
+
 Box = tuple[float, float, float, float]
 
 # Canonical candidate order; on equal area the earliest one wins, so results never depend on
@@ -172,12 +174,12 @@ def _source(path: str):
 
 
 def check_image(path: str) -> str | None:
-    """None if `path` is a fully decodable image, else "missing_image" / "corrupt_image"."""
+    """None if `path` is an image the decoding rule turns into pixels (data/image_rule.py), else
+    "missing_image" / "corrupt_image"."""
     if not _is_file(path):
         return "missing_image"
     try:
-        with Image.open(_source(path)) as img:
-            img.load()  # a full decode: truncated files only fail here
+        image_rule.load_rgb(_source(path))  # a full decode: truncated files only fail here
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return "corrupt_image"
     return None
@@ -190,8 +192,9 @@ def _jpeg(img: Image.Image) -> bytes:
 
 
 def _rgb(path: str) -> Image.Image:
-    with Image.open(_source(path)) as img:
-        return img.convert("RGB")
+    """The image's pixels by the one decoding rule of builder and serving graph (EXIF orientation
+    applied, so boxes are read in the frame a browser shows)."""
+    return image_rule.load_rgb(_source(path))
 
 
 def scene_jpegs(scene_path: str, crop_box: Sequence[float]) -> tuple[bytes, bytes]:

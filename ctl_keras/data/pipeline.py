@@ -77,9 +77,22 @@ def _train_pair_index(stamped: tuple[tuple[str, int, int], ...]) -> dict:
     return {name: np.array(v, dtype=object if name != "category_index" else np.int64) for name, v in cols.items()}
 
 
+def _stamped(files: list[str]) -> tuple[tuple[str, int, int], ...]:
+    return tuple((f, (st := tf.io.gfile.stat(f)).length, st.mtime_nsec) for f in files)
+
+
+def split_scene_ids(data_dir, split: str) -> set[str]:
+    """Scene ids of a split's pairs (ids only; the train split's come from the cached pair index)."""
+    files = pair_files(data_dir, split)
+    if split == "train":
+        return {s.decode() if isinstance(s, bytes) else s for s in _train_pair_index(_stamped(files))["scene_id"]}
+    ds = tf.data.TFRecordDataset(files).map(_parser(["scene_id"]), num_parallel_calls=AUTOTUNE)
+    return {s.decode() for batch in ds.batch(4096).as_numpy_iterator() for s in batch["scene_id"].tolist()}
+
+
 def _exclusions(files: list[str], counts: dict[int, int]):
     """(scene, product) membership table of the train pairs, draw size K and the skipped-pair count."""
-    index = _train_pair_index(tuple((f, (st := tf.io.gfile.stat(f)).length, st.mtime_nsec) for f in files))
+    index = _train_pair_index(_stamped(files))
     skipped = negatives.count_without_negative(index["scene_id"], index["product_id"], index["category_index"],
                                                counts)
     keys = [negatives.pair_key(s, p) for s, p in zip(index["scene_id"], index["product_id"])]

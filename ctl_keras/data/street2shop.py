@@ -27,6 +27,7 @@ import re
 
 from PIL import Image, UnidentifiedImageError
 
+from ctl_keras.data import image_rule
 from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair, load_json
 
@@ -72,7 +73,7 @@ def _image_size(path: str, cache: dict) -> tuple[int, int] | str:
         else:
             try:
                 with Image.open(path) as img:
-                    cache[path] = img.size
+                    cache[path] = image_rule.displayed_size(img)  # the EXIF-oriented frame
             except (UnidentifiedImageError, OSError):
                 cache[path] = "corrupt_image"
     return cache[path]

@@ -208,7 +208,7 @@ def _product(rng, size, category, look, variant):
 
 
 def _save_jpeg(img: Image.Image, path: str) -> None:
-    atomic.atomic_write(path, lambda tmp: img.save(tmp, format="JPEG", quality=90))
+    atomic.atomic_write(path, lambda tmp: img.save(tmp, format="JPEG", quality=90), durable=False)  # per image: hot
 
 
 def _save_json(obj, path: str) -> None:

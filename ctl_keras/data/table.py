@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from ctl_keras.data import image_rule
 from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair
 
@@ -126,7 +127,7 @@ def _image_size(path: str, cache: dict) -> tuple[int, int] | str:
         else:
             try:
                 with Image.open(path) as img:  # lazy: reads the header only
-                    cache[path] = img.size
+                    cache[path] = image_rule.displayed_size(img)  # the EXIF-oriented frame
             except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
                 cache[path] = "corrupt_image"
     return cache[path]

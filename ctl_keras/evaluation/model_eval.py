@@ -67,9 +67,13 @@ def score_model(models, config, data_dir: str, split: str, features=None, full_s
 
 def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "test", full_scene: bool = False,
                    feature_cache: bool | None = None, feature_cache_dir: str | None = None,
-                   backbone_weights: str | None = None, which: str = "best", out: str | None = None) -> dict:
+                   backbone_weights: str | None = None, which: str = "best", out: str | None = None,
+                   cross_dataset: bool = False) -> dict:
     """Score <model_dir> on cropped scenes (`full_scene=True`: uncropped, an analysis) and write eval.json
-    (atomically); returns what was written. `feature_cache` defaults to what training used."""
+    (atomically); returns what was written. `feature_cache` defaults to what training used.
+
+    Data whose fingerprint is not the model's training data is refused, unless `cross_dataset`: then
+    the result's "cross_dataset" says how many of the split's scenes the model trained on."""
     from ctl_keras import model_io
     from ctl_keras.atomic import write_json
     from ctl_keras.evaluation.report import CANDIDATES_NOTE
@@ -93,7 +97,12 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
         if dataset_fingerprint(data_dir) != recorded["data_fingerprint"]:
             raise ValueError(f"{model_dir} was trained on dataset {recorded['data_fingerprint']}, but its "
                              f"recorded data_dir {data_dir} now holds dataset {dataset_fingerprint(data_dir)} "
-                             "(rebuilt since?); pass --data_dir explicitly to score on it anyway")
+                             "(rebuilt since?); pass --data_dir explicitly and --cross_dataset to score on it anyway")
+    cross = None
+    if explicit:
+        from ctl_keras.evaluation.seen_scenes import check_dataset
+
+        cross = check_dataset(model_dir, recorded, data_dir, split, cross_dataset)
     features = (cache_for(config, data_dir, trained_on == "full", feature_cache_dir, models.backbone)
                 if feature_cache else None)
     result = score_model(models, config, data_dir, split, features=features, full_scene=full_scene)
@@ -103,6 +112,8 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
                    "candidate_set": CANDIDATES_NOTE})
     if full_scene:
         result["note"] = FULL_SCENE_NOTE
+    if cross is not None:
+        result["cross_dataset"] = cross
     path = out or os.path.join(model_dir, EVAL_FILE)
     write_json(path, result)
     from ctl_keras.evaluation.report import write_eval_plots

@@ -16,6 +16,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ctl_keras.atomic import write_json
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 from ctl_keras.serving import signatures as sig
 from ctl_keras.serving import versions, warmup
@@ -68,8 +69,9 @@ def _write(module, directory: str, model: str, config, meta: dict) -> None:
     logging.info("writing %s to %s", model, directory)
     tf.saved_model.save(module, directory, signatures=sig.signatures(module))
     warmup.write_warmup(directory, warmup.model_requests(model, config, with_category=model != PRODUCT))
-    with open(meta_path(directory), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
+    # The last file of a version: written atomically and fsynced (the whole version is fsynced before
+    # its rename, versions.staged_versions).
+    write_json(meta_path(directory), meta, indent=1)
 
 
 def export_models(models, config, export_dir: str, *, index=None, top_k: int = 10,

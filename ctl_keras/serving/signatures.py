@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM
-from ctl_keras.data.pipeline import decode_image, eval_view
+from ctl_keras.data.image_decode import decode_user_image
+from ctl_keras.data.pipeline import eval_view
 from ctl_keras.model.distances import d_star_from_scores
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
@@ -64,7 +65,7 @@ def header_size(image_bytes):
 
 
 def _checked_decode(image_bytes, max_pixels: int):
-    """decode_image after asserting, from the header, that the image has at most max_pixels pixels."""
+    """decode_user_image after asserting, from the header, that the image has at most max_pixels pixels."""
     height_width = header_size(image_bytes)
     pixels = height_width[0] * height_width[1]
     message = tf.strings.format(
@@ -73,7 +74,7 @@ def _checked_decode(image_bytes, max_pixels: int):
         [height_width[0], height_width[1], pixels])
     check = tf.debugging.Assert(pixels <= max_pixels, [message])
     with tf.control_dependencies([check]):
-        return decode_image(tf.identity(image_bytes))
+        return decode_user_image(tf.identity(image_bytes))  # the builder's rule (data/image_rule.py)
 
 
 def preprocess_bytes(image_bytes, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):

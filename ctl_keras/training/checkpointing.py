@@ -16,7 +16,7 @@ from typing import Iterable
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras.atomic import write_json
+from ctl_keras.atomic import fsync_path, write_json
 from ctl_keras.config import Config
 
 CONFIG_FILE = "config.json"
@@ -176,8 +176,17 @@ class TrainState:
         raise ValueError(f"no checkpoint in {directory} can be restored ({'; '.join(reasons)}); {start_over}")
 
     def save(self, epoch: int) -> str:
+        """Save epoch `epoch`, durably: TF renames its files into place without fsync, so the new
+        ckpt-N files and the `checkpoint` index are fsynced, then the directory (atomic.py)."""
         self.epoch.assign(epoch)
-        return self.manager.save(checkpoint_number=epoch)
+        prefix = self.manager.save(checkpoint_number=epoch)
+        directory = os.path.dirname(prefix)
+        for path in [*tf.io.gfile.glob(f"{prefix}.*"), os.path.join(directory, "checkpoint")]:
+            if "://" not in path and os.path.isfile(path):
+                fsync_path(path)
+        if "://" not in directory:
+            fsync_path(directory)
+        return prefix
 
 
 def _first_line(err: BaseException) -> str:

@@ -68,6 +68,14 @@ def read_tf_config(environ=os.environ) -> ClusterTask:
             bad = [a for a in addresses if not _address_ok(a)]
             if bad:
                 raise ValueError(f'TF_CONFIG cluster "{job}" has an address that is not "host:port": {bad[0]!r}')
+    seen: dict[str, str] = {}
+    for job in ROLES:
+        for i, address in enumerate(cluster.get(job, [])):
+            key = address.lower()  # host names ignore case
+            if key in seen:
+                raise ValueError(f"TF_CONFIG address {address!r} is listed twice ({seen[key]} and {job} {i}); every "
+                                 "chief and worker needs its own host:port")
+            seen[key] = f"{job} {i}"
     if len(cluster.get("chief", [])) > 1:
         raise ValueError(f'TF_CONFIG cluster "chief" has {len(cluster["chief"])} addresses; at most one')
     if "worker" not in cluster and "chief" not in cluster:

@@ -23,6 +23,7 @@ from ctl_keras import embed, progress
 from ctl_keras.config import Config
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.data.fingerprint import dataset_fingerprint
+from ctl_keras.evaluation import seen_scenes
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.training import checkpointing, results
@@ -246,6 +247,8 @@ class Trainer:
         self.summaries.projector(ids, names, matrix)
         self.summaries.close()
         self.timing["final_test"] = time.perf_counter() - start
+        # Before results.json: evaluate --cross_dataset counts test scenes of other data seen here.
+        seen_scenes.write(self.out_dir, self.options.data_dir)
         out = results.write_results(
             self.options.model_dir, self.config, val_auc=float(self.state.best_auc.numpy()),
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,

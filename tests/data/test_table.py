@@ -98,3 +98,15 @@ def test_not_parquet_is_one_line(tmp_path):
     path.write_text("scene,product\n")
     with pytest.raises(ValueError, match="is not a Parquet file"):
         read_table(_spec("parquet"), str(path), str(_images(tmp_path)))
+
+
+def test_pixel_boxes_are_read_in_the_exif_oriented_frame(tmp_path):
+    """A phone JPEG stored 200x100 with Orientation=6 is displayed 100x200 (the builder applies the
+    rotation, data/image_rule.py): (20, 50, 60x100) normalizes by 100x200 -> (0.2, 0.25, 0.8, 0.75)."""
+    images = _images(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (200, 100)).save(images / "phone.jpg", exif=exif)
+    row = {**ROW, "scene": "phone", "left": 20, "top": 50, "width": 60, "height": 100}
+    pairs, skipped, _ = read_table(_spec(), _write(tmp_path, "csv", [row]), str(images))
+    assert not skipped and pairs[0].box == pytest.approx((0.2, 0.25, 0.8, 0.75))

@@ -1,0 +1,66 @@
+"""evaluate refuses data that is not the model's training data unless --cross_dataset, and then says
+how many of the split's scenes the model trained on (issue 23 item 5)."""
+
+import json
+import shutil
+
+import pytest
+
+from ctl_keras import evaluate
+from ctl_keras.data import pipeline
+from ctl_keras.data.fingerprint import dataset_fingerprint
+from ctl_keras.evaluation import seen_scenes
+
+pytestmark = pytest.mark.slow  # builds a second dataset and evaluates four times
+
+
+@pytest.fixture(scope="module")
+def resplit(synthetic_data, tmp_path_factory):
+    """The same synthetic images rebuilt with another split seed: many test scenes were train scenes."""
+    from ctl_keras import build_dataset
+    from conftest import SYNTHETIC_KWARGS  # tests/conftest.py (rootdir conftest on sys.path)
+
+    config, _ = synthetic_data
+    out = tmp_path_factory.mktemp("resplit")
+    build_dataset.build(config.replace(seed=1), out,
+                        synthetic_kwargs=dict(SYNTHETIC_KWARGS), workers=1, log=lambda m: None)
+    return str(out)
+
+
+@pytest.fixture
+def trained(untrained_model, synthetic_data, tmp_path):
+    """The smoke model with the records `train` leaves: results.json (fingerprint) + train_scenes.txt."""
+    _, data_dir = synthetic_data
+    model_dir = tmp_path / "model"
+    shutil.copytree(untrained_model[2], model_dir)
+    (model_dir / "results.json").write_text(json.dumps(
+        {"data_dir": data_dir, "data_fingerprint": dataset_fingerprint(data_dir)}))
+    seen_scenes.write(str(model_dir), data_dir)
+    return str(model_dir)
+
+
+def test_other_data_is_refused_naming_both_datasets(trained, synthetic_data, resplit, tmp_path):
+    assert dataset_fingerprint(resplit) != dataset_fingerprint(synthetic_data[1])
+    with pytest.raises(ValueError, match=rf"trained on dataset {dataset_fingerprint(synthetic_data[1])}.*"
+                                         rf"holds dataset {dataset_fingerprint(resplit)}.*--cross_dataset"):
+        evaluate.evaluate_model(trained, resplit, out=str(tmp_path / "eval.json"))
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_cross_dataset_counts_test_scenes_seen_in_training(trained, synthetic_data, resplit, tmp_path):
+    expected = pipeline.split_scene_ids(resplit, "test") & pipeline.split_scene_ids(synthetic_data[1], "train")
+    assert expected  # the re-split moved training scenes into test: the case to report
+    result = evaluate.evaluate_model(trained, resplit, out=str(tmp_path / "eval.json"), cross_dataset=True)
+    info = result["cross_dataset"]
+    assert info["scenes_seen_in_training"] == len(expected)
+    assert info["scenes"] == len(pipeline.split_scene_ids(resplit, "test"))
+    assert f"{len(expected)} of the {info['scenes']} test scenes" in seen_scenes.describe(info, "test")
+    # Without train_scenes.txt (a run trained before it existed) the recorded data_dir still answers.
+    (tmp_path / "model" / seen_scenes.SCENES_FILE).unlink()
+    again = evaluate.evaluate_model(trained, resplit, out=str(tmp_path / "eval2.json"), cross_dataset=True)
+    assert again["cross_dataset"]["scenes_seen_in_training"] == len(expected)
+
+
+def test_the_models_own_data_needs_no_flag(trained, synthetic_data, tmp_path):
+    result = evaluate.evaluate_model(trained, synthetic_data[1], out=str(tmp_path / "eval.json"))
+    assert "cross_dataset" not in result
