@@ -238,6 +238,8 @@ def test_empty_category_is_shown_as_such_not_an_error():
     page.feed(html)
     assert [c for _, (_, c) in page.products] == ["a", "a"] and ("scene-1", "light fixtures") in page.categories
     assert "No light fixtures products in the index." in "".join(page.text)
+    # No thumbnail: the id is plain text, still cut to its cell, whole in its tooltip.
+    assert "<span class='pid' title='p1'>p1</span>" in html and "class='pid' href" not in html
     assert {u[1:] for u in page.links if u.startswith("#")} <= page.ids
     assert [p["data-product-id"] for p, _ in page.products if "positive" in p["class"].split()] == ["p1"]
 
