@@ -33,7 +33,7 @@ if __name__ == "__main__":  # Beam's imports below load TensorFlow: filter its s
 import apache_beam as beam  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from ctl_keras import cli  # noqa: E402
+from ctl_keras import cli, progress  # noqa: E402
 from ctl_keras import config as config_lib  # noqa: E402
 from ctl_keras.builder import files, pipeline, stages, swap  # noqa: E402
 from ctl_keras import spec as spec_lib  # noqa: E402
@@ -135,10 +135,12 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
     raw, skipped, paths = read["raw"], read["skipped"], read["paths"]
     log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
     log(f"checking {len(paths)} images, cropping and writing on Beam's {beam_flags['runner']}")
-    bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
-              "flags": flag_values}
     created = not files.exists(out_dir)
     staging = swap.new_staging(out_dir)
+    # One bar for the image work: checks, then (once planned) scene crops and product encodings.
+    images = progress.Progress(total=len(paths), desc="build: images checked + encoded", unit="image")
+    bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
+              "flags": flag_values, "tick": images.ticker()}
     try:
         with cli.full_disk_names(out_dir, "the dataset (the previous one, if any, is unchanged)"):
             pipeline.build_pipeline(p, bundle, paths, staging)
@@ -148,6 +150,7 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
                 raise ValueError(manifest["error"])
             swap.swap_in(out_dir, staging, manifest)
     finally:
+        images.close()
         swap.remove_staging(staging)
         if created and not files.is_url(out_dir) and not os.listdir(out_dir):
             os.rmdir(out_dir)  # a failed first build leaves nothing behind

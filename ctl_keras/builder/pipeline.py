@@ -59,7 +59,7 @@ def make_options(beam_args: list[str], workers: int) -> tuple[po.PipelineOptions
 
 def build_pipeline(p: beam.Pipeline, bundle: dict, paths: list[str], staging: str) -> None:
     status = (p | "Image paths" >> beam.Create(paths) | "Spread checks" >> beam.Reshuffle()
-              | "Check images" >> beam.Map(stages.check_image))
+              | "Check images" >> beam.Map(stages.check_image, bundle.get("tick")))
     planned = (p | "Pairs" >> beam.Create([bundle])
                | "Plan and split" >> beam.Map(stages.plan, status=beam.pvalue.AsDict(status)))
     summary = planned | "Summary" >> beam.Map(
@@ -69,9 +69,9 @@ def build_pipeline(p: beam.Pipeline, bundle: dict, paths: list[str], staging: st
     questions = planned | "Questions" >> beam.FlatMap(
         lambda pl: [(name, (0, data)) for name, data in pl.get("questions", {}).items()])
     scenes = (planned | "Pair jobs" >> beam.FlatMap(lambda pl: pl.get("pairs", ()))
-              | "Spread pairs" >> beam.Reshuffle() | "Crop scenes" >> beam.Map(stages.crop_scene))
+              | "Spread pairs" >> beam.Reshuffle() | "Crop scenes" >> beam.Map(stages.crop_scene, bundle.get("tick")))
     images = (planned | "Product images" >> beam.FlatMap(lambda pl: pl.get("product_paths", ()))
-              | "Spread products" >> beam.Reshuffle() | "Encode product images" >> beam.Map(stages.product_image))
+              | "Spread products" >> beam.Reshuffle() | "Encode product images" >> beam.Map(stages.product_image, bundle.get("tick")))
     entries = (planned | "Product jobs" >> beam.FlatMap(lambda pl: pl.get("products", ()))
                | "Product entries" >> beam.Map(stages.product_entry))
     records = ((scenes, images, entries) | "Per product" >> beam.Flatten() | "By product" >> beam.GroupByKey()

@@ -37,8 +37,16 @@ def dry_plan(config, raw, skipped, path_of, labeler) -> tuple[dict, list[str]]:
     return planned, asked
 
 
-def check_image(path: str) -> tuple[str, str | None]:
-    return path, crop.check_image(path)
+def _tick(tick) -> None:
+    if tick is not None:
+        tick(1)
+
+
+def check_image(path: str, tick=None) -> tuple[str, str | None]:
+    """`tick`: a progress.Ticker (the build's "images" bar), or None."""
+    reason = crop.check_image(path)
+    _tick(tick)
+    return path, reason
 
 
 # ---------------------------------------------------------------- the plan (one element, whole dataset)
@@ -68,6 +76,8 @@ def plan(bundle: dict, status: dict) -> dict:
                 "pairs_by_category": planned["by_category"],
                 "config": config.to_dict(), "spec": bundle["spec"].to_dict()}
     layout["product_paths"] = sorted({p["product_path"] for p in kept})
+    if bundle.get("tick") is not None:  # the images to encode, now that they are known
+        bundle["tick"].add_total(len(layout["pairs"]) + len(layout["product_paths"]))
     return {"error": None, "manifest": json.loads(json.dumps(manifest)), **layout}
 
 
@@ -118,14 +128,17 @@ def _layout_split(config, split, pairs, layout) -> dict:
 # ---------------------------------------------------------------- per element
 # A product's image is decoded and re-encoded once, not once per pair and again for the product file:
 # scenes are cropped in parallel, then joined with their product's JPEG by product path.
-def crop_scene(job: dict) -> tuple[str, tuple]:
+def crop_scene(job: dict, tick=None) -> tuple[str, tuple]:
     scene, full = crop.scene_jpegs(job["scene_path"], job["crop_box"])
+    _tick(tick)
     return job["product_path"], ("pair", job, scene, full)
 
 
-def product_image(path: str) -> tuple[str, tuple]:
+def product_image(path: str, tick=None) -> tuple[str, tuple]:
     # Module attribute lookups at call time (crop.product_jpeg): tests can make a step fail.
-    return path, ("jpeg", crop.product_jpeg(path))
+    jpeg = crop.product_jpeg(path)
+    _tick(tick)
+    return path, ("jpeg", jpeg)
 
 
 def product_entry(job: dict) -> tuple[str, tuple]:

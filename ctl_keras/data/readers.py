@@ -50,7 +50,7 @@ def read_street2shop(spec, sources: Sources, log):
 
 def read_table(spec, sources: Sources, log):
     _need(spec, sources, "pairs", "images_dir")
-    return table.read_table(spec, sources.pairs, sources.images_dir, log)
+    return table.read_table(spec, sources.pairs, sources.images_dir)
 
 
 READERS: dict[str, Callable] = {"stl": read_stl, "street2shop": read_street2shop,

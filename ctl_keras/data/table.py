@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from ctl_keras import progress
 from ctl_keras.data import image_rule
 from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair
@@ -35,7 +36,7 @@ ID_COLUMNS = ("scene", "product", "category")
 IMAGE_COLUMNS = ("scene_image", "product_image")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _ID_RE = re.compile(r"^[0-9A-Za-z_-][0-9A-Za-z_.-]{0,127}$")
-PROGRESS_EVERY = 100_000
+PROGRESS_EVERY = 1000  # rows per progress update
 
 
 def _csv_rows(path: str) -> Iterator[dict]:
@@ -142,7 +143,7 @@ def _normalized(values, bbox: str, size) -> tuple:
     return left / width, top / height, right / width, bottom / height
 
 
-def read_table(spec, pairs_path: str, images_dir: str, log: Callable[[str], None] = lambda s: None):
+def read_table(spec, pairs_path: str, images_dir: str):
     """-> (pairs, skipped-row counts by reason, path_of(id, role)); len(pairs) + sum(counts) = rows.
 
     Row reasons: "bad_row" (a missing id or category, or an id that is not a plain token),
@@ -168,6 +169,7 @@ def read_table(spec, pairs_path: str, images_dir: str, log: Callable[[str], None
     paths, sizes = ImagePaths(images_dir), {}
     rows, skipped = [], collections.Counter()
     labels, images = collections.defaultdict(set), collections.defaultdict(set)
+    bar = progress.Progress(desc=f"read {os.path.basename(pairs_path)}", unit="row")
     try:
         for number, row in enumerate(ROW_READERS[spec.pairs_format](pairs_path), 1):
             reason, item = _read_row(row, col, spec.bbox, paths, sizes)
@@ -179,9 +181,11 @@ def read_table(spec, pairs_path: str, images_dir: str, log: Callable[[str], None
                 images[("scene", item[0].scene_id)].add(item[1])
                 images[("product", item[0].product_id)].add(item[2])
             if number % PROGRESS_EVERY == 0:
-                log(f"read {number} rows of {pairs_path}")
+                bar.update(PROGRESS_EVERY)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"pairs file {pairs_path} is not readable {spec.pairs_format}: {e}") from None
+    finally:
+        bar.close()
     pairs = []
     for pair, scene_path, product_path in rows:
         if len(labels[pair.product_id]) > 1:
