@@ -42,11 +42,11 @@ def _tick(tick) -> None:
         tick(1)
 
 
-def check_image(path: str, tick=None) -> tuple[str, str | None]:
-    """`tick`: a progress.Ticker (the build's "images" bar), or None."""
-    reason = crop.check_image(path)
+def check_image(path: str, tick=None) -> tuple[str, tuple]:
+    """(path, (reason or None, displayed size)); `tick`: a progress.Ticker (the build's bar), or None."""
+    result = crop.inspect_image(path)
     _tick(tick)
-    return path, reason
+    return path, result
 
 
 # ---------------------------------------------------------------- the plan (one element, whole dataset)

@@ -38,7 +38,9 @@ def plan_pairs(config, raw, skipped, path_of, check_images, log, *, labeler) -> 
     """Kept pairs (with crop, other boxes, image paths, pair_id) and drop counts by reason.
 
     `labeler`: the spec's LabelMatcher (source label -> category, DROP or None); `path_of(id, role)`
-    the reader's image paths. A scene that lists one product several times (two identical chairs)
+    the reader's image paths; `check_images(paths)` -> per path a reason or None, or (reason, displayed
+    (width, height)) — with a size, a crop under crop.MIN_SIDE / over crop.MAX_ASPECT is dropped as
+    "degenerate_crop". A scene that lists one product several times (two identical chairs)
     gives ONE pair holding every
     distinct box ("boxes"; "box" is the first), cropped so that no copy remains (crop.ctl_crop_all);
     the extra rows count as "duplicate_pair" in `dropped` (they form no pair of their own) and the
@@ -98,14 +100,17 @@ def plan_pairs(config, raw, skipped, path_of, check_images, log, *, labeler) -> 
 
     paths = sorted({c["scene_path"] for c in candidates} | {c["product_path"] for c in candidates})
     log(f"checking {len(paths)} images")
-    status = {}
-    for path, reason in zip(paths, check_images(paths)):
-        status[path] = reason
+    status, sizes = {}, {}
+    for path, result in zip(paths, check_images(paths)):
+        status[path], sizes[path] = result if isinstance(result, tuple) else (result, None)
         if len(status) % 2000 == 0:
             log(f"checked {len(status)}/{len(paths)} images")
     kept = []
     for candidate in candidates:
         reason = status[candidate["scene_path"]] or status[candidate["product_path"]]
+        size = sizes[candidate["scene_path"]]
+        if not reason and size is not None and crop.crop_is_degenerate(candidate["crop_box"], size):
+            reason = "degenerate_crop"
         if reason:
             dropped[reason] += 1
             per_category[candidate["category"]][reason] += 1

@@ -44,3 +44,24 @@ def test_product_listed_twice_keeps_both_boxes_and_crops_both_away():
 def test_clipped_boxes_are_counted():
     rows = [RawPair("s", "b", "bags", (0.0, 0.7, 0.3, 1.0), True), RawPair("t", "b", "bags", (0.1, 0.7, 0.3, 0.9))]
     assert _plan(rows)["clipped_boxes"] == 1
+
+
+def test_degenerate_scenes_products_and_crops_are_dropped_and_counted(tmp_path):
+    """A 1x1 scene and a 400x20 strip (aspect 20 > 10) are degenerate images, so is a 10x10 product;
+    a 300x40 scene is fine, but the crop above a box at 0.45-0.9 of its height is 300x~16 px
+    (aspect ~19): degenerate_crop. A 120x160 scene with its 32x32 product survives."""
+    from PIL import Image
+
+    sizes = {"tiny": (1, 1), "strip": (400, 20), "wide": (300, 40), "ok": (120, 160), "small": (10, 10),
+             "p": (32, 32), "q": (32, 32)}
+    for name, size in sizes.items():
+        Image.new("RGB", size, (120, 60, 30)).save(tmp_path / f"{name}.jpg")
+    box = (0.3, 0.45, 0.7, 0.9)
+    rows = [RawPair("tiny", "p", "bags", box), RawPair("strip", "p", "bags", box),
+            RawPair("wide", "p", "bags", box), RawPair("ok", "small", "bags", box), RawPair("ok", "q", "bags", box)]
+    plan = plan_pairs(get_config("fashion1", smoke=True), rows, {}, lambda i, role: str(tmp_path / f"{i}.jpg"),
+                      lambda paths: [crop.inspect_image(p) for p in paths], lambda message: None,
+                      labeler=spec_lib.resolve("fashion1").matcher())
+    assert [(p["scene_id"], p["product_id"]) for p in plan["pairs"]] == [("ok", "q")]
+    assert plan["dropped"]["degenerate_image"] == 3 and plan["dropped"]["degenerate_crop"] == 1
+    assert plan["by_category"]["bags"]["dropped"] == {"degenerate_crop": 1, "degenerate_image": 3}
