@@ -26,6 +26,7 @@ setup(
         "apache-beam==2.77.*",
         "google-crc32c>=1.5,<2",
         "protobuf>=6.31.1,<7",  # TF 2.21 needs >=6.31.1; Apache Beam 2.77 refuses 7
+        "urllib3>=2,<3",  # download.py: one pool of keep-alive connections (fetch.new_pool)
     ],
     extras_require={
         # ruff: the lint `make test` runs (ruff.toml); grpcio-tools compiles TF Serving's
