@@ -31,13 +31,13 @@ from ctl_keras import logs
 if __name__ == "__main__":  # Beam's imports below load TensorFlow: filter its start-up lines first
     logs.quiet_tensorflow_startup()
 
-import apache_beam as beam  # noqa: E402
-from absl import flags, logging  # noqa: E402
+import apache_beam as beam
+from absl import flags, logging
 
-from ctl_keras import cli  # noqa: E402
-from ctl_keras import config as config_lib  # noqa: E402
-from ctl_keras.builder import files, pipeline, stages, swap  # noqa: E402
-from ctl_keras.data import stl, street2shop, tfrecords  # noqa: E402
+from ctl_keras import cli
+from ctl_keras import config as config_lib
+from ctl_keras.builder import files, pipeline, stages, swap
+from ctl_keras.data import stl, street2shop, tfrecords
 
 SPLITS = tfrecords.SPLITS
 
@@ -99,7 +99,7 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
                    "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
                    "num_shards": config.num_shards, **beam_flags}
     if config.dataset == "synthetic" and pairs is None:
-        from ctl_keras.data import synthetic  # noqa: PLC0415 (only the synthetic dataset needs it)
+        from ctl_keras.data import synthetic
         if files.is_url(out_dir):
             raise ValueError("generate the synthetic dataset locally, or give --pairs/--categories/--images_dir")
         log(f"generating the synthetic dataset under {os.path.join(out_dir, 'raw')}")

@@ -27,7 +27,7 @@ import os
 from absl import flags
 
 from ctl_keras import cli
-from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model  # noqa: F401 (EVAL_FILE re-exported)
+from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model
 
 FLAGS = flags.FLAGS
 

@@ -158,7 +158,7 @@ JPEG_QUALITY = 95
 def _is_file(path: str) -> bool:
     if "://" not in path:
         return os.path.isfile(path)
-    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415 (gs:// etc.: the Beam builder)
+    from apache_beam.io.filesystems import FileSystems
     return FileSystems.exists(path)
 
 
@@ -166,7 +166,7 @@ def _source(path: str):
     """A local path as is; a URL (gs://...) read through Beam's filesystems."""
     if "://" not in path:
         return path
-    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415
+    from apache_beam.io.filesystems import FileSystems
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return io.BytesIO(f.read())
 

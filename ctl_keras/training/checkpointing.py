@@ -61,7 +61,7 @@ class ModelDirLock:
 def _differences(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
     keys = (set(old) | set(new)) - set(ignore)
     # JSON turns tuples into lists; compare in that form.
-    norm = lambda d: json.loads(json.dumps(d))  # noqa: E731
+    norm = lambda d: json.loads(json.dumps(d))
     old, new = norm(old), norm(new)
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
