@@ -60,7 +60,6 @@ def define_flags() -> None:
     flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained; "
                       "never with --full_scene).")
     flags.DEFINE_string("feature_cache_dir", None, "The feature cache's directory (default: the one train uses).")
-    flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     flags.DEFINE_string("backbone_weights", None, "Override the config's backbone weights (imagenet, none, PATH).")
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
     flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")

@@ -51,7 +51,6 @@ def define_flags() -> None:
     flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
     flags.DEFINE_string("feature_cache_dir", None, "Directory of the --feature_cache (default: under "
                         "<data_dir>/feature_cache/).")
-    flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     flags.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call: the host dispatches once "
                          "per N batches (same weights for every N; progress, checkpoints and validation stay per epoch).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step and the feature-cache backbone with XLA.")

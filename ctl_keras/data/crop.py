@@ -200,11 +200,5 @@ def scene_jpegs(scene_path: str, crop_box: Sequence[float]) -> tuple[bytes, byte
     return _jpeg(scene.crop(to_pixels(crop_box, *scene.size))), _jpeg(scene)
 
 
-def crop_pair_images(job: tuple[str, Sequence[float], str]) -> tuple[bytes, bytes, bytes]:
-    """(scene path, crop box, product path) -> JPEGs of (cropped scene, full scene, product)."""
-    scene_path, crop_box, product_path = job
-    return (*scene_jpegs(scene_path, crop_box), product_jpeg(product_path))
-
-
 def product_jpeg(path: str) -> bytes:
     return _jpeg(_rgb(path))
