@@ -6,7 +6,9 @@ Every script: absl flags at module level (a script is its own program), `main(ar
 TF/Keras INFO records like the CLIs do. Time with `wall_times` / `median_ms` / `interleaved_times`
 (medians; interleave variants so the load of this shared machine hits them alike), print the
 `machine_line()` with the figures, and `summary()` for one variant's line.
-tests/test_benchmarks_smoke.py runs every script with tiny arguments.
+Every script also takes `--smoke` (defined here): the tiny smoke config (`config()`) and tiny loop
+sizes (`pick(full, tiny)`), so tests/test_benchmarks_smoke.py can run every script in seconds; its
+figures mean nothing.
 """
 
 import os
@@ -17,6 +19,28 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `import timing` first: then `import ctl_keras` finds this checkout
     sys.path.insert(1, ROOT)
+
+
+from absl import flags  # noqa: E402
+
+flags.DEFINE_bool("smoke", False, "Tiny config and sizes (tests/test_benchmarks_smoke.py): checks that the "
+                  "script runs; its figures mean nothing.")
+
+
+def smoke() -> bool:
+    return flags.FLAGS.smoke
+
+
+def pick(full, tiny):
+    """`full` normally, `tiny` under --smoke (call after flags are parsed: inside main)."""
+    return tiny if smoke() else full
+
+
+def config(**overrides):
+    """The demo's synthetic Config (112 px, random backbone), or the smoke one under --smoke."""
+    from ctl_keras.config import get_config
+
+    return get_config("synthetic", smoke=smoke(), **overrides)
 
 
 def run(main, argv=None) -> None:
