@@ -63,6 +63,7 @@ def test_api_docstring_examples(smoke_export):
     assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples failed (output above)"
 
 
+@pytest.mark.slow
 def test_scene_inputs_are_checked(smoke_export):
     """A path, bytes and an array give the same ranking; bad inputs get one clear error."""
     import numpy as np
