@@ -84,7 +84,11 @@ int main(int argc, char** argv) {
     if (!status.ok()) return Fail("request " + id + " (" + signature_name + "): " + status.ToString());
     for (size_t i = 0; i < outputs.size(); ++i) {
       tensorflow::TensorProto proto;
-      outputs[i].AsProtoTensorContent(&proto);
+      if (outputs[i].dtype() == tensorflow::DT_STRING) {
+        outputs[i].AsProtoField(&proto);  // string_val: tensor_content has no portable string encoding
+      } else {
+        outputs[i].AsProtoTensorContent(&proto);
+      }
       const std::string path = out_dir + "/" + id + "." + output_keys[i] + ".pb";
       std::ofstream out(path, std::ios::binary);
       if (!out || !proto.SerializeToOstream(&out)) return Fail("cannot write " + path);
