@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean constraints
 
-$(STAMP): setup.py
+# constraints.txt: the exact versions the project is tested with, so a fresh install next month
+# resolves the same set (`make constraints` regenerates it).
+$(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[test,faiss]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +24,16 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -q
+
+# After adding or upgrading a dependency (and running the tests): pin what the venv now holds.
+# `pip list --format=freeze` gives name==version even for a package installed from a local file;
+# ctl_keras itself (editable) and pip's own tooling are left out.
+constraints:
+	@test -x $(BIN)/python || { echo "no $(BIN)/python: run make install first"; exit 1; }
+	{ echo "# Exact versions ctl_keras is tested with; regenerate with 'make constraints'."; \
+	  $(BIN)/python -m pip list --format=freeze --exclude-editable \
+	    --exclude pip --exclude setuptools --exclude wheel --exclude ctl_keras; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 clean:
 	rm -rf runs export/demo tf_records/synthetic

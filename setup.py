@@ -8,26 +8,38 @@ setup(
     packages=find_packages(include=["ctl_keras", "ctl_keras.*"]),
     package_data={"ctl_keras": ["datasets/*.json"]},  # the built-in dataset specs
     python_requires=">=3.10",
+    # `ctl COMMAND [flags]` runs `python -m ctl_keras.<module>` (ctl_keras/__main__.py lists the commands).
+    entry_points={"console_scripts": ["ctl = ctl_keras.__main__:main"]},
+    # Upper bounds where the next major version is known or likely to break us (numpy 3 / faiss 2 /
+    # Keras 4 / protobuf 7 change APIs or wire formats we use). The exact tested set is constraints.txt.
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.12,<4",
         "tf-keras-vis==0.8.7",
         "tensorflow-serving-api==2.21.*",
         "tensorboard==2.21.*",
-        "numpy>=1.26",
-        "absl-py>=2.1",
-        "pillow>=10",
-        "matplotlib>=3.8",
+        "numpy>=1.26,<3",
+        "absl-py>=2.1,<3",
+        "pillow>=10,<13",
+        "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",  # progress bars of the long jobs (ctl_keras/progress.py)
         # Dataset building and catalog embedding run on Apache Beam (FnApiRunner locally); Beam's
         # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
         "apache-beam==2.77.*",
-        "google-crc32c>=1.5",
+        "google-crc32c>=1.5,<2",
+        "protobuf>=6.31.1,<7",  # TF 2.21 needs >=6.31.1; Apache Beam 2.77 refuses 7
+        "urllib3>=2,<3",  # download.py: one pool of keep-alive connections (fetch.new_pool)
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.17,<0.18",  # ruff: the lint `make test` runs (ruff.toml)
-                 "selenium>=4.20,<5"],  # the analysis report's browser test (Debian's chromium, .ci/run)
-        "faiss": ["faiss-cpu>=1.8"],
+        # ruff: the lint `make test` runs (ruff.toml); grpcio-tools compiles TF Serving's
+        # session_bundle_config.proto for tests/serving/test_serving_protos.py.
+        "test": ["pytest>=8", "ruff>=0.17,<0.18", "grpcio-tools>=1.74,<2",
+                 "selenium>=4.20,<5"],  # selenium: the browser tests (Debian's chromium, .ci/run)
+        "faiss": ["faiss-cpu>=1.8,<2"],
+        # GPU machines (README "GPU"): TensorFlow's CUDA wheels, and FAISS's CUDA 12 build instead of
+        # faiss-cpu (both install the module `faiss`: use [gpu] without [faiss]). Linux x86_64 only.
+        "gpu": ["tensorflow[and-cuda]==2.21.*",
+                "faiss-gpu-cu12>=1.8,<2; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
     },
 )

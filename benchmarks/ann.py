@@ -29,7 +29,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+import timing  # noqa: E402  (the benchmarks' harness: --smoke, logging set-up)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 1_000_000, "Products.")
@@ -179,4 +181,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

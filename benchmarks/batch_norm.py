@@ -16,8 +16,10 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-from timing import interleaved_times  # noqa: E402
+from absl import flags
+
+import timing
+from timing import interleaved_times
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 9, "Interleaved rounds; the median is reported.")
@@ -67,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -20,8 +20,10 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-from timing import interleaved_times  # noqa: E402
+from absl import flags
+
+import timing
+from timing import interleaved_times
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 7, "Epochs per variant; the median is reported.")
@@ -57,12 +59,11 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from ctl_keras.config import get_config
     from ctl_keras.feature_cache import FeatureCache, default_cache_dir
     from ctl_keras.feature_cache.cache import _gather
     from ctl_keras.model.ctl import build_ctl
 
-    config = get_config("synthetic", num_views=FLAGS.num_views)
+    config = timing.config(num_views=FLAGS.num_views)
     cache_dir = FLAGS.cache_dir or default_cache_dir(config, FLAGS.data_dir, False)
     cache = FeatureCache.build_or_load(config, FLAGS.data_dir, cache_dir, build_ctl(config).backbone)
     s = cache.split("train")
@@ -93,4 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

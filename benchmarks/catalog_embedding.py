@@ -20,8 +20,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import flags
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("products", 512, "Catalog size.")
@@ -34,10 +36,9 @@ def _setup(tmp):
     from PIL import Image
 
     from ctl_keras import export
-    from ctl_keras.config import get_config
     from ctl_keras.model.ctl import build_ctl
 
-    config = get_config("synthetic", smoke=True)
+    config = timing.config()
     models = build_ctl(config)
     os.makedirs(f"{tmp}/model")
     models.save_heads(f"{tmp}/model/best.weights.h5")
@@ -96,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -20,8 +20,10 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import flags
+
+import timing
 from timing import median_ms
 
 FLAGS = flags.FLAGS
@@ -36,14 +38,13 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from ctl_keras.config import get_config
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.retrieval.index import CatalogIndex, save_index
     from ctl_keras.retrieval.scene_query import SceneRecommender
     from ctl_keras.serving import exporter, warmup
 
     repeats, C, k = (20 if FLAGS.full else 5), FLAGS.num_categories, FLAGS.k
-    config = get_config("synthetic").replace(categories=tuple(f"category{i}" for i in range(C)))
+    config = timing.config().replace(categories=tuple(f"category{i}" for i in range(C)))
     models = build_ctl(config)
     rng = np.random.default_rng(0)
     n = C * FLAGS.per_category
@@ -74,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

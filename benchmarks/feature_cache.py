@@ -2,7 +2,7 @@
 
     python benchmarks/feature_cache.py [--compare_epochs 4] [--epochs N] [--work_dir DIR]
 
-On the demo-size synthetic dataset (`get_config("synthetic")`: 112 px, random frozen backbone), built
+On the demo-size synthetic dataset (`timing.config()`: 112 px, random frozen backbone), built
 into tf_records/synthetic when missing, it measures with the real training loop (ctl_keras.training):
 1. the raw-backbone baseline: test AUC of the L2 distance between scene and product pool5, no training;
 2. the cache build time (every train image x num_views views, val/test center views);
@@ -27,8 +27,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+import numpy as np
+from absl import app, flags, logging
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset (built here when missing).")
@@ -95,12 +97,11 @@ def _train(config, data_dir: str, model_dir: str, cache_dir: str | None) -> dict
 
 
 def run() -> dict:
-    from ctl_keras.config import get_config
     from ctl_keras.feature_cache import FeatureCache
     from ctl_keras.model.ctl import build_ctl
 
     overrides = {k: getattr(FLAGS, k) for k in ("learning_rate", "num_views") if getattr(FLAGS, k) is not None}
-    config = get_config("synthetic", batch_size=16, **overrides)
+    config = timing.config(batch_size=16, **overrides)
     epochs = FLAGS.epochs or config.epochs
     data_dir, work = FLAGS.data_dir, FLAGS.work_dir
     from ctl_keras.build_dataset import ensure_synthetic
@@ -160,4 +161,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

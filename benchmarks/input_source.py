@@ -21,7 +21,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 3, "Rounds of one child per input kind; medians over rounds are reported.")
@@ -51,12 +53,11 @@ def _child(kind: str, repeats: int) -> dict:
     import tensorflow as tf
     import train_step_parts as parts
 
-    from ctl_keras.config import get_config
     from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
     _drain(kind)
-    config = get_config("synthetic")
+    config = timing.config()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     steps = 128
     data = parts.feature_batches(config, steps)
@@ -75,7 +76,8 @@ def main(argv):
     results = {kind: [] for kind in KINDS}
     for _ in range(FLAGS.rounds):
         for kind in KINDS:
-            out = subprocess.run([sys.executable, __file__, f"--child={kind}", f"--repeats={FLAGS.repeats}"],
+            out = subprocess.run([sys.executable, __file__, f"--child={kind}", f"--repeats={FLAGS.repeats}",
+                                  f"--smoke={FLAGS.smoke}"],
                                  capture_output=True, text=True, check=True).stdout
             results[kind].append(json.loads(out.strip().splitlines()[-1])["ms_per_step"])
     print(f"demo cached step (16 per call), ms per step: median over {FLAGS.rounds} processes each "
@@ -86,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -18,8 +18,10 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-from timing import interleaved_times  # noqa: E402
+from absl import flags
+
+import timing
+from timing import interleaved_times
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 7, "Interleaved rounds; the median is reported.")
@@ -30,7 +32,7 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    m, k, n = 784, 1024, 256
+    m, k, n = timing.pick((784, 1024, 256), (16, 32, 8))
     x, w, dy = tf.random.normal([m, k]), tf.random.normal([k, n]), tf.random.normal([m, n])
     xt = tf.transpose(x)
 
@@ -56,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -20,8 +20,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+import numpy as np
+from absl import app, flags, logging
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_scenes", 200, "Synthetic scenes to generate (about 4 pairs per scene).")
@@ -33,10 +35,9 @@ flags.DEFINE_string("data_dir", None, "Dataset directory; default /tmp/ctl_bench
 
 
 def _config(image_size: int):
-    from ctl_keras.config import get_config
 
     grid = 7 if (image_size // 16) % 7 == 0 else image_size // 16
-    return get_config("synthetic", image_size=image_size, resize_size=image_size * 8 // 7, local_grid=grid)
+    return timing.config(image_size=image_size, resize_size=image_size * 8 // 7, local_grid=grid)
 
 
 def _dataset(config, num_scenes: int, data_dir: str) -> str:
@@ -118,4 +119,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -29,7 +29,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _THREADS
 
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+import timing  # noqa: E402  (first: puts the repo root on sys.path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("full", False, "Add the 1M-product catalog.")
@@ -80,7 +82,7 @@ def main(argv):
     faiss.omp_set_num_threads(FLAGS.threads)
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-    sizes = [10_000, 100_000] + ([1_000_000] if FLAGS.full else [])
+    sizes = timing.pick([10_000, 100_000] + ([1_000_000] if FLAGS.full else []), [500, 1000])
     rng = np.random.default_rng(0)
     k, rows = FLAGS.k, []
     for n in sizes:
@@ -116,4 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

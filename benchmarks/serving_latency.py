@@ -20,7 +20,9 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging
+
+import timing
 from timing import median_ms
 
 FLAGS = flags.FLAGS
@@ -33,13 +35,12 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from ctl_keras.config import get_config
     from ctl_keras.data.pipeline import decode_image, eval_view
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.serving import exporter, warmup
 
     repeats = 30 if FLAGS.full else 5
-    config = get_config("synthetic")  # 112 px, backbone_weights="none"
+    config = timing.config()  # 112 px, backbone_weights="none"
     models = build_ctl(config)
     with tempfile.TemporaryDirectory() as tmp:
         logging.info("exporting to %s", tmp)
@@ -76,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -19,7 +19,9 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 3, "Profiled epochs of 128 steps.")
@@ -42,16 +44,16 @@ def main(argv):
     import train_step_parts as parts
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from ctl_keras.config import get_config
     from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
-    config = get_config("synthetic")
+    config = timing.config()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    data = parts.feature_batches(config, STEPS)
+    steps = timing.pick(STEPS, 4)
+    data = parts.feature_batches(config, steps)
     list(data)
     step, _ = parts.trainer_parts(config, strategy, steps_per_execution=16)
-    epoch = lambda: run_epoch(step, device_batches(strategy, data), 1, STEPS, progress=False)  # noqa: E731
+    epoch = lambda: run_epoch(step, device_batches(strategy, data), 1, steps, progress=False)
     epoch()
     logdir = tempfile.mkdtemp(prefix="ctl_step_profile_")
     tf.profiler.experimental.start(logdir)
@@ -73,7 +75,7 @@ def main(argv):
                 # "[grad] local_head_1/hidden_1/MatMul/MatMul:MatMul": the op inside the triplet model
                 short = name.rsplit("ctl_triplet_features_1/", 1)[-1]
                 per_op[("[grad] " if "gradient_tape" in name else "") + short] += event.duration_ps
-    steps = FLAGS.epochs * STEPS
+    steps = FLAGS.epochs * steps
     ms = {name: ps / 1e9 / steps for name, ps in per_op.items()}
     total = sum(ms.values())
     groups = collections.Counter()
@@ -88,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -29,7 +29,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags
+
+import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Epochs (or calls) per measurement; the median is reported.")
@@ -43,7 +45,7 @@ flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON sum
 
 def main(argv):
     del argv
-    import train_step_parts as parts  # noqa: PLC0415
+    import train_step_parts as parts
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}
     for name in ("host", "roofline", "breakdown", "switches", "variance", "ops"):
@@ -58,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -7,6 +7,7 @@ import statistics
 import time
 
 import numpy as np
+import timing
 from timing import interleaved_times, wall_times
 
 
@@ -65,11 +66,10 @@ def host(flags) -> dict:
     import keras
     import tensorflow as tf
 
-    from ctl_keras.config import get_config
     from ctl_keras.training.loop import device_batches
     from ctl_keras.training.step import run_epoch
 
-    config = get_config("synthetic", embedding_dim=8, hidden_dim=8, local_grid=1, dropout=0.0)
+    config = timing.config(embedding_dim=8, hidden_dim=8, local_grid=1, dropout=0.0)
     steps = flags.host_steps
     data = feature_batches(config, steps)
     list(data)  # fill the cache: epochs below read memory
@@ -131,9 +131,8 @@ def host(flags) -> dict:
 
 
 def _demo_config(**overrides):
-    from ctl_keras.config import get_config
 
-    return get_config("synthetic", **overrides)
+    return timing.config(**overrides)
 
 
 def _cache(flags, config):
@@ -238,7 +237,7 @@ def roofline(flags) -> dict:
                          ("xla_and_per_call", {"jit_compile": True, "steps_per_execution": n})):
         step, _ = trainer_parts(config, strategy, **kwargs)
         ds = step_input(step, data)
-        epoch = lambda: run_epoch(step, device_batches(strategy, ds), 1, steps, progress=False)  # noqa: E731
+        epoch = lambda: run_epoch(step, device_batches(strategy, ds), 1, steps, progress=False)
         seconds, _ = median_epoch(epoch, flags.repeats)
         ms = 1000 * seconds / steps
         out[f"{name}_step_ms"] = ms

@@ -30,14 +30,14 @@ from ctl_keras import logs
 if __name__ == "__main__":  # Beam's imports below load TensorFlow: filter its start-up lines first
     logs.quiet_tensorflow_startup()
 
-import apache_beam as beam  # noqa: E402
-from absl import flags, logging  # noqa: E402
+import apache_beam as beam
+from absl import flags, logging
 
-from ctl_keras import cli, progress  # noqa: E402
-from ctl_keras import config as config_lib  # noqa: E402
-from ctl_keras.builder import files, pipeline, stages, swap  # noqa: E402
-from ctl_keras import spec as spec_lib  # noqa: E402
-from ctl_keras.data import readers, tfrecords  # noqa: E402
+from ctl_keras import cli, progress
+from ctl_keras import config as config_lib
+from ctl_keras.builder import files, pipeline, stages, swap
+from ctl_keras import spec as spec_lib
+from ctl_keras.data import readers, tfrecords
 
 SPLITS = tfrecords.SPLITS
 

@@ -202,7 +202,7 @@ def run(main: Callable[[list[str]], None], name: str, *, define_flags: Callable[
             _fail(prefix, "terminated", 143)
         except KeyboardInterrupt:
             _fail(prefix, "interrupted", 130)
-        except Exception as err:  # noqa: BLE001 (user errors become one line; bugs are re-raised)
+        except Exception as err:
             if not _is_user_error(err):
                 raise
             absl_logging.debug("%s failed", prefix, exc_info=True)

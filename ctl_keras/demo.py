@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from ctl_keras import atomic
+from ctl_keras import atomic, logs
 from ctl_keras.training.results import read_results
 
 MODEL_DIR = os.path.join("runs", "demo")
@@ -67,6 +67,7 @@ def _write_test_scene() -> dict:
 
 
 def main() -> None:
+    logs.quiet_tensorflow_startup()  # this process imports TensorFlow too (_write_test_scene)
     start = time.time()
     if not os.path.exists(os.path.join(DATA_DIR, "manifest.json")):
         _run("ctl_keras.build_dataset", "--dataset=synthetic", f"--out={DATA_DIR}")

@@ -31,7 +31,7 @@ from absl import flags, logging
 from ctl_keras import atomic, cli, progress
 from ctl_keras.data import urls
 from ctl_keras.fetch import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, Permanent, Stopped, fetch, is_valid_image,
-                             reason as failure_reason)
+                             new_pool, reason as failure_reason)
 
 __all__ = ["download", "download_one", "is_valid_image", "FAILURES_FILE"]
 
@@ -40,11 +40,12 @@ FAILURES_FILE = "download_failures.tsv"
 
 def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout: float, backoff: float,
                  deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
-                 stop: threading.Event | None = None, writing: threading.Semaphore | None = None
-                 ) -> tuple[str, str]:
+                 stop: threading.Event | None = None, writing: threading.Semaphore | None = None,
+                 pool=None) -> tuple[str, str]:
     """("skipped"|"ok", "") or ("failed", reason) for one image; ("stopped", "") when `stop` is set.
 
     `writing` is held while the file is written, so an interrupted run can wait for writes to end.
+    `pool`: fetch.new_pool()'s connection pool (None: a new connection per attempt).
     """
     stop = stop or threading.Event()
     path = os.path.join(out_dir, f"{image_id}.jpg")
@@ -55,7 +56,7 @@ def download_one(image_id: str, url: str, out_dir: str, *, retries: int, timeout
         if attempt and stop.wait(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)):
             return "stopped", ""
         try:
-            data = fetch(url, timeout, deadline, max_bytes, stop)
+            data = fetch(url, timeout, deadline, max_bytes, stop, pool)
             with writing or contextlib.nullcontext():
                 if stop.is_set():
                     return "stopped", ""
@@ -88,8 +89,12 @@ def _write_failures(out_dir: str, failures: list[tuple[str, str, str]]) -> None:
 
 def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, retries: int = 4,
              timeout: float = 30.0, backoff: float = 1.0, log_every: float = 10.0,
-             deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+             deadline: float = DEFAULT_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES,
+             reuse_connections: bool = True) -> dict:
     """Fetches every (id, url) job into out_dir/<id>.jpg; returns {"ok", "failed", "skipped", "failures"}.
+
+    The threads share one pool of keep-alive connections per host (`reuse_connections=False`: a new
+    connection per image, as before; benchmarks/download.py compares the two).
 
     KeyboardInterrupt (Ctrl-C; cli.Terminated for SIGTERM) stops the workers: files being written
     are finished, nothing new starts, no failure list is written, and the interrupt is re-raised.
@@ -106,6 +111,7 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
     # A bar with rate and ETA on a terminal, else one log line per log_every seconds (ctl_keras.progress).
     bar = progress.Progress(total=len(jobs), desc="download", unit="image", log_every=log_every)
     stop, writing = threading.Event(), threading.Semaphore(workers)
+    pool = new_pool(workers) if reuse_connections else None
     todo: queue.SimpleQueue = queue.SimpleQueue()
     for job in jobs:
         todo.put(job)
@@ -117,7 +123,8 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
             except queue.Empty:
                 return
             status, reason = download_one(*job, out_dir, retries=retries, timeout=timeout, backoff=backoff,
-                                          deadline=deadline, max_bytes=max_bytes, stop=stop, writing=writing)
+                                          deadline=deadline, max_bytes=max_bytes, stop=stop, writing=writing,
+                                          pool=pool)
             if status == "stopped":
                 return
             with lock:
@@ -148,6 +155,8 @@ def download(jobs: list[tuple[str, str]], out_dir: str, *, workers: int = 16, re
         raise
     finally:
         bar.close()
+        if pool is not None:
+            pool.clear()
     _write_failures(out_dir, failures)
     return {**counts, "failures": sorted(failures)}
 

@@ -29,7 +29,7 @@ import os
 from absl import flags
 
 from ctl_keras import cli, config_flags
-from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model  # noqa: F401 (EVAL_FILE re-exported)
+from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model
 
 FLAGS = flags.FLAGS
 
@@ -70,7 +70,6 @@ def define_flags() -> None:
     flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained; "
                       "never with --full_scene).")
     flags.DEFINE_string("feature_cache_dir", None, "The feature cache's directory (default: the one train uses).")
-    flags.DEFINE_alias("cache_dir", "feature_cache_dir")  # the name before issue 8
     config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
     flags.DEFINE_bool("cross_dataset", False, "Score on a dataset other than the one the model trained on "

@@ -262,7 +262,6 @@ def define_flags() -> None:
                          "and a larger cache (linear in the views). Default: the config's (4).", lower_bound=1)
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
                         "(default: <data_dir>/feature_cache).")
-    flags.DEFINE_alias("cache_root", "feature_cache_root")  # the name before issue 8
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ _STARTUP_NOISE = (
     "Unable to register cuDNN factory", "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "computation placer already registered",
+    # INFO, printed twice per import: port.cc (and its log-once flag) is linked into both
+    # libtensorflow_framework.so.2 and python/profiler/internal/_pywrap_profiler_plugin.so, which
+    # `import tensorflow` loads; the same process, not a subprocess or a Beam worker.
+    "oneDNN custom operations are on",
 )
 _CUINIT = "failed call to cuInit"
 _NVIDIA_DRIVER = "/proc/driver/nvidia/version"

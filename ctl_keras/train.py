@@ -58,7 +58,7 @@ def _ensure_dataset(spec, config: config_lib.Config, data_dir: str, explicit: bo
     if multi_worker:  # every worker would generate into the same shared directory at once
         raise ValueError(f"no manifest.json in {data_dir}: build the dataset once before starting the workers: "
                          f"`python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir}`")
-    from ctl_keras import build_dataset  # noqa: PLC0415 (Beam, only when a build is needed)
+    from ctl_keras import build_dataset
 
     build_dataset.ensure_synthetic(data_dir, seed=config.seed, smoke=FLAGS.smoke, explicit=explicit,
                                    log=lambda line: print(f"train: {line}", file=sys.stderr))
@@ -84,7 +84,7 @@ def main(argv):
     multi_worker = FLAGS.strategy == "multi_worker"
     cluster_task = None
     if multi_worker:
-        from ctl_keras.training.cluster import read_tf_config  # noqa: PLC0415 (no TensorFlow)
+        from ctl_keras.training.cluster import read_tf_config
 
         cluster_task = read_tf_config()
         if not FLAGS.worker_timeout > 0:
@@ -93,8 +93,8 @@ def main(argv):
     cli.check_output_dir(model_dir, "model_dir")
     _ensure_dataset(spec, config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
     # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
-    from ctl_keras.training import loop  # noqa: PLC0415
-    from ctl_keras.training.optimizer import mixed_precision_policy  # noqa: PLC0415
+    from ctl_keras.training import loop
+    from ctl_keras.training.optimizer import mixed_precision_policy
 
     if FLAGS.mixed_precision:
         config = config.replace(precision=mixed_precision_policy())
@@ -105,7 +105,7 @@ def main(argv):
                               steps_per_execution=FLAGS.steps_per_execution, jit_compile=FLAGS.jit_compile)
     try:
         results = loop.train(config, options)
-    except Exception as err:  # noqa: BLE001 (a dead peer's collective error becomes one clear line)
+    except Exception as err:
         tf = sys.modules.get("tensorflow")
         if multi_worker and isinstance(err, tf.errors.OpError) and type(err).__name__ in _LOST_WORKER:
             raise cli.ExitNow(_lost_worker_line(err)) from None

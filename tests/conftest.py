@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
 # Small enough to build in a few seconds, big enough that every split has scenes and val/test
 # have questions (48 scenes -> 38/5/5 scenes, about 200 pairs).

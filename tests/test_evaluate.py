@@ -107,3 +107,13 @@ def test_empty_test_split_is_a_clear_error(synthetic_data, model_dir, tmp_path):
     with pytest.raises(ValueError, match="test split .* is empty"):
         evaluate.evaluate_model(model_dir, str(empty))
     assert not np.any([p.name == "eval.json" for p in empty.iterdir()])
+
+
+def test_results_of_an_earlier_version_are_refused_in_one_line():
+    """results.json without trained_on (before it was recorded) is not guessed from other keys."""
+    from ctl_keras.evaluation.model_eval import _trained_on
+
+    assert _trained_on({"trained_on": "full"}, "m") == "full"
+    assert _trained_on({}, "m") == "unknown"  # no results.json: a model_dir not written by train
+    with pytest.raises(ValueError, match=r"m/results.json was written by an earlier ctl_keras \(no trained_on\)"):
+        _trained_on({"full_scene": False, "val_auc": 0.5}, "m")

@@ -11,11 +11,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
 
-from ctl_keras import atomic  # noqa: E402
+from ctl_keras import atomic
 
 
 def save_figure(fig, path: str) -> str:

@@ -192,7 +192,7 @@ def score(key: dict, sheets: dict[str, dict[int, str]]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"  # noqa: E731  (NaN check)
+    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"
     lines = [f"{result['num_questions']} questions, {result['num_annotators']} annotators, "
              f"{result['majority_ties']} majority ties excluded from 'vs human', humans and dataset agree on "
              f"{result['num_agreed']}; human majority vs dataset: {pct(result['human_majority_vs_dataset'])}", "",

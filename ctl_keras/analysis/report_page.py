@@ -134,7 +134,7 @@ def attention_overlay(image: np.ndarray, cell_map: np.ndarray) -> Image.Image:
 def _thumbnail(data: bytes) -> Image.Image | None:
     try:
         image = Image.open(io.BytesIO(data)).convert("RGB")
-    except Exception:  # noqa: BLE001 (a broken product image becomes a "no image" cell, counted)
+    except Exception:
         return None
     image.thumbnail((THUMB_PX, THUMB_PX))
     return image

@@ -63,7 +63,6 @@ class Baseline:
     """Base class: subclasses set `name`, implement `encode_*` and `distances`, and maybe `fit`."""
 
     name = "baseline"
-    trainable = False
 
     def __init__(self, config, seed: int | None = None, epochs: int | None = None, batch_size: int | None = None):
         """`epochs`, `batch_size`: the trained baselines' (default: the config's, as for our model)."""

@@ -15,7 +15,6 @@ from ctl_keras.baselines.base import Baseline, SplitFeatures
 
 class Popularity(Baseline):
     name = "popularity"
-    trainable = True
 
     def fit(self, train: SplitFeatures, val: SplitFeatures | None = None) -> dict:
         self.counts = collections.Counter(str(p) for p in train.positive_ids)

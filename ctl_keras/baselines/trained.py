@@ -18,7 +18,6 @@ from ctl_keras.baselines.base import Baseline, SplitFeatures, pick_views, sample
 
 
 class TrainedBaseline(Baseline):
-    trainable = True
     learning_rate = 1e-3
 
     # ------------------------------------------------------------ what a subclass provides

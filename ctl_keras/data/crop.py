@@ -160,7 +160,7 @@ JPEG_QUALITY = 95
 def _is_file(path: str) -> bool:
     if "://" not in path:
         return os.path.isfile(path)
-    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415 (gs:// etc.: the Beam builder)
+    from apache_beam.io.filesystems import FileSystems
     return FileSystems.exists(path)
 
 
@@ -168,7 +168,7 @@ def _source(path: str):
     """A local path as is; a URL (gs://...) read through Beam's filesystems."""
     if "://" not in path:
         return path
-    from apache_beam.io.filesystems import FileSystems  # noqa: PLC0415
+    from apache_beam.io.filesystems import FileSystems
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return io.BytesIO(f.read())
 
@@ -225,12 +225,6 @@ def scene_jpegs(scene_path: str, crop_box: Sequence[float]) -> tuple[bytes, byte
     """JPEGs of (cropped scene, full scene)."""
     scene = _rgb(scene_path)
     return _jpeg(scene.crop(to_pixels(crop_box, *scene.size))), _jpeg(scene)
-
-
-def crop_pair_images(job: tuple[str, Sequence[float], str]) -> tuple[bytes, bytes, bytes]:
-    """(scene path, crop box, product path) -> JPEGs of (cropped scene, full scene, product)."""
-    scene_path, crop_box, product_path = job
-    return (*scene_jpegs(scene_path, crop_box), product_jpeg(product_path))
 
 
 def product_jpeg(path: str) -> bytes:

@@ -25,11 +25,12 @@ def _recorded(model_dir: str) -> dict:
     return read_results(model_dir)
 
 
-def _trained_on(recorded: dict) -> str:
+def _trained_on(recorded: dict, model_dir: str) -> str:
     if "trained_on" in recorded:
         return recorded["trained_on"]
-    if "full_scene" in recorded:
-        return "full" if recorded["full_scene"] else "cropped"
+    if recorded:  # results.json of an earlier ctl_keras: no compatibility path
+        raise ValueError(f"{model_dir}/results.json was written by an earlier ctl_keras (no trained_on); "
+                         "retrain with `python -m ctl_keras.train` into a new --model_dir")
     return "unknown"  # no results.json: a model_dir not written by train
 
 
@@ -86,7 +87,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     if feature_cache is None:
         feature_cache = bool(recorded.get("feature_cache", False)) and not full_scene
     config, models = model_io.load_trained(model_dir, backbone_weights=backbone_weights, which=which)
-    trained_on = _trained_on(recorded)
+    trained_on = _trained_on(recorded, model_dir)
     # The run's own dataset: another build under the default path may have a different split.
     explicit = data_dir is not None
     data_dir = run_data_dir(model_dir, config.dataset, data_dir)

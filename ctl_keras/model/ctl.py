@@ -136,7 +136,7 @@ class CTLModels:
             # The backbone is frozen: no gradient enters it. Without stop_gradient the tape would still
             # record its ops (its variables are read inside the tape) and build a backward for them that
             # plain graphs prune but XLA compiles, and refuses (MaxPoolGrad under op determinism).
-            frozen = lambda image: {k: keras.ops.stop_gradient(v)  # noqa: E731
+            frozen = lambda image: {k: keras.ops.stop_gradient(v)
                                     for k, v in self.backbone(image, training=False).items()}
             scene_features = frozen(inputs["scene"])
             scene_pool5, scene_local = scene_features["pool5"], scene_features["local"]

@@ -115,7 +115,7 @@ def _encode(key: str = "", product_id: str = "", category: int = -1, embedding=N
 
 def _decode(raw: bytes) -> tuple:
     f = tf.train.Example.FromString(raw).features.feature
-    value = lambda name: f[name].bytes_list.value[0]  # noqa: E731
+    value = lambda name: f[name].bytes_list.value[0]
     return (value("key").decode(), value("product_id").decode(), int(f["category"].int64_list.value[0]),
             np.frombuffer(value("embedding"), np.float32), value("skipped").decode(), value("image_sha256").decode())
 

@@ -39,7 +39,7 @@ def scene_look(parts, images, ids):
     features = parts.features(images)
     b, c = tf.shape(images)[0], tf.shape(ids)[0]
     # Row b*C + j is (image b, category j): repeat each image's features, tile the category list.
-    repeat = lambda t: tf.repeat(t, c, axis=0)  # noqa: E731
+    repeat = lambda t: tf.repeat(t, c, axis=0)
     out = parts.scene_head(repeat(features["pool5"]), repeat(features["local"]), tf.tile(ids, [b]))
     query, attention = out["query"], out["attention"]
     return {"query": tf.reshape(query, tf.concat([[b, c], tf.shape(query)[1:]], 0)),

@@ -14,6 +14,7 @@ tower share one backbone and one scene-head function instead of four copies of e
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -58,7 +59,7 @@ def header_size(image_bytes):
         # Guard the length: substr past the end would raise its own, less clear, error.
         ihdr = tf.strings.substr(tf.strings.join([image_bytes, b"\0" * 24]), 16, 8)
         width_height = tf.cast(tf.io.decode_raw(ihdr, tf.uint8), tf.int64)
-        be = lambda b: b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]  # noqa: E731
+        be = lambda b: b[0] * 2 ** 24 + b[1] * 2 ** 16 + b[2] * 2 ** 8 + b[3]
         return tf.stack([be(width_height[4:8]), be(width_height[0:4])])
 
     return tf.cond(tf.equal(tf.strings.substr(image_bytes, 0, 3), b"\xff\xd8\xff"), jpeg, png)
@@ -154,13 +155,20 @@ class TowerParts:
 
 
 def _track(module, keras_models):
-    """Track the models' variables (deduplicated) so tf.saved_model.save writes them."""
+    """Track the models' variables (deduplicated) so tf.saved_model.save writes them.
+
+    The tf.Variable inside each Keras variable (`.value`), not the Keras wrapper: the traced functions
+    capture the tf.Variables, and a tracked wrapper is saved as a second, separate resource
+    ("Variable_N"). The checkpoint then restores the wrappers' copies only, so TF Serving's
+    session-based loader (tensorflow::LoadSavedModel) ran the signatures on uninitialized variables
+    ("Could not find variable conv3_block1_0_bn/beta"), while tf.saved_model.load resolved them
+    (tests/serving/test_cc_loader.py)."""
     seen, variables = set(), []
     for model in keras_models:
         for v in model.variables:
             if id(v) not in seen:
                 seen.add(id(v))
-                variables.append(v)
+                variables.append(v.value if isinstance(v, keras.Variable) else v)
     module.model_variables = variables
 
 

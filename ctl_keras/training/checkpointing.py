@@ -61,7 +61,7 @@ class ModelDirLock:
 def _differences(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
     keys = (set(old) | set(new)) - set(ignore)
     # JSON turns tuples into lists; compare in that form.
-    norm = lambda d: json.loads(json.dumps(d))  # noqa: E731
+    norm = lambda d: json.loads(json.dumps(d))
     old, new = norm(old), norm(new)
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
@@ -92,10 +92,10 @@ def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool
     if existed:
         with open(config_path) as f:
             old_config = json.load(f)
-        old_options = {}
-        if os.path.exists(options_path):
-            with open(options_path) as f:
-                old_options = json.load(f)
+        if not os.path.exists(options_path):
+            raise _stale(model_dir, f"no {OPTIONS_FILE}")
+        with open(options_path) as f:
+            old_options = json.load(f)
         differ = _differences(old_config, config.to_dict(), ignore=("epochs",))
         differ += _differences(old_options, options, ignore=(DATASET_KEY,))
         if differ:
@@ -109,10 +109,18 @@ def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool
     return existed
 
 
-def _check_dataset(model_dir: str, old: dict | None, new: dict | None) -> None:
+def _stale(model_dir: str, what: str) -> ValueError:
+    """A run written by an earlier ctl_keras: not resumed (nobody holds such runs; no compatibility path)."""
+    return ValueError(f"model_dir {model_dir} holds a run of an earlier ctl_keras ({what}); delete it or "
+                      "train into a new --model_dir")
+
+
+def _check_dataset(model_dir: str, old: dict | None, new: dict) -> None:
     """A run's dataset is part of its identity (issue 9): resuming on another build would score the test
-    AUC on scenes the first epochs trained on. Runs recorded before fingerprints existed are not checked."""
-    if not old or not new or old.get("fingerprint") == new.get("fingerprint"):
+    AUC on scenes the first epochs trained on. A run recorded without a fingerprint is stale (_stale)."""
+    if not old or "fingerprint" not in old:
+        raise _stale(model_dir, f"{OPTIONS_FILE} records no dataset fingerprint")
+    if old["fingerprint"] == new.get("fingerprint"):
         return
     raise ValueError(
         f"model_dir {model_dir} was trained on dataset {old.get('fingerprint')} ({old.get('data_dir')}), "

@@ -155,12 +155,12 @@ class Trainer:
         self.timing = {"feature_cache": 0.0, "epochs": 0.0, "validation": 0.0, "final_test": 0.0}
 
     def _load_features(self) -> None:
-        from ctl_keras.feature_cache import FeatureCache, default_cache_dir  # noqa: PLC0415 (fast path only)
+        from ctl_keras.feature_cache import FeatureCache, default_cache_dir
 
         cache_dir = self.options.feature_cache_dir or default_cache_dir(self.config, self.options.data_dir,
                                                                         self.options.full_scene)
         if not self.writer:  # one worker builds; the others wait for the complete cache
-            from ctl_keras.feature_cache import build, coordination  # noqa: PLC0415
+            from ctl_keras.feature_cache import build, coordination
 
             want = build.identity(self.config, self.options.data_dir, self.options.full_scene)
             coordination.wait_until_built(cache_dir, want, self.options.worker_timeout)

@@ -12,6 +12,11 @@ The formula is keras.optimizers.Adam's:
 The variables (iterations, learning_rate, momentums, velocities) are keras.optimizers.Adam's, so
 checkpoints are interchangeable. The results differ from keras.optimizers.Adam by float rounding only
 (tested). Sparse gradients and amsgrad fall back to the parent's update.
+
+The slots are read through keras.optimizers.Adam's private attributes (`_momentums`, `_velocities`,
+`_get_variable_index`; Keras 3.12-3.15). That contract is checked when the optimizer is built
+(`check_adam_contract`, and tests/training/test_optimizer.py), so a Keras that changes it fails at
+once with one line naming the attribute, never with wrong updates; the tested Keras is constraints.txt's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ class FusedAdam(keras.optimizers.Adam):
         optimizer.apply_gradients(zip(grads, variables))
     """
 
+    def build(self, var_list):
+        super().build(var_list)
+        check_adam_contract(self, var_list)
+
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
@@ -48,6 +57,31 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype), use_locking=False)
+
+
+def check_adam_contract(optimizer: keras.optimizers.Adam, var_list) -> None:
+    """RuntimeError (one line) unless the built `optimizer` has one momentum and one velocity per
+    variable, shaped like it, found by `_get_variable_index`, and tracked in `optimizer.variables`
+    (so they are checkpointed): what FusedAdam.update_step reads."""
+    def broken(what: str):
+        return RuntimeError(f"keras {keras.__version__} changed keras.optimizers.Adam's slots ({what}); "
+                            "FusedAdam (ctl_keras/training/optimizer.py) reads them: update it, or install "
+                            "the keras version of constraints.txt")
+
+    try:
+        momentums, velocities = optimizer._momentums, optimizer._velocities
+        indices = [optimizer._get_variable_index(v) for v in var_list]
+    except (AttributeError, KeyError, TypeError) as err:
+        raise broken(f"{type(err).__name__}: {err}") from None
+    if len(momentums) != len(var_list) or len(velocities) != len(var_list):
+        raise broken(f"{len(momentums)} momentums, {len(velocities)} velocities for {len(var_list)} variables")
+    if sorted(indices) != list(range(len(var_list))):
+        raise broken(f"_get_variable_index gave {indices}")
+    tracked = {id(v) for v in optimizer.variables}
+    for variable, index in zip(var_list, indices):
+        for slot in (momentums[index], velocities[index]):
+            if tuple(slot.shape) != tuple(variable.shape) or id(slot) not in tracked:
+                raise broken(f"slot {getattr(slot, 'path', slot)} does not match variable {variable.path}")
 
 
 def mixed_precision_policy() -> str:

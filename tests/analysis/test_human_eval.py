@@ -104,7 +104,7 @@ def test_human_score_cli_one_line_errors_and_table(tmp_path):
     he.write_kit(str(tmp_path), _items(2), {"ours": ["A", "A"]}, seed=0)  # positives: A, B
     good = _sheet(tmp_path / "good.csv", [(10, "A"), (11, "B")])
     bad = _sheet(tmp_path / "bad.csv", [(10, "A"), (11, "x")])
-    run = lambda sheets: subprocess.run(  # noqa: E731
+    run = lambda sheets: subprocess.run(
         [sys.executable, "-m", "ctl_keras.analysis", "human-score", f"--kit={tmp_path}", f"--sheets={sheets}"],
         capture_output=True, text=True, timeout=120)
     ok = run(good)

@@ -22,7 +22,7 @@ def built():
 
 def _batch(seed=0):
     rng = np.random.RandomState(seed)
-    images = lambda: rng.uniform(0, 255, (BATCH, 64, 64, 3)).astype("float32")  # noqa: E731
+    images = lambda: rng.uniform(0, 255, (BATCH, 64, 64, 3)).astype("float32")
     return {"scene": images(), "positive": images(), "negative": images(),
             "category": np.array([0, 2, 4], "int32")}
 

@@ -22,19 +22,21 @@ def test_lock_refuses_a_second_holder_and_is_released(tmp_path):
     with ModelDirLock(model_dir):  # released on exit
         pass
 
+OPTIONS = {"feature_cache": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"}}
+
 
 def test_config_check_allows_more_epochs_and_refuses_other_settings(tmp_path):
     model_dir = str(tmp_path)
     config = get_config("synthetic", smoke=True)
-    assert check_or_write_config(model_dir, config, {"feature_cache": False}) is False
+    assert check_or_write_config(model_dir, config, OPTIONS) is False
     _fake_checkpoint(tmp_path)  # a model_dir with only config.json is fresh (see the test below)
-    assert check_or_write_config(model_dir, config.replace(epochs=9), {"feature_cache": False}) is True
+    assert check_or_write_config(model_dir, config.replace(epochs=9), OPTIONS) is True
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["epochs"] == 9
     with pytest.raises(ValueError, match="differs in embedding_dim, margin; use another --model_dir"):
-        check_or_write_config(model_dir, config.replace(margin=0.5, embedding_dim=8), {"feature_cache": False})
+        check_or_write_config(model_dir, config.replace(margin=0.5, embedding_dim=8), OPTIONS)
     with pytest.raises(ValueError, match="differs in feature_cache"):
-        check_or_write_config(model_dir, config, {"feature_cache": True})
+        check_or_write_config(model_dir, config, {**OPTIONS, "feature_cache": True})
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -83,6 +85,20 @@ def test_another_dataset_is_refused_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"trained on dataset aaaa \(/moved\), but --data_dir /data/two holds "
                                          r"dataset bbbb; resume with --data_dir=/moved"):
         check_or_write_config(str(tmp_path), config, other)
+
+
+@pytest.mark.parametrize("options_file", [None, {"feature_cache": False}])
+def test_a_run_of_an_earlier_version_is_refused_in_one_line(tmp_path, options_file):
+    """No compatibility path: a run without train_options.json, or whose options record no dataset
+    fingerprint (written before issue 9), is not resumed; the error says what to do."""
+    config = get_config("synthetic", smoke=True)
+    write_json(str(tmp_path / "config.json"), config.to_dict())
+    if options_file is not None:
+        write_json(str(tmp_path / "train_options.json"), options_file)
+    _fake_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match=r"holds a run of an earlier ctl_keras \(.*\); delete it or train into "
+                                         r"a new --model_dir"):
+        check_or_write_config(str(tmp_path), config, OPTIONS)
 
 
 def _model_and_optimizer():

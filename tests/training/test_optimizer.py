@@ -65,3 +65,36 @@ def test_checkpoints_are_interchangeable_with_keras_adam(tmp_path):
     assert int(ours.iterations.numpy()) == 1
     np.testing.assert_array_equal(ours._momentums[0].numpy(), theirs._momentums[0].numpy())
     np.testing.assert_array_equal(ours._velocities[0].numpy(), theirs._velocities[0].numpy())
+
+
+def test_keras_adam_contract_is_checked_at_build():
+    """FusedAdam reads Adam's private slots: a real build passes the check; a Keras whose Adam lost an
+    attribute, or keeps fewer slots, fails at build with one line naming the change and the fix."""
+    import pytest
+
+    from ctl_keras.training.optimizer import check_adam_contract
+
+    variables = [keras.Variable(np.zeros(s, np.float32)) for s in SHAPES]
+    optimizer = FusedAdam(learning_rate=1e-3)
+    optimizer.build(variables)  # runs check_adam_contract on this Keras
+    assert len(optimizer._momentums) == len(optimizer._velocities) == len(SHAPES)
+
+    class LostVelocities(keras.optimizers.Adam):  # a future Adam that names its slots differently
+        def build(self, var_list):
+            super().build(var_list)
+            self._second_moments = self.__dict__.pop("_velocities")
+
+    changed = LostVelocities(learning_rate=1e-3)
+    changed.build(variables)
+    with pytest.raises(RuntimeError, match=r"keras .* changed keras.optimizers.Adam's slots .*_velocities"):
+        check_adam_contract(changed, variables)
+
+    class FewerSlots(keras.optimizers.Adam):
+        def build(self, var_list):
+            super().build(var_list)
+            self._momentums = self._momentums[:-1]
+
+    fewer = FewerSlots(learning_rate=1e-3)
+    fewer.build(variables)
+    with pytest.raises(RuntimeError, match="2 momentums, 3 velocities for 3 variables"):
+        check_adam_contract(fewer, variables)

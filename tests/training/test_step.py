@@ -82,7 +82,7 @@ def test_run_epoch_means_losses_and_stops_on_nan():
 
 def test_run_epoch_counts_every_step_of_multi_step_calls():
     calls = iter([[1.0, 2.0, 3.0], [4.0, float("nan"), 6.0]])
-    fn = lambda it: next(calls)  # noqa: E731
+    fn = lambda it: next(calls)
     fn.steps_per_execution = 3
     with pytest.raises(step.TrainingDiverged, match="loss is nan at epoch 1 step 5;"):
         step.run_epoch(fn, [0], epoch=1)
