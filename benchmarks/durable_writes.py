@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--dir", default=tempfile.gettempdir())
+    parser.add_argument("--smoke", action="store_true", help="tests/test_benchmarks_smoke.py: the tiny config")
     args = parser.parse_args()
 
     import numpy as np
@@ -51,7 +52,7 @@ def main():
     from ctl_keras.training import checkpointing
 
     work = tempfile.mkdtemp(prefix="durable-", dir=args.dir)
-    config = get_config("home", variant="hybrid")
+    config = get_config("home", smoke=args.smoke, variant="hybrid")
     heads = CTLHeads(config)
     heads.global_head.build((None, 2048))
     heads.local_head.build((None, 1024))

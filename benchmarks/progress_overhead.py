@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tests/test_benchmarks_smoke.py (sizes come from the flags)")
     args = parser.parse_args()
     import keras
 
