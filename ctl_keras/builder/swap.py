@@ -24,7 +24,11 @@ JOURNAL = ".build-owned.json"  # exists only while a swap is in progress
 def new_staging(out_dir: str) -> str:
     staging = files.join(out_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
     files.makedirs(staging)
-    files.write_bytes(files.join(staging, MARKER), b"a ctl_keras build in progress; safe to delete\n")
+    try:  # a signal while the marker is written (an fsync: milliseconds) must not leave the dir behind
+        files.write_bytes(files.join(staging, MARKER), b"a ctl_keras build in progress; safe to delete\n")
+    except BaseException:
+        files.delete([staging])
+        raise
     return staging
 
 

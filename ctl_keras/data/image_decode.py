@@ -20,11 +20,9 @@ _ORIENTATION_TAG = 0x0112
 
 
 def _u8(data: tf.Tensor) -> tf.Tensor:
-    """The first _HEAD bytes as int32 [_HEAD + 16], zero padded (every index below stays in range)."""
-    head = tf.strings.substr(data, 0, _HEAD)
-    padded = tf.strings.join([head, tf.constant(b"\0" * 16)])
-    padded = tf.strings.join([padded, tf.strings.substr(tf.constant(b"\0" * _HEAD), 0, _HEAD + 16 - tf.strings.length(padded))])
-    return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEAD + 16), tf.uint8), tf.int32)
+    """The first _HEAD bytes as int32, then 16 zeros (reads past the end are clipped onto them)."""
+    padded = tf.strings.join([tf.strings.substr(data, 0, _HEAD), b"\0" * 16])
+    return tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32)
 
 
 def exif_orientation(data: tf.Tensor) -> tf.Tensor:

@@ -64,3 +64,21 @@ def test_cross_dataset_counts_test_scenes_seen_in_training(trained, synthetic_da
 def test_the_models_own_data_needs_no_flag(trained, synthetic_data, tmp_path):
     result = evaluate.evaluate_model(trained, synthetic_data[1], out=str(tmp_path / "eval.json"))
     assert "cross_dataset" not in result
+
+
+def test_cli_refuses_then_reports_the_overlap(trained, synthetic_data, resplit, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    base = [sys.executable, "-m", "ctl_keras.evaluate", f"--model_dir={trained}", f"--data_dir={resplit}",
+            f"--out={tmp_path / 'eval.json'}"]
+    refused = subprocess.run(base, capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert [line for line in refused.stderr.splitlines() if "error:" in line][0].endswith(
+        "pass --cross_dataset to evaluate on it anyway")
+    crossed = subprocess.run(base + ["--cross_dataset"], capture_output=True, text=True, env=env, timeout=600)
+    assert crossed.returncode == 0, crossed.stderr[-2000:]
+    seen = len(pipeline.split_scene_ids(resplit, "test") & pipeline.split_scene_ids(synthetic_data[1], "train"))
+    assert "CROSS-DATASET" in crossed.stdout and f" {seen} of the " in crossed.stdout
