@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[test,faiss]"
+	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20)
+	$(BIN)/python -m pip install -e ".[test,faiss,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,5 +26,8 @@ setup(
         "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
         "faiss": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
+        # python -m ctl_keras.serve (ASGI server, metrics, multipart uploads); selenium: its browser test
+        "serve": ["starlette>=0.40", "uvicorn>=0.30", "prometheus-client>=0.20", "python-multipart>=0.0.9",
+                  "selenium>=4.20"],
     },
 )
