@@ -54,10 +54,6 @@ def options() -> types.SimpleNamespace:
             opts.api_key = f.read().strip()
         if not opts.api_key:
             raise ValueError(f"--api_key_file={FLAGS.api_key_file} is empty")
-    if opts.max_pixels is None:
-        from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
-
-        opts.max_pixels = DEFAULT_MAX_IMAGE_PIXELS
     return opts
 
 

@@ -28,6 +28,7 @@ from ctl_keras.serve.batcher import Batcher, QueueFull
 from ctl_keras.serve.images import HTTPError, check_image, image_type
 from ctl_keras.serve.page import PAGE
 from ctl_keras.serve.tower import BadImage
+from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger("ctl_keras.serve")
 
@@ -109,7 +110,7 @@ def build_app(opts, live, metrics) -> Starlette:
         else:
             raise HTTPError(415, f"Content-Type {kind or 'missing'}: send image/jpeg, image/png or "
                                  "multipart/form-data with a file field 'image'")
-        check_image(data, opts.max_pixels)
+        check_image(data, opts.max_pixels or live.current.meta.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS)
         return data
 
     async def answer(request: Request, names: list[str], k: int, with_attention: bool):

@@ -1,12 +1,14 @@
 """Every error answer of the service, on real server processes: status, one-line reason, alive after."""
 
 import io
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
-from serve_testing import Server, call
+from serve_testing import ENV, Server, call, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +126,11 @@ def test_server_alive_and_counted_after_errors(batched_server, scene):
     for line in ('ctl_requests_total{route="/v1/look",status="413"}', 'ctl_requests_total{route="/v1/look",status="504"}',
                  "ctl_batch_size_bucket", "ctl_index_generation 1.0", "ctl_model_version 1.0", "ctl_queue_depth"):
         assert line in metrics, line
+
+
+def test_startup_failure_is_one_line_exit_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.serve", f"--index={tmp_path / 'none'}",
+                           f"--port={free_port()}"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"serve: error: cannot serve --index={tmp_path / 'none'}: index file") and "not found" in last
