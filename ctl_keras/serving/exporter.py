@@ -67,7 +67,7 @@ def resolve_version_dir(export_dir: str, model: str, version: int | None = None)
 def _write(module, directory: str, model: str, config, meta: dict) -> None:
     logging.info("writing %s to %s", model, directory)
     tf.saved_model.save(module, directory, signatures=sig.signatures(module))
-    warmup.write_warmup(directory, warmup.model_requests(model, config, with_category=model != PRODUCT))
+    warmup.write_warmup(directory, warmup.module_requests(model, module, config))
     with open(meta_path(directory), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
 
