@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed-stamp
 # resolves the same set (`make constraints` regenerates it).
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss]"
+	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -41,5 +41,8 @@ setup(
         "gpu": ["tensorflow[and-cuda]==2.21.*",
                 "faiss-gpu-cu12>=1.8,<2; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
+        # python -m ctl_keras.serve (ASGI server, metrics, multipart uploads); selenium: its browser test
+        "serve": ["starlette>=0.40", "uvicorn>=0.30", "prometheus-client>=0.20", "python-multipart>=0.0.9",
+                  "selenium>=4.20"],
     },
 )

@@ -68,7 +68,7 @@ def resolve_version_dir(export_dir: str, model: str, version: int | None = None)
 def _write(module, directory: str, model: str, config, meta: dict) -> None:
     logging.info("writing %s to %s", model, directory)
     tf.saved_model.save(module, directory, signatures=sig.signatures(module))
-    warmup.write_warmup(directory, warmup.model_requests(model, config, with_category=model != PRODUCT))
+    warmup.write_warmup(directory, warmup.module_requests(model, module, config))
     # The last file of a version: written atomically and fsynced (the whole version is fsynced before
     # its rename, versions.staged_versions).
     write_json(meta_path(directory), meta, indent=1)

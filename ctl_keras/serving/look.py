@@ -12,9 +12,10 @@ category of the model, in the model's order.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-from ctl_keras.serving import signatures as sig
+from ctl_keras.serving import parts as shared
 
 LOOK_SIGNATURES = ("complete_look", "complete_look_categories")
 
@@ -35,7 +36,7 @@ def _category_list_ids(table, categories, all_categories):
 def scene_look(parts, images, ids):
     """images [B, S, S, 3], category ids [C] -> {"query": [B, C, d], "attention": [B, C, g, g]}.
 
-    `parts`: the module's `signatures.TowerParts` of the scene tower."""
+    `parts`: the module's `shared.TowerParts` of the scene tower."""
     features = parts.features(images)
     b, c = tf.shape(images)[0], tf.shape(ids)[0]
     # Row b*C + j is (image b, category j): repeat each image's features, tile the category list.
@@ -47,26 +48,30 @@ def scene_look(parts, images, ids):
 
 
 def add_look_signatures(module, parts, config, max_pixels: int, finish=None):
-    """Attach both complete_look signatures to `module` (which holds `category_table`); `parts` are its
-    `signatures.TowerParts` of the scene tower.
+    """Register both complete_look signatures to `module` (which holds `category_table`); `parts` are its
+    `shared.TowerParts` of the scene tower.
 
     finish(query [B, C, d], ids [C]) -> outputs; None: the scene tower's {query, attention}.
     """
     all_ids = tf.range(len(config.categories), dtype=tf.int32)
 
     def run(image_bytes, ids):
-        out = scene_look(parts, sig.preprocess_bytes(image_bytes, config, max_pixels), ids)
+        out = scene_look(parts, shared.preprocess_bytes(image_bytes, config, max_pixels), ids)
         if finish is not None:
             return finish(out["query"], ids)
         return {name: tf.identity(value, name=name) for name, value in out.items()}
 
-    @tf.function(input_signature=[sig._bytes_spec()])
+    @tf.function(input_signature=[shared.bytes_spec()])
     def complete_look(image_bytes):
         return run(image_bytes, all_ids)
 
-    @tf.function(input_signature=[sig._bytes_spec(), tf.TensorSpec([None], tf.string, name="categories")])
+    @tf.function(input_signature=[shared.bytes_spec(), tf.TensorSpec([None], tf.string, name="categories")])
     def complete_look_categories(image_bytes, categories):
         return run(image_bytes, _category_list_ids(module.category_table, categories, config.categories))
 
-    module.complete_look, module.complete_look_categories = complete_look, complete_look_categories
+    shared.register(module, "complete_look", complete_look,
+                    lambda examples: [{"image_bytes": np.array(examples["bytes"], dtype=object)}])
+    shared.register(module, "complete_look_categories", complete_look_categories,
+                    lambda examples: [{"image_bytes": np.array(examples["bytes"][:1], dtype=object),
+                                       "categories": np.array(examples["categories"][-1:], dtype=object)}])
     return module

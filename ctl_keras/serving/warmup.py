@@ -38,31 +38,22 @@ def predict_log(model_name: str, signature: str, inputs: dict) -> prediction_log
     return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
-def model_requests(model_name: str, config, with_category: bool) -> list[prediction_log_pb2.PredictionLog]:
-    """Warmup requests for every signature of a tower (or the recommender)."""
+def example_inputs(config) -> dict:
+    """What each registered signature builds its warmup requests from (parts.register)."""
     from ctl_keras.data.pipeline import decode_image, eval_view
 
     images = example_images(config)
-    categories = list(config.categories)
-    floats = np.stack([eval_view(decode_image(b), config).numpy() for b in images])
-    logs = []
-    for batch in ([images[0]], images):
-        inputs = {"image_bytes": np.array(batch, dtype=object)}
-        if with_category:
-            inputs["category"] = np.array([categories[i % len(categories)] for i in range(len(batch))], dtype=object)
-        logs.append(predict_log(model_name, "serving_default", inputs))
-    if with_category:  # the scene tower and the recommender also serve the whole look (serving/look.py)
-        logs.append(predict_log(model_name, "complete_look", {"image_bytes": np.array(images, dtype=object)}))
-        logs.append(predict_log(model_name, "complete_look_categories",
-                                {"image_bytes": np.array(images[:1], dtype=object),
-                                 "categories": np.array(categories[-1:], dtype=object)}))
-    inputs = {"images": floats}
-    if with_category:
-        # One name per image even when there are fewer categories than images (the last ones otherwise).
-        inputs["category"] = np.array([categories[(i - len(floats)) % len(categories)] for i in range(len(floats))],
-                                      dtype=object)
-    logs.append(predict_log(model_name, "predict_images", inputs))
-    return logs
+    return {"bytes": images, "categories": list(config.categories),
+            "floats": np.stack([eval_view(decode_image(b), config).numpy() for b in images])}
+
+
+def module_requests(model_name: str, module, config) -> list[prediction_log_pb2.PredictionLog]:
+    """The warmup requests of every signature registered on `module`, in registration order."""
+    from ctl_keras.serving import parts
+
+    examples = example_inputs(config)
+    return [predict_log(model_name, name, inputs)
+            for name, (_, warmup) in parts.registered(module).items() for inputs in warmup(examples)]
 
 
 def write_warmup(version_dir: str, logs: Iterable[prediction_log_pb2.PredictionLog]) -> str:

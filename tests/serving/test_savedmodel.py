@@ -193,8 +193,11 @@ def test_bad_input_fails_with_a_clear_assertion(exported, kwargs, message):
 def test_warmup_sends_one_category_per_image_with_few_categories():
     """With a single category the float request still has 2 images and 2 names (a mismatch would make
     the server's warmup replay, and so the model load, fail)."""
+    from ctl_keras.serving import signatures
+
     config = get_config("synthetic", smoke=True).replace(categories=("shoes",))
-    request = warmup.model_requests("scene_tower", config, with_category=True)[-1].predict_log.request
+    module = signatures.scene_tower_module(build_ctl(config).scene_tower, config)
+    request = warmup.module_requests("scene_tower", module, config)[-1].predict_log.request
     assert request.model_spec.signature_name == "predict_images"
     images, names = (tf.make_ndarray(request.inputs[k]) for k in ("images", "category"))
     assert images.shape[0] == 2 and names.tolist() == [b"shoes", b"shoes"]

@@ -1,0 +1,198 @@
+"""The look service under load (issue 20 §5): throughput and p50/p99 at concurrency 1, 8, 32, micro-batching
+on and off, against a bare batched scene-tower loop in the same run; and the latency a catalog swap adds.
+
+    python benchmarks/serve_look.py                        # 5 categories x 200 products, 1/8/32 clients
+    python benchmarks/serve_look.py --per_category=20000   # the 100k-product synthetic index
+
+One run: the synthetic config (112 px, backbone_weights=none: timing does not depend on weight values),
+an untrained model exported with a random catalog of unit embeddings, then `python -m ctl_keras.serve`
+processes on loopback (batching on: --max_batch=32 --max_wait_ms=5; off: --max_batch=1). Each
+measurement is a bounded loop: `--requests_per_client` POST /v1/look per client thread (keep-alive
+connections, k=10, every category), after a warm-up. The bare loop calls the exported complete_look
+signature in this process on a batch of the same JPEG, at the service's mean batch size at concurrency 32,
+while no server runs. Swap: clients at concurrency 8 while the index's next generation is written
+(save_index) mid-run; p99 of the requests around the swap vs the steady p99 before it.
+Clients run on the same machine as the server: they take CPU from it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from timing import wall_times  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("per_category", 200, "Catalog products per category (5 categories).")
+flags.DEFINE_integer("requests_per_client", 12, "Requests each client thread sends per measurement.")
+flags.DEFINE_string("concurrency", "1,8,32", "Client threads per measurement.")
+flags.DEFINE_integer("repeats", 3, "Repetitions of each measurement (median reported).")
+
+
+def _build(tmp):
+    from ctl_keras.config import get_config
+    from ctl_keras.model.ctl import build_ctl
+    from ctl_keras.retrieval.index import CatalogIndex, save_index
+    from ctl_keras.serving import exporter, warmup
+
+    config = get_config("synthetic")
+    models = build_ctl(config)
+    rng = np.random.default_rng(0)
+    c, per = len(config.categories), FLAGS.per_category
+    emb = rng.normal(size=(c * per, config.embedding_dim)).astype(np.float32)
+    index = CatalogIndex(np.array([f"p{i}" for i in range(c * per)]), np.repeat(np.arange(c), per),
+                         emb / np.linalg.norm(emb, axis=1, keepdims=True), config.categories,
+                         {"model_fingerprint": exporter.model_fingerprint(models), "tower_version": 1})
+    dirs = exporter.export_models(models, config, tmp)
+    index.meta["export_dir"] = tmp
+    save_index(index, os.path.join(tmp, "catalog"))
+    return dirs["scene_tower"], os.path.join(tmp, "catalog"), warmup.example_images(config, seed=0)[0]
+
+
+class Server:
+    def __init__(self, stem, port, *args):
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "ctl_keras.serve", f"--index={stem}", f"--port={port}",
+                                      "--max_thumbnail_bytes=0", "--max_queue=256", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("server did not become ready")
+
+    def batch_sizes(self) -> tuple[float, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics").read().decode()
+        total = float(re.search(r"^ctl_batch_size_sum (\S+)", text, re.M).group(1))
+        count = float(re.search(r"^ctl_batch_size_count (\S+)", text, re.M).group(1))
+        return total, count
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def _load(port, jpeg, clients, per_client, during=None):
+    """Latencies (s, with their start times) of clients x per_client looks, and the wall time."""
+    results, errors = [], []
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for _ in range(per_client):
+            start = time.perf_counter()
+            conn.request("POST", "/v1/look?k=10", jpeg, {"Content-Type": "image/jpeg"})
+            response = conn.getresponse()
+            response.read()
+            results.append((start, time.perf_counter() - start))
+            if response.status != 200:
+                errors.append(response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    if during is not None:
+        during()
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - start, errors
+
+
+def _pct(values, q):
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def _measure(server, jpeg, clients):
+    runs = []
+    _load(server.port, jpeg, clients, 2)  # warm-up
+    for _ in range(FLAGS.repeats):
+        before = server.batch_sizes()
+        results, wall, errors = _load(server.port, jpeg, clients, FLAGS.requests_per_client)
+        after = server.batch_sizes()
+        lat = [d for _, d in results]
+        runs.append({"rps": len(lat) / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": len(errors),
+                     "batch": (after[0] - before[0]) / max(after[1] - before[1], 1)})
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def _bare(version_dir, jpeg, batch):
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(version_dir).signatures["complete_look"]
+    images = tf.constant([jpeg] * batch)
+    times = wall_times(lambda: fn(image_bytes=images), repeats=max(3, FLAGS.repeats * 2))
+    return batch / statistics.median(times)
+
+
+def _swap(stem, jpeg, port):
+    from ctl_keras.retrieval.index import load_index, save_index
+
+    server = Server(stem, port, "--max_batch=32", "--max_wait_ms=5", "--watch_seconds=0.5")
+    try:
+        steady, _, _ = _load(port, jpeg, 8, FLAGS.requests_per_client * 2)
+        index = load_index(stem)
+        index.meta["generation"] = int(index.meta.get("generation", 1)) + 1
+        swapped_at = []
+
+        def write_next():
+            time.sleep(1.0)
+            save_index(index, stem)
+            swapped_at.append(time.perf_counter())
+
+        during, _, errors = _load(port, jpeg, 8, FLAGS.requests_per_client * 2, during=write_next)
+        window = [d for s, d in during if swapped_at[0] - 1.0 <= s <= swapped_at[0] + 3.0]
+        generation = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["index_generation"]
+        return {"steady_p99": _pct([d for _, d in steady], 99), "swap_p99": _pct(window, 99),
+                "swap_requests": len(window), "errors": len(errors), "generation_after": generation}
+    finally:
+        server.stop()
+
+
+def main(argv):
+    del argv
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    levels = [int(c) for c in FLAGS.concurrency.split(",")]
+    port = 18_000 + os.getpid() % 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        version_dir, stem, jpeg = _build(tmp)
+        table = {}
+        for mode, args in (("on", ["--max_batch=32", "--max_wait_ms=5"]), ("off", ["--max_batch=1"])):
+            server = Server(stem, port, *args)
+            try:
+                for clients in levels:
+                    table[(mode, clients)] = r = _measure(server, jpeg, clients)
+                    print(f"batching {mode:3s} c={clients:2d}: {r['rps']:6.1f} looks/s  p50 {r['p50']:7.1f} ms  "
+                          f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  errors {r['errors']}", flush=True)
+            finally:
+                server.stop()
+        top = max(levels)
+        batch = max(1, round(table[("on", top)]["batch"]))
+        bare = _bare(version_dir, jpeg, batch)
+        print(f"bare complete_look loop, batch {batch}: {bare:6.1f} images/s; service at c={top} batching on: "
+              f"{table[('on', top)]['rps'] / bare:.2f}x of it")
+        if 8 in levels:
+            print(f"p99/p50 at c=8 batching on: {table[('on', 8)]['p99'] / table[('on', 8)]['p50']:.2f}")
+        s = _swap(stem, jpeg, port + 1)
+        print(f"swap under load (c=8): steady p99 {s['steady_p99']:.1f} ms, p99 around the swap {s['swap_p99']:.1f} ms "
+              f"({s['swap_requests']} requests, {s['swap_p99'] / s['steady_p99']:.2f}x), failed {s['errors']}, "
+              f"generation after {s['generation_after']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,73 @@
+"""The server's one door into ctl_keras.retrieval: load a catalog generation and rank a query.
+
+Everything the service needs from retrieval goes through this module (load_index, check_compatible,
+parse_categories, Searcher, the product images of the index's source), so a change of the retrieval
+package's layout touches one file here. `ranked` builds exactly the list `recommend look --json`
+prints for one category: [{"product_id", "d_star"}] by d* ascending.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def load(stem: str):
+    """The index at STEM (hash-checked by load_index); ValueError/OSError when missing or torn."""
+    from ctl_keras.retrieval.index import load_index
+
+    return load_index(stem)
+
+
+def json_path(stem: str) -> str:
+    from ctl_keras.retrieval.index import index_paths
+
+    return index_paths(stem)[1]
+
+
+def check_compatible(index, tower_meta: dict) -> None:
+    from ctl_keras.retrieval.index import check_compatible as check
+
+    check(index, tower_meta)
+
+
+def categories(index, asked) -> list[str]:
+    """None/"" -> every category; "a,b" -> those (ValueError naming the unknown ones)."""
+    from ctl_keras.retrieval.scene_query import parse_categories
+
+    return parse_categories(index, asked)
+
+
+class Ranker:
+    """One generation's searcher; `ranked(query [d], category, k)` -> the `recommend look` list."""
+
+    def __init__(self, index, backend: str | None = None):
+        from ctl_keras.retrieval.search import Searcher
+
+        self.index, self.searcher = index, Searcher(index, backend)
+        for name in index.categories:  # build every category's engine now, not on the first request
+            self.searcher.search(np.zeros((1, index.embedding_dim), np.float32), name, 1)
+
+    def ranked(self, query: np.ndarray, category: str, k: int) -> list[dict]:
+        ids, d_star = self.searcher.search(query[np.newaxis], category, k)
+        return [{"product_id": str(p), "d_star": float(d)} for p, d in zip(ids[0], d_star[0])]
+
+
+def product_images(source: str | None, index, max_bytes: int) -> dict[str, bytes]:
+    """{product_id: image bytes} of the index's products, read from its source (image dir or
+    tf_records/NAME[:split]) for the page's thumbnails; {} when there is no readable source or the
+    images would exceed max_bytes in memory (the page then shows ids only)."""
+    from ctl_keras.retrieval.catalog import iter_products
+
+    if not source or max_bytes <= 0:
+        return {}
+    wanted, out, total = set(index.product_ids.tolist()), {}, 0
+    try:
+        for product_id, _, image in iter_products(source, index.categories):
+            if product_id in wanted and product_id not in out:
+                total += len(image)
+                if total > max_bytes:
+                    return {}
+                out[product_id] = image
+    except (OSError, ValueError):
+        return {}
+    return out
