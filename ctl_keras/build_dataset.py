@@ -83,11 +83,13 @@ def default_workers() -> int:
 
 def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, images_dir=None,
           street2shop_dir=None, synthetic_kwargs=None, workers: int | None = None,
-          log: Callable[[str], None] = logging.info, beam_args: Sequence[str] = ()) -> dict:
+          log: Callable[[str], None] = logging.info, beam_args: Sequence[str] = (),
+          dedupe_scenes: bool = False) -> dict:
     """Build `config.dataset` into `out_dir`; returns the manifest (also written as manifest.json).
 
     `workers` sets Beam's --direct_num_workers unless `beam_args` (standard Beam pipeline options,
-    e.g. ["--runner=DataflowRunner", ...]) set it.
+    e.g. ["--runner=DataflowRunner", ...]) set it. `dedupe_scenes`: drop near-duplicate scenes (dHash,
+    data/leakage.py) before the split; the manifest's "leakage" counts what leaks either way.
     """
     out_dir = os.fspath(out_dir)
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -97,7 +99,8 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
                    "images_dir": images_dir and os.fspath(images_dir),
                    "street2shop_dir": street2shop_dir and os.fspath(street2shop_dir),
                    "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
-                   "num_shards": config.num_shards, **beam_flags}
+                   "num_shards": config.num_shards, **beam_flags,
+                   **({"dedupe_scenes": True} if dedupe_scenes else {})}
     if config.dataset == "synthetic" and pairs is None:
         from ctl_keras.data import synthetic  # noqa: PLC0415 (only the synthetic dataset needs it)
         if files.is_url(out_dir):
@@ -111,7 +114,8 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
     log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
     paths = stages.paths_to_check(config, raw, skipped, path_of)
     log(f"checking {len(paths)} images, cropping and writing on Beam's {beam_flags['runner']}")
-    bundle = {"config": config, "raw": raw, "skipped": skipped, "path_of": path_of, "flags": flag_values}
+    bundle = {"config": config, "raw": raw, "skipped": skipped, "path_of": path_of, "flags": flag_values,
+              "dedupe_scenes": bool(dedupe_scenes)}
     created = not files.exists(out_dir)
     staging = swap.new_staging(out_dir)
     try:
@@ -129,6 +133,12 @@ def build(config: config_lib.Config, out_dir, *, pairs=None, categories=None, im
     splits = manifest["splits"]
     log(f"built {config.dataset}: {manifest['pairs_kept']}/{manifest['pairs_in']} pairs kept "
         + ", ".join(f"{s}={splits[s]['pairs']}" for s in SPLITS) + f" -> {out_dir}")
+    test_leak = manifest.get("leakage", {}).get("test", {})
+    if test_leak:
+        log(f"leakage: {test_leak['positives_in_train']}/{test_leak['pairs']} test positives occur in train, "
+            f"{test_leak['scenes_near_duplicate_of_train']}/{test_leak['scenes']} test scenes are near-duplicates "
+            f"of a train scene" + (f"; {manifest['scenes_dropped']['near_duplicate']} near-duplicate scenes dropped"
+                                   if dedupe_scenes else ""))
     return manifest
 
 
@@ -148,6 +158,8 @@ def _define_flags():
     flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
     flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
     flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
+    flags.DEFINE_bool("dedupe_scenes", False, "Drop near-duplicate scenes (dHash of the full scene, "
+                      "ctl_keras/data/leakage.py) before the split, keeping one per group.")
 
 
 SMOKE_SYNTHETIC = {"num_scenes": 48, "scene_size": 96, "product_size": 64}  # --smoke's tiny generated set
@@ -183,7 +195,7 @@ def main(argv):
     try:
         build(config, FLAGS.out, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
               street2shop_dir=FLAGS.street2shop_dir, synthetic_kwargs=synthetic_kwargs, workers=FLAGS.workers,
-              log=print, beam_args=argv[1:])
+              log=print, beam_args=argv[1:], dedupe_scenes=FLAGS.dedupe_scenes)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.run): build() has removed its staging directory
         print("build_dataset: interrupted; the previous dataset (if any) is unchanged", file=sys.stderr)
         raise

@@ -1,38 +1,40 @@
-"""One command for the paper's experiments (§5): every method trained on cropped and on full scenes.
+"""One command for the whole Table 2 (§5): every method, trained on cropped and on full scenes, >= 3 seeds.
 
-    python -m ctl_keras.experiments --dataset=synthetic --out=runs/experiments [--methods=hybrid,ibr]
-                                    [--scenes=cropped,full] [--num_views=4] [--smoke]
+    python -m ctl_keras.experiments --dataset=synthetic --out=runs/table2 [--methods=hybrid,ibr]
+        [--scenes=cropped,full] [--seeds=0,1,2] [--lr_grid=0.0001,0.0003,0.001] [--num_views=4] [--smoke]
 
 Methods: ours (hybrid, global, local, local_uniform) and the baselines of ctl_keras.baselines (random,
-popularity, imagenet: no training; ibr, bpr_dae, siamese: trained). All share the data, the frozen
-backbone, one feature cache per scene mode and the test questions. What is done, exactly:
-- Features: the frozen backbone's pool5 / conv4 features, computed once per image into the feature cache:
-  --num_views augmented views (random crop of the resized image + mirror) per TRAIN image, drawn once
-  and reused; each epoch picks one of them at random per image (the paper draws fresh crops every
-  epoch: more views come closer). Val/test images: the center view.
-- Training, the same for ours, IBR and BPR-DAE (training.step: one step function, each method supplies
-  its per-example loss): batch config.batch_size (16, the paper's), config.epochs epochs, Adam; shuffled
-  pairs, a fresh negative per pair and epoch (a product of the category outside the pair's scene), full
-  batches only; validation AUC every config.eval_every epochs (10) and at the last epoch, and the best
-  validation epoch is the model reported (results: fit.best_epoch, fit.val_auc). Losses: ours the
-  triplet hinge with margin 0.2 on unit embeddings; IBR logistic; BPR-DAE BPR + reconstruction.
-- Siamese goes through the same step, batch size and selection, with a contrastive loss of margin 0.2
-  on unit embeddings, but fine-tunes only conv5 + a projection on center-view conv4 maps (no
-  augmentation), for --siamese_epochs (default min(epochs, 5)) epochs: the CPU cost of conv5.
+popularity, imagenet: no training; ibr, bpr_dae, siamese: trained). What is done, exactly:
+- Data: synthetic is generated with --synthetic_scenes scenes (default 2500: >= 1,000 test questions)
+  into tf_records/synthetic-table2 when missing. Every method of a seed shares the seed's frozen
+  backbone and its feature cache per scene mode (--num_views augmented views per TRAIN image, drawn
+  once; val/test images: the center view).
+- Seeds: each seed changes the random frozen backbone (backbone_weights=none), the cached views, the
+  heads' initialization, dropout and the data order: the spread is the whole pipeline's.
+- Training, the same for every trained method (training.step; each method supplies its per-example loss):
+  batch config.batch_size, config.epochs epochs, Adam; a fresh negative per pair and epoch; validation
+  AUC at least 5 times per run (evaluation.selection.validation_every) and the best validation epoch
+  is the model reported. Learning rate: ONE policy for every trained method, ours included: the first
+  seed tries every rate of --lr_grid, the best by validation AUC trains the other seeds (eval.json
+  "lr_selection"). Losses: ours the triplet hinge with margin 0.2 on unit embeddings; IBR logistic;
+  BPR-DAE BPR + reconstruction; Siamese contrastive, negatives pushed to d² ≥ 2 + 0.2 on unit
+  vectors (baselines/siamese.py says why), fine-tuning only conv5 + a projection on center-view conv4
+  maps, for --siamese_epochs (default min(epochs, 5)) epochs: the CPU cost of conv5.
 - Scenes: the scene mode is what a method is TRAINED on ("full": uncropped train scenes); every method,
-  in both modes, is validated and scored on the CTL-cropped scenes, since the task is recommending a
-  product that is not visible. Top-K ranks all test products of the asked category except the
-  scene's other products of that category (evaluation.scoring).
-Writes into --out:
-    <scenes>/<method>/eval.json   one method's numbers (a method with this file is skipped on re-run)
-    <scenes>/<method>/model/      our models' model_dirs
-    results.json                  every number, timings included
-    table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per training mode
-    topk.png                      Top-K curves (Figure 5 analog)
+  in both modes, is validated and scored on the CTL-cropped scenes. Top-K ranks all test products of
+  the asked category except the scene's other products of that category (evaluation.scoring).
+- Statistics: mean ± std of the test AUC over seeds, and a 95% bootstrap interval over test questions
+  (evaluation.selection.summarize).
+Resumable: every run is kept as it finishes, and a rerun of the same command skips finished runs (an
+interrupted run of ours resumes from its last epoch). Writes into --out:
+    <scene>/<method>/seed<S>[_lr<LR>]/eval.json   one run (our models' model_dir next to it: model/)
+    <scene>/<method>/eval.json                    the method's summary over seeds + its lr selection
+    results.json, table.md, topk.png              every number (timings included), the table, Top-K curves
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -47,13 +49,17 @@ OURS = VARIANTS  # our model's variants are methods of the table
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
               "local_uniform": "Ours (local, uniform attention)"}
 SCENES = ("cropped", "full")
-# eval.json written under another protocol is rerun, not mixed into a table (v2: every trained method
-# through training.step, batch 16, best validation epoch; v1 had no marker).
-PROTOCOL = "ctl_keras experiments v2"
-FOOTNOTE = ("Protocol: ours, IBR, BPR-DAE and Siamese train through one step (training.step) with batch "
-            "{batch}, validation AUC every {every} epochs and at the last, best validation epoch reported; "
-            "margin {margin} for the metric-embedding methods (ours, Siamese). {views} cached augmented views per "
-            "train image (the paper draws fresh ones each epoch).")
+# eval.json written under another protocol is rerun, not mixed into a table (v3: seeds, one lr grid for
+# every trained method chosen on validation, >= 5 validations per run, per-question outcomes).
+PROTOCOL = "ctl_keras experiments v3"
+SEEDS = (0, 1, 2)
+TABLE_SCENES = 2500  # generated synthetic scenes: ~10% are test scenes, giving >= 1,000 test questions
+FOOTNOTE = ("Protocol: every trained method (ours, IBR, BPR-DAE, Siamese) trains through one step "
+            "(training.step) with batch {batch}, validates at least 5 times per run (every {every} of {epochs} "
+            "epochs) and reports its best validation epoch; its learning rate is picked from {grid} on validation "
+            "AUC. Margin {margin} on unit embeddings for ours; Siamese: contrastive loss pushing negatives to a squared "
+            "unit-vector distance of at least 2 + {margin}. {views} cached augmented views per train image (the paper draws fresh "
+            "ones each epoch).")
 SIAMESE_NOTE = (" Siamese fine-tunes only conv5 + a projection on center-view conv4 maps (no augmentation), "
                 "{siamese} epochs, on CPU; the paper fine-tunes the whole CNN.")
 
@@ -62,6 +68,17 @@ def all_methods() -> tuple[str, ...]:
     from ctl_keras.baselines.registry import BASELINES
 
     return (*BASELINES, *OURS)
+
+
+def uses_learning_rate(method: str) -> bool:
+    """Ours and the gradient-trained baselines pick a learning rate; random/popularity/imagenet do not."""
+    if method in OURS:
+        return True
+    from ctl_keras.baselines.registry import BASELINES
+    from ctl_keras.baselines.trained import TrainedBaseline
+
+    module, cls = BASELINES[method]
+    return issubclass(getattr(importlib.import_module(module), cls), TrainedBaseline)
 
 
 def check_methods(methods, scenes) -> None:
@@ -76,135 +93,228 @@ def check_methods(methods, scenes) -> None:
         raise ValueError("nothing to run: --methods and --scenes must name at least one each")
 
 
+def _read_done(path: str, want: dict) -> dict | None:
+    """A finished eval.json of this protocol and these settings, else None (rerun)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        done = json.load(f)
+    if done.get("protocol") == PROTOCOL and all(done.get(k) == v for k, v in want.items()):
+        logging.info("%s: already done, kept", path)
+        return done
+    logging.warning("%s was written under other settings (%r); running it again", path, done.get("protocol"))
+    return None
+
+
 class Runner:
-    """Runs methods one at a time, sharing a feature cache per scene mode; writes reports after each."""
+    """Runs one (method, scene mode, seed, learning rate) at a time; a seed's backbone and feature
+    caches are shared by every method; each finished unit is kept on disk (resume)."""
 
     def __init__(self, config, data_dir, out, feature_cache_root=None, baseline_epochs=None, siamese_epochs=None):
         self.config, self.data_dir, self.out = config, data_dir, out
         self.feature_cache_root = feature_cache_root
         self.baseline_epochs, self.siamese_epochs = baseline_epochs, siamese_epochs
-        self._backbone = None
+        self._backbones: dict = {}
         self._caches: dict = {}
+        self._siamese_maps: dict = {}
 
-    def cache_dir(self, full_scene: bool) -> str:
+    def seeded(self, seed: int, learning_rate=None, variant=None):
+        """The run's config: the seed (weights, views, data order), the validation period that gives at
+        least 5 validations, and the learning rate / variant when given."""
+        from ctl_keras.evaluation.selection import validation_every
+
+        overrides = {"seed": seed, "eval_every": validation_every(self.config.epochs, self.config.eval_every)}
+        if learning_rate is not None:
+            overrides["learning_rate"] = float(learning_rate)
+        if variant is not None:
+            overrides["variant"] = variant
+        return self.config.replace(**overrides)
+
+    def cache_dir(self, full_scene: bool, seed: int) -> str:
         from ctl_keras.feature_cache import default_cache_dir
 
         path = default_cache_dir(self.config, self.data_dir, full_scene)
-        return os.path.join(self.feature_cache_root, os.path.basename(path)) if self.feature_cache_root else path
+        root = self.feature_cache_root or os.path.dirname(path)
+        return os.path.join(root, f"{os.path.basename(path)}_seed{seed}")
 
-    def backbone(self):
+    def backbone(self, seed: int):
         from ctl_keras.model.backbone import seeded_backbone
 
-        if self._backbone is None:
-            self._backbone = seeded_backbone(self.config)
-        return self._backbone
+        if seed not in self._backbones:
+            self._backbones[seed] = seeded_backbone(self.seeded(seed))
+        return self._backbones[seed]
 
-    def cache(self, full_scene: bool):
+    def cache(self, full_scene: bool, seed: int):
         from ctl_keras.feature_cache import FeatureCache
 
-        if full_scene not in self._caches:
-            self._caches[full_scene] = FeatureCache.build_or_load(
-                self.config, self.data_dir, self.cache_dir(full_scene), self.backbone(), full_scene=full_scene)
-        return self._caches[full_scene]
+        key = (full_scene, seed)
+        if key not in self._caches:
+            self._caches[key] = FeatureCache.build_or_load(
+                self.seeded(seed), self.data_dir, self.cache_dir(full_scene, seed), self.backbone(seed),
+                full_scene=full_scene)
+        return self._caches[key]
 
-    def run_ours(self, variant: str, full_scene: bool, path: str) -> dict:
+    def run_ours(self, variant: str, full_scene: bool, seed: int, lr: float, unit_dir: str) -> dict:
         from ctl_keras.evaluation import model_eval
         from ctl_keras.training import loop
 
-        model_dir = os.path.join(os.path.dirname(path), "model")
-        cache_dir = self.cache_dir(full_scene)
-        self.cache(full_scene)  # built once, with the shared backbone
+        model_dir = os.path.join(unit_dir, "model")
+        cache_dir = self.cache_dir(full_scene, seed)
+        self.cache(full_scene, seed)  # built once per seed, with the shared backbone
         options = loop.RunOptions(data_dir=self.data_dir, model_dir=model_dir, feature_cache=True,
                                   full_scene=full_scene, feature_cache_dir=cache_dir)
-        trained = loop.train(self.config.replace(variant=variant), options)
+        trained = loop.train(self.seeded(seed, lr, variant), options)
         # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
         result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, feature_cache_dir=cache_dir,
                                            out=os.path.join(model_dir, model_eval.EVAL_FILE))
         result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
+        result["fit"].update(learning_rate=lr, eval_every=self.seeded(seed).eval_every)
         return result
 
-    def run_baseline(self, name: str, full_scene: bool) -> dict:
+    def run_baseline(self, name: str, full_scene: bool, seed: int, lr: float | None) -> dict:
         """Fit on the train features of the mode's cache, score on its (always cropped) test scenes."""
         from ctl_keras.baselines import registry
         from ctl_keras.baselines.base import split_features
         from ctl_keras.data import dataset_dir
 
-        cache = self.cache(full_scene)
+        cache = self.cache(full_scene, seed)
         kwargs = {"epochs": self.siamese_epochs if name == "siamese" else self.baseline_epochs}
+        if lr is not None:
+            kwargs["learning_rate"] = lr
         if name == "siamese":
-            kwargs["backbone"] = self.backbone()
-        method = registry.create(name, self.config, **kwargs)
+            kwargs.update(backbone=self.backbone(seed), maps=self._siamese_maps.setdefault(seed, {}))
+        method = registry.create(name, self.seeded(seed), **kwargs)
         fit = method.fit(split_features(cache, "train", self.data_dir), split_features(cache, "val", self.data_dir))
         result = method.score(split_features(cache, "test", self.data_dir), dataset_dir.load_questions(self.data_dir, "test"))
         result["fit"] = fit
         return result
 
-    def run_one(self, method: str, scene: str) -> dict:
+    def run_unit(self, method: str, scene: str, seed: int, lr: float | None) -> dict:
+        """One training run, kept in <out>/<scene>/<method>/seed<S>[_lr<LR>]/eval.json."""
         from ctl_keras.evaluation.report import CANDIDATES_NOTE
 
-        path = os.path.join(self.out, scene, method, "eval.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                done = json.load(f)
-            if done.get("protocol") == PROTOCOL:
-                logging.info("%s/%s: already done (%s), skipping", scene, method, path)
-                return done
-            # Another protocol (older training, or scored on full scenes): not comparable, run again.
-            logging.warning("%s: written under protocol %r, not %r; running %s/%s again", path,
-                            done.get("protocol"), PROTOCOL, scene, method)
+        unit_dir = os.path.join(self.out, scene, method, f"seed{seed}" + ("" if lr is None else f"_lr{lr:g}"))
+        path = os.path.join(unit_dir, "eval.json")
+        done = _read_done(path, {"seed": seed, "learning_rate": lr, "epochs": self.config.epochs})
+        if done is not None:
+            return done
         start = time.time()
         full = scene == "full"
-        result = self.run_ours(method, full, path) if method in OURS else self.run_baseline(method, full)
+        result = (self.run_ours(method, full, seed, lr, unit_dir) if method in OURS
+                  else self.run_baseline(method, full, seed, lr))
         result.update({"method": method, "scenes": scene, "trained_on": scene, "scored_on": "cropped",
-                       "protocol": PROTOCOL,
+                       "protocol": PROTOCOL, "seed": seed, "learning_rate": lr, "epochs": self.config.epochs,
                        "seconds": round(time.time() - start, 1), "candidate_set": CANDIDATES_NOTE})
         atomic.write_json(path, result)
         return result
 
+    def run_method(self, method: str, scene: str, seeds, grid) -> dict:
+        """Every seed of one method and scene mode: with a learning rate, the grid is tried on the first
+        seed and the best by validation AUC runs the others; writes <out>/<scene>/<method>/eval.json."""
+        from ctl_keras.evaluation.selection import pick_learning_rate, summarize
+
+        path = os.path.join(self.out, scene, method, "eval.json")
+        want = {"seeds": list(seeds), "lr_grid": list(grid), "epochs": self.config.epochs}
+        done = _read_done(path, want)
+        if done is not None:
+            return done
+        start = time.time()
+        selection, tried = None, {}
+        if uses_learning_rate(method):
+            tried = {lr: self.run_unit(method, scene, seeds[0], lr) for lr in grid}
+            val = {lr: float(r["fit"]["val_auc"]) for lr, r in tried.items()}
+            lr = pick_learning_rate(val)
+            selection = {"grid": list(grid), "val_auc": {f"{k:g}": v for k, v in val.items()}, "chosen": lr,
+                         "chosen_on": f"validation AUC of seed {seeds[0]}"}
+            per_seed = [tried[lr]] + [self.run_unit(method, scene, s, lr) for s in seeds[1:]]
+        else:
+            lr = None
+            per_seed = [self.run_unit(method, scene, s, None) for s in seeds]
+        summary = summarize(per_seed)
+        result = {**want, **summary, "method": method, "trained_on": scene, "scored_on": "cropped",
+                  "protocol": PROTOCOL, "learning_rate": lr, "lr_selection": selection,
+                  "k_max": per_seed[0]["k_max"],
+                  "per_seed": [{k: r.get(k) for k in ("seed", "auc", "fit", "seconds")} for r in per_seed],
+                  "unit_seconds": round(sum(float(r.get("seconds", 0)) for r in per_seed)
+                                        + sum(float(r.get("seconds", 0)) for lr_, r in
+                                              tried.items() if lr_ != lr), 1),
+                  "seconds_this_call": round(time.time() - start, 1)}
+        atomic.write_json(path, result)
+        return result
+
+
+def ensure_table_data(data_dir: str, config, *, num_scenes: int, explicit: bool, smoke: bool) -> None:
+    """The synthetic set of the table, generated (num_scenes scenes) and built when missing; only into a
+    new or empty directory, or the default one."""
+    from ctl_keras.data import dataset_dir
+
+    if os.path.exists(os.path.join(data_dir, "manifest.json")):
+        return
+    if explicit and os.path.isdir(data_dir) and os.listdir(data_dir):
+        raise ValueError(f"--data_dir {data_dir} is not empty and has no manifest.json: the synthetic set is "
+                         "generated only into a new or empty directory")
+    from ctl_keras import build_dataset
+    from ctl_keras.config import get_config
+
+    kwargs = {**build_dataset.SMOKE_SYNTHETIC, "num_scenes": num_scenes} if smoke else {"num_scenes": num_scenes}
+    logging.info("building the table's synthetic set (%d scenes) into %s", num_scenes, data_dir)
+    build_dataset.build(get_config("synthetic", smoke=smoke, seed=config.seed), data_dir, synthetic_kwargs=kwargs,
+                        log=logging.info)
+    dataset_dir.read_manifest(data_dir)
+
 
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
-                    baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None) -> dict:
-    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png, and,
-    when hybrid is trained on cropped scenes, the attention analysis and figures (attention/, figures/)."""
+                    baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None,
+                    seeds=SEEDS, lr_grid=None, synthetic_scenes=TABLE_SCENES) -> dict:
+    """Run every (scene mode, method, seed[, learning rate]) not already in `out`; write results.json,
+    table.md, topk.png, and, when hybrid is trained on cropped scenes, the attention analysis of its
+    first seed (attention/, figures/)."""
     from ctl_keras import config as config_lib
     from ctl_keras.baselines.registry import TITLES
     from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
+    from ctl_keras.evaluation import table2
     from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import markdown_table, plot_topk
+    from ctl_keras.evaluation.report import plot_topk
+    from ctl_keras.evaluation.selection import LR_GRID, check_grid, validation_every
 
-    methods, scenes = list(methods), list(scenes)
+    methods, scenes, seeds = list(methods), list(scenes), [int(s) for s in seeds]
     check_methods(methods, scenes)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {seeds} must be distinct and at least one")
+    grid = list(check_grid(LR_GRID if lr_grid is None else lr_grid))
     overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v}
     config = config_lib.get_config(dataset, smoke=smoke, **overrides)
-    explicit, data_dir = data_dir is not None, data_dir or os.path.join("tf_records", dataset)
+    explicit = data_dir is not None
+    data_dir = data_dir or os.path.join("tf_records", f"{dataset}-table2" if dataset == "synthetic" else dataset)
     if config.dataset == "synthetic":
-        from ctl_keras.build_dataset import ensure_synthetic
-
-        ensure_synthetic(data_dir, seed=config.seed, smoke=smoke, explicit=explicit, log=logging.info)
+        ensure_table_data(data_dir, config, num_scenes=synthetic_scenes, explicit=explicit, smoke=smoke)
     check_split_nonempty(data_dir, "test")
     runner = Runner(config, data_dir, out, feature_cache_root, baseline_epochs, siamese_epochs)
     titles = {**TITLES, **OUR_TITLES}
     results: dict = {s: {} for s in scenes}
     total, start = len(methods) * len(scenes), time.time()
+    footnote = FOOTNOTE.format(batch=config.batch_size, every=validation_every(config.epochs, config.eval_every),
+                               epochs=config.epochs, grid=grid, views=config.num_views, margin=config.margin)
+    if "siamese" in methods:
+        footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
     for i, (scene, method) in enumerate([(s, m) for s in scenes for m in methods], 1):
         logging.info("[%d/%d] trained on %s scenes: %s", i, total, scene, method)
-        r = results[scene][method] = runner.run_one(method, scene)
-        top10 = r["topk"][min(10, r["k_max"]) - 1]
-        print(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
-              f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)", flush=True)
+        r = results[scene][method] = runner.run_method(method, scene, seeds, grid)
+        low, high = r["auc_ci95"]
+        print(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc_mean']:.4f} "
+              f"± {r['auc_std']:.4f} [{low:.4f}, {high:.4f}]  lr {r['learning_rate']}  ({r['unit_seconds']:.0f} s)",
+              flush=True)
         summary = {"dataset": dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
-                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "scored_on": "cropped",
-                   "results": results,
+                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "seeds": seeds,
+                   "lr_grid": grid, "scored_on": "cropped", "results": results,
+                   "compute_seconds": round(sum(x["unit_seconds"] for by in results.values() for x in by.values()), 1),
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         atomic.write_json(os.path.join(out, "results.json"), summary)
-        footnote = FOOTNOTE.format(batch=config.batch_size, every=config.eval_every, views=config.num_views,
-                                   margin=config.margin)
-        if "siamese" in methods:
-            footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
-        atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes) + "\n" + footnote + "\n")
-        plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
+        atomic.write_text(os.path.join(out, "table.md"), table2.markdown(results, titles, scenes) + "\n" + footnote + "\n")
+        plot_topk(table2.plot_rows(results), titles, scenes, os.path.join(out, "topk.png"))
     if "hybrid" in methods and "cropped" in scenes:
-        _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)
+        lr = results["cropped"]["hybrid"]["learning_rate"]
+        _analyse(os.path.join(out, "cropped", "hybrid", f"seed{seeds[0]}_lr{lr:g}", "model"), out, data_dir)
     return summary
 
 
@@ -219,6 +329,13 @@ def _analyse(model_dir: str, out: str, data_dir: str) -> None:
           f"({result['pairs']} test pairs); figures: {os.path.join(out, 'figures')}", flush=True)
 
 
+def _numbers(values, name: str, kind):
+    try:
+        return [kind(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--{name}={','.join(values)}: every entry must be a number") from None
+
+
 def main(argv):
     cli.require("out")
     cli.check_output_dir(FLAGS.out, "out")  # before hours of training, not at the first write
@@ -226,7 +343,9 @@ def main(argv):
     run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
                     smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
                     siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
-                    num_views=FLAGS.num_views)
+                    num_views=FLAGS.num_views, seeds=_numbers(FLAGS.seeds, "seeds", int),
+                    lr_grid=FLAGS.lr_grid and _numbers(FLAGS.lr_grid, "lr_grid", float),
+                    synthetic_scenes=FLAGS.synthetic_scenes)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
     print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
 
@@ -254,7 +373,12 @@ def define_flags() -> None:
                          "closer to the paper's fresh augmentation per epoch, at the cost of a longer cache build "
                          "and a larger cache (linear in the views). Default: the config's (4).", lower_bound=1)
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
-                        "(default: <data_dir>/feature_cache).")
+                        "and seed (default: <data_dir>/feature_cache).")
+    flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds; the first also chooses each method's learning rate.")
+    flags.DEFINE_list("lr_grid", None, "Adam learning rates every trained method chooses from on validation AUC "
+                      "(default: evaluation.selection.LR_GRID).")
+    flags.DEFINE_integer("synthetic_scenes", TABLE_SCENES, "Scenes of the generated synthetic set (when "
+                         "--data_dir has no dataset yet).", lower_bound=48)
     flags.DEFINE_alias("cache_root", "feature_cache_root")  # the name before issue 8
 
 
