@@ -21,6 +21,10 @@ setup(
         # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
         "apache-beam==2.77.*",
         "google-crc32c>=1.5",
+        # Issue 22: the manifest's leakage counts (dHash of every scene) and Table 3's model-free
+        # spectral-residual saliency (cv2.saliency lives in the contrib build).
+        "imagehash>=4.3",
+        "opencv-contrib-python-headless>=4.8",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
