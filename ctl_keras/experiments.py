@@ -270,18 +270,19 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     table.md, topk.png, and, when hybrid is trained on cropped scenes, the attention analysis of its
     first seed (attention/, figures/)."""
     from ctl_keras import config as config_lib
-    from ctl_keras.baselines.registry import TITLES
-    from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
-    from ctl_keras.evaluation import table2
-    from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import plot_topk
     from ctl_keras.evaluation.selection import LR_GRID, check_grid, validation_every
 
+    # Every argument is checked before TensorFlow is imported (a bad name fails in a second, in one line).
     methods, scenes, seeds = list(methods), list(scenes), [int(s) for s in seeds]
     check_methods(methods, scenes)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {seeds} must be distinct and at least one")
     grid = list(check_grid(LR_GRID if lr_grid is None else lr_grid))
+    from ctl_keras.baselines.registry import TITLES
+    from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
+    from ctl_keras.evaluation import table2
+    from ctl_keras.evaluation.model_eval import check_split_nonempty
+    from ctl_keras.evaluation.report import plot_topk
     overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v}
     config = config_lib.get_config(dataset, smoke=smoke, **overrides)
     explicit = data_dir is not None
