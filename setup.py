@@ -29,6 +29,10 @@ setup(
         "google-crc32c>=1.5,<2",
         "protobuf>=6.31.1,<7",  # TF 2.21 needs >=6.31.1; Apache Beam 2.77 refuses 7
         "urllib3>=2,<3",  # download.py: one pool of keep-alive connections (fetch.new_pool)
+        # Issue 22: the manifest's leakage counts (dHash of every scene) and Table 3's model-free
+        # spectral-residual saliency (cv2.saliency lives in the contrib build).
+        "imagehash>=4.3,<5",
+        "opencv-contrib-python-headless>=4.8,<5",
     ],
     extras_require={
         # ruff: the lint `make test` runs (ruff.toml); grpcio-tools compiles TF Serving's

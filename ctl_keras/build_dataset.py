@@ -108,12 +108,14 @@ def read_pairs(config, spec=None, *, pairs=None, categories=None, images_dir=Non
 
 def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categories=None, images_dir=None,
           street2shop_dir=None, synthetic_kwargs=None, workers: int | None = None,
-          log: Callable[[str], None] = logging.info, beam_args: Sequence[str] = ()) -> dict:
+          log: Callable[[str], None] = logging.info, beam_args: Sequence[str] = (),
+          dedupe_scenes: bool = False) -> dict:
     """Build the dataset of `spec` (default: the built-in named `config.dataset`) into `out_dir`;
     returns the manifest (also written as manifest.json, with the resolved spec in it).
 
     `workers` sets Beam's --direct_num_workers unless `beam_args` (standard Beam pipeline options,
-    e.g. ["--runner=DataflowRunner", ...]) set it.
+    e.g. ["--runner=DataflowRunner", ...]) set it. `dedupe_scenes`: drop near-duplicate scenes (dHash,
+    data/leakage.py) before the split; the manifest's "leakage" counts what leaks either way.
     """
     out_dir = os.fspath(out_dir)
     spec = spec_lib.resolve(config.dataset) if spec is None else spec_lib.resolve(spec)
@@ -125,7 +127,8 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
                    "images_dir": images_dir and os.fspath(images_dir),
                    "street2shop_dir": street2shop_dir and os.fspath(street2shop_dir),
                    "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
-                   "num_shards": config.num_shards, **beam_flags}
+                   "num_shards": config.num_shards, **beam_flags,
+                   **({"dedupe_scenes": True} if dedupe_scenes else {})}
     if spec.generator and pairs is None and not dict(spec.paths).get("pairs"):
         generated = _generate(spec, out_dir, synthetic_kwargs, log)
         pairs, categories, images_dir = generated.pairs, generated.categories, generated.images_dir
@@ -140,7 +143,7 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
     # One bar for the image work: checks, then (once planned) scene crops and product encodings.
     images = progress.Progress(total=len(paths), desc="build: images checked + encoded", unit="image")
     bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
-              "flags": flag_values, "tick": images.ticker()}
+              "flags": flag_values, "tick": images.ticker(), "dedupe_scenes": bool(dedupe_scenes)}
     try:
         with cli.full_disk_names(out_dir, "the dataset (the previous one, if any, is unchanged)"):
             pipeline.build_pipeline(p, bundle, paths, staging)
@@ -158,6 +161,12 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
     splits = manifest["splits"]
     log(f"built {config.dataset}: {manifest['pairs_kept']}/{manifest['pairs_in']} pairs kept "
         + ", ".join(f"{s}={splits[s]['pairs']}" for s in SPLITS) + f" -> {out_dir}")
+    test_leak = manifest.get("leakage", {}).get("test", {})
+    if test_leak:
+        log(f"leakage: {test_leak['positives_in_train']}/{test_leak['pairs']} test positives occur in train, "
+            f"{test_leak['scenes_near_duplicate_of_train']}/{test_leak['scenes']} test scenes are near-duplicates "
+            f"of a train scene" + (f"; {manifest['scenes_dropped']['near_duplicate']} near-duplicate scenes dropped"
+                                   if dedupe_scenes else ""))
     return manifest
 
 
@@ -182,6 +191,8 @@ def _define_flags():
     flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
     flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
     flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
+    flags.DEFINE_bool("dedupe_scenes", False, "Drop near-duplicate scenes (dHash of the full scene, "
+                      "ctl_keras/data/leakage.py) before the split, keeping one per group.")
 
 
 SMOKE_SYNTHETIC = {"num_scenes": 48, "scene_size": 96, "product_size": 64}  # --smoke's tiny generated set
@@ -228,7 +239,7 @@ def main(argv):
     try:
         build(config, out, spec=spec, pairs=FLAGS.pairs, categories=FLAGS.categories, images_dir=FLAGS.images_dir,
               street2shop_dir=FLAGS.street2shop_dir, synthetic_kwargs=synthetic_kwargs, workers=FLAGS.workers,
-              log=print, beam_args=argv[1:])
+              log=print, beam_args=argv[1:], dedupe_scenes=FLAGS.dedupe_scenes)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.run): build() has removed its staging directory
         print("build_dataset: interrupted; the previous dataset (if any) is unchanged", file=sys.stderr)
         raise

@@ -1,60 +1,59 @@
-"""One command for the paper's experiments (§5): every method trained on cropped and on full scenes.
+"""One command for the whole Table 2 (§5): every method, trained on cropped and on full scenes, >= 3 seeds.
 
-    python -m ctl_keras.experiments --dataset=synthetic --out=runs/experiments [--methods=hybrid,ibr]
-                                    [--scenes=cropped,full] [--num_views=4] [--smoke]
+    python -m ctl_keras.experiments --dataset=synthetic --out=runs/table2 [--methods=hybrid,ibr]
+        [--scenes=cropped,full] [--seeds=0,1,2] [--lr_grid=0.0001,0.0003,0.001] [--num_views=4] [--smoke]
 
 Methods: ours (hybrid, global, local, local_uniform) and the baselines of ctl_keras.baselines (random,
-popularity, imagenet: no training; ibr, bpr_dae, siamese: trained). All share the data, the frozen
-backbone, one feature cache per scene mode and the test questions. What is done, exactly:
-- Features: the frozen backbone's pool5 / conv4 features, computed once per image into the feature cache:
-  --num_views augmented views (random crop of the resized image + mirror) per TRAIN image, drawn once
-  and reused; each epoch picks one of them at random per image (the paper draws fresh crops every
-  epoch: more views come closer). Val/test images: the center view.
-- Training, the same for ours, IBR and BPR-DAE (training.step: one step function, each method supplies
-  its per-example loss): batch config.batch_size (16, the paper's), config.epochs epochs, Adam; shuffled
-  pairs, a fresh negative per pair and epoch (a product of the category outside the pair's scene), full
-  batches only; validation AUC every config.eval_every epochs (10) and at the last epoch, and the best
-  validation epoch is the model reported (results: fit.best_epoch, fit.val_auc). Losses: ours the
-  triplet hinge with margin 0.2 on unit embeddings; IBR logistic; BPR-DAE BPR + reconstruction.
-- Siamese goes through the same step, batch size and selection, with a contrastive loss of margin 0.2
-  on unit embeddings, but fine-tunes only conv5 + a projection on center-view conv4 maps (no
-  augmentation), for --siamese_epochs (default min(epochs, 5)) epochs: the CPU cost of conv5.
+popularity, imagenet: no training; ibr, bpr_dae, siamese: trained). What is done, exactly:
+- Data: synthetic is generated with --synthetic_scenes scenes (default 2500: >= 1,000 test questions)
+  into tf_records/synthetic-table2 when missing. Every method of a seed shares the seed's frozen
+  backbone and its feature cache per scene mode (--num_views augmented views per TRAIN image, drawn
+  once; val/test images: the center view).
+- Seeds: each seed changes the random frozen backbone (backbone_weights=none), the cached views, the
+  heads' initialization, dropout and the data order: the spread is the whole pipeline's.
+- Training, the same for every trained method (training.step; each method supplies its per-example loss):
+  batch config.batch_size, config.epochs epochs, Adam; a fresh negative per pair and epoch; validation
+  AUC at least 5 times per run (evaluation.selection.validation_every) and the best validation epoch
+  is the model reported. Learning rate: ONE policy for every trained method, ours included: the first
+  seed tries every rate of --lr_grid, the best by validation AUC trains the other seeds (eval.json
+  "lr_selection"). Losses: ours the triplet hinge with margin 0.2 on unit embeddings; IBR logistic;
+  BPR-DAE BPR + reconstruction; Siamese contrastive, negatives pushed to d² ≥ 2 + 0.2 on unit
+  vectors (baselines/siamese.py says why), fine-tuning only conv5 + a projection on center-view conv4
+  maps, for --siamese_epochs (default min(epochs, 5)) epochs: the CPU cost of conv5.
 - Scenes: the scene mode is what a method is TRAINED on ("full": uncropped train scenes); every method,
-  in both modes, is validated and scored on the CTL-cropped scenes, since the task is recommending a
-  product that is not visible. Top-K ranks all test products of the asked category except the
-  scene's other products of that category (evaluation.scoring).
-Writes into --out:
-    <scenes>/<method>/eval.json   one method's numbers (a method with this file is skipped on re-run)
-    <scenes>/<method>/model/      our models' model_dirs
-    results.json                  every number, timings included
-    table.md                      Table-2-like: rows = methods, columns = AUC and Top-K per training mode
-    topk.png                      Top-K curves (Figure 5 analog)
-    categories.png                AUC and Top-10 per category, every method (bars)
+  in both modes, is validated and scored on the CTL-cropped scenes. Top-K ranks all test products of
+  the asked category except the scene's other products of that category (evaluation.scoring).
+- Statistics: mean ± std of the test AUC over seeds, and a 95% bootstrap interval over test questions
+  (evaluation.selection.summarize).
+Resumable: every run is kept as it finishes, and a rerun of the same command skips finished runs (an
+interrupted run of ours resumes from its last epoch). Writes into --out:
+    <scene>/<method>/seed<S>[_lr<LR>]/eval.json   one run (our models' model_dir next to it: model/)
+    <scene>/<method>/eval.json                    the method's summary over seeds + its lr selection
+    results.json, table.md, topk.png              every number (timings included), the table, Top-K curves
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from absl import flags, logging
 
 from ctl_keras import atomic, cli, progress
-from ctl_keras.config import VARIANTS
+from ctl_keras.experiment_runs import OURS, PROTOCOL, Runner, ensure_table_data  # noqa: F401 (PROTOCOL: API)
 
 FLAGS = flags.FLAGS
-OURS = VARIANTS  # our model's variants are methods of the table
 OUR_TITLES = {"hybrid": "Ours (hybrid)", "global": "Ours (global only)", "local": "Ours (local only)",
               "local_uniform": "Ours (local, uniform attention)"}
 SCENES = ("cropped", "full")
-# eval.json written under another protocol is rerun, not mixed into a table (v2: every trained method
-# through training.step, batch 16, best validation epoch; v1 had no marker).
-PROTOCOL = "ctl_keras experiments v2"
-FOOTNOTE = ("Protocol: ours, IBR, BPR-DAE and Siamese train through one step (training.step) with batch "
-            "{batch}, validation AUC every {every} epochs and at the last, best validation epoch reported; "
-            "margin {margin} for the metric-embedding methods (ours, Siamese). {views} cached augmented views per "
-            "train image (the paper draws fresh ones each epoch).")
+SEEDS = (0, 1, 2)
+TABLE_SCENES = 2500  # generated synthetic scenes: ~10% are test scenes, giving >= 1,000 test questions
+FOOTNOTE = ("Protocol: every trained method (ours, IBR, BPR-DAE, Siamese) trains through one step "
+            "(training.step) with batch {batch}, validates at least 5 times per run (every {every} of {epochs} "
+            "epochs) and reports its best validation epoch; its learning rate is picked from {grid} on validation "
+            "AUC. Margin {margin} on unit embeddings for ours; Siamese: contrastive loss pushing negatives to a squared "
+            "unit-vector distance of at least 2 + {margin}. {views} cached augmented views per train image (the paper draws fresh "
+            "ones each epoch).")
 SIAMESE_NOTE = (" Siamese fine-tunes only conv5 + a projection on center-view conv4 maps (no augmentation), "
                 "{siamese} epochs, on CPU; the paper fine-tunes the whole CNN.")
 
@@ -77,140 +76,67 @@ def check_methods(methods, scenes) -> None:
         raise ValueError("nothing to run: --methods and --scenes must name at least one each")
 
 
-class Runner:
-    """Runs methods one at a time, sharing a feature cache per scene mode; writes reports after each."""
-
-    def __init__(self, config, data_dir, out, feature_cache_root=None, baseline_epochs=None, siamese_epochs=None):
-        self.config, self.data_dir, self.out = config, data_dir, out
-        self.feature_cache_root = feature_cache_root
-        self.baseline_epochs, self.siamese_epochs = baseline_epochs, siamese_epochs
-        self._backbone = None
-        self._caches: dict = {}
-
-    def cache_dir(self, full_scene: bool) -> str:
-        from ctl_keras.feature_cache import default_cache_dir
-
-        path = default_cache_dir(self.config, self.data_dir, full_scene)
-        return os.path.join(self.feature_cache_root, os.path.basename(path)) if self.feature_cache_root else path
-
-    def backbone(self):
-        from ctl_keras.model.backbone import seeded_backbone
-
-        if self._backbone is None:
-            self._backbone = seeded_backbone(self.config)
-        return self._backbone
-
-    def cache(self, full_scene: bool):
-        from ctl_keras.feature_cache import FeatureCache
-
-        if full_scene not in self._caches:
-            self._caches[full_scene] = FeatureCache.build_or_load(
-                self.config, self.data_dir, self.cache_dir(full_scene), self.backbone(), full_scene=full_scene)
-        return self._caches[full_scene]
-
-    def run_ours(self, variant: str, full_scene: bool, path: str) -> dict:
-        from ctl_keras.evaluation import model_eval
-        from ctl_keras.training import loop
-
-        model_dir = os.path.join(os.path.dirname(path), "model")
-        cache_dir = self.cache_dir(full_scene)
-        self.cache(full_scene)  # built once, with the shared backbone
-        options = loop.RunOptions(data_dir=self.data_dir, model_dir=model_dir, feature_cache=True,
-                                  full_scene=full_scene, feature_cache_dir=cache_dir)
-        trained = loop.train(self.config.replace(variant=variant), options)
-        # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
-        result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, feature_cache_dir=cache_dir,
-                                           out=os.path.join(model_dir, model_eval.EVAL_FILE))
-        result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
-        return result
-
-    def run_baseline(self, name: str, full_scene: bool) -> dict:
-        """Fit on the train features of the mode's cache, score on its (always cropped) test scenes."""
-        from ctl_keras.baselines import registry
-        from ctl_keras.baselines.base import split_features
-        from ctl_keras.data import dataset_dir
-
-        cache = self.cache(full_scene)
-        kwargs = {"epochs": self.siamese_epochs if name == "siamese" else self.baseline_epochs}
-        if name == "siamese":
-            kwargs["backbone"] = self.backbone()
-        method = registry.create(name, self.config, **kwargs)
-        fit = method.fit(split_features(cache, "train", self.data_dir), split_features(cache, "val", self.data_dir))
-        result = method.score(split_features(cache, "test", self.data_dir), dataset_dir.load_questions(self.data_dir, "test"))
-        result["fit"] = fit
-        return result
-
-    def run_one(self, method: str, scene: str) -> dict:
-        from ctl_keras.evaluation.report import CANDIDATES_NOTE
-
-        path = os.path.join(self.out, scene, method, "eval.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                done = json.load(f)
-            if done.get("protocol") == PROTOCOL:
-                logging.info("%s/%s: already done (%s), skipping", scene, method, path)
-                return done
-            # Another protocol (older training, or scored on full scenes): not comparable, run again.
-            logging.warning("%s: written under protocol %r, not %r; running %s/%s again", path,
-                            done.get("protocol"), PROTOCOL, scene, method)
-        start = time.time()
-        full = scene == "full"
-        result = self.run_ours(method, full, path) if method in OURS else self.run_baseline(method, full)
-        result.update({"method": method, "scenes": scene, "trained_on": scene, "scored_on": "cropped",
-                       "protocol": PROTOCOL,
-                       "seconds": round(time.time() - start, 1), "candidate_set": CANDIDATES_NOTE})
-        atomic.write_json(path, result)
-        return result
-
-
 def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, smoke=False, epochs=None,
-                    baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None) -> dict:
-    """Run every (scene mode, method) not already in `out`; write results.json, table.md, topk.png,
-    categories.png, and, when hybrid is trained on cropped scenes, the attention analysis and figures
-    (attention/, figures/)."""
+                    baseline_epochs=None, siamese_epochs=None, feature_cache_root=None, num_views=None,
+                    seeds=SEEDS, lr_grid=None, synthetic_scenes=TABLE_SCENES) -> dict:
+    """Run every (scene mode, method, seed[, learning rate]) not already in `out`; write results.json,
+    table.md, topk.png, and, when hybrid is trained on cropped scenes, the attention analysis of its
+    first seed (attention/, figures/)."""
     from ctl_keras import config as config_lib
+    from ctl_keras.evaluation.selection import LR_GRID, check_grid, validation_every
+
+    # Every argument is checked before TensorFlow is imported (a bad name fails in a second, in one line).
+    methods, scenes, seeds = list(methods), list(scenes), [int(s) for s in seeds]
+    check_methods(methods, scenes)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {seeds} must be distinct and at least one")
+    grid = list(check_grid(LR_GRID if lr_grid is None else lr_grid))
     from ctl_keras.baselines.registry import TITLES
     from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
+    from ctl_keras.evaluation import table2
     from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import markdown_table, plot_categories, plot_topk
+    from ctl_keras.evaluation.report import plot_topk
+    from ctl_keras.config_flags import resolve_dataset
 
-    methods, scenes = list(methods), list(scenes)
-    check_methods(methods, scenes)
-    overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v}
-    config = config_lib.get_config(dataset, smoke=smoke, **overrides)
-    explicit, data_dir = data_dir is not None, data_dir or os.path.join("tf_records", dataset)
-    if config.dataset == "synthetic":
-        from ctl_keras.build_dataset import ensure_synthetic
-
-        ensure_synthetic(data_dir, seed=config.seed, smoke=smoke, explicit=explicit, log=logging.info)
+    # Checked like train's flags (Config refuses epochs=0 or a negative count, naming the flag).
+    overrides = {k: v for k, v in (("epochs", epochs), ("num_views", num_views)) if v is not None}
+    explicit = data_dir is not None
+    if data_dir is None and dataset in (None, "synthetic"):
+        data_dir = os.path.join("tf_records", "synthetic-table2")  # the >= 1,000-question set, not the demo's
+    spec, data_dir = resolve_dataset(dataset, data_dir)  # the data's manifest names its dataset
+    config = config_lib.get_config(spec, smoke=smoke, **overrides)
+    if spec.generator:
+        ensure_table_data(data_dir, config, num_scenes=synthetic_scenes, explicit=explicit, smoke=smoke)
     check_split_nonempty(data_dir, "test")
     runner = Runner(config, data_dir, out, feature_cache_root, baseline_epochs, siamese_epochs)
     titles = {**TITLES, **OUR_TITLES}
     results: dict = {s: {} for s in scenes}
     total, start = len(methods) * len(scenes), time.time()
+    footnote = FOOTNOTE.format(batch=config.batch_size, every=validation_every(config.epochs, config.eval_every),
+                               epochs=config.epochs, grid=grid, views=config.num_views, margin=config.margin)
+    if "siamese" in methods:
+        footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
     bar = progress.Progress(total=total, desc="experiments", unit="method")  # methods done / total, ETA
     for i, (scene, method) in enumerate([(s, m) for s in scenes for m in methods], 1):
         logging.info("[%d/%d] trained on %s scenes: %s", i, total, scene, method)
-        r = results[scene][method] = runner.run_one(method, scene)
-        top10 = r["topk"][min(10, r["k_max"]) - 1]
-        progress.write(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc']:.4f}  "
-                       f"Top-{min(10, r['k_max'])} {top10:.4f}  ({r.get('seconds', 0):.0f} s)")
-        bar.update(1, last=f"{scene}/{method}")
-        summary = {"dataset": dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
-                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "scored_on": "cropped",
-                   "results": results,
+        r = results[scene][method] = runner.run_method(method, scene, seeds, grid)
+        low, high = r["auc_ci95"]
+        progress.write(f"[{i}/{total}] trained on {scene:<7} {titles.get(method, method):<32} AUC {r['auc_mean']:.4f} "
+                       f"± {r['auc_std']:.4f} [{low:.4f}, {high:.4f}]  lr {r['learning_rate']}  "
+                       f"({r['unit_seconds']:.0f} s)")
+        bar.update(1)
+        summary = {"dataset": config.dataset, "data_dir": os.path.abspath(data_dir), "smoke": smoke,
+                   "config": config.to_dict(), "methods": methods, "scenes": scenes, "seeds": seeds,
+                   "lr_grid": grid, "scored_on": "cropped", "results": results,
+                   "compute_seconds": round(sum(x["unit_seconds"] for by in results.values() for x in by.values()), 1),
                    "wall_seconds_this_run": round(time.time() - start, 1)}
         atomic.write_json(os.path.join(out, "results.json"), summary)
-        footnote = FOOTNOTE.format(batch=config.batch_size, every=config.eval_every, views=config.num_views,
-                                   margin=config.margin)
-        if "siamese" in methods:
-            footnote += SIAMESE_NOTE.format(siamese=siamese_epochs or min(config.epochs, DEFAULT_EPOCHS))
-        atomic.write_text(os.path.join(out, "table.md"), markdown_table(results, titles, scenes) + "\n" + footnote + "\n")
-        plot_topk(results, titles, scenes, os.path.join(out, "topk.png"))
-        plot_categories(results, titles, scenes, os.path.join(out, "categories.png"))
+        atomic.write_text(os.path.join(out, "table.md"), table2.markdown(results, titles, scenes) + "\n" + footnote + "\n")
+        plot_topk(table2.plot_rows(results), titles, scenes, os.path.join(out, "topk.png"))
     bar.close()
     if "hybrid" in methods and "cropped" in scenes:
-        _analyse(os.path.join(out, "cropped", "hybrid", "model"), out, data_dir)
+        lr = results["cropped"]["hybrid"]["learning_rate"]
+        _analyse(os.path.join(out, "cropped", "hybrid", f"seed{seeds[0]}_lr{lr:g}", "model"), out, data_dir)
     return summary
 
 
@@ -225,6 +151,13 @@ def _analyse(model_dir: str, out: str, data_dir: str) -> None:
           f"({result['pairs']} test pairs); figures: {os.path.join(out, 'figures')}", flush=True)
 
 
+def _numbers(values, name: str, kind):
+    try:
+        return [kind(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--{name}={','.join(values)}: every entry must be a number") from None
+
+
 def main(argv):
     cli.require("out")
     cli.check_output_dir(FLAGS.out, "out")  # before hours of training, not at the first write
@@ -232,18 +165,18 @@ def main(argv):
     run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
                     smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
                     siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
-                    num_views=FLAGS.num_views)
+                    num_views=FLAGS.num_views, seeds=_numbers(FLAGS.seeds, "seeds", int),
+                    lr_grid=FLAGS.lr_grid and _numbers(FLAGS.lr_grid, "lr_grid", float),
+                    synthetic_scenes=FLAGS.synthetic_scenes)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
-    print(f"wrote {FLAGS.out}/table.md, topk.png, categories.png, results.json")
+    print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
 
 
 def define_flags() -> None:
     """Flags exist only when run as a script (build_dataset and train define --dataset/--out too)."""
-    from ctl_keras import spec as spec_lib
+    from ctl_keras import config_flags
 
-    flags.DEFINE_string("dataset", "synthetic", "A built-in dataset (" + ", ".join(spec_lib.builtin_names())
-                        + ") or a dataset spec file.")
-    flags.DEFINE_string("data_dir", None, "Built dataset (default: tf_records/<dataset>; synthetic is built if missing).")
+    config_flags.define_dataset_flags(smoke=False)  # --dataset (a name or spec file), --data_dir
     flags.DEFINE_string("out", None, "Output directory for every method's results, table.md, topk.png, results.json.")
     flags.DEFINE_list("methods", list(all_methods()), "Methods to run (baselines and our variants).")
     flags.DEFINE_list("scenes", list(SCENES), "Scenes the methods are TRAINED on: cropped (CTL crop), full "
@@ -261,7 +194,12 @@ def define_flags() -> None:
                          "closer to the paper's fresh augmentation per epoch, at the cost of a longer cache build "
                          "and a larger cache (linear in the views). Default: the config's (4).", lower_bound=1)
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
-                        "(default: <data_dir>/feature_cache).")
+                        "and seed (default: <data_dir>/feature_cache).")
+    flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds; the first also chooses each method's learning rate.")
+    flags.DEFINE_list("lr_grid", None, "Adam learning rates every trained method chooses from on validation AUC "
+                      "(default: evaluation.selection.LR_GRID).")
+    flags.DEFINE_integer("synthetic_scenes", TABLE_SCENES, "Scenes of the generated synthetic set (when "
+                         "--data_dir has no dataset yet).", lower_bound=48)
 
 
 if __name__ == "__main__":

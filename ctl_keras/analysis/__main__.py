@@ -58,7 +58,7 @@ def main(argv):
         result = analysis.run_attention(FLAGS.model_dir, FLAGS.out, split=FLAGS.split, seed=FLAGS.seed,
                                         num_overlays=FLAGS.num_overlays, smooth_samples=FLAGS.smooth_samples,
                                         **common)
-        print(result["table"] + f"saliency = {result['saliency_method']}\nwritten to {FLAGS.out}")
+        print(result["table"] + f"written to {FLAGS.out}")
     elif command == "figures":
         print(analysis.run_figures(FLAGS.model_dir, FLAGS.out, num_scenes=FLAGS.num_scenes, split=FLAGS.split,
                                    **common))

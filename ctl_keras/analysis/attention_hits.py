@@ -1,4 +1,15 @@
-"""Attention hit rates (paper Table 3): does a map's top region fall on another labeled product?
+"""Attention hit rates (paper Table 3): does a map's top region fall on a labeled product?
+
+The paper (§5.4): "we divide the image into 7×7 regions, and a region is considered 'relevant' if it
+significantly overlaps (i.e. larger than half the area of a region) with any product's bounding box.
+We then calculate the attention map (7 × 7) for all test scene images and rank the 49 regions
+according to their scores. If the top-1 region (or one of the top-3 regions) is a 'relevant region',
+then we deem the attention map as a successful hit." Implemented exactly: a cell is relevant when ONE
+box covers more than half of it (`relevant_cells`; not the union of boxes), and the rate is over ALL
+test scenes — a scene without any relevant cell cannot be hit and counts as a miss
+(`scenes_without_relevant` says how many). The scenes are the test pairs' CTL-cropped scenes, each
+asked with its pair's category; the boxes are the scene's other labeled products (the pair's own
+product is cropped out).
 
 Geometry. `other_boxes` are normalized (left, top, right, bottom) in the CTL-cropped scene. The model
 sees the eval view of that scene: stretched to resize_size x resize_size (aspect ratio NOT kept), then
@@ -7,8 +18,6 @@ at pixel v * R of the resized image and at (v * R - o) / S of the view, o = (R -
 formula holds for x and y because the resize stretches both axes to R. The g x g grid of the
 attention map tiles the view (row = y, column = x, like the conv4 map it is pooled from).
 
-A cell is relevant when MORE than half of its area is covered by the union of the mapped boxes.
-Scenes without any relevant cell cannot score a hit; they are excluded from the rates and counted.
 """
 
 from __future__ import annotations
@@ -30,45 +39,20 @@ def view_boxes(boxes, image_size: int, resize_size: int) -> np.ndarray:
     return mapped[keep]
 
 
-def _union_area(boxes: np.ndarray) -> float:
-    """Exact area of a union of axis-aligned boxes (coordinate compression over x)."""
-    if len(boxes) == 0:
-        return 0.0
-    xs = np.unique(np.concatenate([boxes[:, 0], boxes[:, 2]]))
-    area = 0.0
-    for x0, x1 in zip(xs[:-1], xs[1:]):
-        active = boxes[(boxes[:, 0] <= x0) & (boxes[:, 2] >= x1)]
-        if len(active) == 0:
-            continue
-        spans = sorted(zip(active[:, 1], active[:, 3]))
-        covered, start, end = 0.0, spans[0][0], spans[0][1]
-        for top, bottom in spans[1:]:
-            if top > end:
-                covered += end - start
-                start, end = top, bottom
-            else:
-                end = max(end, bottom)
-        area += (x1 - x0) * (covered + end - start)
-    return area
-
-
-def cell_coverage(boxes, grid: int) -> np.ndarray:
-    """[g, g] fraction of each cell covered by the union of `boxes` (normalized view coordinates)."""
-    # In grid units every cell is a unit square, so its covered area is directly the fraction.
+def box_coverage(boxes, grid: int) -> np.ndarray:
+    """[k, g, g] fraction of each cell covered by each box (normalized view coordinates)."""
     scaled = np.asarray(boxes, np.float64).reshape(-1, 4) * grid
-    out = np.zeros((grid, grid))
-    for i in range(grid):
-        for j in range(grid):
-            clipped = np.stack([np.clip(scaled[:, 0], j, j + 1), np.clip(scaled[:, 1], i, i + 1),
-                                np.clip(scaled[:, 2], j, j + 1), np.clip(scaled[:, 3], i, i + 1)], axis=1)
-            clipped = clipped[(clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])]
-            out[i, j] = _union_area(clipped)
-    return out
+    edges = np.arange(grid, dtype=np.float64)
+    # In grid units every cell is a unit square: overlap = overlap in x times overlap in y.
+    ox = np.clip(np.minimum(scaled[:, 2:3], edges + 1) - np.maximum(scaled[:, 0:1], edges), 0, None)  # [k, g]
+    oy = np.clip(np.minimum(scaled[:, 3:4], edges + 1) - np.maximum(scaled[:, 1:2], edges), 0, None)
+    return oy[:, :, None] * ox[:, None, :]
 
 
 def relevant_cells(boxes, grid: int) -> np.ndarray:
-    """[g, g] bool: cells more than half covered by the union of `boxes`."""
-    return cell_coverage(boxes, grid) > 0.5
+    """[g, g] bool: cells of which more than half is covered by some single box (the paper's rule)."""
+    cover = box_coverage(boxes, grid)
+    return (cover > 0.5).any(axis=0) if len(cover) else np.zeros((grid, grid), bool)
 
 
 def topk_cells(maps: np.ndarray, k: int) -> np.ndarray:
@@ -78,19 +62,17 @@ def topk_cells(maps: np.ndarray, k: int) -> np.ndarray:
 
 
 def hit_rates(maps, relevant, ks: Sequence[int] = KS) -> dict:
-    """{"top1", "top3", "scenes", "excluded_no_relevant"} for [N, g, g] maps and relevance masks."""
+    """{"top1", "top3", "scenes", "scenes_without_relevant"} for [N, g, g] maps and relevance masks;
+    the rates are over all N scenes (one without a relevant cell is a miss)."""
     maps, relevant = np.asarray(maps), np.asarray(relevant, bool)
     if maps.shape != relevant.shape:
         raise ValueError(f"maps {maps.shape} and relevance masks {relevant.shape} differ in shape")
+    if len(maps) == 0:
+        raise ValueError("no scenes to score")
     flat = relevant.reshape(len(relevant), -1)
-    included = flat.any(axis=1)
-    out = {"scenes": int(included.sum()), "excluded_no_relevant": int((~included).sum())}
+    out = {"scenes": len(flat), "scenes_without_relevant": int((~flat.any(axis=1)).sum())}
     for k in ks:
-        if not included.any():
-            out[f"top{k}"] = float("nan")
-            continue
-        top = topk_cells(maps[included], k)
-        hits = np.take_along_axis(flat[included], top, axis=1).any(axis=1)
+        hits = np.take_along_axis(flat, topk_cells(maps, k), axis=1).any(axis=1)
         out[f"top{k}"] = float(hits.mean())
     return out
 
@@ -101,16 +83,15 @@ def random_maps(num: int, grid: int, seed: int) -> np.ndarray:
 
 
 def random_expected(relevant, ks: Sequence[int] = KS) -> dict:
-    """Expected top-k hit rate of a uniformly random ranking: mean of 1 - C(n-r, k) / C(n, k)."""
+    """Expected top-k hit rate of a uniformly random ranking over all scenes: mean of
+    1 - C(n-r, k) / C(n, k) (0 for a scene with r = 0 relevant cells)."""
     flat = np.asarray(relevant, bool).reshape(len(relevant), -1)
     counts = flat.sum(axis=1)
-    counts = counts[counts > 0]
     n = flat.shape[1]
+    if len(counts) == 0:
+        raise ValueError("no scenes to score")
     out = {}
     for k in ks:
-        if len(counts) == 0:
-            out[f"top{k}"] = float("nan")
-            continue
         misses = [math.comb(n - int(r), k) / math.comb(n, k) for r in counts]
         out[f"top{k}"] = float(1.0 - np.mean(misses))
     return out

@@ -3,11 +3,23 @@
 The paper fine-tunes the whole CNN; on CPU we fine-tune only the LAST ResNet50 stage (conv5, three
 bottleneck blocks, initialized from the shared backbone) plus a linear projection to a unit vector,
 on top of the frozen conv4 map. Conv4 maps are computed once per image (center view, no
-augmentation: the remaining differences from the paper) with the shared backbone. Loss:
-margin-contrastive on the Euclidean distance of the unit embeddings, per example
-    L = d(s, p+)² + max(0, α − d(s, p−))²,   α = config.margin (the paper's 0.2),
-with one sampled negative per pair. Training is baselines.trained's (the shared step, batch size,
-validation and best-epoch selection). Scoring distance: ‖t(s) − t(p)‖².
+augmentation: the remaining differences from the paper) with the shared backbone.
+
+Loss: the contrastive loss of Siamese nets on the two pairs of each sampled triplet (the paper adapts
+every baseline to "the same sampling strategy as used in our method"), on the squared Euclidean
+distance of UNIT embeddings (the paper: "visual embeddings are normalized to have a unit length for
+metric embedding based methods, and the margin α is set to 0.2"), per example
+
+    L = d(s, p+)² + max(0, m − d(s, p−))²,   m = √(2 + α),   d ∈ [0, 2]
+
+(Hadsell et al.'s contrastive form, the one Siamese nets use). Why m = √(2 + α) and not α:
+unrelated unit vectors are about orthogonal, d² ≈ 2, so a push term max(0, α − d) with α = 0.2 is
+zero for almost every negative and the loss only pulls (the previous version's defect). With this m a
+negative is pushed until d² ≥ 2 + α, i.e. α beyond orthogonal to the scene on the paper's
+squared-distance scale; the push is active at initialization and whenever the embeddings collapse,
+and acting on d (not d²) keeps its gradient from vanishing when they do (a unit-length direction). Training is
+baselines.trained's (the shared step, batch size, validation and best-epoch selection). Scoring
+distance: ‖t(s) − t(p)‖².
 """
 
 from __future__ import annotations
@@ -26,6 +38,19 @@ from ctl_keras.evaluation.scoring import squared_l2_distance
 from ctl_keras.model import backbone as backbone_lib
 
 DEFAULT_EPOCHS = 5  # conv5 on CPU: a few epochs unless --siamese_epochs says otherwise
+ORTHOGONAL_D2 = 2.0  # squared distance of two orthogonal unit vectors
+
+
+def contrastive_margin(margin: float) -> float:
+    """The contrastive margin on the unit-vector distance: √(2 + α), α beyond orthogonal in d²."""
+    return float(np.sqrt(ORTHOGONAL_D2 + margin))
+
+
+def contrastive_loss(ts, tp, tn, margin: float):
+    """Per example d(s,p+)² + [√(2 + margin) − d(s,p−)]₊² on unit embeddings [B, d]."""
+    d_pos2 = ops.sum(ops.square(ts - tp), axis=-1)
+    d_neg = ops.sqrt(ops.sum(ops.square(ts - tn), axis=-1) + 1e-12)
+    return d_pos2 + ops.square(ops.relu(contrastive_margin(margin) - d_neg))
 
 
 def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +75,13 @@ def conv4_maps(backbone, config, data_dir: str, split: str, full_scene: bool) ->
 
 class Siamese(TrainedBaseline):
     name = "siamese"
-    learning_rate = 3e-4
 
-    def __init__(self, config, backbone=None, **kwargs):
+    def __init__(self, config, backbone=None, maps: dict | None = None, **kwargs):
+        """`maps`: a dict shared between instances (experiments' seeds and learning rates) so each
+        split's conv4 maps are computed once per backbone."""
         super().__init__(config, **kwargs)
         self._backbone = backbone
-        self._maps: dict = {}
+        self._maps = {} if maps is None else maps
 
     def backbone(self) -> keras.Model:
         if self._backbone is None:
@@ -99,9 +125,7 @@ class Siamese(TrainedBaseline):
     def compute_loss(self, batch, training: bool):
         # BatchNorm stays on the backbone's statistics (training=False), as in the frozen part.
         ts, tp, tn = (self.tower(batch[k], training=False) for k in ("scene", "positive", "negative"))
-        d_pos = ops.sum(ops.square(ts - tp), axis=-1)
-        d_neg = ops.sqrt(ops.sum(ops.square(ts - tn), axis=-1) + 1e-12)
-        return d_pos + ops.square(ops.relu(self.config.margin - d_neg))
+        return contrastive_loss(ts, tp, tn, self.config.margin)
 
     def trainable_variables(self) -> list:
         return list(self.tower.trainable_variables)

@@ -5,7 +5,10 @@ model (`prepare`), yields triplet batches (`batches`) and defines the per-exampl
 the step (`make_train_step`, default strategy), the epoch (`run_epoch`), the batch size
 (config.batch_size, the paper's 16), the epochs (config.epochs) and the selection (validation AUC
 every config.eval_every epochs and at the last, the best epoch's weights kept: `BestEpoch`) are
-shared with training/loop.py. As for ours, only full batches train.
+shared with training/loop.py. As for ours, only full batches train. Validation runs every
+`selection.validation_every(epochs, config.eval_every)` epochs, so at least 5 times per run whatever
+the epoch count. The Adam learning rate is the constructor's `learning_rate` (default: the config's,
+as for our model); ctl_keras.experiments picks it for every method from one grid on validation AUC.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from ctl_keras.baselines.base import Baseline, SplitFeatures, pick_views, sample
 
 
 class TrainedBaseline(Baseline):
-    learning_rate = 1e-3
+    def __init__(self, config, learning_rate: float | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        self.learning_rate = float(config.learning_rate if learning_rate is None else learning_rate)
+        if not self.learning_rate > 0:
+            raise ValueError(f"{self.name}: learning rate must be positive, got {self.learning_rate}")
 
     # ------------------------------------------------------------ what a subclass provides
     def prepare(self, train: SplitFeatures) -> None:
@@ -64,6 +71,7 @@ class TrainedBaseline(Baseline):
         from absl import logging
 
         from ctl_keras.data import dataset_dir
+        from ctl_keras.evaluation.selection import validation_every
         from ctl_keras.training.optimizer import FusedAdam
         from ctl_keras.training.step import BestEpoch, batches_dataset, is_eval_epoch, make_train_step, run_epoch
 
@@ -77,18 +85,20 @@ class TrainedBaseline(Baseline):
         best = BestEpoch(self.state_variables())
         questions = dataset_dir.load_questions(val.data_dir, "val") if val is not None else None
         epochs = self.epochs if self.epochs is not None else self.default_epochs()
+        every = validation_every(epochs, self.config.eval_every)
         steps = sum(1 for _ in range(0, len(train) - self.batch_size + 1, self.batch_size))
         history = []
         for epoch in range(1, epochs + 1):
             loss, _, _ = run_epoch(step, batches_dataset(self._epoch_batches(train, rng)), epoch, steps)
             history.append(loss)
-            if questions is not None and is_eval_epoch(epoch, epochs, self.config.eval_every):
+            if questions is not None and is_eval_epoch(epoch, epochs, every):
                 auc = self.validation_auc(val, questions)
                 best.update(epoch, auc)
                 logging.info("%s: epoch %d/%d loss %.4f, val AUC %.4f (best %.4f at epoch %d)", self.name, epoch,
                              epochs, loss, auc, best.auc, best.epoch)
         best.restore()
         return {"epochs": epochs, "loss": history, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "eval_every": every,
                 "best_epoch": best.epoch if questions is not None else epochs,
                 "val_auc": best.auc if questions is not None else None, "val_history": best.history}
 

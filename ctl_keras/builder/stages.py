@@ -15,7 +15,7 @@ import numpy as np
 
 from ctl_keras.builder import files, records
 from ctl_keras.config import SPLITS
-from ctl_keras.data import crop
+from ctl_keras.data import crop, leakage
 from ctl_keras.data import encoding as tfrecords  # names + encoding, without TensorFlow
 from ctl_keras.data import plan as plan_lib
 
@@ -56,6 +56,10 @@ def plan(bundle: dict, status: dict) -> dict:
     planned = plan_lib.plan_pairs(config, raw, skipped, bundle["path_of"],
                                   lambda paths: [status[p] for p in paths], _quiet, labeler=bundle["spec"].matcher())
     kept = planned["pairs"]
+    # Leakage (data/leakage.py): a dHash per kept scene; --dedupe_scenes drops near-duplicates before the split.
+    hashes = leakage.scene_hashes({p["scene_id"]: p["scene_path"] for p in kept}, files.read_bytes)
+    near_duplicates = leakage.duplicate_scenes(hashes) if bundle.get("dedupe_scenes") else {}
+    kept = [p for p in kept if p["scene_id"] not in near_duplicates]
     by_split = plan_lib.split_scenes(sorted({p["scene_id"] for p in kept}), config.split_fractions, config.seed)
     for split in SPLITS:
         if not by_split[split]:
@@ -68,7 +72,10 @@ def plan(bundle: dict, status: dict) -> dict:
     manifest = {"dataset": config.dataset, "schema_version": tfrecords.SCHEMA_VERSION,
                 "pairs_in": planned["pairs_in"], "pairs_kept": len(kept),
                 "pairs_dropped": dict(sorted(planned["dropped"].items())),
-                "scenes_dropped": {"scene_without_pairs": planned["scenes_without_pairs"]},
+                "scenes_dropped": {"scene_without_pairs": planned["scenes_without_pairs"],
+                                   **({"near_duplicate": len(near_duplicates)} if bundle.get("dedupe_scenes") else {})},
+                "leakage": leakage.count_leakage(
+                    {split: [p for p in kept if split_of[p["scene_id"]] == split] for split in SPLITS}, hashes),
                 # A (scene, product) listed with several boxes is cropped clear of all of them.
                 "boxes": {name: planned[name] for name in (
                     "duplicate_boxes", "pairs_with_duplicate_boxes", "clipped_boxes")},

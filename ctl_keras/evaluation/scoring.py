@@ -50,7 +50,7 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
                 categories: Sequence[str], k_max: int) -> dict:
     """AUC on `questions` and Top-1..k_max over each category's products, overall and per category.
 
-    Returns {"auc", "num_questions", "topk": [k_max floats], "num_queries", "excluded_candidates",
+    Returns {"auc", "num_questions", "question_outcomes", "topk": [k_max floats], "num_queries", "excluded_candidates",
     "candidate_set", "per_category": {name: {"auc", "num_questions", "topk", "num_queries",
     "num_candidates", "excluded_candidates"}}}.
     """
@@ -101,7 +101,11 @@ def score_split(table: ScoreTable, distance_fn: DistanceFn, questions: list[dict
         d_neg_all.append(d_neg)
         ranks_all.append(ranks)
     d_pos, d_neg, ranks = (np.concatenate(x) for x in (d_pos_all, d_neg_all, ranks_all))
+    # Per question 1 / 0.5 (tie) / 0, in category then file order (the same for every method): the
+    # bootstrap of evaluation.selection resamples these.
+    outcomes = (d_pos < d_neg) + 0.5 * (d_pos == d_neg)
     return {"auc": metrics.binary_auc(d_pos, d_neg), "num_questions": int(d_pos.size),
+            "question_outcomes": outcomes.tolist(),
             "topk": metrics.topk_accuracy(ranks, k_max).tolist(), "num_queries": int(ranks.size),
             "k_max": int(k_max), "candidate_set": CANDIDATE_SET,
             "excluded_candidates": sum(e["excluded_candidates"] for e in per_category.values()),

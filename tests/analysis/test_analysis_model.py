@@ -38,7 +38,11 @@ def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
     stored = json.loads((tmp_path / "attention.json").read_text())
     assert stored["pairs"] == result["pairs"] > 0 and "tf_keras_vis.saliency.Saliency" in stored["saliency_method"]
     rates = stored["rates"]
-    assert set(rates) == {"attention (ours)", "random (seed 0)", "random (expectation)", "saliency"}
+    assert set(rates) == {"attention (ours)", "random (seed 0)", "random (expectation)",
+                          "spectral-residual saliency (image only)", "gradient saliency (sees the positive)"}
+    assert "SpectralResidual" in stored["spectral_saliency_method"]
+    # Every pair counts (the paper's rule): the rates are over all of them.
+    assert all(row["scenes"] == stored["pairs"] for row in rates.values() if "scenes" in row)
     for row in rates.values():
         assert 0.0 <= row["top1"] <= row["top3"] <= 1.0
     assert "| attention (ours) |" in (tmp_path / "attention.md").read_text()

@@ -28,33 +28,50 @@ def test_top_left_box_and_peaked_maps():
     peak_out[3, 3], peak_out[2, 3], peak_out[1, 1] = 3.0, 2.0, 1.0
     rates = ah.hit_rates(np.stack([peak_in, peak_out]), np.stack([relevant, relevant]))
     # scene 1: top-1 (0,0) hits; scene 2: top-1 (3,3) misses, its third cell (1,1) hits.
-    assert rates == {"top1": 0.5, "top3": 1.0, "scenes": 2, "excluded_no_relevant": 0}
+    assert rates == {"top1": 0.5, "top3": 1.0, "scenes": 2, "scenes_without_relevant": 0}
 
 
 def test_more_than_half_rule_at_the_boundary():
     """Cell (0,1) spans x in [0.25, 0.5]; a box to x=0.375 covers exactly half of it -> not relevant."""
-    half = ah.cell_coverage([[0.0, 0.0, 0.375, 0.25]], 4)
+    half = ah.box_coverage([[0.0, 0.0, 0.375, 0.25]], 4)[0]
     assert half[0, 0] == 1.0 and half[0, 1] == 0.5
     assert not ah.relevant_cells([[0.0, 0.0, 0.375, 0.25]], 4)[0, 1]
     assert ah.relevant_cells([[0.0, 0.0, 0.38, 0.25]], 4)[0, 1]
 
 
-def test_union_not_sum_of_boxes():
-    """Two identical boxes covering 0.3 of cell (0,0) cover 0.3, not 0.6; two disjoint ones 0.6."""
-    same = [[0.0, 0.0, 0.075, 0.25]] * 2  # 0.075 / 0.25 = 0.3 of the cell's width
-    disjoint = [[0.0, 0.0, 0.075, 0.25], [0.15, 0.0, 0.225, 0.25]]
-    assert ah.cell_coverage(same, 4)[0, 0] == pytest.approx(0.3)
-    assert ah.cell_coverage(disjoint, 4)[0, 0] == pytest.approx(0.6)
-    assert ah.relevant_cells(disjoint, 4)[0, 0] and not ah.relevant_cells(same, 4)[0, 0]
+def test_one_box_must_cover_half_not_the_union():
+    """The paper's rule is per box ("overlaps ... with any product's bounding box"): two disjoint boxes
+    covering 0.3 of cell (0,0) each (0.6 together) do not make it relevant; one covering 0.6 does."""
+    two = [[0.0, 0.0, 0.075, 0.25], [0.15, 0.0, 0.225, 0.25]]  # 0.075 / 0.25 = 0.3 of the cell's width
+    one = [[0.0, 0.0, 0.15, 0.25]]
+    np.testing.assert_allclose(ah.box_coverage(two, 4)[:, 0, 0], [0.3, 0.3])
+    assert not ah.relevant_cells(two, 4)[0, 0] and ah.relevant_cells(one, 4)[0, 0]
+    assert not ah.relevant_cells(np.zeros((0, 4)), 4).any()
 
 
-def test_scenes_without_relevant_cells_are_excluded_and_counted():
+def test_scenes_without_relevant_cells_count_as_misses():
+    """All test scenes count (paper: 'for all test scene images'); two of three have no relevant cell."""
     relevant = np.zeros((3, 4, 4), bool)
     relevant[0, 0, 0] = True
     maps = np.zeros((3, 4, 4))
     maps[:, 0, 0] = 1.0
     rates = ah.hit_rates(maps, relevant)
-    assert rates["scenes"] == 1 and rates["excluded_no_relevant"] == 2 and rates["top1"] == 1.0
+    assert rates["scenes"] == 3 and rates["scenes_without_relevant"] == 2
+    assert rates["top1"] == pytest.approx(1 / 3) and rates["top3"] == pytest.approx(1 / 3)
+    assert ah.random_expected(relevant)["top1"] == pytest.approx((1 / 16) / 3)
+
+
+def test_spectral_residual_saliency_finds_a_bright_square_without_any_label():
+    """The model-free detector, given only the image, peaks on the one object of a flat scene."""
+    from ctl_keras.analysis import spectral_saliency
+
+    image = np.full((1, 64, 64, 3), 128, np.uint8)
+    image[0, 40:56, 8:24] = (250, 30, 30)  # object in cell (row 2, col 0) of a 4x4 grid... rows 40-56
+    maps = spectral_saliency.grid_maps(image, 4)
+    assert maps.shape == (1, 4, 4) and np.all(np.isfinite(maps))
+    assert np.unravel_index(np.argmax(maps[0]), (4, 4)) in {(2, 0), (3, 0), (2, 1), (3, 1)}
+    with pytest.raises(ValueError, match="RGB images"):
+        spectral_saliency.pixel_maps(np.zeros((1, 8, 8)))
 
 
 def test_random_expectation_and_seeded_sampling():

@@ -119,13 +119,15 @@ def val_split(features, synthetic_data):
 
 
 def test_trained_baseline_keeps_its_best_validation_epoch(synthetic_data, features, val_split):
-    """Validation every eval_every epochs (here 2, plus the last: epochs 2, 4, 5); the weights after fit
-    are those of the best validation epoch: re-validating them gives the recorded best AUC."""
+    """Validation every eval_every epochs unless that gives fewer than 5 validations (here eval_every=2 of 5
+    epochs: every epoch, evaluation.selection.validation_every); the weights after fit are those of the
+    best validation epoch: re-validating them gives the recorded best AUC."""
     config, data_dir = synthetic_data
     _, train, _ = features
-    m = registry.create("ibr", config.replace(eval_every=2), epochs=5)
+    m = registry.create("ibr", config.replace(eval_every=2), epochs=5, learning_rate=3e-4)
     log = m.fit(train, val_split)
-    assert [h["epoch"] for h in log["val_history"]] == [2, 4, 5]
+    assert [h["epoch"] for h in log["val_history"]] == [1, 2, 3, 4, 5]
+    assert log["learning_rate"] == 3e-4 and log["eval_every"] == 1
     aucs = [h["val_auc"] for h in log["val_history"]]
     assert log["val_auc"] == max(aucs)
     assert log["best_epoch"] == log["val_history"][int(np.argmax(aucs))]["epoch"]
@@ -158,3 +160,26 @@ def test_baseline_fit_goes_through_the_shared_step(synthetic_data, features):
     assert loop.TrainingDiverged is step.TrainingDiverged
     with pytest.raises(step.TrainingDiverged, match=r"loss is nan at epoch 1 step 2; stopped without saving"):
         m.fit(train)
+
+
+def test_siamese_contrastive_push_acts_on_unit_vectors():
+    """Orthogonal unit vectors (d² = 2, where unrelated embeddings sit) still get pushed, by
+    (√(2 + α) − √2)²; a negative α beyond orthogonal is not; near collapse the push's gradient
+    stays large (it acts on d, whose direction is unit length) instead of vanishing with d."""
+    import tensorflow as tf
+
+    from ctl_keras.baselines.siamese import contrastive_loss, contrastive_margin
+
+    alpha = 0.2
+    assert contrastive_margin(alpha) == pytest.approx(np.sqrt(2.2))
+    s = tf.constant([[1.0, 0.0, 0.0]])
+    p = tf.constant([[1.0, 0.0, 0.0]])
+    orthogonal = tf.constant([[0.0, 1.0, 0.0]])
+    beyond = tf.constant([[-0.2, np.sqrt(1 - 0.04), 0.0]])  # d² = 2.4 > 2.2
+    assert float(contrastive_loss(s, p, orthogonal, alpha)[0]) == pytest.approx((np.sqrt(2.2) - np.sqrt(2)) ** 2)
+    assert float(contrastive_loss(s, p, beyond, alpha)[0]) == pytest.approx(0.0, abs=1e-7)
+    near = tf.Variable([[1.0, 1e-4, 0.0]])
+    with tf.GradientTape() as tape:
+        loss = contrastive_loss(s, p, near, alpha)
+    grad = tape.gradient(loss, near)
+    assert float(tf.norm(grad)) > 2.0  # 2 (m − d) with d ≈ 0: about 2.97
