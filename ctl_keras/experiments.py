@@ -182,17 +182,11 @@ def define_flags() -> None:
     flags.DEFINE_list("scenes", list(SCENES), "Scenes the methods are TRAINED on: cropped (CTL crop), full "
                       "(uncropped scene). Every method is scored on the cropped test scenes.")
     flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
-    flags.DEFINE_integer("epochs", None, "Epochs of our models and the trained baselines (default: the config's).")
+    config_flags.define_config_flags(fields=("epochs",))  # of our models and the trained baselines
     flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's). "
                          "Validation every eval_every epochs and at the last; the best epoch is reported.")
     flags.DEFINE_integer("siamese_epochs", None, "Epochs of the Siamese conv5 fine-tuning (default: min(epochs, 5)).")
-    flags.DEFINE_integer("num_views", None, "Views cached per TRAIN image (scene and product). A view is one "
-                         "augmented copy of the image: resized to the config's resize_size, a random image_size "
-                         "crop, mirrored with probability 1/2, passed once through the frozen backbone and its "
-                         "features stored. Views are drawn once, at cache build; each epoch uses one of them at "
-                         "random per image. Val/test images have one view, the center crop. More views come "
-                         "closer to the paper's fresh augmentation per epoch, at the cost of a longer cache build "
-                         "and a larger cache (linear in the views). Default: the config's (4).", lower_bound=1)
+    config_flags.define_config_flags(fields=("num_views",))  # augmented views cached per TRAIN image
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
                         "and seed (default: <data_dir>/feature_cache).")
     flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds; the first also chooses each method's learning rate.")
