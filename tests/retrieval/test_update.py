@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from ctl_keras import export
 from ctl_keras.retrieval import beam_embed
-from ctl_keras.retrieval.ann import build_ann
+from ctl_keras.retrieval.faiss_ann import IVF
 from ctl_keras.retrieval.catalog import iter_products
 from ctl_keras.retrieval.index import CatalogIndex, index_paths, load_index, save_index
 from ctl_keras.retrieval.search import Searcher
@@ -126,14 +126,15 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
     emb = rng.normal(size=(4000, 8)).astype(np.float32)
     index = CatalogIndex(np.array([f"p{i}" for i in range(4000)]), np.repeat([0, 1], 2000),
                          emb / np.linalg.norm(emb, axis=1, keepdims=True), ("a", "b"), {"tower_version": 1})
-    index.ann, index.meta["search"] = build_ann(index, min_size=1000)
-    save_index(index, tmp_path / "cat")
+    backend = IVF.build(index, min_size=1000)
+    save_index(index, tmp_path / "cat", search=backend)
     gone = [f"p{i}" for i in range(0, 2000, 7)]
     (tmp_path / "ids.txt").write_text("\n".join(gone))
     report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"))
     assert report.rebuilt_ann == ["a"]
-    after = load_index(tmp_path / "cat")
-    assert after.ann[0].engine.ntotal == 2000 - len(gone) and after.ann[1].engine.ntotal == 2000
-    np.testing.assert_array_equal(after.ann[1].to_bytes(), index.ann[1].to_bytes())
-    ids, _ = Searcher(after).search(after.embeddings[:50], "a", 100)
+    after = Searcher(load_index(tmp_path / "cat"))
+    engine = lambda s, c: s.engine.category(c)[1]  # noqa: E731
+    assert engine(after, 0).engine.ntotal == 2000 - len(gone) and engine(after, 1).engine.ntotal == 2000
+    np.testing.assert_array_equal(engine(after, 1).to_bytes(), backend.category(1)[1].to_bytes())
+    ids, _ = after.search(after.index.embeddings[:50], "a", 100)
     assert not set(ids.ravel()) & set(gone)
