@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e ".[test,faiss]"
+	# the Milvus backend (issue 21): its tests run against a real Milvus Lite
+	$(BIN)/python -m pip install -e ".[milvus]"
 	touch $(STAMP)
 
 install: $(STAMP)

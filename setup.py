@@ -26,5 +26,7 @@ setup(
         "test": ["pytest>=8", "ruff>=0.17,<0.18"],  # ruff: the lint `make test` runs (ruff.toml)
         "faiss": ["faiss-cpu>=1.8"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],  # gs:// paths and the DataflowRunner
+        # `recommend index --backend=milvus`: Milvus Lite embedded (in-process, a local .db), or a cluster
+        "milvus": ["pymilvus==3.0.2", "milvus-lite==3.2.2"],
     },
 )

@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from ctl_keras.atomic import atomic_write
-from ctl_keras.retrieval.backend import IncompleteBackend
+from ctl_keras.retrieval.backend import IncompleteBackend, pid_alive
 from ctl_keras.retrieval.exact import PerCategory, stable_order
 
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "HNSW")
@@ -43,16 +43,6 @@ def _client(uri: str, token: str = ""):
 
 def _is_lite(uri: str) -> bool:
     return "://" not in uri
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Milvus(PerCategory):
@@ -114,7 +104,7 @@ class Milvus(PerCategory):
             pass
         for name in client.list_collections():
             match = re.fullmatch(re.escape(base) + r"_g\d+_(\d+)", name)
-            if match and name != current and not _pid_alive(int(match.group(1))):
+            if match and name != current and not pid_alive(int(match.group(1))):
                 client.drop_collection(name)
 
     def _write(self, ids, embeddings, categories, call) -> None:

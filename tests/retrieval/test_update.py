@@ -138,3 +138,19 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
     np.testing.assert_array_equal(engine(after, 1).to_bytes(), backend.category(1)[1].to_bytes())
     ids, _ = after.search(after.index.embeddings[:50], "a", 100)
     assert not set(ids.ravel()) & set(gone)
+
+
+def test_update_with_another_export_dir_is_refused(tmp_path):
+    """Issue 23 item 7: `--update --export_dir=OTHER` used to be ignored silently (the index's own
+    export was used): now refused in one line; the index's own export, spelled differently, is fine."""
+    (tmp_path / "export").mkdir()
+    index = CatalogIndex(np.array(["p0", "p1"]), np.array([0, 0]), np.eye(2, dtype=np.float32), ("a",),
+                         {"tower_version": 1, "export_dir": str(tmp_path / "export")}, image_sha256=["0", "1"])
+    save_index(index, tmp_path / "cat")
+    (tmp_path / "ids.txt").write_text("p0\n")
+    with pytest.raises(ValueError, match=r"--export_dir=.*other is not the export the index was embedded with"):
+        update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"), export_dir=str(tmp_path / "other"))
+    assert list(load_index(tmp_path / "cat").product_ids) == ["p0", "p1"]
+    report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"),
+                          export_dir=str(tmp_path / "." / "export"))
+    assert report.removed == ["p0"] and list(load_index(tmp_path / "cat").product_ids) == ["p1"]
