@@ -87,9 +87,10 @@ def read_regular_file(path: str, deadline_s: float = READ_DEADLINE_S):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return "not_a_file"  # dangling symlink, vanished, a directory on some systems
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory opens read-only too
+        os.close(fd)
+        return "not_a_file"
     with os.fdopen(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "not_a_file"
         start, chunks = time.monotonic(), []
         while chunk := f.read(_CHUNK):
             chunks.append(chunk)

@@ -163,6 +163,8 @@ def test_read_regular_file_refuses_fifo_and_honours_the_deadline(tmp_path):
     os.mkfifo(tmp_path / "fifo.jpg")
     assert read_regular_file(str(tmp_path / "fifo.jpg")) == "not_a_file"
     assert read_regular_file(str(tmp_path / "missing.jpg")) == "not_a_file"
+    (tmp_path / "dir.jpg").mkdir()
+    assert read_regular_file(str(tmp_path / "dir.jpg")) == "not_a_file"  # opens read-only, is no file
     (tmp_path / "big.jpg").write_bytes(b"\xff" * (3 << 20))
     assert read_regular_file(str(tmp_path / "big.jpg"), deadline_s=-1) == "read_timeout"
     assert read_regular_file(str(tmp_path / "big.jpg")) == b"\xff" * (3 << 20)
