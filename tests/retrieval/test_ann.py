@@ -136,3 +136,18 @@ def test_add_and_remove_by_product_id(name):
 
 def test_every_indexed_backend_is_registered():
     assert {backend_class(n).name for n in INDEXED_BACKENDS if n != "milvus"} == set(FAISS)
+
+
+def test_recommend_flags_become_backend_options():
+    """`recommend index --backend=hnsw --hnsw_m=16 ...` reaches HNSW.build with those options."""
+    from types import SimpleNamespace
+
+    from ctl_keras.recommend import backend_options
+
+    flags = SimpleNamespace(ann_min_size=7, hnsw_m=16, hnsw_ef_construction=80, hnsw_ef_search=40, rerank=3,
+                            milvus_uri=None, milvus_token=None, milvus_index="FLAT")
+    assert backend_options("hnsw", flags) == {"min_size": 7, "m": 16, "ef_construction": 80, "ef_search": 40}
+    assert backend_options("ivf_sq8", flags) == {"min_size": 7, "rerank": 3}
+    assert backend_options("milvus", flags, "s")["index_type"] == "FLAT" and backend_options("numpy", flags) == {}
+    index, _ = _clustered_index()
+    assert backend_class("hnsw").build(index, **backend_options("hnsw", flags)).params["big"]["m"] == 16
