@@ -7,10 +7,10 @@ cluster, which is how a 10M-100M catalog is served across machines.
 
 One collection per index generation: product_id (VARCHAR primary key), category (INT64, a partition
 key: a query filters `category == c`), embedding (FLOAT_VECTOR, inner-product metric), indexed FLAT,
-IVF_FLAT or HNSW. A fresh build writes a new collection `<base>_g<gen>_<pid>` and the index json
+IVF_FLAT or HNSW. A fresh build writes a new collection `<base>_g<gen>_<host>_<pid>` and the index json
 (renamed last) names it; the collection it replaces is dropped only after that rename, so a killed
-build leaves the previous collection intact and in use; the next build drops such orphans (their
-process gone). `--update` / `--remove` upsert and delete by product id in the live collection; a
+build leaves the previous collection intact and in use; the next build on the same host drops such
+orphans (their process gone). `--update` / `--remove` upsert and delete by product id in the live collection; a
 `<stem>.milvus-pending` marker is written before the first change and removed after the json rename,
 so a reader refuses a half-applied update and rerunning the update (idempotent upserts/deletes)
 completes it. Every answer is re-ordered by (score desc, catalog row asc) like the exact backends.
@@ -48,6 +48,13 @@ def _client(uri: str, token: str = ""):
     return MilvusClient(uri, token=token or os.environ.get("MILVUS_TOKEN", ""))
 
 
+def _host() -> str:
+    """A short tag of this machine: on a shared cluster, only this host's dead builds are its orphans."""
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _is_lite(uri: str) -> bool:
     return "://" not in uri
 
@@ -77,7 +84,7 @@ class Milvus(PerCategory):
         client = _client(uri, token)
         base = cls.base_name(stem)
         cls._drop_orphans(client, base, stem)
-        name = f"{base}_g{int(index.meta.get('generation', 1))}_{os.getpid()}"
+        name = f"{base}_g{int(index.meta.get('generation', 1))}_{_host()}_{os.getpid()}"
         if client.has_collection(name):
             client.drop_collection(name)
         schema = MilvusClient.create_schema(auto_id=False)
@@ -110,7 +117,7 @@ class Milvus(PerCategory):
         except (OSError, ValueError):
             pass
         for name in client.list_collections():
-            match = re.fullmatch(re.escape(base) + r"_g\d+_(\d+)", name)
+            match = re.fullmatch(re.escape(base) + r"_g\d+_" + _host() + r"_(\d+)", name)
             if match and name != current and not pid_alive(int(match.group(1))):
                 client.drop_collection(name)
 
