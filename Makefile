@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed-stamp
 # resolves the same set (`make constraints` regenerates it).
 $(STAMP): setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss,serve]"
+	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20); milvus: the Milvus backend
+	# (issue 21), whose tests run against a real Milvus Lite
+	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss,serve,milvus]"
 	touch $(STAMP)
 
 install: $(STAMP)

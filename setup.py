@@ -48,5 +48,7 @@ setup(
         # python -m ctl_keras.serve (ASGI server, metrics, multipart uploads); selenium: its browser test
         "serve": ["starlette>=0.40", "uvicorn>=0.30", "prometheus-client>=0.20", "python-multipart>=0.0.9",
                   "selenium>=4.20"],
+        # `recommend index --backend=milvus`: Milvus Lite embedded (in-process, a local .db), or a cluster
+        "milvus": ["pymilvus==3.0.2", "milvus-lite==3.2.2"],
     },
 )

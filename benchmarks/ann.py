@@ -1,27 +1,30 @@
-"""Approximate retrieval at 1M products: the `--approximate` backend (FAISS IVF-Flat) vs exact FAISS flat.
+"""Every search backend at 1M products through the retrieval contract, against exact FAISS flat.
 
-    python benchmarks/ann.py                      # 1M products, 128-d, both catalogs, IVF + HNSW
-    python benchmarks/ann.py --n=100000 --nohnsw  # quicker
+    python benchmarks/ann.py                                   # 1M x 128, sets (a) and (a'), every backend
+    python benchmarks/ann.py --n=100000 --backends=ivf,hnsw    # quicker
 
-One run, two catalogs of unit vectors:
-(a) clustered: 50 super-centres, 2,000 centres around them, products around the centres
-    (p = normalize(centre + noise)); the noise is wide enough that a query's exact top-10 spans
-    several of the 2,000 clusters (the run prints how many on average);
-(b) uniform random unit vectors: no structure, the worst case for any partitioning index.
-Queries are fresh draws from the same distribution. For each catalog: exact FAISS flat (the truth),
-the product's IVF backend (ctl_keras.retrieval.ann: nlist ~ 4 sqrt N) at several nprobe, and HNSW
-(M=32) at several efSearch. Reports build time (--build_threads threads), index memory (serialized
-size), median and p99 ms per single query, recall@10 vs exact. Query time is the CPU time of the
-querying thread (FAISS at one thread runs the search in it): on a machine shared with other jobs,
-wall-clock time measures the waiting for a core, not the search. Build time is wall-clock.
+Catalogs of unit vectors, one category: 50 super-centres, `centres` centres = normalize(super +
+N(0, 1/d)), products = normalize(centre + N(0, 1/d)·noise); queries are fresh draws.
+(a) clustered, noise 1.5 (a query's true top-10 spans ~2 clusters); (a') hard, noise 2.0 (~7 clusters).
+Each backend is built by ctl_keras.retrieval (backend_class(name).build) and queried through its
+`search(queries, category, k)`, one query at a time; the run prints, per row: build time
+(wall-clock, --build_threads FAISS threads), bytes per vector (serialized FAISS index, or the Milvus
+Lite database on disk, divided by N), median and p99 ms per query, speed-up over exact flat's median,
+recall@10 against exact flat. Query time is process CPU time (time.process_time: FAISS at one
+thread searches in the calling thread; Milvus Lite in its in-process gRPC server thread), because on
+a machine shared with other jobs wall-clock measures the wait for a core; the wall median is printed
+beside it. 3-5 points per backend trace the recall/speed-up curve.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,15 +40,17 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 1_000_000, "Products.")
 flags.DEFINE_integer("dim", 128, "Embedding size.")
 flags.DEFINE_integer("queries", 300, "Timed single queries (recall is over the same queries).")
-flags.DEFINE_integer("centres", 2000, "Clusters of the clustered catalog.")
-flags.DEFINE_float("noise", 2.0, "Norm of the noise added to a unit centre (clustered catalog).")
+flags.DEFINE_integer("centres", 2000, "Clusters of the catalog.")
+flags.DEFINE_list("noise", ["1.5", "2.0"], "Noise norm per catalog: 1.5 = set (a), 2.0 = set (a').")
 flags.DEFINE_float("centre_spread", 1.0, "Norm of the noise added to a super-centre to make a centre.")
 flags.DEFINE_integer("build_threads", 2, "FAISS threads while building.")
-flags.DEFINE_bool("uniform", True, "Also run catalog (b), uniform random vectors.")
-flags.DEFINE_bool("ivf", True, "Build the product's IVF backend.")
-flags.DEFINE_bool("hnsw", True, "Also build HNSW (M=32) for comparison.")
-flags.DEFINE_list("nprobe", ["32", "64", "128", "256"], "IVF nprobe values to measure.")
-flags.DEFINE_list("ef_search", ["32", "64", "128", "256"], "HNSW efSearch values to measure.")
+flags.DEFINE_list("backends", ["ivf", "ivf_sq8", "hnsw", "milvus"], "Backends to measure besides exact flat.")
+flags.DEFINE_list("nprobe", ["16", "32", "64", "128", "256"], "ivf / ivf_sq8 nprobe points.")
+flags.DEFINE_list("ef_search", ["64", "128", "256", "512"], "hnsw / milvus efSearch points.")
+flags.DEFINE_integer("hnsw_m", 32, "HNSW M.")
+flags.DEFINE_integer("ef_construction", 200, "HNSW efConstruction.")
+flags.DEFINE_integer("rerank", 4, "ivf_sq8: short list of rerank*k re-ranked exactly.")
+flags.DEFINE_integer("milvus_n", 0, "Products for the milvus rows (0: --n); Milvus Lite inserts through gRPC.")
 
 K = 10
 
@@ -55,7 +60,6 @@ def _normalize(x):
 
 
 def clustered(rng, n, d, centres, noise):
-    """Hierarchical mixture: centres near 50 super-centres, points near the centres (see docstring)."""
     supers = _normalize(rng.standard_normal((50, d), dtype=np.float32))
     parent = rng.integers(0, 50, centres)
     centre = _normalize(supers[parent] + FLAGS.centre_spread / np.sqrt(d) *
@@ -69,114 +73,134 @@ def clustered(rng, n, d, centres, noise):
     return out, label
 
 
-def uniform(rng, n, d):
-    out = np.empty((n, d), np.float32)
-    for s in range(0, n, 100_000):
-        m = min(100_000, n - s)
-        out[s:s + m] = _normalize(rng.standard_normal((m, d), dtype=np.float32))
-    return out, None
-
-
-def _latencies(search, queries):
+def _latencies(backend, queries):
     for q in queries[:5]:
-        search(q[None])
-    times, found = [], []
+        backend.search(q[None], "all", K)
+    cpu, wall, found = [], [], []
     for q in queries:
-        start = time.thread_time()
-        _, rows = search(q[None])
-        times.append(1000 * (time.thread_time() - start))
-        found.append(rows[0])
-    return statistics.median(times), float(np.percentile(times, 99)), np.stack(found)
+        c, w = time.process_time(), time.perf_counter()
+        ids, _ = backend.search(q[None], "all", K)
+        cpu.append(1000 * (time.process_time() - c))
+        wall.append(1000 * (time.perf_counter() - w))
+        found.append(ids[0])
+    return statistics.median(cpu), float(np.percentile(cpu, 99)), statistics.median(wall), found
 
 
 def _recall(found, truth):
     return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
 
 
-class _Rows(list):
-    """Prints each row as it is measured (a long run shows its progress)."""
+def _du(path) -> int:
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout.split()[0])
 
-    exact_med = None
 
-    def append(self, row):
-        super().append(row)
-        method, params, build, nbytes, med, p99, recall = row
+class Table:
+    def __init__(self):
+        self.exact_med = None
+
+    def row(self, method, params, build, bytes_per_vector, med, p99, wall, recall):
         self.exact_med = self.exact_med or med
-        print(f"{method:<10} {params:<34} {build:8.1f} {nbytes / 2**20:7.0f} {med:7.3f} {p99:7.3f} "
+        print(f"{method:<10} {params:<30} {build:8.1f} {bytes_per_vector:7.0f} {med:7.3f} {p99:7.3f} {wall:7.3f} "
               f"{self.exact_med / med:7.1f} {recall:9.3f}", flush=True)
 
 
-def _bench_catalog(name, emb, queries, label, faiss):
-    d = emb.shape[1]
-    rows = _Rows()
-    print(f"\n({name}) N={len(emb):,} d={d}, {len(queries)} queries, top-{K}")
-    print(f"{'method':<10} {'params':<34} {'build s':>8} {'MB':>7} {'med ms':>7} {'p99 ms':>7} "
-          f"{'speedup':>7} {'recall@10':>9}", flush=True)
+def _set_search(backend, name, value):
+    from ctl_keras.retrieval.exact import import_faiss
+
+    if name == "milvus":
+        backend.params["search"]["ef"] = value
+        return
+    engine = backend.category(0)[1]
+    if name == "hnsw":
+        engine.engine.hnsw.efSearch = engine.params["ef_search"] = value
+    else:
+        import_faiss().extract_index_ivf(engine.engine).nprobe = engine.params["nprobe"] = value
+
+
+def _bench_backend(name, index, queries, truth, table, faiss, tmp):
+    from ctl_keras.retrieval.backend import backend_class
+
+    options = {"hnsw": dict(min_size=1, m=FLAGS.hnsw_m, ef_construction=FLAGS.ef_construction),
+               "ivf": dict(min_size=1), "ivf_sq8": dict(min_size=1, rerank=FLAGS.rerank),
+               "milvus": dict(stem=os.path.join(tmp, f"m{time.time_ns()}"), index_type="HNSW", m=FLAGS.hnsw_m,
+                              ef_construction=FLAGS.ef_construction)}[name]
     faiss.omp_set_num_threads(FLAGS.build_threads)
     start = time.perf_counter()
-    flat = faiss.IndexFlatIP(d)
-    flat.add(emb)
-    flat_build = time.perf_counter() - start
-    faiss.omp_set_num_threads(1)
-    med, p99, truth = _latencies(lambda q: flat.search(q, K), queries)
-    rows.append(("exact flat", "", flat_build, emb.nbytes, med, p99, 1.0))
-    if label is not None:
-        print(f"  (true top-10 spans {np.mean([len(set(label[t])) for t in truth]):.1f} clusters on average)",
-              flush=True)
-
-    if FLAGS.ivf:
-        _bench_ivf(emb, queries, truth, rows, faiss)
-    if FLAGS.hnsw:
-        _bench_hnsw(emb, queries, truth, rows, faiss)
-
-
-def _bench_ivf(emb, queries, truth, rows, faiss):
-    from ctl_keras.retrieval.ann import IVFCategory, ivf_params
-
-    nlist, default_nprobe = ivf_params(len(emb))
-    faiss.omp_set_num_threads(FLAGS.build_threads)
-    start = time.perf_counter()
-    ivf = IVFCategory.build(emb, nlist, default_nprobe)
-    ivf_build = time.perf_counter() - start
-    ivf_bytes = len(ivf.to_bytes())
-    faiss.omp_set_num_threads(1)
-    for nprobe in sorted({int(x) for x in FLAGS.nprobe} | {default_nprobe}):
-        ivf.engine.nprobe = nprobe
-        med, p99, found = _latencies(lambda q, index=ivf: index.search(q, K), queries)
-        tag = " (default)" if nprobe == default_nprobe else ""
-        rows.append(("ivf-flat", f"nlist={nlist} nprobe={nprobe}{tag}", ivf_build, ivf_bytes, med, p99,
-                     _recall(found, truth)))
-    del ivf
-
-
-def _bench_hnsw(emb, queries, truth, rows, faiss):
-    faiss.omp_set_num_threads(FLAGS.build_threads)
-    start = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = 64
-    hnsw.add(emb)
+    backend = backend_class(name).build(index, **options)
     build = time.perf_counter() - start
-    nbytes = len(faiss.serialize_index(hnsw))
     faiss.omp_set_num_threads(1)
-    for ef in (int(x) for x in FLAGS.ef_search):
-        hnsw.hnsw.efSearch = ef
-        med, p99, found = _latencies(lambda q: hnsw.search(q, K), queries)
-        rows.append(("hnsw", f"M=32 efC=64 efSearch={ef}", build, nbytes, med, p99, _recall(found, truth)))
+    if name == "milvus":
+        backend.client.flush(backend.collection)
+        nbytes, points, label = _du(backend.uri), FLAGS.ef_search, "M={} efC={} ef={}"
+    else:
+        engine = backend.category(0)[1]
+        nbytes = len(engine.to_bytes())
+        if name == "hnsw":
+            points, label = FLAGS.ef_search, "M={} efC={} efSearch={}"
+        else:
+            points, label = FLAGS.nprobe, f"nlist={engine.params['nlist']} nprobe={{}}"
+    for value in (int(x) for x in points):
+        _set_search(backend, name, value)
+        med, p99, wall, found = _latencies(backend, queries)
+        params = label.format(FLAGS.hnsw_m, FLAGS.ef_construction, value) if "M=" in label else label.format(value)
+        if name == "ivf_sq8":
+            params += f" rerank={FLAGS.rerank}"
+        table.row(name, params, build, nbytes / len(index), med, p99, wall, _recall(found, truth))
+    backend.close()
+
+
+def _bench_catalog(noise, rng, faiss, tmp):
+    from ctl_keras.retrieval.backend import backend_class
+    from ctl_keras.retrieval.index import CatalogIndex
+
+    emb, label = clustered(rng, FLAGS.n + FLAGS.queries, FLAGS.dim, FLAGS.centres, noise)
+    queries, emb, label = emb[FLAGS.n:], emb[:FLAGS.n], label[:FLAGS.n]
+    index = CatalogIndex(np.char.add("p", np.arange(FLAGS.n).astype(str)), np.zeros(FLAGS.n, np.int32), emb, ("all",))
+    del emb
+    print(f"\n(noise {noise}) N={FLAGS.n:,} d={FLAGS.dim}, {len(queries)} queries, top-{K}")
+    print(f"{'method':<10} {'params':<30} {'build s':>8} {'B/vec':>7} {'med ms':>7} {'p99 ms':>7} {'wall ms':>7} "
+          f"{'speedup':>7} {'recall@10':>9}", flush=True)
+    table = Table()
+    faiss.omp_set_num_threads(FLAGS.build_threads)
+    start = time.perf_counter()
+    flat = backend_class("faiss").build(index)
+    flat.category(0)
+    build = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)
+    med, p99, wall, truth = _latencies(flat, queries)
+    table.row("exact flat", "", build, 4 * FLAGS.dim + 8, med, p99, wall, 1.0)
+    spans = [len(set(label[[int(p[1:]) for p in t]])) for t in truth]  # product "p<i>" is row i
+    print(f"  (true top-10 spans {np.mean(spans):.1f} clusters on average)", flush=True)
+    del flat
+    subset = FLAGS.milvus_n and FLAGS.milvus_n < FLAGS.n
+    for name in FLAGS.backends:
+        if name != "milvus" or not subset:
+            _bench_backend(name, index, queries, truth, table, faiss, tmp)
+    if "milvus" in FLAGS.backends and subset:
+        # Milvus Lite at a smaller N, beside exact flat and FAISS HNSW at the same N (same table).
+        m = FLAGS.milvus_n
+        print(f"  N={m:,} (the first products) for Milvus Lite and its FAISS HNSW comparison", flush=True)
+        sub = CatalogIndex(index.product_ids[:m], index.category_ids[:m], index.embeddings[:m], ("all",))
+        table, flat = Table(), backend_class("faiss").build(sub)
+        med, p99, wall, sub_truth = _latencies(flat, queries)
+        table.row("exact flat", f"N={m}", 0.0, 4 * FLAGS.dim + 8, med, p99, wall, 1.0)
+        for name in ("hnsw", "milvus"):
+            _bench_backend(name, sub, queries, sub_truth, table, faiss, tmp)
 
 
 def main(argv):
     del argv
-    from ctl_keras.retrieval.search import import_faiss
+    from ctl_keras.retrieval.exact import import_faiss
 
     faiss = import_faiss()
     rng = np.random.default_rng(0)
-    print(f"{' '.join(sys.argv)}")
-    emb, label = clustered(rng, FLAGS.n + FLAGS.queries, FLAGS.dim, FLAGS.centres, FLAGS.noise)
-    _bench_catalog("a: clustered", emb[:FLAGS.n], emb[FLAGS.n:], label[:FLAGS.n], faiss)
-    del emb
-    if FLAGS.uniform:
-        emb, _ = uniform(rng, FLAGS.n + FLAGS.queries, FLAGS.dim)
-        _bench_catalog("b: uniform", emb[:FLAGS.n], emb[FLAGS.n:], None, faiss)
+    print(" ".join(sys.argv), flush=True)
+    tmp = tempfile.mkdtemp(prefix="ann-bench-")
+    try:
+        for noise in FLAGS.noise:
+            _bench_catalog(float(noise), rng, faiss, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
 
 

@@ -1,18 +1,19 @@
 """Rank a catalog for a scene: build a product index, then query it with the exported scene tower.
 
   python -m ctl_keras.recommend index --export_dir=export/demo --products=tf_records/synthetic \
-      --index=export/demo/catalog [--approximate] [Beam options: --runner=... --direct_num_workers=2 ...]
+      --index=export/demo/catalog [--backend=numpy|ivf|hnsw|ivf_sq8|milvus] [Beam options: --runner=...]
   python -m ctl_keras.recommend index --update --index=export/demo/catalog --products=NEW [--remove=ids.txt]
   python -m ctl_keras.recommend query --index=export/demo/catalog --scene=photo.jpg --category=shoes --k=10
   python -m ctl_keras.recommend look --index=export/demo/catalog --scene=photo.jpg --k=5 [--categories=a,b]
 
 `index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
-go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--approximate` adds a
-per-category FAISS IVF index (retrieval/ann.py) for large catalogs. `index --update` / `--remove`
-change an existing index, embedding only new or changed products (retrieval/update.py).
-`query` prints the top-K products by d* = 2 - q·f_p (ascending; docs/design.md §3), searched with what the
-index holds (exact unless built with --approximate); with --json only a JSON list of
-{"product_id", "d_star"} goes to stdout.
+go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--backend` picks the search
+backend the index is built with and records it in the json (retrieval/backend.py: exact by default;
+FAISS ivf / hnsw / ivf_sq8 per category, or a Milvus collection; `--approximate` = `--backend=ivf`).
+`index --update` / `--remove` change an existing index, embedding only new or changed products
+(retrieval/update.py). `query` prints the top-K products by d* = 2 - q·f_p (ascending; docs/design.md
+§3), searched with the backend the index holds (or an exact one: --backend=numpy|tf|faiss); with
+--json only a JSON list of {"product_id", "d_star"} goes to stdout.
 `look` answers every category (or --categories) for one scene, running the scene tower's backbone
 once (its complete_look signature); --json prints only {category: the list `query --json` prints}.
 """
@@ -25,7 +26,7 @@ import os
 from absl import flags, logging
 
 from ctl_keras import cli
-from ctl_keras.config import APPROXIMATE_BACKENDS, EXACT_BACKENDS
+from ctl_keras.retrieval.backend import BACKENDS
 
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query", "look")
@@ -44,32 +45,89 @@ def define_flags() -> None:
     flags.DEFINE_integer("k", 10, "query/look: how many products (per category).", lower_bound=1)
     flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout; look: only a JSON object "
                       "{category: that list}.")
-    flags.DEFINE_enum("backend", None, list(EXACT_BACKENDS + APPROXIMATE_BACKENDS),
-                      "query: search backend; default what the index holds (ivf if built with --approximate, "
-                      "else numpy). An exact one (numpy, tf, faiss) works on any index.")
+    flags.DEFINE_enum("backend", None, list(BACKENDS),
+                      "index: the search backend to build and record (default numpy: exact). query/look: "
+                      "default the one the index holds; an exact one (numpy, tf, faiss) works on any index.")
     flags.DEFINE_bool("update", False, "index: change the existing index STEM: embed only the --products not "
                       "in it (or whose image changed); writes the index's next generation.")
     flags.DEFINE_string("remove", None, "index: file of product ids (one a line) to drop from the existing index.")
-    flags.DEFINE_bool("approximate", False, "index: also build a per-category FAISS IVF index (large catalogs).")
-    flags.DEFINE_integer("ann_min_size", 10_000, "index --approximate: categories with fewer products are "
-                         "searched exactly (recall 1.0).", lower_bound=1)
+    flags.DEFINE_bool("approximate", False, "index: same as --backend=ivf (per-category FAISS IVF-Flat).")
+    flags.DEFINE_integer("ann_min_size", 10_000, "index --backend=ivf|hnsw|ivf_sq8: categories with fewer "
+                         "products are searched exactly (recall 1.0).", lower_bound=1)
+    flags.DEFINE_integer("hnsw_m", 32, "index --backend=hnsw|milvus: HNSW links per node (M).", lower_bound=2)
+    flags.DEFINE_integer("hnsw_ef_construction", 200, "index --backend=hnsw|milvus: HNSW efConstruction.",
+                         lower_bound=1)
+    flags.DEFINE_integer("hnsw_ef_search", 128, "index --backend=hnsw|milvus: HNSW efSearch (recorded; "
+                         "used by every query).", lower_bound=1)
+    flags.DEFINE_integer("rerank", 4, "index --backend=ivf_sq8: short list of rerank*k re-ranked exactly.",
+                         lower_bound=1)
+    flags.DEFINE_string("milvus_uri", None, "index --backend=milvus: a Milvus server (http://host:19530); "
+                        "default a Milvus Lite database STEM.milvus.db beside the index.")
+    flags.DEFINE_string("milvus_token", None, "index --backend=milvus: the server's token (else $MILVUS_TOKEN); "
+                        "never written to the index json.")
+    flags.DEFINE_enum("milvus_index", "HNSW", ["FLAT", "IVF_FLAT", "HNSW"], "index --backend=milvus: index type.")
+
+
+def backend_options(name: str, flag_values=FLAGS, stem: str | None = None) -> dict:
+    """The build options of backend `name` from the flags."""
+    if name in ("ivf", "ivf_sq8", "hnsw"):
+        options = {"min_size": flag_values.ann_min_size}
+        if name == "hnsw":
+            options.update(m=flag_values.hnsw_m, ef_construction=flag_values.hnsw_ef_construction,
+                           ef_search=flag_values.hnsw_ef_search)
+        if name == "ivf_sq8":
+            options["rerank"] = flag_values.rerank
+        return options
+    if name == "milvus":
+        return {"stem": stem, "uri": flag_values.milvus_uri, "token": flag_values.milvus_token or "",
+                "index_type": flag_values.milvus_index, "m": flag_values.hnsw_m,
+                "ef_construction": flag_values.hnsw_ef_construction, "ef_search": flag_values.hnsw_ef_search}
+    return {}
+
+
+TOWER_DIRS = ("scene_tower", "product_tower", "recommender")
+
+
+def check_index_location(index_path: str) -> None:
+    """Refuse an index inside an export's tower directory (export/x/scene_tower/99/catalog): the
+    directory it creates there would look like a model version to TF Serving and to the next export."""
+    path = os.path.dirname(os.path.abspath(index_path))
+    while True:
+        if os.path.basename(path) in TOWER_DIRS:
+            raise ValueError(f"--index={index_path} is inside the export's tower directory {path}, where a "
+                             "directory counts as a model version; put the index beside the towers "
+                             "(e.g. export/NAME/catalog)")
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def run_index(export_dir: str, products: str, index_path: str, *, version=None, batch_size=32,
-              beam_args=(), approximate=False, ann_min_size=10_000) -> str:
-    """Embed the catalog on Beam and save the index (+ its approximate index); returns the .npz path."""
+              beam_args=(), approximate=False, ann_min_size=10_000, backend: str | None = None,
+              options: dict | None = None) -> str:
+    """Embed the catalog on Beam, build the search backend, save both; returns the .npz path."""
+    from ctl_keras.retrieval.backend import backend_class
     from ctl_keras.retrieval.beam_embed import build_index
-    from ctl_keras.retrieval.index import index_paths, save_index
+    from ctl_keras.retrieval.index import check_replaceable, index_paths, save_index
 
+    backend = backend or ("ivf" if approximate else "numpy")
+    cls = backend_class(backend)
+    check_index_location(index_path)
+    check_replaceable(index_path)  # before minutes of embedding
+    if options is None:
+        options = {"min_size": ann_min_size} if backend in ("ivf", "hnsw", "ivf_sq8") else {}
+        if backend == "milvus":
+            options = {"stem": index_path}
     staging_parent = os.path.dirname(os.path.abspath(index_paths(index_path)[0]))
     index = build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
                         staging_parent=staging_parent)
     logging.info("indexed %d products (skipped: %s)", len(index), index.meta["skipped"])
-    if approximate:
-        from ctl_keras.retrieval.ann import build_ann
-
-        index.ann, index.meta["search"] = build_ann(index, min_size=ann_min_size)
-    return save_index(index, index_path)[0]
+    engine = cls.build(index, **options)
+    try:
+        return save_index(index, index_path, search=engine)[0]
+    finally:
+        engine.close()
 
 
 def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export_dir=None, version=None,
@@ -122,16 +180,20 @@ def _commands(argv):
         cli.require("index")
         if FLAGS.products and not FLAGS.update:
             raise ValueError("--products with --remove adds products only with --update")
+        if FLAGS.backend or FLAGS.approximate:
+            raise ValueError("--update keeps the backend the index holds; --backend/--approximate rebuild: "
+                             "run `recommend index` without --update")
         report = update_index(FLAGS.index, FLAGS.products, FLAGS.remove, batch_size=FLAGS.batch_size,
-                              beam_args=extra, version=FLAGS.version)
+                              beam_args=extra, version=FLAGS.version, export_dir=FLAGS.export_dir)
         print(f"index: {os.path.abspath(FLAGS.index)} {report.line()}")
         return
     if command == "index":
         cli.require("export_dir", "products", "index")
         cli.check_output_file(FLAGS.index + ".json", "index")
+        backend = FLAGS.backend or ("ivf" if FLAGS.approximate else "numpy")
         path = run_index(FLAGS.export_dir, FLAGS.products, FLAGS.index, version=FLAGS.version,
-                         batch_size=FLAGS.batch_size, beam_args=extra, approximate=FLAGS.approximate,
-                         ann_min_size=FLAGS.ann_min_size)
+                         batch_size=FLAGS.batch_size, beam_args=extra, backend=backend,
+                         options=backend_options(backend, FLAGS, FLAGS.index))
         print(f"index: {os.path.abspath(path)}")
         return
     if command == "look":

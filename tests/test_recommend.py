@@ -167,7 +167,29 @@ def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
     np.testing.assert_allclose([r["d_star"] for r in approx], [r["d_star"] for r in exact], atol=1e-5)
     proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--backend=ivf")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "needs an index built with `recommend index --approximate`" in proc.stderr.strip().splitlines()[-1]
+    assert (f"holds the numpy backend, not ivf; rebuild it with `python -m ctl_keras.recommend index --backend=ivf "
+            f"--export_dir={export_dir} --products={data_dir}:test --index={index_path}`"
+            in proc.stderr.strip().splitlines()[-1])
+
+
+def test_milvus_index_on_the_demo_catalog_equals_numpy(setup, tmp_path):
+    """`index --backend=milvus --milvus_index=FLAT` (Milvus Lite beside the index): the json records
+    the backend, `query` and `look` use it and give exactly the exact index's ranking (a second
+    embedding run differs in float rounding only)."""
+    pytest.importorskip("pymilvus")
+    _, data_dir, _, _, export_dir, index_path, _, scene, category = setup
+    stem = str(tmp_path / "mv")
+    proc = _cli("index", f"--export_dir={export_dir}", f"--products={data_dir}:test", f"--index={stem}",
+                "--backend=milvus", "--milvus_index=FLAT")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = load_index(stem).meta["search"]
+    assert meta["backend"] == "milvus" and meta["index_type"] == "FLAT" and meta["uri"] == "mv.milvus.db"
+    looks = json.loads(_cli("look", f"--index={stem}", f"--scene={scene}", "--k=5", "--json").stdout)
+    exact = recommend.run_look(index_path, scene, 5, backend="numpy")
+    assert list(looks) == list(exact)
+    for name in exact:
+        assert [r["product_id"] for r in looks[name]] == [r["product_id"] for r in exact[name]]
+        np.testing.assert_allclose([r["d_star"] for r in looks[name]], [r["d_star"] for r in exact[name]], atol=1e-5)
 
 
 def _assert_same(got, expected):
@@ -210,3 +232,19 @@ def test_look_category_with_empty_catalog_is_empty_not_an_error(setup, tmp_path)
     looks = recommend.run_look(str(tmp_path / "noshoes"), scene, 3)
     assert looks["shoes"] == []
     _assert_same(looks["tops"], recommend.run_look(index_path, scene, 3, "tops")["tops"])
+
+
+def test_index_inside_an_export_tower_dir_or_over_a_user_file_is_refused(tmp_path):
+    """Issue 23 items 1-2 (index side), before any embedding: --index inside export/x/scene_tower/99
+    left a version dir 99 without saved_model.pb; --index=notes beside the user's notes.json replaced it."""
+    stem = tmp_path / "export" / "x" / "scene_tower" / "99" / "catalog"
+    with pytest.raises(ValueError, match=r"is inside the export's tower directory .*scene_tower, where a directory "
+                                         r"counts as a model version"):
+        recommend.run_index(str(tmp_path / "export" / "x"), "products", str(stem))
+    assert not (tmp_path / "export").exists()
+    (tmp_path / "notes.json").write_text("{}")
+    proc = _cli("index", f"--export_dir={tmp_path / 'nowhere'}", "--products=x", f"--index={tmp_path / 'notes'}")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"recommend index: error: {tmp_path / 'notes.json'} exists and is not a ctl_keras catalog index; refusing "
+        "to replace it (move it away or choose another --index)")
+    assert (tmp_path / "notes.json").read_text() == "{}"

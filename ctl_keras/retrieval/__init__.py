@@ -1,1 +1,10 @@
-"""Catalog retrieval: the product-embedding index and exact per-category inner-product search."""
+"""Catalog retrieval: the product-embedding index and per-category inner-product search behind one
+backend contract (backend.py). Entry point: `ctl_keras.retrieval.load(STEM[, backend]).search(queries,
+category, k)` -> (product_ids, d_star)."""
+
+
+def load(stem, backend=None):
+    """The index at STEM with its search backend (or `backend`): a search.Searcher."""
+    from ctl_keras.retrieval.search import load as load_searcher
+
+    return load_searcher(stem, backend)

@@ -22,6 +22,8 @@ import collections
 import hashlib
 import logging
 import os
+import re
+import shutil
 import tempfile
 from typing import Any, Iterable, Optional, Sequence
 
@@ -38,9 +40,11 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from ctl_keras import progress  # noqa: E402
 from ctl_keras.retrieval import catalog  # noqa: E402
+from ctl_keras.retrieval.backend import pid_alive  # noqa: E402
 from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
 
 LOCAL_RUNNER = "FnApiRunner"
+STAGING_PREFIX = ".tmp-embed-"  # + "<pid>-<random>": the staging dir of one run, removed at its end
 UNCHANGED = "unchanged"  # an update's product whose image is already in the index: not re-embedded
 
 
@@ -178,6 +182,20 @@ def _run(source: catalog.Source, version_dir: str, categories, batch_size: int, 
              | "Write" >> beam.io.WriteToTFRecord(f"{staging}/part", file_name_suffix=".tfrecord"))
 
 
+def remove_dead_staging(parent: str) -> list[str]:
+    """Remove `.tmp-embed-<pid>-*` directories in `parent` whose process is gone (a SIGKILLed run's
+    staging). Nothing else: not other names, not symlinks, not a live process's (even a recycled pid)."""
+    removed = []
+    for name in os.listdir(parent):
+        match = re.fullmatch(re.escape(STAGING_PREFIX) + r"(\d+)-[A-Za-z0-9_]+", name)
+        path = os.path.join(parent, name)
+        if not match or os.path.islink(path) or not os.path.isdir(path) or pid_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def build_index(export_dir: str, products: str, *, version: Optional[int] = None, batch_size: int = 32,
                 beam_args: Sequence[str] = (), staging_parent: Optional[str] = None, known=None):
     """Embed every product with `<export_dir>/product_tower/<version or latest>` -> CatalogIndex.
@@ -196,7 +214,8 @@ def build_index(export_dir: str, products: str, *, version: Optional[int] = None
         staging = f"{temp_location.rstrip('/')}/ctl-index-{os.getpid()}-{np.random.default_rng().integers(1 << 62)}"
     else:
         os.makedirs(staging_parent or ".", exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".tmp-embed-", dir=staging_parent)
+        remove_dead_staging(staging_parent or ".")
+        staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=staging_parent)
     try:
         with progress.Progress(desc="index: embed", unit="product") as bar:
             _run(source, os.path.abspath(version_dir) if "://" not in version_dir else version_dir,

@@ -25,7 +25,12 @@ from ctl_keras.retrieval.index import CatalogIndex
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # corrupt_image: valid magic bytes but the product tower cannot decode it (e.g. a truncated JPEG).
-SKIP_REASONS = ("not_an_image", "unknown_category", "duplicate_id", "corrupt_image")
+# not_a_file: an entry named like an image that is no regular file (a directory x.jpg, a dangling
+# symlink, a FIFO or device: never opened for reading, so it cannot block the run).
+# read_timeout: a file whose reading took longer than READ_DEADLINE_S (checked between 1 MiB chunks).
+SKIP_REASONS = ("not_an_image", "unknown_category", "duplicate_id", "corrupt_image", "not_a_file", "read_timeout")
+READ_DEADLINE_S = 30.0
+_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +73,49 @@ def resolve_source(products: str, categories) -> Source:
     return Source("tfrecords", data_dir, tuple(files))
 
 
-def read_item(kind: str, root: str, rank: int, item: str) -> Iterator[tuple[str, str, str, bytes]]:
-    """(sort key as JSON, product_id, category name, image bytes) of one item of a source."""
+def read_regular_file(path: str, deadline_s: float = READ_DEADLINE_S):
+    """The bytes of a local regular file, or the skip reason ("not_a_file", "read_timeout") as a str.
+
+    Opened with O_NONBLOCK and checked with fstat on the open descriptor, so a FIFO or device named
+    x.jpg is never read (and a file swapped for one after a check cannot slip through); the deadline
+    is checked between chunks (a read blocked inside the kernel, on a hung network mount, is not
+    interrupted)."""
+    import stat
+    import time
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return "not_a_file"  # dangling symlink, vanished, a directory on some systems
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory opens read-only too
+        os.close(fd)
+        return "not_a_file"
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        start, chunks = time.monotonic(), []
+        while chunk := f.read(_CHUNK):
+            chunks.append(chunk)
+            if time.monotonic() - start > deadline_s:
+                return "read_timeout"
+        return b"".join(chunks)
+
+
+def _read_image(path: str):
+    if "://" not in path:
+        return read_regular_file(path)
+    if tf.io.gfile.isdir(path):
+        return "not_a_file"
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_item(kind: str, root: str, rank: int, item: str) -> Iterator[tuple[str, str, str, bytes | str]]:
+    """(sort key as JSON, product_id, category name, image bytes) of one item of a source; in place of
+    the bytes, a skip reason (str) for an entry that is no readable regular file."""
     if kind == "images":
         for name in sorted(_strip(n) for n in tf.io.gfile.listdir(f"{root}/{item}")):
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTENSIONS:
-                with tf.io.gfile.GFile(f"{root}/{item}/{name}", "rb") as f:
-                    yield json.dumps([item, name]), stem, item, f.read()
+                yield json.dumps([item, name]), stem, item, _read_image(f"{root}/{item}/{name}")
         return
     from ctl_keras.data import tfrecords
 
@@ -96,7 +136,9 @@ def choose(records: Iterable[tuple], categories, dedup_silently: bool):
         records = records[:1]
     valid, skipped = [], []
     for record in records:
-        if not looks_like_image(record[3]):
+        if isinstance(record[3], str):
+            skipped.append(record[3])  # not_a_file / read_timeout
+        elif not looks_like_image(record[3]):
             skipped.append("not_an_image")
         elif record[2] not in categories:
             skipped.append("unknown_category")
@@ -116,6 +158,8 @@ def _iter_source(source: Source) -> Iterator[tuple[str, str, bytes]]:
     seen = set()
     for rank, item in enumerate(source.items):
         for _, product_id, category, image in read_item(source.kind, source.root, rank, item):
+            if isinstance(image, str):
+                continue  # not a readable regular file
             if not (source.dedup_silently and product_id in seen):
                 seen.add(product_id)
                 yield product_id, category, image

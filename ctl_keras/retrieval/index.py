@@ -1,10 +1,15 @@
 """A catalog index: product ids, categories and product embeddings f_p, saved as `<stem>.npz` + `<stem>.json`
-(+ `<stem>.ann.npz`, the per-category approximate index, when built with `--approximate`).
+(+ the search backend's own files, e.g. `<stem>.ann.npz`, when built with `--backend=ivf|hnsw|ivf_sq8`).
 
 The .npz holds the arrays; the .json holds the metadata (which exported product tower made the
-embeddings, embedding size, category names) and the sha256 of the .npz. Both are written under
-temporary names and renamed, the .json last, so a reader never trusts a half-written or mismatched
-pair: `load_index` checks the hash.
+embeddings, embedding size, category names, the search backend's entry) and the sha256 of the .npz.
+Both are written under temporary names and renamed, the .json last, so a reader never trusts a
+half-written or mismatched pair: `load_index` checks the hash. This module knows the backends only
+through the contract's save()/commit() (retrieval/backend.py): it imports none of them, so the
+backends may build on it without an import cycle.
+
+A file at the index's names that is not an index of ours (the user's `notes.json` beside
+`--index=notes`) is never replaced or deleted: save_index refuses it in one line.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ctl_keras.atomic import atomic_write, staged_files
+from ctl_keras.atomic import staged_files
 
 INDEX_FORMAT = 1
 
@@ -32,9 +37,6 @@ class CatalogIndex:
     categories: tuple[str, ...]
     # tower_version, model_fingerprint, export_dir, source, ...
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # {category id: approximate searcher} when the index was built with --approximate (ann.py);
-    # meta["search"] then records the backend and its parameters.
-    ann: dict[int, Any] | None = None
     # [N] str: sha256 of each product's image bytes, so `recommend index --update` can tell a changed
     # image from an unchanged one (None in indexes built before --update existed).
     image_sha256: np.ndarray | None = None
@@ -56,6 +58,7 @@ class CatalogIndex:
                 raise ValueError(f"index arrays disagree: {n} ids, image_sha256 {self.image_sha256.shape}")
         if n and (self.category_ids.min() < 0 or self.category_ids.max() >= len(self.categories)):
             raise ValueError(f"category ids outside 0..{len(self.categories) - 1}")
+        self.path: str | None = None  # the json it was loaded from (load_index)
 
     @property
     def embedding_dim(self) -> int:
@@ -101,7 +104,35 @@ def _stale_files(path, keep: set[str]) -> list[str]:
     stem = index_paths(path)[0][: -len(".npz")]
     candidates = [stem + ".npz", stem + ".ann.npz"] + glob.glob(glob.escape(stem) + ".g[0-9]*.npz")
     return [f for f in candidates if os.path.exists(f) and f not in keep
-            and re.fullmatch(r"(\.g\d+)?(\.ann)?\.npz", f[len(stem):])]
+            and re.fullmatch(r"(\.g\d+)?(\.ann)?\.npz", f[len(stem):]) and _is_our_npz(f)]
+
+
+def _is_our_npz(path: str) -> bool:
+    """An npz this module or a backend wrote: the index arrays, or only per-category entries c<N>."""
+    try:
+        with np.load(path) as f:
+            names = set(f.files)
+    except (OSError, ValueError, EOFError):
+        return False
+    return {"product_ids", "category_ids", "embeddings"} <= names or all(re.fullmatch(r"c\d+", n) for n in names)
+
+
+def _is_our_json(path: str) -> bool:
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and "npz_sha256" in meta and "num_products" in meta and "categories" in meta
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse (one line) when STEM.json or STEM.npz exists and is not an index of ours."""
+    npz_path, json_path = index_paths(path)
+    for file, ours in ((json_path, _is_our_json), (npz_path, _is_our_npz)):
+        if os.path.lexists(file) and (not os.path.isfile(file) or not ours(file)):
+            raise ValueError(f"{file} exists and is not a ctl_keras catalog index; refusing to replace it "
+                             "(move it away or choose another --index)")
 
 
 def _sha256(path: str) -> str:
@@ -112,17 +143,20 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
-    """Write the index atomically; returns (npz path, json path).
+def save_index(index: CatalogIndex, path: str | os.PathLike, search=None) -> tuple[str, str]:
+    """Write the index atomically; returns (npz path, json path). search: a backend (backend.py) whose
+    save() writes its files first and returns the json's "search" entry; None: exact search only.
 
     The generation is index.meta["generation"] (1 unless written by `recommend index --update`). Its
-    arrays go to data_path(generation) (+ ann), the json last: the json's rename is the switch.
-    Afterwards the files of every other generation but the one the replaced json named are deleted.
+    arrays go to data_path(generation) (+ the backend's files), the json last: the json's rename is the
+    switch; then search.commit() runs. Afterwards the files of every other generation but the one the
+    replaced json named are deleted.
     """
     npz_path, json_path = index_paths(path)
+    check_replaceable(path)
     generation = int(index.meta.get("generation", 1))
-    data, ann_file = data_path(path, generation), ann_path(path, generation)
-    previous = _previous_generation(json_path)
+    data = data_path(path, generation)
+    previous, previous_search = _previous(json_path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
     # Both written under temporary names, then renamed: the arrays first, the json (the switch) last.
     with staged_files(data, json_path) as (tmp_npz, tmp_json):
@@ -136,28 +170,33 @@ def save_index(index: CatalogIndex, path: str | os.PathLike) -> tuple[str, str]:
                     num_products=len(index), embedding_dim=index.embedding_dim,
                     npz_sha256=_sha256(tmp_npz), generation=generation, npz_file=os.path.basename(data))
         meta.pop("search", None)
-        if index.ann is not None:
-            from ctl_keras.retrieval.ann import write_ann
-
-            atomic_write(ann_file, lambda tmp: write_ann(tmp, index.ann))
-            meta["search"] = dict(index.meta["search"], ann_sha256=_sha256(ann_file),
-                                  ann_file=os.path.basename(ann_file))
+        if search is not None:
+            meta["search"] = search.save(data[: -len(".npz")])
         with open(tmp_json, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
-    keep = {data} | ({ann_file} if index.ann is not None else set())
+    if search is not None:
+        search.commit(previous_search)
+    directory = os.path.dirname(os.path.abspath(json_path))
+    keep = {data} | {os.path.join(directory, f) for f in (search.files(meta["search"]) if search else ())}
     if previous is not None and previous != generation:
         keep |= _generation_files(path, previous)  # a reader may have read the replaced json just now
     for stale in _stale_files(path, keep):
         os.remove(stale)
+    index.meta = dict(index.meta, **{k: meta[k] for k in ("generation", "npz_file")})
+    if "search" in meta:
+        index.meta["search"] = meta["search"]
+    index.path = json_path
     return data, json_path
 
 
-def _previous_generation(json_path: str) -> int | None:
+def _previous(json_path: str) -> tuple[int | None, dict | None]:
+    """(generation, search entry) of the json being replaced, if any."""
     try:
         with open(json_path) as f:
-            return int(json.load(f).get("generation", 1))
+            meta = json.load(f)
+        return int(meta.get("generation", 1)), meta.get("search")
     except (OSError, ValueError, AttributeError):
-        return None
+        return None, None
 
 
 def load_index(path: str | os.PathLike) -> CatalogIndex:
@@ -180,13 +219,7 @@ def load_index(path: str | os.PathLike) -> CatalogIndex:
         index = CatalogIndex(arrays["product_ids"], arrays["category_ids"], arrays["embeddings"],
                              tuple(meta["categories"]), meta,
                              image_sha256=arrays["image_sha256"] if "image_sha256" in arrays.files else None)
-    if "search" in meta:
-        from ctl_keras.retrieval.ann import read_ann
-
-        ann_file = os.path.join(os.path.dirname(npz_path), meta["search"].get("ann_file", os.path.basename(ann_path(path))))
-        if not os.path.exists(ann_file) or meta["search"].get("ann_sha256") != _sha256(ann_file):
-            raise ValueError(f"{ann_file} is missing or does not match {json_path}; rebuild the index")
-        index.ann = read_ann(ann_file, meta["search"], index.categories)
+    index.path = os.path.abspath(json_path)
     if index.embedding_dim != meta["embedding_dim"]:
         raise ValueError(f"{npz_path}: embeddings are {index.embedding_dim}-d but the json says {meta['embedding_dim']}")
     return index

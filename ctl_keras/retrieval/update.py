@@ -6,8 +6,9 @@ rest are counted unchanged. A changed image replaces its row in place (reported 
 products are appended, --remove drops ids. The product tower must be the one the index was embedded
 with (same export, version and weights), else the update is refused: mixing embeddings of two towers
 would rank nonsense. The result is the next index generation (index.py: new data files, the json
-renamed last), so a reader of the previous generation is never broken. An approximate (IVF) part is
-rebuilt for the categories that changed and kept as is for the others.
+renamed last), so a reader of the previous generation is never broken. The search backend follows
+through its add/remove (backend.py): a FAISS part is rebuilt for the categories that changed and kept
+as is for the others; Milvus gets upserts and deletes by product id.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
 
-from ctl_keras.retrieval.index import CatalogIndex, check_compatible, load_index
+from ctl_keras.retrieval.index import CatalogIndex, check_compatible, load_index, save_index
+from ctl_keras.retrieval.search import open_backend
 
 
 @dataclasses.dataclass
@@ -54,8 +55,10 @@ def read_ids(path: str) -> list[str]:
 
 
 def update_index(index_path: str, products: str | None = None, remove: str | None = None, *,
-                 batch_size: int = 32, beam_args=(), version=None) -> UpdateReport:
-    """Apply --products (embed new/changed) then --remove to the index at index_path; save the next generation."""
+                 batch_size: int = 32, beam_args=(), version=None, export_dir=None) -> UpdateReport:
+    """Apply --products (embed new/changed) then --remove to the index at index_path; save the next
+    generation. The search backend the index holds follows through the contract's add/remove (faiss:
+    the changed categories rebuilt; milvus: upserts and deletes by product id)."""
     if not products and not remove:
         raise ValueError("--update needs --products=NEW and/or --remove=ids.txt")
     old = load_index(index_path)
@@ -65,38 +68,35 @@ def update_index(index_path: str, products: str | None = None, remove: str | Non
     if version is not None and version != old.meta.get("tower_version"):
         raise ValueError(f"the index was embedded with tower version {old.meta.get('tower_version')}, not {version}; "
                          "an update cannot mix towers: rebuild the index with `recommend index`")
-    ids, cats, emb = list(old.product_ids), list(old.category_ids), list(old.embeddings)
-    shas = list(old.image_sha256) if old.image_sha256 is not None else [""] * len(old)
-    row_of = {p: i for i, p in enumerate(ids)}
-    added, reembedded, unchanged, skipped, changed = [], [], 0, {}, set()
+    recorded = old.meta.get("export_dir")
+    if export_dir is not None and (not recorded or os.path.realpath(export_dir) != os.path.realpath(recorded)):
+        raise ValueError(f"--export_dir={export_dir} is not the export the index was embedded with ({recorded}); "
+                         "an update cannot mix towers: drop --export_dir, or rebuild the index with "
+                         f"`recommend index --export_dir={export_dir}`")
+    backend = open_backend(old, resume=True)
+    sha_of = dict(zip(old.product_ids, old.image_sha256)) if old.image_sha256 is not None else {}
+    added, reembedded, unchanged, skipped = [], [], 0, {}
     if products:
         delta = _embed(old, index_path, products, batch_size, beam_args)
         unchanged, skipped = len(delta.meta.get("unchanged", ())), delta.meta["skipped"]
-        for p, c, e, h in zip(delta.product_ids, delta.category_ids, delta.embeddings, delta.image_sha256):
-            if p in row_of:
-                i = row_of[p]
-                changed |= {int(cats[i]), int(c)}
-                cats[i], emb[i], shas[i] = c, e, h
-                reembedded.append(str(p))
-            else:
-                row_of[p] = len(ids)
-                ids.append(p), cats.append(c), emb.append(e), shas.append(h)
-                changed.add(int(c))
-                added.append(str(p))
+        for p, h in zip(delta.product_ids, delta.image_sha256):
+            (reembedded if p in sha_of else added).append(str(p))
+            sha_of[str(p)] = h
+        if len(delta):
+            backend.add(delta.product_ids, delta.embeddings, delta.category_ids)
     drop = set(read_ids(remove)) if remove else set()
-    removed = [p for p in ids if p in drop]
+    removed = [p for p in backend.index.product_ids if p in drop]
     not_found = sorted(drop - set(removed))
-    keep = np.array([p not in drop for p in ids], bool)
-    changed |= {int(c) for c, k in zip(cats, keep) if not k}
+    if removed:
+        backend.remove(removed)
     meta = dict(old.meta, generation=int(old.meta.get("generation", 1)) + 1)
-    new = CatalogIndex(np.array(ids, str)[keep], np.array(cats, np.int32)[keep],
-                       np.array(emb, np.float32).reshape(len(ids), old.embedding_dim)[keep], old.categories,
-                       meta, image_sha256=np.array(shas, str)[keep])
-    rebuilt = _update_ann(old, new, changed)
-    from ctl_keras.retrieval.index import save_index
-
-    save_index(new, index_path)
-    return UpdateReport(meta["generation"], added, reembedded, removed, unchanged, not_found, skipped, rebuilt)
+    b = backend.index
+    new = CatalogIndex(b.product_ids, b.category_ids, b.embeddings, old.categories, meta,
+                       image_sha256=[sha_of.get(p, "") for p in b.product_ids])
+    save_index(new, index_path, search=backend)
+    backend.close()
+    return UpdateReport(meta["generation"], added, reembedded, removed, unchanged, not_found, skipped,
+                        list(getattr(backend, "rebuilt", [])))
 
 
 def _embed(old: CatalogIndex, index_path: str, products: str, batch_size: int, beam_args) -> CatalogIndex:
@@ -111,18 +111,3 @@ def _embed(old: CatalogIndex, index_path: str, products: str, batch_size: int, b
     staging_parent = os.path.dirname(os.path.abspath(index_path))
     return build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
                        staging_parent=staging_parent, known=dict(zip(old.product_ids, old.image_sha256)))
-
-
-def _update_ann(old: CatalogIndex, new: CatalogIndex, changed: set[int]) -> list[str]:
-    """Carry the approximate index over: rebuild the changed categories, keep the others' IVF indexes."""
-    if "search" not in old.meta:
-        return []
-    from ctl_keras.retrieval.ann import build_ann
-
-    search = old.meta["search"]
-    ann, params = build_ann(new, min_size=search["min_size"], seed=search.get("seed", 0), only=changed)
-    new.ann = {c: engine for c, engine in (old.ann or {}).items() if c not in changed} | ann
-    categories = dict(search["categories"], **params["categories"])
-    new.meta["search"] = {k: v for k, v in dict(search, categories=categories).items()
-                          if k not in ("ann_sha256", "ann_file")}
-    return [new.categories[c] for c in sorted(changed)]

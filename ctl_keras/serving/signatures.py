@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ctl_keras.model.distances import d_star_from_scores
+from ctl_keras.retrieval.tf_search import PAD_D_STAR, BruteForce  # noqa: F401 (PAD_D_STAR: re-exported)
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 from ctl_keras.serving import parts as _parts
 from ctl_keras.serving.look import add_look_signatures
@@ -31,8 +31,6 @@ _track = _parts.track
 
 SCENE_OUTPUTS = ("query", "scene_embedding", "attention")
 PRODUCT_OUTPUTS = ("product_embedding",)
-# Padding of the recommender's result slots when a category has fewer than top_k products.
-PAD_D_STAR = 4.0
 
 
 def _bytes_warmup(with_category: bool):
@@ -122,36 +120,24 @@ def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IM
 def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """Scene tower + the catalog: (image bytes, category) -> top-K product_ids and d_star per image.
 
-    Exact search: q·f_p over the whole catalog with other categories masked to -inf, then top_k
-    (ties by catalog row, like ctl_keras.retrieval.search). Slots beyond a category's size hold
-    product_id "" and d_star PAD_D_STAR; `num_results` says how many are real.
+    Exact search by ctl_keras.retrieval.tf_search.BruteForce (the `tf` search backend's module): q·f_p
+    over the whole catalog with other categories masked to -inf, then top_k (ties by catalog row).
+    Slots beyond a category's size hold product_id "" and d_star PAD_D_STAR; `num_results` says how
+    many are real.
     """
     if list(index.categories) != list(config.categories):
         raise ValueError("the catalog index and the model have different category lists")
     module = tf.Module(name="recommender")
     _track(module, [scene_tower])
     module.category_table = _category_table(config.categories)
-    # Variables, not constants: a large catalog would overflow the 2 GB graph proto.
-    module.catalog_embeddings = tf.Variable(index.embeddings, trainable=False, name="catalog_embeddings")
-    module.catalog_categories = tf.Variable(index.category_ids, trainable=False, name="catalog_categories")
-    module.catalog_ids = tf.Variable(np.asarray(index.product_ids, dtype=object).astype(bytes),
-                                     trainable=False, dtype=tf.string, name="catalog_ids")
+    module.catalog = BruteForce(index.embeddings, index.category_ids, index.product_ids)
     k = int(min(top_k, len(index)))
     if k < 1:
         raise ValueError(f"top_k must be >= 1 and the catalog non-empty (top_k={top_k}, {len(index)} products)")
 
     def search(query, ids):
         """query [N, d], category ids [N] -> top-k of that category per row (padded)."""
-        scores = tf.linalg.matmul(query, module.catalog_embeddings, transpose_b=True)
-        in_category = tf.equal(module.catalog_categories[tf.newaxis, :], ids[:, tf.newaxis])
-        scores = tf.where(in_category, scores, tf.constant(-np.inf, tf.float32))
-        top, rows = tf.math.top_k(scores, k=k)
-        valid = tf.math.is_finite(top)
-        return {
-            "product_ids": tf.where(valid, tf.gather(module.catalog_ids, rows), b""),
-            "d_star": tf.where(valid, d_star_from_scores(top), PAD_D_STAR),
-            "num_results": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
-        }
+        return module.catalog.padded(query, ids, k)
 
     parts = TowerParts(scene_tower, config)
 

@@ -69,7 +69,8 @@ def test_index_equals_direct_tower_calls(tower):
     ids, cats, embeddings = _expected(data_dir, config.categories, embed)
     assert list(index.product_ids) == ids and list(index.category_ids) == cats
     np.testing.assert_allclose(index.embeddings, embeddings, atol=1e-6, rtol=0)
-    assert index.meta["skipped"] == {"not_an_image": 0, "unknown_category": 0, "duplicate_id": 0, "corrupt_image": 0}
+    assert index.meta["skipped"] == {"not_an_image": 0, "unknown_category": 0, "duplicate_id": 0, "corrupt_image": 0,
+                                   "not_a_file": 0, "read_timeout": 0}
     assert index.meta["runner"] == "FnApiRunner" and index.meta["tower_version"] == 1
 
 
@@ -89,7 +90,8 @@ def test_bad_images_are_skipped_and_counted(tower, tmp_path, monkeypatch):
     files = [f for _, _, names in os.walk(tmp_path / "catalog") for f in names if f.endswith((".jpg", ".png"))]
     assert len(files) == len(products) + 3  # + not an image, a duplicate id, a truncated JPEG
     assert lines and lines[-1].startswith(f"index: embed: 100% {len(files)}/{len(files)} [")
-    assert index.meta["skipped"] == {"not_an_image": 1, "unknown_category": 0, "duplicate_id": 1, "corrupt_image": 1}
+    assert index.meta["skipped"] == {"not_an_image": 1, "unknown_category": 0, "duplicate_id": 1, "corrupt_image": 1,
+                                     "not_a_file": 0, "read_timeout": 0}
     expected = sorted(products, key=lambda p: (p[1], p[0] + ".jpg"))  # category dir, then file name
     assert list(index.product_ids) == [p[0] for p in expected]
     np.testing.assert_allclose(index.embeddings, embed([p[2] for p in expected]), atol=1e-6, rtol=0)
@@ -141,3 +143,87 @@ def test_cli_two_worker_processes_and_bad_images(tower, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("recommend index: error: Unexpected pipeline runner: NoSuchRunner")
     assert not (tmp_path / "cat2.json").exists()
+
+
+def _add_non_files(root, category):
+    """A directory named x.jpg, a dangling symlink y.jpg and a FIFO z.jpg in one category directory."""
+    (root / category / "dir.jpg").mkdir()
+    os.symlink(root / "nowhere.jpg", root / category / "dangling.jpg")
+    os.mkfifo(root / category / "fifo.jpg")
+
+
+def test_non_files_are_skipped_and_counted_never_opened(tower, tmp_path):
+    """Issue 23 items 10-11: a directory named x.jpg and a dangling symlink used to abort the run with
+    a Beam traceback, a FIFO to block it forever: each is now counted as not_a_file and the rest
+    indexed as without them."""
+    config, data_dir, export_dir, _, embed = tower
+    products = _bad_catalog(tmp_path / "catalog", data_dir, config.categories)
+    _add_non_files(tmp_path / "catalog", products[0][1])
+    index = beam_embed.build_index(export_dir, str(tmp_path / "catalog"), batch_size=4, staging_parent=str(tmp_path))
+    assert index.meta["skipped"]["not_a_file"] == 3 and index.meta["skipped"]["corrupt_image"] == 1
+    assert len(index) == len(products)
+
+
+def test_read_regular_file_refuses_fifo_and_honours_the_deadline(tmp_path):
+    """A FIFO with no writer is never read (opening it for reading would block); a slow read past
+    the deadline is a skip reason, not a hang; a regular file reads whole."""
+    from ctl_keras.retrieval.catalog import read_regular_file
+
+    os.mkfifo(tmp_path / "fifo.jpg")
+    assert read_regular_file(str(tmp_path / "fifo.jpg")) == "not_a_file"
+    assert read_regular_file(str(tmp_path / "missing.jpg")) == "not_a_file"
+    (tmp_path / "dir.jpg").mkdir()
+    assert read_regular_file(str(tmp_path / "dir.jpg")) == "not_a_file"  # opens read-only, is no file
+    (tmp_path / "big.jpg").write_bytes(b"\xff" * (3 << 20))
+    assert read_regular_file(str(tmp_path / "big.jpg"), deadline_s=-1) == "read_timeout"
+    assert read_regular_file(str(tmp_path / "big.jpg")) == b"\xff" * (3 << 20)
+
+
+def test_staging_dirs_of_dead_runs_are_removed_nothing_else(tower, tmp_path):
+    """Issue 23 item 13: a SIGKILLed `recommend index` left `.tmp-embed-*`; the next run removes those
+    whose process is gone, and keeps a live process's, other names, and a symlink."""
+    _, data_dir, export_dir, _, _ = tower
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        parent = tmp_path / "out"
+        for name in (f".tmp-embed-{dead.pid}-abc123", f".tmp-embed-{live.pid}-abc123", ".tmp-embed-legacy",
+                     "mine"):
+            (parent / name).mkdir(parents=True)
+        (parent / f".tmp-embed-{dead.pid}-abc123" / "part-0.tfrecord").write_bytes(b"")
+        os.symlink(parent / "mine", parent / f".tmp-embed-{dead.pid}-link")
+        index = beam_embed.build_index(export_dir, f"{data_dir}:test", batch_size=8, staging_parent=str(parent))
+        assert len(index) > 0
+        assert sorted(p.name for p in parent.iterdir()) == sorted(
+            [f".tmp-embed-{live.pid}-abc123", ".tmp-embed-legacy", "mine", f".tmp-embed-{dead.pid}-link"])
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.slow
+def test_cli_on_a_fifo_catalog_finishes_and_sigterm_is_one_line(tower, tmp_path):
+    """The CLI on a catalog holding a FIFO named x.jpg finishes (it used to block forever) and reports
+    not_a_file in the json; SIGTERM during a run prints one line and exits 143, no traceback."""
+    import signal
+    import time
+
+    config, data_dir, export_dir, _, _ = tower
+    products = _bad_catalog(tmp_path / "catalog", data_dir, config.categories)
+    _add_non_files(tmp_path / "catalog", products[0][1])
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.recommend", "index", f"--export_dir={export_dir}",
+                           f"--products={tmp_path / 'catalog'}", f"--index={tmp_path / 'cat'}"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_index(tmp_path / "cat").meta["skipped"]["not_a_file"] == 3
+    run = subprocess.Popen([sys.executable, "-m", "ctl_keras.recommend", "index", f"--export_dir={export_dir}",
+                            f"--products={data_dir}", f"--index={tmp_path / 'cat2'}"],
+                           stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".tmp-embed-") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "recommend index: terminated"

@@ -77,3 +77,22 @@ def test_matching_tower_is_accepted():
 def test_inconsistent_arrays_are_rejected():
     with pytest.raises(ValueError, match="index arrays disagree"):
         CatalogIndex(np.array(["a", "b"]), np.array([0, 1]), np.zeros((3, 4)), CATS)
+
+
+def test_files_that_are_not_an_index_of_ours_are_never_replaced(tmp_path):
+    """Issue 23 item 1: `--index=notes` beside the user's notes.json / notes.npz used to overwrite them.
+    Now refused in one line naming the file, the file untouched; an index of ours is replaced; a
+    user's notes.g2.npz is not taken for a stale generation."""
+    index = CatalogIndex(np.array(["a", "b"]), np.array([0, 1]), np.eye(2, dtype=np.float32), ("x", "y"))
+    (tmp_path / "notes.json").write_text('{"todo": ["buy milk"]}')
+    with pytest.raises(ValueError, match=r"notes\.json exists and is not a ctl_keras catalog index; refusing"):
+        save_index(index, tmp_path / "notes")
+    assert (tmp_path / "notes.json").read_text() == '{"todo": ["buy milk"]}' and not (tmp_path / "notes.npz").exists()
+    np.savez(tmp_path / "data.npz", weights=np.ones(3))
+    with pytest.raises(ValueError, match=r"data\.npz exists and is not a ctl_keras catalog index"):
+        save_index(index, tmp_path / "data")
+    (tmp_path / "cat.g2.npz").write_bytes(b"user bytes")
+    save_index(index, tmp_path / "cat")
+    save_index(index, tmp_path / "cat")  # ours: replaced by design
+    assert (tmp_path / "cat.g2.npz").read_bytes() == b"user bytes"
+    assert list(load_index(tmp_path / "cat").product_ids) == ["a", "b"]

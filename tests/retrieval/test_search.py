@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctl_keras.config import BACKENDS
+from ctl_keras.retrieval.backend import EXACT_BACKENDS as BACKENDS
 from ctl_keras.retrieval.index import CatalogIndex
 from ctl_keras.retrieval.search import Searcher
 

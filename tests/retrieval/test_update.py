@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from ctl_keras import export
 from ctl_keras.retrieval import beam_embed
-from ctl_keras.retrieval.ann import build_ann
+from ctl_keras.retrieval.faiss_ann import IVF
 from ctl_keras.retrieval.catalog import iter_products
 from ctl_keras.retrieval.index import CatalogIndex, index_paths, load_index, save_index
 from ctl_keras.retrieval.search import Searcher
@@ -126,14 +126,31 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
     emb = rng.normal(size=(4000, 8)).astype(np.float32)
     index = CatalogIndex(np.array([f"p{i}" for i in range(4000)]), np.repeat([0, 1], 2000),
                          emb / np.linalg.norm(emb, axis=1, keepdims=True), ("a", "b"), {"tower_version": 1})
-    index.ann, index.meta["search"] = build_ann(index, min_size=1000)
-    save_index(index, tmp_path / "cat")
+    backend = IVF.build(index, min_size=1000)
+    save_index(index, tmp_path / "cat", search=backend)
     gone = [f"p{i}" for i in range(0, 2000, 7)]
     (tmp_path / "ids.txt").write_text("\n".join(gone))
     report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"))
     assert report.rebuilt_ann == ["a"]
-    after = load_index(tmp_path / "cat")
-    assert after.ann[0].engine.ntotal == 2000 - len(gone) and after.ann[1].engine.ntotal == 2000
-    np.testing.assert_array_equal(after.ann[1].to_bytes(), index.ann[1].to_bytes())
-    ids, _ = Searcher(after).search(after.embeddings[:50], "a", 100)
+    after = Searcher(load_index(tmp_path / "cat"))
+    engine = lambda s, c: s.engine.category(c)[1]  # noqa: E731
+    assert engine(after, 0).engine.ntotal == 2000 - len(gone) and engine(after, 1).engine.ntotal == 2000
+    np.testing.assert_array_equal(engine(after, 1).to_bytes(), backend.category(1)[1].to_bytes())
+    ids, _ = after.search(after.index.embeddings[:50], "a", 100)
     assert not set(ids.ravel()) & set(gone)
+
+
+def test_update_with_another_export_dir_is_refused(tmp_path):
+    """Issue 23 item 7: `--update --export_dir=OTHER` used to be ignored silently (the index's own
+    export was used): now refused in one line; the index's own export, spelled differently, is fine."""
+    (tmp_path / "export").mkdir()
+    index = CatalogIndex(np.array(["p0", "p1"]), np.array([0, 0]), np.eye(2, dtype=np.float32), ("a",),
+                         {"tower_version": 1, "export_dir": str(tmp_path / "export")}, image_sha256=["0", "1"])
+    save_index(index, tmp_path / "cat")
+    (tmp_path / "ids.txt").write_text("p0\n")
+    with pytest.raises(ValueError, match=r"--export_dir=.*other is not the export the index was embedded with"):
+        update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"), export_dir=str(tmp_path / "other"))
+    assert list(load_index(tmp_path / "cat").product_ids) == ["p0", "p1"]
+    report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"),
+                          export_dir=str(tmp_path / "." / "export"))
+    assert report.removed == ["p0"] and list(load_index(tmp_path / "cat").product_ids) == ["p1"]

@@ -1,0 +1,200 @@
+"""The FAISS approximate backends, one index per category: `ivf`, `hnsw` and the compressed `ivf_sq8`.
+
+- ivf: IndexIVFFlat. k-means into nlist ~ 4 sqrt(n) lists, scan the nprobe best; full float32
+  vectors, so scores are exact and only the choice of products looked at is approximate.
+- hnsw: IndexHNSWFlat (graph; M links per node, efConstruction at build, efSearch at query).
+- ivf_sq8: IVF with 8-bit scalar-quantized codes (d bytes a vector instead of 4d): the nprobe lists
+  are scanned on the codes for a short list of rerank·k, which is re-ranked exactly with the float
+  embeddings the catalog index holds, so every returned d* is exact.
+
+Categories with fewer than `min_size` products get no index: they are searched exactly (FAISS flat
+is sub-millisecond there), so a small catalog such as the demo's keeps recall 1.0. The per-category
+indexes are serialized into one `<prefix>.ann.npz` (atomically), its sha256 recorded in the index
+json, which load() checks. add/remove rebuild the changed categories only. benchmarks/ann.py measures
+recall@10, latency and memory against exact flat at 1M products (BUILD_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+
+import numpy as np
+from absl import logging
+
+from ctl_keras.atomic import atomic_write
+from ctl_keras.retrieval.backend import IncompleteBackend
+from ctl_keras.retrieval.exact import FaissFlatEngine, PerCategory, import_faiss, stable_order
+
+DEFAULT_MIN_SIZE = 10_000  # below this, exact flat search costs < 0.1 ms per query (BUILD_NOTES)
+DEFAULTS = {"ivf": {"nprobe_fraction": 1 / 64},
+            "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
+            "ivf_sq8": {"nprobe_fraction": 1 / 64, "rerank": 4}}
+
+
+def ivf_params(n: int, nprobe_fraction: float = 1 / 64) -> tuple[int, int]:
+    """(nlist, nprobe) for a category of n products: nlist ~ 4 sqrt(n) (4096 at 1M), nprobe a fixed
+    fraction of the lists (1/64: 64 of 4096), at least 8."""
+    nlist = max(16, 2 ** round(math.log2(4 * math.sqrt(n))))
+    return nlist, min(nlist, max(8, round(nlist * nprobe_fraction)))
+
+
+def _trained(factory: str, matrix: np.ndarray, nlist: int, seed: int, train_per_list: int = 40):
+    """A FAISS IVF index from a factory string, k-means on a seeded sample (40 points per list: FAISS
+    warns below 39), with the matrix added."""
+    faiss = import_faiss()
+    engine = faiss.index_factory(matrix.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(engine).cp.seed = seed
+    rng = np.random.default_rng(seed)
+    sample = matrix if len(matrix) <= train_per_list * nlist else \
+        matrix[np.sort(rng.choice(len(matrix), train_per_list * nlist, replace=False))]
+    engine.train(np.ascontiguousarray(sample))
+    engine.add(matrix)
+    return engine
+
+
+class FaissEngine:
+    """A FAISS index of one category; `params` say how to search it (nprobe, efSearch)."""
+
+    def __init__(self, engine, params: dict):
+        self.engine, self.params = engine, params
+        faiss = import_faiss()
+        if "nprobe" in params:
+            faiss.extract_index_ivf(engine).nprobe = params["nprobe"]
+        if "ef_search" in params:
+            engine.hnsw.efSearch = params["ef_search"]
+
+    def search(self, queries, k):
+        return stable_order(*self.engine.search(queries, k))
+
+    def to_bytes(self) -> np.ndarray:
+        return import_faiss().serialize_index(self.engine)
+
+
+class RerankedEngine(FaissEngine):
+    """The compressed codes give a short list of rerank·k rows, re-scored exactly with the float rows of
+    the catalog (read through the backend, so no second copy of them is held)."""
+
+    def __init__(self, engine, params, backend: "FaissANN", c: int):
+        super().__init__(engine, params)
+        self.backend, self.c = backend, c
+
+    def search(self, queries, k):
+        rows = self.backend.category(self.c)[0]
+        _, cand = self.engine.search(queries, min(len(rows), k * self.params["rerank"]))
+        safe = np.maximum(cand, 0)
+        scores = np.einsum("bd,bkd->bk", queries, self.backend.index.embeddings[rows[safe]])
+        scores[cand < 0] = -np.inf
+        scores, local = stable_order(scores, np.where(cand < 0, np.iinfo(np.int64).max, cand))
+        local = np.where(np.isfinite(scores), local, -1)
+        return scores[:, :k], local[:, :k]
+
+
+class FaissANN(PerCategory):
+    def __init__(self, index, min_size: int = DEFAULT_MIN_SIZE, seed: int = 0, **options):
+        super().__init__(index, **dict(DEFAULTS[self.name], **options))
+        self.min_size, self.seed = int(min_size), int(seed)
+        self.params: dict[str, dict] = {}
+        self.rebuilt: list[str] = []  # categories whose index add/remove rebuilt
+
+    @classmethod
+    def build(cls, index, **options):
+        backend = cls(index, **options)
+        for c in range(len(index.categories)):
+            backend.category(c)
+        return backend
+
+    def _engine(self, c: int, matrix: np.ndarray):
+        name, n = self.index.categories[c], len(matrix)
+        if n < self.min_size:
+            self.params[name] = {"exact": True, "size": n}
+            return FaissFlatEngine(matrix)
+        logging.info("building %s index for %s: %d products", self.name, name, n)
+        engine, params = self._make(matrix)
+        self.params[name] = dict(params, exact=False, size=n)
+        return self._wrap(engine, self.params[name], c)
+
+    def _wrap(self, engine, params, c):
+        return FaissEngine(engine, params)
+
+    def _changed(self, categories):
+        super()._changed(categories)
+        for c in sorted(categories):
+            self.category(c)
+        done = set(self.rebuilt) | {self.index.categories[c] for c in categories}
+        self.rebuilt = [name for name in self.index.categories if name in done]
+
+    def save(self, prefix: str) -> dict:
+        path = prefix + ".ann.npz"
+        engines = {c: e for c, (_, e) in self._cache.items() if isinstance(e, FaissEngine)}
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **{f"c{c}": e.to_bytes() for c, e in engines.items()})
+
+        atomic_write(path, write)
+        with open(path, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        return {"backend": self.name, "library": f"faiss {self.LIBRARY} (inner product)", "min_size": self.min_size,
+                "seed": self.seed, "options": self.options, "categories": dict(self.params),
+                "ann_file": os.path.basename(path), "ann_sha256": sha}
+
+    @classmethod
+    def load(cls, index, meta: dict, directory: str, **_):
+        path = os.path.join(directory, meta.get("ann_file", ""))
+        if not meta.get("ann_file") or not os.path.isfile(path):
+            raise IncompleteBackend(f"{path} is missing")
+        with open(path, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != meta.get("ann_sha256"):
+            raise IncompleteBackend(f"{path} does not match the index json (interrupted write?)")
+        backend = cls(index, min_size=meta.get("min_size", DEFAULT_MIN_SIZE), seed=meta.get("seed", 0),
+                      **meta.get("options", {}))
+        arrays = np.load(io.BytesIO(data))
+        faiss = import_faiss()
+        for c, name in enumerate(index.categories):
+            params = meta["categories"].get(name, {"exact": True})
+            rows = np.flatnonzero(index.category_ids == c)
+            backend.params[name] = dict(params, size=int(len(rows)))
+            if params["exact"]:
+                continue
+            engine = faiss.deserialize_index(np.asarray(arrays[f"c{c}"], np.uint8))
+            backend._cache[c] = rows, backend._wrap(engine, params, c)
+        return backend
+
+
+class IVF(FaissANN):
+    name, LIBRARY = "ivf", "IndexIVFFlat"
+
+    def _make(self, matrix):
+        nlist, nprobe = ivf_params(len(matrix), self.options["nprobe_fraction"])
+        return _trained(f"IVF{nlist},Flat", matrix, nlist, self.seed), {"nlist": nlist, "nprobe": nprobe}
+
+
+class HNSW(FaissANN):
+    name, LIBRARY = "hnsw", "IndexHNSWFlat"
+
+    def _make(self, matrix):
+        faiss, o = import_faiss(), self.options
+        engine = faiss.IndexHNSWFlat(matrix.shape[1], int(o["m"]), faiss.METRIC_INNER_PRODUCT)
+        engine.hnsw.efConstruction = int(o["ef_construction"])
+        engine.add(matrix)
+        return engine, {"m": int(o["m"]), "ef_construction": int(o["ef_construction"]),
+                        "ef_search": int(o["ef_search"])}
+
+
+class IVFSQ8(FaissANN):
+    name, LIBRARY = "ivf_sq8", "IVF,SQ8 + exact re-ranking"
+
+    def _make(self, matrix):
+        nlist, nprobe = ivf_params(len(matrix), self.options["nprobe_fraction"])
+        return _trained(f"IVF{nlist},SQ8", matrix, nlist, self.seed), {
+            "nlist": nlist, "nprobe": nprobe, "rerank": int(self.options["rerank"])}
+
+    def _wrap(self, engine, params, c):
+        return RerankedEngine(engine, params, self, c)
+
+
+CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8}
