@@ -32,7 +32,7 @@ setup(
         # Issue 22: the manifest's leakage counts (dHash of every scene) and Table 3's model-free
         # spectral-residual saliency (cv2.saliency lives in the contrib build).
         "imagehash>=4.3,<5",
-        "opencv-contrib-python-headless>=4.8,<5",
+        "opencv-contrib-python-headless>=4.8,<6",
     ],
     extras_require={
         # ruff: the lint `make test` runs (ruff.toml); grpcio-tools compiles TF Serving's
