@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--burners", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="tests/test_benchmarks_smoke.py: the first two runs only")
     args = parser.parse_args()
     data_dir = os.path.join(args.out, "data")
     if not os.path.exists(os.path.join(data_dir, "manifest.json")):
@@ -66,6 +67,8 @@ def main() -> None:
     runs = [("quiet", {}, [], 0), ("quiet-2", {}, [], 0), ("loaded", {}, [], args.burners),
             ("1-thread", {}, ["taskset", "-c", "0"], 0), ("pinned", pinned, [], 0),
             ("pinned-loaded", pinned, [], args.burners), ("pinned-1-cpu", pinned, ["taskset", "-c", "0"], 0)]
+    if args.smoke:
+        runs = runs[:2]
     results = {}
     for name, env_extra, prefix, burners in runs:
         model_dir = os.path.join(args.out, name)

@@ -17,8 +17,8 @@ HELPERS = {"timing.py", "train_step_parts.py"}  # imported by the scripts, not r
 # script -> (arguments, a string its output must contain). {data} is a copy of the session's built
 # synthetic dataset, {tmp} a scratch directory.
 TINY = {
-    "ann.py": (["--n=2000", "--dim=8", "--queries=5", "--centres=20", "--nprobe=4", "--ef_search=16",
-                "--nouniform"], "recall"),
+    "ann.py": (["--n=2000", "--dim=8", "--queries=5", "--centres=20", "--noise=1.5", "--nprobe=4", "--ef_search=16",
+                "--backends=ivf,ivf_sq8,hnsw,milvus", "--milvus_n=500"], "recall"),
     "batch_norm.py": (["--repeats=1", "--rows=8", "--channels=8"], "fused / keras"),
     "cache_input.py": (["--repeats=1", "--data_dir={data}"], "ms/batch"),
     "catalog_embedding.py": (["--products=16", "--reps=1", "--batch_size=8", "--notwo_workers"], "images/s"),
@@ -30,10 +30,13 @@ TINY = {
     "feature_cache.py": (["--data_dir={data}", "--work_dir={tmp}/feature_cache", "--compare_epochs=2",
                           "--epochs=1"], "auc"),
     "input_source.py": (["--rounds=1", "--repeats=1"], "median"),
+    "load_determinism.py": (["--out={tmp}/load", "--epochs=1", "--burners=0"], "bit-identical to quiet: True"),
     "matmul_layouts.py": (["--repeats=1"], "GFLOP/s"),
     "pipeline_throughput.py": (["--num_scenes=12", "--image_size=64", "--batch_size=4", "--backbone_batches=1",
                                 "--eval_repeats=1", "--data_dir={tmp}/pipeline_data"], "/s"),
     "retrieval.py": (["--queries=3", "--dim=8"], "ms"),
+    "serve_look.py": (["--per_category=10", "--requests_per_client=2", "--concurrency=1,2", "--repeats=1"],
+                      "bare complete_look loop"),
     "serving_latency.py": (["--batch_sizes=1"], "savedmodel"),
     "step_profile.py": (["--epochs=1", "--top=3"], "ms"),
     "train_step.py": (["--repeats=1", "--data_dir={data}", "--host_steps=4", "--per_call=2",
