@@ -24,9 +24,6 @@ LR_SCHEDULES = ("constant", "cosine")
 # Names with one home (the modules that use them import them from here).
 SPLITS = ("train", "val", "test")
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")  # built by training/strategies.py
-EXACT_BACKENDS = ("numpy", "tf", "faiss")  # retrieval/search.py: exact inner-product search
-APPROXIMATE_BACKENDS = ("ivf",)  # retrieval/ann.py (`--approximate`)
-BACKENDS = EXACT_BACKENDS
 
 # ResNet50 feature sizes the heads read (docs/design.md §3): pool5 vector and conv4 region map.
 POOL5_DIM = 2048
