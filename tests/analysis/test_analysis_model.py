@@ -16,7 +16,7 @@ def model_dir(synthetic_data, untrained_model, tmp_path_factory):
     """A copy of the untrained smoke model whose results.json records the dataset, as train.py writes it."""
     directory = tmp_path_factory.mktemp("analysis_model") / "model"
     shutil.copytree(untrained_model[2], directory)
-    (directory / "results.json").write_text(json.dumps({"data_dir": synthetic_data[1]}))
+    (directory / "results.json").write_text(json.dumps({"data_dir": synthetic_data[1], "trained_on": "cropped"}))
     return str(directory)
 
 

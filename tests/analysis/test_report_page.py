@@ -82,7 +82,7 @@ def setup(synthetic_data, untrained_model, tmp_path_factory):
     model_dir = str(root / "model")
     shutil.copytree(untrained_model[2], model_dir)
     with open(os.path.join(model_dir, "results.json"), "w") as f:
-        json.dump({"data_dir": data_dir, "variant": config.variant, "dataset": "synthetic",
+        json.dump({"data_dir": data_dir, "variant": config.variant, "dataset": "synthetic", "trained_on": "cropped",
                    "val_auc": 0.5, "test_auc": 0.5, "best_epoch": 1}, f)
     evaluate.evaluate_model(model_dir)  # writes eval.json with the real Top-K curve
     _, models = model_io.load_trained(model_dir)

@@ -34,7 +34,7 @@ def trained(untrained_model, synthetic_data, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(untrained_model[2], model_dir)
     (model_dir / "results.json").write_text(json.dumps(
-        {"data_dir": data_dir, "data_fingerprint": dataset_fingerprint(data_dir)}))
+        {"data_dir": data_dir, "data_fingerprint": dataset_fingerprint(data_dir), "trained_on": "cropped"}))
     seen_scenes.write(str(model_dir), data_dir)
     return str(model_dir)
 
