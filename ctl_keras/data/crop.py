@@ -54,16 +54,20 @@ def clip_box(box: Sequence[float], tolerance: float = BOX_TOLERANCE) -> tuple[Bo
     pixel or two, rounding in the STL release); further out, non-numeric, or empty after clipping:
     (None, False), a bad box.
     """
+    # Unrolled (no generators): this runs once per pairs-file row, a million times on a large catalog.
     if len(box) != 4:
         return None, False
     try:
-        values = tuple(float(v) for v in box)
+        left, top, right, bottom = float(box[0]), float(box[1]), float(box[2]), float(box[3])
     except (TypeError, ValueError):
         return None, False
-    if not all(-tolerance <= v <= 1.0 + tolerance for v in values):  # also refuses NaN
-        return None, False
-    clipped = tuple(min(1.0, max(0.0, v)) for v in values)
-    if check_box(clipped) is not None:
+    low, high = -tolerance, 1.0 + tolerance
+    if not (low <= left <= high and low <= top <= high and low <= right <= high and low <= bottom <= high):
+        return None, False  # also refuses NaN
+    values = (left, top, right, bottom)
+    clipped = (min(1.0, max(0.0, left)), min(1.0, max(0.0, top)), min(1.0, max(0.0, right)),
+               min(1.0, max(0.0, bottom)))
+    if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
         return None, False
     return clipped, clipped != values
 
