@@ -175,7 +175,7 @@ class Runner:
         summary = summarize(per_seed)
         result = {**want, **summary, "method": method, "trained_on": scene, "scored_on": "cropped",
                   "protocol": PROTOCOL, "learning_rate": lr, "lr_selection": selection,
-                  "k_max": per_seed[0]["k_max"],
+                  "k_max": per_seed[0]["k_max"], "per_category": _mean_per_category(per_seed),
                   "per_seed": [{k: r.get(k) for k in ("seed", "auc", "fit", "seconds")} for r in per_seed],
                   "unit_seconds": round(sum(float(r.get("seconds", 0)) for r in per_seed)
                                         + sum(float(r.get("seconds", 0)) for lr_, r in
@@ -183,6 +183,19 @@ class Runner:
                   "seconds_this_call": round(time.time() - start, 1)}
         atomic.write_json(path, result)
         return result
+
+
+def _mean_per_category(runs: list[dict]) -> dict:
+    """{category: {"auc", "topk"}} averaged over the seeds' runs (None where a run has no value)."""
+    out = {}
+    for name in runs[0].get("per_category", {}):
+        entries = [r["per_category"][name] for r in runs if name in r.get("per_category", {})]
+        aucs = [e["auc"] for e in entries if e.get("auc") is not None]
+        curves = [e["topk"] for e in entries if e.get("topk")]
+        length = min((len(c) for c in curves), default=0)
+        out[name] = {"auc": sum(aucs) / len(aucs) if aucs else None,
+                     "topk": [sum(c[i] for c in curves) / len(curves) for i in range(length)] if curves else None}
+    return out
 
 
 def ensure_table_data(data_dir: str, config, *, num_scenes: int, explicit: bool, smoke: bool) -> None:

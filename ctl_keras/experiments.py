@@ -95,7 +95,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
     from ctl_keras.baselines.siamese import DEFAULT_EPOCHS
     from ctl_keras.evaluation import table2
     from ctl_keras.evaluation.model_eval import check_split_nonempty
-    from ctl_keras.evaluation.report import plot_topk
+    from ctl_keras.evaluation.report import plot_categories, plot_topk
     from ctl_keras.config_flags import resolve_dataset
 
     # Checked like train's flags (Config refuses epochs=0 or a negative count, naming the flag).
@@ -133,6 +133,7 @@ def run_experiments(dataset: str, out: str, methods, scenes, *, data_dir=None, s
         atomic.write_json(os.path.join(out, "results.json"), summary)
         atomic.write_text(os.path.join(out, "table.md"), table2.markdown(results, titles, scenes) + "\n" + footnote + "\n")
         plot_topk(table2.plot_rows(results), titles, scenes, os.path.join(out, "topk.png"))
+        plot_categories(table2.plot_rows(results), titles, scenes, os.path.join(out, "categories.png"))
     bar.close()
     if "hybrid" in methods and "cropped" in scenes:
         lr = results["cropped"]["hybrid"]["learning_rate"]
@@ -169,7 +170,7 @@ def main(argv):
                     lr_grid=FLAGS.lr_grid and _numbers(FLAGS.lr_grid, "lr_grid", float),
                     synthetic_scenes=FLAGS.synthetic_scenes)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
-    print(f"wrote {FLAGS.out}/table.md, topk.png, results.json")
+    print(f"wrote {FLAGS.out}/table.md, topk.png, categories.png, results.json")
 
 
 def define_flags() -> None:

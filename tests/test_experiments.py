@@ -48,6 +48,9 @@ def test_smoke_run_writes_table_png_and_json(synthetic_data, run):
     for seed in (0, 1):
         assert (out.parent / "caches" / f"{config.image_size}px_3views_none_seed{seed}").is_dir()
     assert (out / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # per-category bars, mean over seeds
+    per_category = json.loads((out / "results.json").read_text())["results"]["cropped"]["hybrid"]["per_category"]
+    assert set(per_category) == set(config.categories) and all(v["auc"] is None or 0 <= v["auc"] <= 1 for v in per_category.values())
     assert "| attention (ours) |" in (out / "attention" / "attention.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [0, 1] and results["lr_grid"] == [0.0003, 0.001]

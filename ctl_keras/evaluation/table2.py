@@ -51,6 +51,8 @@ def markdown(results: dict, titles: dict, scenes: list[str]) -> str:
 
 
 def plot_rows(results: dict) -> dict:
-    """The summaries in the shape report.plot_topk reads ({"topk", "k_max"} per method)."""
-    return {s: {m: {"topk": r["topk_mean"], "k_max": r["k_max"], "auc": r["auc_mean"]} for m, r in by.items()}
+    """The summaries in the shape report.plot_topk / plot_categories read ({"topk", "k_max", "auc",
+    "per_category"} per method; per category, the mean over seeds)."""
+    return {s: {m: {"topk": r["topk_mean"], "k_max": r["k_max"], "auc": r["auc_mean"],
+                    "per_category": r.get("per_category", {})} for m, r in by.items()}
             for s, by in results.items()}
