@@ -5,6 +5,8 @@ grpcio-tools (tests/serving/protos; the generated module goes to a temp dir, not
 import importlib.resources
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 from google.protobuf import text_format
@@ -21,12 +23,15 @@ def _read(name):
 
 @pytest.fixture(scope="module")
 def session_bundle_config_pb2(tmp_path_factory):
-    from grpc_tools import protoc
+    import grpc_tools
 
     out = tmp_path_factory.mktemp("protos")
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")  # google/protobuf/wrappers.proto
-    status = protoc.main(["protoc", f"-I{PROTOS}", f"-I{well_known}", f"--python_out={out}", SESSION_BUNDLE])
-    assert status == 0, "protoc failed on " + SESSION_BUNDLE
+    well_known = str(importlib.resources.files(grpc_tools) / "_proto")  # google/protobuf/wrappers.proto
+    # protoc in its own process: in-process (grpc_tools.protoc.main) it segfaults once TensorFlow's
+    # protobuf runtime is loaded, as it is when this test runs inside the whole suite.
+    done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"-I{well_known}",
+                           f"--python_out={out}", SESSION_BUNDLE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"protoc failed on {SESSION_BUNDLE}: {done.stderr[-2000:]}"
     path = out / SESSION_BUNDLE.replace(".proto", "_pb2.py")
     # Loaded by file: the package name tensorflow_serving is the installed API's, which has no servables/.
     spec = importlib.util.spec_from_file_location("ctl_test_session_bundle_config_pb2", path)
