@@ -17,8 +17,10 @@ pixels (tests/data/test_image_rule.py encodes one image every way and compares t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -58,6 +60,21 @@ def displayed_size(img: Image.Image) -> tuple[int, int]:
     if img.format == "JPEG" and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
         return height, width
     return width, height
+
+
+def header_size(path: str, cache: dict) -> tuple[int, int] | str:
+    """displayed_size of the image file at `path` (header only), or why it cannot be used:
+    "missing_image" / "corrupt_image". Memoized in `cache` (readers ask once per scene)."""
+    if path not in cache:
+        if not os.path.isfile(path):
+            cache[path] = "missing_image"
+        else:
+            try:
+                with Image.open(path) as img:  # lazy: reads the header only
+                    cache[path] = displayed_size(img)
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+                cache[path] = "corrupt_image"
+    return cache[path]
 
 
 def load_rgb(source) -> Image.Image:

@@ -25,7 +25,6 @@ import glob
 import os
 import re
 
-from PIL import Image, UnidentifiedImageError
 
 from ctl_keras.data import image_rule
 from ctl_keras.data.crop import clip_box
@@ -63,20 +62,6 @@ def _product_photos(street2shop_dir: str, cat: str) -> dict[int, list[int]]:
         except (KeyError, TypeError, ValueError):
             continue  # a malformed catalogue row only matters if a pair needs that product
     return {product: sorted(ids) for product, ids in photos.items()}
-
-
-def _image_size(path: str, cache: dict) -> tuple[int, int] | str:
-    """(width, height), or the reason the image cannot be used."""
-    if path not in cache:
-        if not os.path.isfile(path):
-            cache[path] = "missing_image"
-        else:
-            try:
-                with Image.open(path) as img:
-                    cache[path] = image_rule.displayed_size(img)  # the EXIF-oriented frame
-            except (UnidentifiedImageError, OSError):
-                cache[path] = "corrupt_image"
-    return cache[path]
 
 
 def _normalize(bbox: dict, width: int, height: int) -> tuple[tuple[float, ...] | None, bool]:
@@ -119,7 +104,7 @@ def _read_row(row, cat, product_photos, images_dir, sizes) -> tuple[str | None, 
         scene, product, bbox = int(row["photo"]), int(row["product"]), dict(row["bbox"])
     except (KeyError, TypeError, ValueError):
         return "bad_row", None
-    size = _image_size(image_path(images_dir, scene), sizes)
+    size = image_rule.header_size(image_path(images_dir, scene), sizes)
     if isinstance(size, str):
         return size, None
     box, clipped = _normalize(bbox, *size)

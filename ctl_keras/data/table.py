@@ -22,7 +22,6 @@ import os
 import re
 from typing import Callable, Iterator
 
-from PIL import Image, UnidentifiedImageError
 
 from ctl_keras import progress
 from ctl_keras.data import image_rule
@@ -120,20 +119,6 @@ def _numbers(row: dict, names) -> tuple[float, ...] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
-def _image_size(path: str, cache: dict) -> tuple[int, int] | str:
-    """(width, height) from the header, or why the image cannot be used."""
-    if path not in cache:
-        if not os.path.isfile(path):
-            cache[path] = "missing_image"
-        else:
-            try:
-                with Image.open(path) as img:  # lazy: reads the header only
-                    cache[path] = image_rule.displayed_size(img)  # the EXIF-oriented frame
-            except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-                cache[path] = "corrupt_image"
-    return cache[path]
-
-
 def _normalized(values, bbox: str, size) -> tuple:
     if bbox == "normalized_ltrb":
         return values
@@ -212,7 +197,7 @@ def _read_row(row, col, bbox, paths: ImagePaths, sizes):
     product_path = paths.resolve("product", product, _text(row.get(col["product_image"])) or None)
     size = None
     if bbox != "normalized_ltrb":
-        size = _image_size(scene_path, sizes)
+        size = image_rule.header_size(scene_path, sizes)
         if isinstance(size, str):
             return size, None
     box, clipped = clip_box(_normalized(values, bbox, size))
