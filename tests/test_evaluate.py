@@ -59,7 +59,7 @@ def test_full_scene_is_an_explicit_image_path_analysis(synthetic_data, model_dir
     config, data_dir = synthetic_data
     trained = tmp_path / "trained_full"
     shutil.copytree(model_dir, trained)
-    (trained / "results.json").write_text(json.dumps({"feature_cache": False, "full_scene": True}))
+    (trained / "results.json").write_text(json.dumps({"feature_cache": False, "full_scene": True, "trained_on": "full"}))
     out = str(tmp_path / "eval.json")
     cropped = evaluate.evaluate_model(str(trained), data_dir, out=out)
     assert cropped["trained_on"] == "full" and cropped["scored_on"] == "cropped"
@@ -91,7 +91,7 @@ def test_default_data_dir_is_the_one_training_recorded(model_dir, tmp_path):
     trained = tmp_path / "trained"
     shutil.copytree(model_dir, trained)
     recorded = tmp_path / "built_elsewhere"
-    (trained / "results.json").write_text(json.dumps({"data_dir": str(recorded)}))
+    (trained / "results.json").write_text(json.dumps({"data_dir": str(recorded), "trained_on": "cropped"}))
     with pytest.raises(FileNotFoundError, match=f"no manifest.json in {recorded}"):
         evaluate.evaluate_model(str(trained), out=str(tmp_path / "eval.json"))
 
