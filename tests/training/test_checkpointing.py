@@ -64,7 +64,7 @@ def test_config_json_without_a_checkpoint_is_a_fresh_model_dir(tmp_path):
     """Issue 9.6: a first run that failed before its first epoch left config.json; the corrected rerun
     with another config is accepted, but not once a checkpoint or trained weights exist."""
     config = get_config("synthetic", smoke=True)
-    assert check_or_write_config(str(tmp_path), config.replace(embedding_dim=0), {}) is False
+    assert check_or_write_config(str(tmp_path), config.replace(embedding_dim=4), {}) is False
     assert check_or_write_config(str(tmp_path), config, {}) is False
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["embedding_dim"] == config.embedding_dim
