@@ -18,12 +18,14 @@ pytestmark = pytest.mark.slow  # builds a second dataset and evaluates four time
 def resplit(synthetic_data, tmp_path_factory):
     """The same synthetic images rebuilt with another split seed: many test scenes were train scenes."""
     from ctl_keras import build_dataset
-    from conftest import SYNTHETIC_KWARGS  # tests/conftest.py (rootdir conftest on sys.path)
+    from ctl_keras.data import dataset_dir
 
-    config, _ = synthetic_data
+    config, data_dir = synthetic_data
+    # The generator's arguments as the session's build recorded them (a `from conftest import` picks
+    # whichever conftest module the collection loaded last, e.g. tests/training/conftest.py).
+    kwargs = dataset_dir.read_manifest(data_dir)["flags"]["synthetic_kwargs"]
     out = tmp_path_factory.mktemp("resplit")
-    build_dataset.build(config.replace(seed=1), out,
-                        synthetic_kwargs=dict(SYNTHETIC_KWARGS), workers=1, log=lambda m: None)
+    build_dataset.build(config.replace(seed=1), out, synthetic_kwargs=dict(kwargs), workers=1, log=lambda m: None)
     return str(out)
 
 
