@@ -107,6 +107,10 @@ class ImagePaths:
         return self.paths[(role, image_id)]
 
 
+def _unreadable(path: str, fmt: str, err: Exception) -> ValueError:
+    return ValueError(f"pairs file {path} is not readable {fmt}: {err}")
+
+
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
@@ -141,7 +145,10 @@ def read_table(spec, pairs_path: str, images_dir: str):
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
     rename = dict(spec.columns)
     col = {name: rename.get(name, name) for name in (*ID_COLUMNS, *BOX_COLUMNS[spec.bbox], *IMAGE_COLUMNS)}
-    header = _header(spec.pairs_format, pairs_path)
+    try:
+        header = _header(spec.pairs_format, pairs_path)
+    except (UnicodeDecodeError, csv.Error) as e:  # the first buffer is decoded with the header
+        raise _unreadable(pairs_path, spec.pairs_format, e) from None
     if header is not None:
         missing = [col[n] for n in (*ID_COLUMNS, *BOX_COLUMNS[spec.bbox]) if col[n] not in header]
         if missing:
@@ -168,7 +175,7 @@ def read_table(spec, pairs_path: str, images_dir: str):
             if number % PROGRESS_EVERY == 0:
                 bar.update(PROGRESS_EVERY)
     except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"pairs file {pairs_path} is not readable {spec.pairs_format}: {e}") from None
+        raise _unreadable(pairs_path, spec.pairs_format, e) from None
     finally:
         bar.close()
     pairs = []

@@ -89,3 +89,13 @@ def test_every_pairs_format_has_a_reader():
     from ctl_keras.data import readers
 
     assert set(readers.READERS) == set(spec_lib.PAIRS_FORMATS)
+
+
+def test_missing_or_broken_spec_file_is_one_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset spec file not found: .*nope\.json"):
+        get_config(str(tmp_path / "nope.json"))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "shop",')
+    with pytest.raises(ValueError, match=r"broken\.json: not a valid spec file") as err:
+        get_config(str(broken))
+    assert "\n" not in str(err.value)

@@ -110,3 +110,15 @@ def test_pixel_boxes_are_read_in_the_exif_oriented_frame(tmp_path):
     row = {**ROW, "scene": "phone", "left": 20, "top": 50, "width": 60, "height": 100}
     pairs, skipped, _ = read_table(_spec(), _write(tmp_path, "csv", [row]), str(images))
     assert not skipped and pairs[0].box == pytest.approx((0.2, 0.25, 0.8, 0.75))
+
+
+def test_non_utf8_csv_and_bad_jsonl_line_are_one_line_naming_the_file(tmp_path):
+    images = _images(tmp_path)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("scene,product,category,left,top,width,height\ns1,p1,Shop|Feet|Café,1,1,2,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv is not readable csv"):
+        read_table(_spec(), str(latin1), str(images))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(ROW) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl line 2 is not JSON"):
+        read_table(_spec("jsonl"), str(bad), str(images))
