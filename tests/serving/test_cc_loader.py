@@ -9,12 +9,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from smoke_catalog_export import export_smoke_catalog
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from ctl_keras.config import get_config
-from ctl_keras.model.ctl import build_ctl
-from ctl_keras.retrieval.index import CatalogIndex
 from ctl_keras.serving import exporter, warmup
 
 SOURCE = os.path.join(os.path.dirname(__file__), "cc", "run_savedmodel.cc")
@@ -43,14 +41,7 @@ def runner(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Scene tower, product tower and recommender of a seeded smoke model with a 6-product catalog."""
-    config = get_config("synthetic", smoke=True)
-    models = build_ctl(config)
-    rng = np.random.default_rng(0)
-    catalog = rng.uniform(0, 255, (6, config.image_size, config.image_size, 3)).astype(np.float32)
-    index = CatalogIndex(np.array([f"p{i}" for i in range(6)]), np.array([0, 2, 2, 1, 2, 0], np.int32),
-                         models.product_tower({"image": catalog})["product_embedding"].numpy(),
-                         config.categories, {"model_fingerprint": exporter.model_fingerprint(models)})
-    return exporter.export_models(models, config, str(tmp_path_factory.mktemp("export")), index=index, top_k=3)
+    return export_smoke_catalog(str(tmp_path_factory.mktemp("export")), top_k=3)[3]
 
 
 def _write_requests(version_dir: str, requests_dir: str) -> list[tuple[str, dict]]:

@@ -9,12 +9,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from smoke_catalog_export import export_smoke_catalog
 import tensorflow as tf
 
 from ctl_keras.config import get_config
 from ctl_keras.data.pipeline import decode_image, eval_view
 from ctl_keras.model.ctl import build_ctl
-from ctl_keras.retrieval.index import CatalogIndex
 from ctl_keras.serving import exporter, versions, warmup
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -66,15 +66,8 @@ FRESH = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A smoke model exported with a 6-product catalog; inputs: a JPEG and a PNG scene."""
-    config = get_config("synthetic", smoke=True)
-    models = build_ctl(config)
-    rng = np.random.default_rng(0)
-    catalog = rng.uniform(0, 255, (6, config.image_size, config.image_size, 3)).astype(np.float32)
-    index = CatalogIndex(np.array([f"p{i}" for i in range(6)]), np.array([0, 2, 2, 1, 2, 0], np.int32),
-                         models.product_tower({"image": catalog})["product_embedding"].numpy(),
-                         config.categories, {"model_fingerprint": exporter.model_fingerprint(models)})
     export_dir = str(tmp_path_factory.mktemp("export"))
-    dirs = exporter.export_models(models, config, export_dir, index=index, top_k=2)
+    config, models, index, dirs = export_smoke_catalog(export_dir, top_k=2)
     images = warmup.example_images(config, seed=7)
     floats = np.stack([eval_view(decode_image(b), config).numpy() for b in images])
     category = np.array(["shoes", "tops"], dtype=object)
