@@ -50,8 +50,31 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+def rank_batch(gen, asks, outputs) -> list[tuple[dict, dict | None]]:
+    """(look, attention maps) per request of a batch, one search per (category, k) for the whole batch.
+
+    asks: (category names, k, with_attention) per request; outputs: the tower's (query [C, d],
+    attention [C, g, g]) per request, C = every category of the index."""
+    column = {n: j for j, n in enumerate(gen.index.categories)}
+    wanted: dict[tuple[str, int], list[int]] = {}
+    for i, (names, k, _) in enumerate(asks):
+        for n in names:
+            wanted.setdefault((n, k), []).append(i)
+    found: dict[tuple[str, int, int], list[dict]] = {}
+    for (n, k), requests in wanted.items():
+        queries = np.stack([outputs[i][0][column[n]] for i in requests])
+        for i, ranked in zip(requests, gen.ranker.ranked(queries, n, k)):
+            found[n, k, i] = ranked
+    results = []
+    for i, (names, k, with_attention) in enumerate(asks):
+        look = {n: found[n, k, i] for n in names}
+        maps = {n: np.round(outputs[i][1][column[n]], 5).tolist() for n in names} if with_attention else None
+        results.append((look, maps))
+    return results
+
+
 def build_app(opts, live, metrics) -> Starlette:
-    batcher = Batcher(live, metrics, max_batch=opts.max_batch, max_wait=opts.max_wait_ms / 1000,
+    batcher = Batcher(live, metrics, rank_batch, max_batch=opts.max_batch, max_wait=opts.max_wait_ms / 1000,
                       max_queue=opts.max_queue)
     api_key = opts.api_key.encode() if opts.api_key else None
 
@@ -117,15 +140,9 @@ def build_app(opts, live, metrics) -> Starlette:
         image = await read_image(request)
         timeout = _int_param(request, "timeout_ms", opts.deadline_ms, 1, opts.deadline_ms) / 1000
         started = time.perf_counter()
-
-        def rank(gen, query: np.ndarray, attention: np.ndarray):  # in the tower thread, one generation
-            rows = [gen.index.categories.index(n) for n in names]
-            look = {n: gen.ranker.ranked(query[j], n, k) for n, j in zip(names, rows)}
-            maps = {n: np.round(attention[j], 5).tolist() for n, j in zip(names, rows)} if with_attention else None
-            return look, maps
-
         try:
-            gen, (look, maps), tower_seconds, batch = await asyncio.wait_for(batcher.submit(image, rank), timeout)
+            submitted = batcher.submit(image, (names, k, with_attention))
+            gen, (look, maps), tower_seconds, batch = await asyncio.wait_for(submitted, timeout)
         except QueueFull as err:
             raise HTTPError(503, f"server busy: {err}", {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:

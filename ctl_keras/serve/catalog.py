@@ -38,7 +38,8 @@ def categories(index, asked) -> list[str]:
 
 
 class Ranker:
-    """One generation's searcher; `ranked(query [d], category, k)` -> the `recommend look` list."""
+    """One generation's searcher; `ranked(queries [n, d], category, k)` -> n `recommend look` lists,
+    from one search call (one matmul for the exact backends) for the n queries."""
 
     def __init__(self, index, backend: str | None = None):
         from ctl_keras.retrieval.search import Searcher
@@ -47,9 +48,10 @@ class Ranker:
         for name in index.categories:  # build every category's engine now, not on the first request
             self.searcher.search(np.zeros((1, index.embedding_dim), np.float32), name, 1)
 
-    def ranked(self, query: np.ndarray, category: str, k: int) -> list[dict]:
-        ids, d_star = self.searcher.search(query[np.newaxis], category, k)
-        return [{"product_id": str(p), "d_star": float(d)} for p, d in zip(ids[0], d_star[0])]
+    def ranked(self, queries: np.ndarray, category: str, k: int) -> list[list[dict]]:
+        ids, d_star = self.searcher.search(queries, category, k)
+        return [[{"product_id": str(p), "d_star": float(d)} for p, d in zip(row_ids, row_d)]
+                for row_ids, row_d in zip(ids, d_star)]
 
 
 def product_images(source: str | None, index, max_bytes: int) -> dict[str, bytes]:
