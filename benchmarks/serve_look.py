@@ -10,7 +10,8 @@ processes on loopback (batching on: --max_batch=32 --max_wait_ms=5; off: --max_b
 measurement is a bounded loop: `--requests_per_client` POST /v1/look per client thread (keep-alive
 connections, k=10, every category), after a warm-up. The bare loop calls the exported complete_look
 signature in this process on a batch of the same JPEG, at the service's mean batch size at concurrency 32,
-while no server runs. Swap: clients at concurrency 8 while the index's next generation is written
+while no server runs (also before the servers start, at batch 1 and 32, to show drift). A request
+that is not answered 200 is counted by status. Swap: clients at concurrency 8 while the index's next generation is written
 (save_index) mid-run; p99 of the requests around the swap vs the steady p99 before it.
 Clients run on the same machine as the server: they take CPU from it.
 """
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -126,9 +128,11 @@ def _measure(server, jpeg, clients):
         results, wall, errors = _load(server.port, jpeg, clients, FLAGS.requests_per_client)
         after = server.batch_sizes()
         lat = [d for _, d in results]
-        runs.append({"rps": len(lat) / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": len(errors),
+        runs.append({"rps": len(lat) / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": Counter(errors),
                      "batch": (after[0] - before[0]) / max(after[1] - before[1], 1)})
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "errors"}
+    out["errors"] = dict(sum((r["errors"] for r in runs), Counter()))  # non-200 statuses over every repetition
+    return out
 
 
 def _bare(version_dir, jpeg, batch):
@@ -159,7 +163,7 @@ def _swap(stem, jpeg, port):
         window = [d for s, d in during if swapped_at[0] - 1.0 <= s <= swapped_at[0] + 3.0]
         generation = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["index_generation"]
         return {"steady_p99": _pct([d for _, d in steady], 99), "swap_p99": _pct(window, 99),
-                "swap_requests": len(window), "errors": len(errors), "generation_after": generation}
+                "swap_requests": len(window), "errors": dict(Counter(errors)), "generation_after": generation}
     finally:
         server.stop()
 
@@ -172,6 +176,8 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         version_dir, stem, jpeg = _build(tmp)
         table = {}
+        top = max(levels)
+        bare_before = {b: _bare(version_dir, jpeg, b) for b in sorted({1, min(32, top)})}
         for mode, args in (("on", ["--max_batch=32", "--max_wait_ms=5"]), ("off", ["--max_batch=1"])):
             server = Server(stem, port, *args)
             try:
@@ -181,11 +187,12 @@ def main(argv):
                           f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  errors {r['errors']}", flush=True)
             finally:
                 server.stop()
-        top = max(levels)
         batch = max(1, round(table[("on", top)]["batch"]))
-        bare = _bare(version_dir, jpeg, batch)
-        print(f"bare complete_look loop, batch {batch}: {bare:6.1f} images/s; service at c={top} batching on: "
-              f"{table[('on', top)]['rps'] / bare:.2f}x of it")
+        bare = statistics.median([_bare(version_dir, jpeg, batch) for _ in range(3)])
+        print("bare complete_look loop before the servers: " +
+              ", ".join(f"batch {b}: {v:.1f} images/s" for b, v in bare_before.items()))
+        print(f"bare complete_look loop after, batch {batch} (the service's mean batch at c={top}): {bare:6.1f} "
+              f"images/s; service at c={top} batching on: {table[('on', top)]['rps'] / bare:.2f}x of it")
         if 8 in levels:
             print(f"p99/p50 at c=8 batching on: {table[('on', 8)]['p99'] / table[('on', 8)]['p50']:.2f}")
         s = _swap(stem, jpeg, port + 1)
