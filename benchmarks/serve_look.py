@@ -84,6 +84,12 @@ class Server:
         count = float(re.search(r"^ctl_batch_size_count (\S+)", text, re.M).group(1))
         return total, count
 
+    def cpu_seconds(self) -> float:
+        """The server process's user + system CPU time so far (/proc/PID/stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(60)
@@ -124,12 +130,14 @@ def _measure(server, jpeg, clients):
     runs = []
     _load(server.port, jpeg, clients, 2)  # warm-up
     for _ in range(FLAGS.repeats):
-        before = server.batch_sizes()
+        before, server_cpu, client_cpu = server.batch_sizes(), server.cpu_seconds(), time.process_time()
         results, wall, errors = _load(server.port, jpeg, clients, FLAGS.requests_per_client)
+        client_cpu, server_cpu = time.process_time() - client_cpu, server.cpu_seconds() - server_cpu
         after = server.batch_sizes()
         lat = [d for _, d in results]
         runs.append({"rps": len(lat) / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": Counter(errors),
-                     "batch": (after[0] - before[0]) / max(after[1] - before[1], 1)})
+                     "batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+                     "server_ms": 1000 * server_cpu / len(lat), "client_ms": 1000 * client_cpu / len(lat)})
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "errors"}
     out["errors"] = dict(sum((r["errors"] for r in runs), Counter()))  # non-200 statuses over every repetition
     return out
@@ -140,8 +148,11 @@ def _bare(version_dir, jpeg, batch):
 
     fn = tf.saved_model.load(version_dir).signatures["complete_look"]
     images = tf.constant([jpeg] * batch)
+    fn(image_bytes=images)
+    cpu = time.process_time()
     times = wall_times(lambda: fn(image_bytes=images), repeats=max(3, FLAGS.repeats * 2))
-    return batch / statistics.median(times)
+    cpu = time.process_time() - cpu
+    return batch / statistics.median(times), 1000 * cpu / (batch * len(times))
 
 
 def _swap(stem, jpeg, port):
@@ -184,15 +195,18 @@ def main(argv):
                 for clients in levels:
                     table[(mode, clients)] = r = _measure(server, jpeg, clients)
                     print(f"batching {mode:3s} c={clients:2d}: {r['rps']:6.1f} looks/s  p50 {r['p50']:7.1f} ms  "
-                          f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  errors {r['errors']}", flush=True)
+                          f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  CPU ms/look: server "
+                          f"{r['server_ms']:.1f}, clients {r['client_ms']:.1f}  errors {r['errors']}", flush=True)
             finally:
                 server.stop()
         batch = max(1, round(table[("on", top)]["batch"]))
-        bare = statistics.median([_bare(version_dir, jpeg, batch) for _ in range(3)])
+        after = [_bare(version_dir, jpeg, batch) for _ in range(3)]
+        bare, bare_ms = statistics.median(a[0] for a in after), statistics.median(a[1] for a in after)
         print("bare complete_look loop before the servers: " +
-              ", ".join(f"batch {b}: {v:.1f} images/s" for b, v in bare_before.items()))
+              ", ".join(f"batch {b}: {v[0]:.1f} images/s ({v[1]:.1f} CPU ms/image)" for b, v in bare_before.items()))
         print(f"bare complete_look loop after, batch {batch} (the service's mean batch at c={top}): {bare:6.1f} "
-              f"images/s; service at c={top} batching on: {table[('on', top)]['rps'] / bare:.2f}x of it")
+              f"images/s ({bare_ms:.1f} CPU ms/image); service at c={top} batching on: "
+              f"{table[('on', top)]['rps'] / bare:.2f}x of it")
         if 8 in levels:
             print(f"p99/p50 at c=8 batching on: {table[('on', 8)]['p99'] / table[('on', 8)]['p50']:.2f}")
         s = _swap(stem, jpeg, port + 1)
