@@ -14,9 +14,14 @@ import signal
 import threading
 import types
 
-from absl import flags
+# Before numpy loads: the rank thread's matmuls run beside the tower's TensorFlow call, which already
+# uses every core, so OpenBLAS's own worker threads only contend with it (and spin while idle). One BLAS
+# thread gave 1.13-1.19x the looks/s at 100k products and 32 clients (BUILD_NOTES, issue 20).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from ctl_keras import cli
+from absl import flags  # noqa: E402
+
+from ctl_keras import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 OPTIONS = ("export_dir", "index", "tower", "backend", "product_images", "max_thumbnail_bytes", "max_batch",
