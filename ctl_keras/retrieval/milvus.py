@@ -215,13 +215,19 @@ class Milvus(PerCategory):
 
 
 class _MilvusCategory:
+    """The engine of one category. Its product id -> row-within-category map is built once: add/remove
+    drop the engines of the categories they change, and an unchanged category keeps its products in order."""
+
     def __init__(self, backend: Milvus, c: int):
         self.backend, self.c = backend, c
+        self._local_of: dict[str, int] | None = None
 
     def search(self, queries, k):
         b = self.backend
-        rows = b.category(self.c)[0]
-        local_of = {p: i for i, p in enumerate(b.index.product_ids[rows])}
+        if self._local_of is None:
+            rows = b.category(self.c)[0]
+            self._local_of = {p: i for i, p in enumerate(b.index.product_ids[rows].tolist())}
+        local_of = self._local_of
         hits = b.client.search(b.collection, data=queries.tolist(), limit=k, filter=f"category == {self.c}",
                                output_fields=[], search_params={"metric_type": "IP", "params": b.params["search"]})
         scores = np.full((len(queries), k), -np.inf, np.float32)

@@ -75,12 +75,18 @@ def test_update_upserts_and_deletes_by_product_id(tmp_path):
     report = update_index(str(stem), remove=str(tmp_path / "ids.txt"))
     assert sorted(report.removed) == gone and report.generation == 2
     searcher = load(stem)
+    searcher.search(queries, "a", 10)  # the category's engine (and its id -> row map) exists before the changes
     moved = str(top[1, 2])
     searcher.engine.add([moved], queries[1:2], [0])  # upsert: same id, the query's own vector
+    first = searcher.engine.index.product_ids[searcher.engine.category(0)[0][0]]
+    searcher.engine.remove([first])  # every later row of category "a" moves up one
     ids, d = searcher.search(queries, "a", 10)
-    assert not set(ids.ravel()) & set(gone)
+    assert not set(ids.ravel()) & set(gone + [first])
     assert ids[1, 0] == moved and abs(d[1, 0] - 1.0) < 1e-5
-    assert searcher.engine.count() == len(index) - len(gone)
+    want_ids, want_d = Searcher(searcher.engine.index, "numpy").search(queries, "a", 10)
+    np.testing.assert_array_equal(ids, want_ids)  # FLAT: exactly the updated catalog's answer
+    np.testing.assert_allclose(d, want_d, atol=1e-5)
+    assert searcher.engine.count() == len(index) - len(gone) - 1
     searcher.engine.close()
 
 
