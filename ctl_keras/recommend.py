@@ -1,7 +1,7 @@
 """Rank a catalog for a scene: build a product index, then query it with the exported scene tower.
 
   python -m ctl_keras.recommend index --export_dir=export/demo --products=tf_records/synthetic \
-      --index=export/demo/catalog [--backend=numpy|ivf|hnsw|ivf_sq8|milvus] [Beam options: --runner=...]
+      --index=export/demo/catalog [--backend=numpy|ivf|hnsw|ivf_sq8|ivf_pq|milvus] [Beam options: --runner=...]
   python -m ctl_keras.recommend index --update --index=export/demo/catalog --products=NEW [--remove=ids.txt]
   python -m ctl_keras.recommend query --index=export/demo/catalog --scene=photo.jpg --category=shoes --k=10
   python -m ctl_keras.recommend look --index=export/demo/catalog --scene=photo.jpg --k=5 [--categories=a,b]
@@ -9,7 +9,7 @@
 `index` embeds the catalog on Apache Beam (retrieval/beam_embed.py; flags this module does not define
 go to Beam's PipelineOptions; no --runner = the in-process FnApiRunner). `--backend` picks the search
 backend the index is built with and records it in the json (retrieval/backend.py: exact by default;
-FAISS ivf / hnsw / ivf_sq8 per category, or a Milvus collection; `--approximate` = `--backend=ivf`).
+FAISS ivf / hnsw / ivf_sq8 / ivf_pq per category, or a Milvus collection; `--approximate` = `--backend=ivf`).
 `index --update` / `--remove` change an existing index, embedding only new or changed products
 (retrieval/update.py). `query` prints the top-K products by d* = 2 - q·f_p (ascending; docs/design.md
 §3), searched with the backend the index holds (or an exact one: --backend=numpy|tf|faiss); with
@@ -26,7 +26,7 @@ import os
 from absl import flags, logging
 
 from ctl_keras import cli
-from ctl_keras.retrieval.backend import BACKENDS
+from ctl_keras.retrieval.backend import BACKENDS, FAISS_BACKENDS
 
 FLAGS = flags.FLAGS
 COMMANDS = ("index", "query", "look")
@@ -52,15 +52,20 @@ def define_flags() -> None:
                       "in it (or whose image changed); writes the index's next generation.")
     flags.DEFINE_string("remove", None, "index: file of product ids (one a line) to drop from the existing index.")
     flags.DEFINE_bool("approximate", False, "index: same as --backend=ivf (per-category FAISS IVF-Flat).")
-    flags.DEFINE_integer("ann_min_size", 10_000, "index --backend=ivf|hnsw|ivf_sq8: categories with fewer "
+    flags.DEFINE_integer("ann_min_size", 10_000, "index --backend=ivf|hnsw|ivf_sq8|ivf_pq: categories with fewer "
                          "products are searched exactly (recall 1.0).", lower_bound=1)
     flags.DEFINE_integer("hnsw_m", 32, "index --backend=hnsw|milvus: HNSW links per node (M).", lower_bound=2)
     flags.DEFINE_integer("hnsw_ef_construction", 200, "index --backend=hnsw|milvus: HNSW efConstruction.",
                          lower_bound=1)
     flags.DEFINE_integer("hnsw_ef_search", 128, "index --backend=hnsw|milvus: HNSW efSearch (recorded; "
                          "used by every query).", lower_bound=1)
-    flags.DEFINE_integer("rerank", 4, "index --backend=ivf_sq8: short list of rerank*k re-ranked exactly.",
-                         lower_bound=1)
+    flags.DEFINE_integer("rerank", None, "index --backend=ivf_sq8|ivf_pq: short list of rerank*k re-ranked "
+                         "exactly (default 4 for ivf_sq8, 32 for ivf_pq).", lower_bound=1)
+    flags.DEFINE_integer("ivf_nlist", 0, "index --backend=ivf|ivf_sq8|ivf_pq: lists per category (0: ~4 sqrt(n); "
+                         "1 with ivf_pq: a brute-force scan of the codes, for catalogs IVF partitions badly).",
+                         lower_bound=0)
+    flags.DEFINE_float("ivf_nprobe_fraction", None, "index --backend=ivf|ivf_sq8|ivf_pq: share of the lists "
+                       "each query scans (default 1/64; 1/16 for ivf_pq), at least 8.", lower_bound=0, upper_bound=1)
     flags.DEFINE_string("milvus_uri", None, "index --backend=milvus: a Milvus server (http://host:19530); "
                         "default a Milvus Lite database STEM.milvus.db beside the index.")
     flags.DEFINE_string("milvus_token", None, "index --backend=milvus: the server's token (else $MILVUS_TOKEN); "
@@ -70,12 +75,17 @@ def define_flags() -> None:
 
 def backend_options(name: str, flag_values=FLAGS, stem: str | None = None) -> dict:
     """The build options of backend `name` from the flags."""
-    if name in ("ivf", "ivf_sq8", "hnsw"):
+    if name in FAISS_BACKENDS:
         options = {"min_size": flag_values.ann_min_size}
         if name == "hnsw":
             options.update(m=flag_values.hnsw_m, ef_construction=flag_values.hnsw_ef_construction,
                            ef_search=flag_values.hnsw_ef_search)
-        if name == "ivf_sq8":
+        else:
+            if flag_values.ivf_nlist:
+                options["nlist"] = flag_values.ivf_nlist
+            if flag_values.ivf_nprobe_fraction is not None:
+                options["nprobe_fraction"] = flag_values.ivf_nprobe_fraction
+        if name in ("ivf_sq8", "ivf_pq") and flag_values.rerank is not None:
             options["rerank"] = flag_values.rerank
         return options
     if name == "milvus":
@@ -116,7 +126,7 @@ def run_index(export_dir: str, products: str, index_path: str, *, version=None, 
     check_index_location(index_path)
     check_replaceable(index_path)  # before minutes of embedding
     if options is None:
-        options = {"min_size": ann_min_size} if backend in ("ivf", "hnsw", "ivf_sq8") else {}
+        options = {"min_size": ann_min_size} if backend in FAISS_BACKENDS else {}
         if backend == "milvus":
             options = {"stem": index_path}
     staging_parent = os.path.dirname(os.path.abspath(index_paths(index_path)[0]))

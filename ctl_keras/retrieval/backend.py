@@ -24,10 +24,11 @@ from __future__ import annotations
 import importlib
 
 EXACT_BACKENDS = ("numpy", "tf", "faiss")
-INDEXED_BACKENDS = ("ivf", "hnsw", "ivf_sq8", "milvus")
+FAISS_BACKENDS = ("ivf", "hnsw", "ivf_sq8", "ivf_pq")  # per category, with the min_size exact fallback
+INDEXED_BACKENDS = FAISS_BACKENDS + ("milvus",)
 BACKENDS = EXACT_BACKENDS + INDEXED_BACKENDS
 _MODULES = {"numpy": "exact", "tf": "exact", "faiss": "exact", "ivf": "faiss_ann", "hnsw": "faiss_ann",
-            "ivf_sq8": "faiss_ann", "milvus": "milvus"}
+            "ivf_sq8": "faiss_ann", "ivf_pq": "faiss_ann", "milvus": "milvus"}
 
 
 class IncompleteBackend(ValueError):

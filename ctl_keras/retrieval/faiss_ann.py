@@ -1,4 +1,4 @@
-"""The FAISS approximate backends, one index per category: `ivf`, `hnsw` and the compressed `ivf_sq8`.
+"""The FAISS approximate backends, one index per category: `ivf`, `hnsw` and the compressed `ivf_sq8`, `ivf_pq`.
 
 - ivf: IndexIVFFlat. k-means into nlist ~ 4 sqrt(n) lists, scan the nprobe best; full float32
   vectors, so scores are exact and only the choice of products looked at is approximate.
@@ -6,6 +6,10 @@
 - ivf_sq8: IVF with 8-bit scalar-quantized codes (d bytes a vector instead of 4d): the nprobe lists
   are scanned on the codes for a short list of rerank·k, which is re-ranked exactly with the float
   embeddings the catalog index holds, so every returned d* is exact.
+- ivf_pq: IVF over 4-bit product-quantization codes scanned with FAISS's fast-scan kernels (a code per
+  2 dimensions: 32 bytes a vector at d=128), short list of rerank·k re-ranked exactly like ivf_sq8.
+  `nlist=1` makes it one list, a brute-force scan of the codes: it keeps its recall on catalogs whose
+  neighbours spread over many clusters, where any partition needs a large nprobe (BUILD_NOTES).
 
 Categories with fewer than `min_size` products get no index: they are searched exactly (FAISS flat
 is sub-millisecond there), so a small catalog such as the demo's keeps recall 1.0. The per-category
@@ -29,27 +33,35 @@ from ctl_keras.retrieval.backend import IncompleteBackend
 from ctl_keras.retrieval.exact import FaissFlatEngine, PerCategory, import_faiss, stable_order
 
 DEFAULT_MIN_SIZE = 10_000  # below this, exact flat search costs < 0.1 ms per query (BUILD_NOTES)
-DEFAULTS = {"ivf": {"nprobe_fraction": 1 / 64},
+DEFAULTS = {"ivf": {"nprobe_fraction": 1 / 64, "nlist": 0},
             "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
-            "ivf_sq8": {"nprobe_fraction": 1 / 64, "rerank": 4}}
+            "ivf_sq8": {"nprobe_fraction": 1 / 64, "nlist": 0, "rerank": 4},
+            "ivf_pq": {"nprobe_fraction": 1 / 16, "nlist": 0, "rerank": 32}}
 
 
-def ivf_params(n: int, nprobe_fraction: float = 1 / 64) -> tuple[int, int]:
-    """(nlist, nprobe) for a category of n products: nlist ~ 4 sqrt(n) (4096 at 1M), nprobe a fixed
-    fraction of the lists (1/64: 64 of 4096), at least 8."""
-    nlist = max(16, 2 ** round(math.log2(4 * math.sqrt(n))))
+def ivf_params(n: int, nprobe_fraction: float = 1 / 64, nlist: int = 0) -> tuple[int, int]:
+    """(nlist, nprobe) for a category of n products: nlist ~ 4 sqrt(n) (4096 at 1M) unless given, nprobe a
+    fixed fraction of the lists (1/64: 64 of 4096), at least 8 (or every list, when there are fewer)."""
+    nlist = int(nlist) or max(16, 2 ** round(math.log2(4 * math.sqrt(n))))
     return nlist, min(nlist, max(8, round(nlist * nprobe_fraction)))
 
 
-def _trained(factory: str, matrix: np.ndarray, nlist: int, seed: int, train_per_list: int = 40):
+def pq_m(d: int) -> int:
+    """Sub-quantizers of ivf_pq: one 4-bit code per 2 dimensions (32 bytes a vector at d=128)."""
+    return d // 2 if d % 2 == 0 else d
+
+
+def _trained(factory: str, matrix: np.ndarray, nlist: int, seed: int, train_per_list: int = 40,
+             min_train: int = 0):
     """A FAISS IVF index from a factory string, k-means on a seeded sample (40 points per list: FAISS
-    warns below 39), with the matrix added."""
+    warns below 39; at least `min_train`, for codebooks that need more than the lists do), with the
+    matrix added."""
     faiss = import_faiss()
     engine = faiss.index_factory(matrix.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     faiss.extract_index_ivf(engine).cp.seed = seed
     rng = np.random.default_rng(seed)
-    sample = matrix if len(matrix) <= train_per_list * nlist else \
-        matrix[np.sort(rng.choice(len(matrix), train_per_list * nlist, replace=False))]
+    size = max(train_per_list * nlist, min_train)
+    sample = matrix if len(matrix) <= size else matrix[np.sort(rng.choice(len(matrix), size, replace=False))]
     engine.train(np.ascontiguousarray(sample))
     engine.add(matrix)
     return engine
@@ -168,8 +180,11 @@ class FaissANN(PerCategory):
 class IVF(FaissANN):
     name, LIBRARY = "ivf", "IndexIVFFlat"
 
+    def _sizes(self, n: int) -> tuple[int, int]:
+        return ivf_params(n, self.options["nprobe_fraction"], self.options.get("nlist", 0))
+
     def _make(self, matrix):
-        nlist, nprobe = ivf_params(len(matrix), self.options["nprobe_fraction"])
+        nlist, nprobe = self._sizes(len(matrix))
         return _trained(f"IVF{nlist},Flat", matrix, nlist, self.seed), {"nlist": nlist, "nprobe": nprobe}
 
 
@@ -185,16 +200,29 @@ class HNSW(FaissANN):
                         "ef_search": int(o["ef_search"])}
 
 
-class IVFSQ8(FaissANN):
+class IVFSQ8(IVF):
     name, LIBRARY = "ivf_sq8", "IVF,SQ8 + exact re-ranking"
+    MIN_TRAIN = 0  # SQ8 learns a min and max per dimension: the k-means sample is plenty
 
     def _make(self, matrix):
-        nlist, nprobe = ivf_params(len(matrix), self.options["nprobe_fraction"])
-        return _trained(f"IVF{nlist},SQ8", matrix, nlist, self.seed), {
-            "nlist": nlist, "nprobe": nprobe, "rerank": int(self.options["rerank"])}
+        nlist, nprobe = self._sizes(len(matrix))
+        engine = _trained(f"IVF{nlist},{self._codes(matrix.shape[1])}", matrix, nlist, self.seed,
+                          min_train=self.MIN_TRAIN)
+        return engine, {"nlist": nlist, "nprobe": nprobe, "rerank": int(self.options["rerank"])}
+
+    def _codes(self, d: int) -> str:
+        return "SQ8"
 
     def _wrap(self, engine, params, c):
         return RerankedEngine(engine, params, self, c)
 
 
-CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8}
+class IVFPQ(IVFSQ8):
+    name, LIBRARY = "ivf_pq", "IVF,PQ 4-bit fast-scan + exact re-ranking"
+    MIN_TRAIN = 10_000  # 16 centroids per sub-quantizer; with nlist=1 the k-means sample would be 40 points
+
+    def _codes(self, d: int) -> str:
+        return f"PQ{pq_m(d)}x4fs"
+
+
+CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8, "ivf_pq": IVFPQ}

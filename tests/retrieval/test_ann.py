@@ -1,4 +1,4 @@
-"""The FAISS approximate backends (ivf, hnsw, ivf_sq8): recall against exact, the size threshold, the
+"""The FAISS approximate backends (ivf, hnsw, ivf_sq8, ivf_pq): recall against exact, the size threshold, the
 metadata, atomic save/load beside the index, add/remove through the contract, and refusal of a
 backend the index does not hold."""
 
@@ -12,7 +12,7 @@ from ctl_keras.retrieval.faiss_ann import IVF, ivf_params
 from ctl_keras.retrieval.index import CatalogIndex, ann_path, load_index, save_index
 from ctl_keras.retrieval.search import Searcher, load
 
-FAISS = ("ivf", "hnsw", "ivf_sq8")
+FAISS = ("ivf", "hnsw", "ivf_sq8", "ivf_pq")
 
 
 def _clustered_index(seed=0):
@@ -37,8 +37,8 @@ def _recall(a, b):
 @pytest.mark.parametrize("name", FAISS)
 def test_recall_and_exact_fallback_below_threshold(name):
     """min_size 1000: "big" (4000) gets an index, "small" (50) stays exact, so its answers equal exact
-    search exactly; "big" recall@10 against exact >= 0.9 (the 1M benchmark is in BUILD_NOTES). ivf_sq8
-    re-ranks exactly, so its d* equal exact d* for the products it returns."""
+    search exactly; "big" recall@10 against exact >= 0.9 (the 1M benchmark is in BUILD_NOTES). ivf_sq8 and
+    ivf_pq re-rank exactly, so their d* equal exact d* for the products they return."""
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
     assert backend.params["small"] == {"exact": True, "size": 50} and not backend.params["big"]["exact"]
@@ -61,6 +61,25 @@ def _rows(index, ids):
 def test_ivf_params_grow_with_the_category():
     assert ivf_params(1_000_000) == (4096, 64)
     assert ivf_params(10_000) == (512, 8)
+
+
+def test_ivf_pq_codes_and_one_list():
+    """ivf_pq holds 4-bit codes, one per 2 dimensions (4 bytes a vector at d=16, against 64 for the floats),
+    and records its sizes; nlist=1 is one list scanned whole (every code looked at: the hard-catalog
+    setting). Its re-ranked d* are exact, and with a short list as long as the category it finds the exact
+    top-10."""
+    from ctl_keras.retrieval.exact import import_faiss
+
+    index, queries = _clustered_index()
+    backend = backend_class("ivf_pq").build(index, min_size=1000, nlist=1, rerank=400)
+    assert backend.params["big"] == {"exact": False, "size": 4000, "nlist": 1, "nprobe": 1, "rerank": 400}
+    ivf = import_faiss().extract_index_ivf(backend.category(0)[1].engine)
+    assert ivf.nlist == 1 and ivf.code_size == 4
+    ids, d = Searcher(index, backend).search(queries, "big", 10)
+    exact_ids, exact_d = Searcher(index, "numpy").search(queries, "big", 10)
+    np.testing.assert_array_equal(ids, exact_ids)
+    np.testing.assert_allclose(d, exact_d, atol=1e-5)
+    assert backend_class("ivf_pq").build(index, min_size=1000).params["big"]["nlist"] == ivf_params(4000)[0]
 
 
 def test_hnsw_records_its_options():
@@ -145,9 +164,13 @@ def test_recommend_flags_become_backend_options():
     from ctl_keras.recommend import backend_options
 
     flags = SimpleNamespace(ann_min_size=7, hnsw_m=16, hnsw_ef_construction=80, hnsw_ef_search=40, rerank=3,
-                            milvus_uri=None, milvus_token=None, milvus_index="FLAT")
+                            ivf_nlist=0, ivf_nprobe_fraction=None, milvus_uri=None, milvus_token=None,
+                            milvus_index="FLAT")
     assert backend_options("hnsw", flags) == {"min_size": 7, "m": 16, "ef_construction": 80, "ef_search": 40}
     assert backend_options("ivf_sq8", flags) == {"min_size": 7, "rerank": 3}
+    flags.ivf_nlist, flags.ivf_nprobe_fraction, flags.rerank = 1, 0.5, None
+    assert backend_options("ivf_pq", flags) == {"min_size": 7, "nlist": 1, "nprobe_fraction": 0.5}
+    assert backend_options("ivf", flags) == {"min_size": 7, "nlist": 1, "nprobe_fraction": 0.5}
     assert backend_options("milvus", flags, "s")["index_type"] == "FLAT" and backend_options("numpy", flags) == {}
     index, _ = _clustered_index()
     assert backend_class("hnsw").build(index, **backend_options("hnsw", flags)).params["big"]["m"] == 16
