@@ -6,6 +6,8 @@
 Catalogs of unit vectors, one category: 50 super-centres, `centres` centres = normalize(super +
 N(0, 1/d)), products = normalize(centre + N(0, 1/d)·noise); queries are fresh draws.
 (a) clustered, noise 1.5 (a query's true top-10 spans ~2 clusters); (a') hard, noise 2.0 (~7 clusters).
+Backends: ivf, ivf_sq8 (--nprobe points), ivf_pq (built once per --pq_nlist: the partitioned build over
+the --nprobe points, the one-list build over --pq_rerank points), hnsw (--ef_search points), milvus.
 Each backend is built by ctl_keras.retrieval (backend_class(name).build) and queried through its
 `search(queries, category, k)`, one query at a time; the run prints, per row: build time
 (wall-clock, --build_threads FAISS threads), bytes per vector (serialized FAISS index, or the Milvus
@@ -44,12 +46,15 @@ flags.DEFINE_integer("centres", 2000, "Clusters of the catalog.")
 flags.DEFINE_list("noise", ["1.5", "2.0"], "Noise norm per catalog: 1.5 = set (a), 2.0 = set (a').")
 flags.DEFINE_float("centre_spread", 1.0, "Norm of the noise added to a super-centre to make a centre.")
 flags.DEFINE_integer("build_threads", 2, "FAISS threads while building.")
-flags.DEFINE_list("backends", ["ivf", "ivf_sq8", "hnsw", "milvus"], "Backends to measure besides exact flat.")
-flags.DEFINE_list("nprobe", ["16", "32", "64", "128", "256"], "ivf / ivf_sq8 nprobe points.")
+flags.DEFINE_list("backends", ["ivf", "ivf_sq8", "ivf_pq", "hnsw", "milvus"], "Backends to measure besides exact flat.")
+flags.DEFINE_list("nprobe", ["16", "32", "64", "128", "256"], "ivf / ivf_sq8 / ivf_pq nprobe points.")
 flags.DEFINE_list("ef_search", ["64", "128", "256", "512"], "hnsw / milvus efSearch points.")
 flags.DEFINE_integer("hnsw_m", 32, "HNSW M.")
 flags.DEFINE_integer("ef_construction", 200, "HNSW efConstruction.")
 flags.DEFINE_integer("rerank", 4, "ivf_sq8: short list of rerank*k re-ranked exactly.")
+flags.DEFINE_list("pq_nlist", ["0", "1"], "ivf_pq builds: lists (0: ~4 sqrt(N); 1: one list, every code scanned).")
+flags.DEFINE_list("pq_rerank", ["8", "16", "32", "64"], "ivf_pq rerank points of the one-list build.")
+flags.DEFINE_integer("pq_ivf_rerank", 32, "ivf_pq rerank of the partitioned build (its points are --nprobe).")
 flags.DEFINE_integer("milvus_n", 0, "Products for the milvus rows (0: --n); Milvus Lite inserts through gRPC.")
 
 K = 10
@@ -100,53 +105,80 @@ class Table:
 
     def row(self, method, params, build, bytes_per_vector, med, p99, wall, recall):
         self.exact_med = self.exact_med or med
-        print(f"{method:<10} {params:<30} {build:8.1f} {bytes_per_vector:7.0f} {med:7.3f} {p99:7.3f} {wall:7.3f} "
+        print(f"{method:<10} {params:<38} {build:8.1f} {bytes_per_vector:7.0f} {med:7.3f} {p99:7.3f} {wall:7.3f} "
               f"{self.exact_med / med:7.1f} {recall:9.3f}", flush=True)
 
 
-def _set_search(backend, name, value):
+def _set_search(backend, name, point: dict) -> None:
+    """Set one curve point's search parameters (nprobe, rerank, ef_search / ef) on a built backend."""
     from ctl_keras.retrieval.exact import import_faiss
 
     if name == "milvus":
-        backend.params["search"]["ef"] = value
+        backend.params["search"]["ef"] = point["ef"]
         return
     engine = backend.category(0)[1]
-    if name == "hnsw":
-        engine.engine.hnsw.efSearch = engine.params["ef_search"] = value
+    engine.params.update(point)  # the re-ranking engines read "rerank" from here at each search
+    if "ef_search" in point:
+        engine.engine.hnsw.efSearch = point["ef_search"]
+    if "nprobe" in point:
+        import_faiss().extract_index_ivf(engine.engine).nprobe = point["nprobe"]
+
+
+def _builds(name, tmp):
+    """(build options, curve points) of each build of backend `name` measured: ivf_pq is built once per
+    --pq_nlist (nprobe points on the partitioned build, rerank points on the one-list build)."""
+    ints = lambda values: [int(v) for v in values]  # noqa: E731
+    if name == "ivf_pq":
+        for nlist in ints(FLAGS.pq_nlist):
+            points = [{"rerank": r} for r in ints(FLAGS.pq_rerank)] if nlist == 1 else \
+                [{"nprobe": n, "rerank": FLAGS.pq_ivf_rerank} for n in ints(FLAGS.nprobe)]
+            yield dict(min_size=1, nlist=nlist), points
+    elif name in ("ivf", "ivf_sq8"):
+        yield dict(min_size=1, **({"rerank": FLAGS.rerank} if name == "ivf_sq8" else {})), \
+            [{"nprobe": n} for n in ints(FLAGS.nprobe)]
+    elif name == "hnsw":
+        yield dict(min_size=1, m=FLAGS.hnsw_m, ef_construction=FLAGS.ef_construction), \
+            [{"ef_search": e} for e in ints(FLAGS.ef_search)]
     else:
-        import_faiss().extract_index_ivf(engine.engine).nprobe = engine.params["nprobe"] = value
+        yield dict(stem=os.path.join(tmp, f"m{time.time_ns()}"), index_type="HNSW", m=FLAGS.hnsw_m,
+                   ef_construction=FLAGS.ef_construction), [{"ef": e} for e in ints(FLAGS.ef_search)]
+
+
+def _wait_for_lite_indexes(backend) -> None:
+    """Milvus Lite builds its segments' indexes in a background thread after a flush (and again after its
+    own compaction); until then a search scans the rows. Time its steady state: wait for that thread
+    through Lite's private hook (no public call waits for it; DescribeIndex always says Finished)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    if "://" not in backend.uri:
+        db = server_manager_instance._servers[os.path.abspath(backend.uri)][1]
+        db.get_collection(backend.collection)._wait_for_bg()
 
 
 def _bench_backend(name, index, queries, truth, table, faiss, tmp):
     from ctl_keras.retrieval.backend import backend_class
 
-    options = {"hnsw": dict(min_size=1, m=FLAGS.hnsw_m, ef_construction=FLAGS.ef_construction),
-               "ivf": dict(min_size=1), "ivf_sq8": dict(min_size=1, rerank=FLAGS.rerank),
-               "milvus": dict(stem=os.path.join(tmp, f"m{time.time_ns()}"), index_type="HNSW", m=FLAGS.hnsw_m,
-                              ef_construction=FLAGS.ef_construction)}[name]
-    faiss.omp_set_num_threads(FLAGS.build_threads)
-    start = time.perf_counter()
-    backend = backend_class(name).build(index, **options)
-    build = time.perf_counter() - start
-    faiss.omp_set_num_threads(1)
-    if name == "milvus":
-        backend.client.flush(backend.collection)
-        nbytes, points, label = _du(backend.uri), FLAGS.ef_search, "M={} efC={} ef={}"
-    else:
-        engine = backend.category(0)[1]
-        nbytes = len(engine.to_bytes())
-        if name == "hnsw":
-            points, label = FLAGS.ef_search, "M={} efC={} efSearch={}"
+    for options, points in _builds(name, tmp):
+        faiss.omp_set_num_threads(FLAGS.build_threads)
+        start = time.perf_counter()
+        backend = backend_class(name).build(index, **options)
+        build = time.perf_counter() - start
+        faiss.omp_set_num_threads(1)
+        if name == "milvus":
+            backend.client.flush(backend.collection)
+            _wait_for_lite_indexes(backend)
+            nbytes, fixed = _du(backend.uri), f"M={FLAGS.hnsw_m} efC={FLAGS.ef_construction}"
         else:
-            points, label = FLAGS.nprobe, f"nlist={engine.params['nlist']} nprobe={{}}"
-    for value in (int(x) for x in points):
-        _set_search(backend, name, value)
-        med, p99, wall, found = _latencies(backend, queries)
-        params = label.format(FLAGS.hnsw_m, FLAGS.ef_construction, value) if "M=" in label else label.format(value)
-        if name == "ivf_sq8":
-            params += f" rerank={FLAGS.rerank}"
-        table.row(name, params, build, nbytes / len(index), med, p99, wall, _recall(found, truth))
-    backend.close()
+            engine = backend.category(0)[1]
+            nbytes = len(engine.to_bytes())
+            fixed = f"M={FLAGS.hnsw_m} efC={FLAGS.ef_construction}" if name == "hnsw" else \
+                f"nlist={engine.params['nlist']}" + (f" rerank={FLAGS.rerank}" if name == "ivf_sq8" else "")
+        for point in points:
+            _set_search(backend, name, point)
+            med, p99, wall, found = _latencies(backend, queries)
+            params = " ".join([fixed] + [f"{k}={v}" for k, v in point.items()])
+            table.row(name, params, build, nbytes / len(index), med, p99, wall, _recall(found, truth))
+        backend.close()
 
 
 def _bench_catalog(noise, rng, faiss, tmp):
@@ -158,7 +190,7 @@ def _bench_catalog(noise, rng, faiss, tmp):
     index = CatalogIndex(np.char.add("p", np.arange(FLAGS.n).astype(str)), np.zeros(FLAGS.n, np.int32), emb, ("all",))
     del emb
     print(f"\n(noise {noise}) N={FLAGS.n:,} d={FLAGS.dim}, {len(queries)} queries, top-{K}")
-    print(f"{'method':<10} {'params':<30} {'build s':>8} {'B/vec':>7} {'med ms':>7} {'p99 ms':>7} {'wall ms':>7} "
+    print(f"{'method':<10} {'params':<38} {'build s':>8} {'B/vec':>7} {'med ms':>7} {'p99 ms':>7} {'wall ms':>7} "
           f"{'speedup':>7} {'recall@10':>9}", flush=True)
     table = Table()
     faiss.omp_set_num_threads(FLAGS.build_threads)

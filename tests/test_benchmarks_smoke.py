@@ -18,7 +18,7 @@ HELPERS = {"timing.py", "train_step_parts.py"}  # imported by the scripts, not r
 # synthetic dataset, {tmp} a scratch directory.
 TINY = {
     "ann.py": (["--n=2000", "--dim=8", "--queries=5", "--centres=20", "--noise=1.5", "--nprobe=4", "--ef_search=16",
-                "--backends=ivf,ivf_sq8,hnsw,milvus", "--milvus_n=500"], "recall"),
+                "--backends=ivf,ivf_sq8,ivf_pq,hnsw,milvus", "--milvus_n=500", "--pq_rerank=4,8"], "recall"),
     "batch_norm.py": (["--repeats=1", "--rows=8", "--channels=8"], "fused / keras"),
     "cache_input.py": (["--repeats=1", "--data_dir={data}"], "ms/batch"),
     "catalog_embedding.py": (["--products=16", "--reps=1", "--batch_size=8", "--notwo_workers"], "images/s"),
