@@ -181,7 +181,11 @@ class IVF(FaissANN):
     name, LIBRARY = "ivf", "IndexIVFFlat"
 
     def _sizes(self, n: int) -> tuple[int, int]:
-        return ivf_params(n, self.options["nprobe_fraction"], self.options.get("nlist", 0))
+        nlist, nprobe = ivf_params(n, self.options["nprobe_fraction"], self.options.get("nlist", 0))
+        if nlist > n:  # FAISS's k-means would stop with an assertion deep inside
+            raise ValueError(f"--ivf_nlist={nlist} is more lists than the {n} products of a category to index; "
+                             "use a smaller --ivf_nlist (0: ~4 sqrt(n) per category)")
+        return nlist, nprobe
 
     def _make(self, matrix):
         nlist, nprobe = self._sizes(len(matrix))

@@ -80,6 +80,8 @@ def test_ivf_pq_codes_and_one_list():
     np.testing.assert_array_equal(ids, exact_ids)
     np.testing.assert_allclose(d, exact_d, atol=1e-5)
     assert backend_class("ivf_pq").build(index, min_size=1000).params["big"]["nlist"] == ivf_params(4000)[0]
+    with pytest.raises(ValueError, match=r"--ivf_nlist=5000 is more lists than the 4000 products of a category"):
+        backend_class("ivf_pq").build(index, min_size=1000, nlist=5000)
 
 
 def test_hnsw_records_its_options():
