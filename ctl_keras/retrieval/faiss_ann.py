@@ -72,9 +72,9 @@ class FaissEngine:
 
     def __init__(self, engine, params: dict):
         self.engine, self.params = engine, params
-        faiss = import_faiss()
-        if "nprobe" in params:
-            faiss.extract_index_ivf(engine).nprobe = params["nprobe"]
+        ivf = import_faiss().try_extract_index_ivf(engine)  # None for ivf_pq's one-list (flat) codes
+        if ivf is not None and "nprobe" in params:
+            ivf.nprobe = params["nprobe"]
         if "ef_search" in params:
             engine.hnsw.efSearch = params["ef_search"]
 
@@ -227,6 +227,20 @@ class IVFPQ(IVFSQ8):
 
     def _codes(self, d: int) -> str:
         return f"PQ{pq_m(d)}x4fs"
+
+    def _make(self, matrix):
+        if self._sizes(len(matrix))[0] != 1:
+            return super()._make(matrix)
+        # One list: FAISS's flat fast-scan index scans the same codes without IVF's list bookkeeping
+        # (its top-320 search was ~10% faster than IVF1's at 1M, BUILD_NOTES).
+        faiss = import_faiss()
+        engine = faiss.index_factory(matrix.shape[1], self._codes(matrix.shape[1]), faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(self.seed)
+        sample = matrix if len(matrix) <= self.MIN_TRAIN else \
+            matrix[np.sort(rng.choice(len(matrix), self.MIN_TRAIN, replace=False))]
+        engine.train(np.ascontiguousarray(sample))
+        engine.add(matrix)
+        return engine, {"nlist": 1, "nprobe": 1, "rerank": int(self.options["rerank"])}
 
 
 CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8, "ivf_pq": IVFPQ}
