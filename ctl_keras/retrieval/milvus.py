@@ -234,7 +234,7 @@ class _MilvusCategory:
         local = np.full((len(queries), k), np.iinfo(np.int64).max, np.int64)
         for q, found in enumerate(hits):
             for j, hit in enumerate(found[:k]):
-                scores[q, j], local[q, j] = hit["distance"], local_of.get(hit["product_id"], -1)
+                scores[q, j], local[q, j] = hit["distance"], local_of.get(str(hit["id"]), -1)
         if np.any(local == -1):
             raise ValueError(f"collection {b.collection} returned products the index does not hold; rebuild the index")
         scores, local = stable_order(scores, local)
