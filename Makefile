@@ -8,11 +8,15 @@ STAMP := $(VENV)/.installed-stamp
 
 # constraints.txt: the exact versions the project is tested with, so a fresh install next month
 # resolves the same set (`make constraints` regenerates it).
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20); milvus: the Milvus backend
-	# (issue 21), whose tests run against a real Milvus Lite
+	# (issue 21), whose tests run against a real Milvus Lite and a real Milvus server
 	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss,serve,milvus]"
+	# A real Milvus server for tests/retrieval/test_milvus_server.py (the --milvus_uri path): the milvus
+	# package's standalone server, in a venv of its own (it pins its own dependencies); x86_64 wheels only.
+	if [ "$$(uname -m)" = x86_64 ] && [ ! -x .venv-milvus/bin/milvus-server ]; then \
+	  $(PYTHON) -m venv .venv-milvus && .venv-milvus/bin/python -m pip install -q milvus==2.3.5; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,4 +42,4 @@ constraints:
 	mv constraints.txt.tmp constraints.txt
 
 clean:
-	rm -rf runs export/demo tf_records/synthetic
+	rm -rf runs export/demo tf_records/synthetic .venv-milvus

@@ -189,6 +189,8 @@ def _bench_backend(name, index, queries, truth, table, faiss, tmp):
             med, p99, wall, found = _latencies(backend, queries, wall_clock=name == "milvus" and server)
             params = " ".join([fixed] + [f"{k}={v}" for k, v in point.items()])
             table.row(name, params, build, nbytes / len(index), med, p99, wall, _recall(found, truth))
+        if server:
+            backend.client.drop_collection(backend.collection)  # a server's collections outlive this run
         backend.close()
 
 
