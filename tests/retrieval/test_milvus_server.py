@@ -16,11 +16,10 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus) is not installed")
 
-from ctl_keras.retrieval.milvus import Milvus  # noqa: E402
 from ctl_keras.retrieval.search import Searcher, load  # noqa: E402
 from ctl_keras.retrieval.update import update_index  # noqa: E402
 
-from test_milvus import _index  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
+from test_milvus import _build, _index  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("CTL_MILVUS_SERVER", os.path.join(ROOT, ".venv-milvus", "bin", "milvus-server"))
@@ -85,21 +84,11 @@ def _stop(proc):
         proc.wait(30)
 
 
-def _build(index, stem, uri, index_type="FLAT", **options):
-    from ctl_keras.retrieval.index import save_index
-
-    backend = Milvus.build(index, stem=str(stem), uri=uri, index_type=index_type, **options)
-    try:
-        save_index(index, stem, search=backend)
-    finally:
-        backend.close()
-
-
 def test_server_flat_equals_numpy_and_hnsw_recall(tmp_path, milvus_uri):
     """Through the index json (which records the server's uri): FLAT answers equal exact numpy, ids in
     order and d*, for every category; HNSW (M 16, efConstruction 100, ef 64) recall@10 >= 0.95."""
     index, queries = _index()
-    _build(index, tmp_path / "flat", milvus_uri)
+    _build(index, tmp_path / "flat", uri=milvus_uri)
     searcher = load(tmp_path / "flat")
     assert searcher.engine.uri == milvus_uri
     exact = Searcher(index, "numpy")
@@ -109,7 +98,7 @@ def test_server_flat_equals_numpy_and_hnsw_recall(tmp_path, milvus_uri):
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_allclose(d, want_d, atol=1e-5)
     searcher.engine.close()
-    _build(index, tmp_path / "hnsw", milvus_uri, "HNSW", m=16, ef_construction=100, ef_search=64)
+    _build(index, tmp_path / "hnsw", "HNSW", uri=milvus_uri, m=16, ef_construction=100, ef_search=64)
     searcher = load(tmp_path / "hnsw")
     ids, _ = searcher.search(queries, "b", 10)
     want = exact.search(queries, "b", 10)[0]
@@ -122,7 +111,7 @@ def test_server_update_deletes_and_upserts(tmp_path, milvus_uri):
     an upsert onto a query's vector comes first at once; answers equal exact numpy on the changed catalog."""
     index, queries = _index()
     stem = tmp_path / "cat"
-    _build(index, stem, milvus_uri)
+    _build(index, stem, uri=milvus_uri)
     top = load(stem).search(queries, "a", 3)[0]
     gone = sorted(set(top[:, 0]))
     (tmp_path / "ids.txt").write_text("\n".join(gone))
