@@ -177,8 +177,9 @@ class Milvus(PerCategory):
 
     def save(self, prefix: str) -> dict:
         self.client.flush(self.collection)
-        if self.count() != len(self.index):
-            raise RuntimeError(f"collection {self.collection} holds {self.count()} products after the writes, "
+        n = self.count()
+        if n != len(self.index):
+            raise RuntimeError(f"collection {self.collection} holds {n} products after the writes, "
                                f"the index {len(self.index)}; rerun the same `recommend index` command")
         directory = os.path.dirname(os.path.abspath(prefix))
         uri = os.path.relpath(self.uri, directory) if _is_lite(self.uri) and \
