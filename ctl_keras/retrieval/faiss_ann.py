@@ -51,20 +51,25 @@ def pq_m(d: int) -> int:
     return d // 2 if d % 2 == 0 else d
 
 
-def _trained(factory: str, matrix: np.ndarray, nlist: int, seed: int, train_per_list: int = 40,
-             min_train: int = 0):
-    """A FAISS IVF index from a factory string, k-means on a seeded sample (40 points per list: FAISS
-    warns below 39; at least `min_train`, for codebooks that need more than the lists do), with the
-    matrix added."""
+def _trained(factory: str, matrix: np.ndarray, seed: int, train_size: int):
+    """A FAISS index from a factory string, trained on a seeded sample of `train_size` rows (all of them
+    when there are fewer), with the matrix added."""
     faiss = import_faiss()
     engine = faiss.index_factory(matrix.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    faiss.extract_index_ivf(engine).cp.seed = seed
+    ivf = faiss.try_extract_index_ivf(engine)
+    if ivf is not None:
+        ivf.cp.seed = seed
     rng = np.random.default_rng(seed)
-    size = max(train_per_list * nlist, min_train)
-    sample = matrix if len(matrix) <= size else matrix[np.sort(rng.choice(len(matrix), size, replace=False))]
+    sample = matrix if len(matrix) <= train_size else \
+        matrix[np.sort(rng.choice(len(matrix), train_size, replace=False))]
     engine.train(np.ascontiguousarray(sample))
     engine.add(matrix)
     return engine
+
+
+def _ivf_train_size(nlist: int, min_train: int = 0) -> int:
+    """k-means wants 40 points per list (FAISS warns below 39); codebooks may need more (`min_train`)."""
+    return max(40 * nlist, min_train)
 
 
 class FaissEngine:
@@ -189,7 +194,8 @@ class IVF(FaissANN):
 
     def _make(self, matrix):
         nlist, nprobe = self._sizes(len(matrix))
-        return _trained(f"IVF{nlist},Flat", matrix, nlist, self.seed), {"nlist": nlist, "nprobe": nprobe}
+        engine = _trained(f"IVF{nlist},Flat", matrix, self.seed, _ivf_train_size(nlist))
+        return engine, {"nlist": nlist, "nprobe": nprobe}
 
 
 class HNSW(FaissANN):
@@ -210,8 +216,11 @@ class IVFSQ8(IVF):
 
     def _make(self, matrix):
         nlist, nprobe = self._sizes(len(matrix))
-        engine = _trained(f"IVF{nlist},{self._codes(matrix.shape[1])}", matrix, nlist, self.seed,
-                          min_train=self.MIN_TRAIN)
+        # One list: the flat index of the same codes, without IVF's list bookkeeping (ivf_pq's one-list rows
+        # in BUILD_NOTES, runs 1 vs 2-3: 2.02 vs 1.81 ms a query at 1M).
+        codes = self._codes(matrix.shape[1])
+        engine = _trained(codes if nlist == 1 else f"IVF{nlist},{codes}", matrix, self.seed,
+                          _ivf_train_size(nlist, self.MIN_TRAIN))
         return engine, {"nlist": nlist, "nprobe": nprobe, "rerank": int(self.options["rerank"])}
 
     def _codes(self, d: int) -> str:
@@ -227,20 +236,6 @@ class IVFPQ(IVFSQ8):
 
     def _codes(self, d: int) -> str:
         return f"PQ{pq_m(d)}x4fs"
-
-    def _make(self, matrix):
-        if self._sizes(len(matrix))[0] != 1:
-            return super()._make(matrix)
-        # One list: FAISS's flat fast-scan index scans the same codes without IVF's list bookkeeping
-        # (its top-320 search was ~10% faster than IVF1's at 1M, BUILD_NOTES).
-        faiss = import_faiss()
-        engine = faiss.index_factory(matrix.shape[1], self._codes(matrix.shape[1]), faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(self.seed)
-        sample = matrix if len(matrix) <= self.MIN_TRAIN else \
-            matrix[np.sort(rng.choice(len(matrix), self.MIN_TRAIN, replace=False))]
-        engine.train(np.ascontiguousarray(sample))
-        engine.add(matrix)
-        return engine, {"nlist": 1, "nprobe": 1, "rerank": int(self.options["rerank"])}
 
 
 CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8, "ivf_pq": IVFPQ}

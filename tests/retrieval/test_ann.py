@@ -82,6 +82,9 @@ def test_ivf_pq_codes_and_one_list(tmp_path):
     save_index(index, tmp_path / "cat", search=backend)
     np.testing.assert_array_equal(load(tmp_path / "cat").search(queries, "big", 10)[0], exact_ids)
     assert backend_class("ivf_pq").build(index, min_size=1000).params["big"]["nlist"] == ivf_params(4000)[0]
+    sq8 = backend_class("ivf_sq8").build(index, min_size=1000, nlist=1, rerank=400)  # one list: flat SQ8 codes
+    assert import_faiss().try_extract_index_ivf(sq8.category(0)[1].engine) is None
+    np.testing.assert_array_equal(Searcher(index, sq8).search(queries, "big", 10)[0], exact_ids)
     with pytest.raises(ValueError, match=r"--ivf_nlist=5000 is more lists than the 4000 products of a category"):
         backend_class("ivf_pq").build(index, min_size=1000, nlist=5000)
 
