@@ -41,20 +41,25 @@ def _build(index, stem, index_type="FLAT", **options):
 
 
 def test_flat_equals_numpy_and_hnsw_recall(tmp_path):
+    check_flat_and_hnsw(tmp_path)
+
+
+def check_flat_and_hnsw(tmp_path, **options):
     """FLAT: the same ids in the same order and the same d* as exact numpy, for every category; HNSW
-    (M 16, efConstruction 100, ef 64) on 600 products: recall@10 >= 0.95 (1.0 measured)."""
+    (M 16, efConstruction 100, ef 64) on 600 products: recall@10 >= 0.95 (1.0 measured). options: the
+    build's (uri=... for a server, which the loaded index must name)."""
     index, queries = _index()
-    _build(index, tmp_path / "flat")
+    _build(index, tmp_path / "flat", **options)
     exact = Searcher(index, "numpy")
     searcher = load(tmp_path / "flat")
-    assert searcher.backend == "milvus"
+    assert searcher.backend == "milvus" and searcher.engine.uri == options.get("uri", searcher.engine.uri)
     for category in index.categories:
         ids, d = searcher.search(queries, category, 10)
         want_ids, want_d = exact.search(queries, category, 10)
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_allclose(d, want_d, atol=1e-5)
     searcher.engine.close()
-    _build(index, tmp_path / "hnsw", "HNSW", m=16, ef_construction=100, ef_search=64)
+    _build(index, tmp_path / "hnsw", "HNSW", m=16, ef_construction=100, ef_search=64, **options)
     searcher = load(tmp_path / "hnsw")
     ids, _ = searcher.search(queries, "b", 10)
     want = exact.search(queries, "b", 10)[0]
@@ -63,11 +68,15 @@ def test_flat_equals_numpy_and_hnsw_recall(tmp_path):
 
 
 def test_update_upserts_and_deletes_by_product_id(tmp_path):
+    check_update(tmp_path)
+
+
+def check_update(tmp_path, **options):
     """Remove the top answers, upsert one product onto a query's vector: a removed id is never
     returned (also after reloading), the upserted one comes first, the collection count follows."""
     index, queries = _index()
     stem = tmp_path / "cat"
-    _build(index, stem)
+    _build(index, stem, **options)
     top = load(stem).search(queries, "a", 3)[0]
     gone = sorted(set(top[:, 0]))
     Milvus.close(load(stem).engine)

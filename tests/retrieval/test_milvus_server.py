@@ -11,15 +11,12 @@ import socket
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
 pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus) is not installed")
 
-from ctl_keras.retrieval.search import Searcher, load  # noqa: E402
-from ctl_keras.retrieval.update import update_index  # noqa: E402
 
-from test_milvus import _build, _index  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
+from test_milvus import check_flat_and_hnsw, check_update  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("CTL_MILVUS_SERVER", os.path.join(ROOT, ".venv-milvus", "bin", "milvus-server"))
@@ -85,44 +82,11 @@ def _stop(proc):
 
 
 def test_server_flat_equals_numpy_and_hnsw_recall(tmp_path, milvus_uri):
-    """Through the index json (which records the server's uri): FLAT answers equal exact numpy, ids in
-    order and d*, for every category; HNSW (M 16, efConstruction 100, ef 64) recall@10 >= 0.95."""
-    index, queries = _index()
-    _build(index, tmp_path / "flat", uri=milvus_uri)
-    searcher = load(tmp_path / "flat")
-    assert searcher.engine.uri == milvus_uri
-    exact = Searcher(index, "numpy")
-    for category in index.categories:
-        ids, d = searcher.search(queries, category, 10)
-        want_ids, want_d = exact.search(queries, category, 10)
-        np.testing.assert_array_equal(ids, want_ids)
-        np.testing.assert_allclose(d, want_d, atol=1e-5)
-    searcher.engine.close()
-    _build(index, tmp_path / "hnsw", "HNSW", uri=milvus_uri, m=16, ef_construction=100, ef_search=64)
-    searcher = load(tmp_path / "hnsw")
-    ids, _ = searcher.search(queries, "b", 10)
-    want = exact.search(queries, "b", 10)[0]
-    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, want)]) >= 0.95
-    searcher.engine.close()
+    """The Lite test's checks, through an index json that records the server's uri."""
+    check_flat_and_hnsw(tmp_path, uri=milvus_uri)
 
 
 def test_server_update_deletes_and_upserts(tmp_path, milvus_uri):
-    """`recommend index --update --remove`: a removed id is never returned by the next load's queries;
-    an upsert onto a query's vector comes first at once; answers equal exact numpy on the changed catalog."""
-    index, queries = _index()
-    stem = tmp_path / "cat"
-    _build(index, stem, uri=milvus_uri)
-    top = load(stem).search(queries, "a", 3)[0]
-    gone = sorted(set(top[:, 0]))
-    (tmp_path / "ids.txt").write_text("\n".join(gone))
-    report = update_index(str(stem), remove=str(tmp_path / "ids.txt"))
-    assert sorted(report.removed) == gone and report.generation == 2
-    searcher = load(stem)
-    moved = str(top[1, 2])
-    searcher.engine.add([moved], queries[1:2], [0])
-    ids, d = searcher.search(queries, "a", 10)
-    assert not set(ids.ravel()) & set(gone)
-    assert ids[1, 0] == moved and abs(d[1, 0] - 1.0) < 1e-5
-    np.testing.assert_array_equal(ids, Searcher(searcher.engine.index, "numpy").search(queries, "a", 10)[0])
-    assert searcher.engine.count() == len(index) - len(gone)
-    searcher.engine.close()
+    """`recommend index --update --remove`, then an upsert and a remove in process: the Lite test's checks
+    (a removed id never returned; the upsert first at once; the changed catalog's exact answers)."""
+    check_update(tmp_path, uri=milvus_uri)
