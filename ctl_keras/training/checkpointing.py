@@ -168,8 +168,9 @@ class TrainState:
         if state.model_checkpoint_path not in candidates:
             candidates.append(state.model_checkpoint_path)
         reasons = []
+        # get_checkpoint_state has already joined the index's relative entries onto `directory`; joining
+        # again doubled a relative model_dir (runs/demo/checkpoints/runs/demo/checkpoints/ckpt-40).
         for path in reversed(candidates):
-            path = path if os.path.isabs(path) else os.path.join(directory, path)
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (AssertionError, ValueError) as e:  # another model's: older ones will not match either

@@ -192,3 +192,13 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     with pytest.raises(ValueError, match=r"no checkpoint in .* can be restored \(ckpt-2: IndexError.*; ckpt-1: "):
         other, other_optimizer = _model_and_optimizer()
         TrainState(str(tmp_path), other.variables, other_optimizer).restore()
+
+
+def test_restore_from_a_relative_model_dir(tmp_path, monkeypatch):
+    """A relative model_dir (the default runs/<name>-<variant>, the demo's runs/demo) resumes: TF's
+    checkpoint state already prefixes its entries with the directory, which must not be joined twice."""
+    monkeypatch.chdir(tmp_path)
+    _saved_twice(tmp_path / "runs" / "rel")
+    fresh, fresh_optimizer = _model_and_optimizer()
+    assert TrainState(os.path.join("runs", "rel"), fresh.variables, fresh_optimizer).restore() == 2
+    assert int(fresh_optimizer.iterations.numpy()) == 2
