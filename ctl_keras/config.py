@@ -21,6 +21,21 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Learning-rate schedules: constant (the paper) or cosine decay to 0 over config.epochs.
 LR_SCHEDULES = ("constant", "cosine")
 
+# Settings that only schedule a run: how far it goes, when it validates, how long a Top-K curve the
+# evaluation draws. A resumed run may change them (training/checkpointing.py records the change); the
+# other fields define the model, the data or the optimizer's path (learning rate, batch size, seed,
+# shuffle buffer, cached views, precision...), which a checkpoint's continuation must share.
+SCHEDULE_FIELDS = ("epochs", "eval_every", "topk_max")
+
+
+def schedule_fields(config: "Config") -> tuple[str, ...]:
+    """SCHEDULE_FIELDS of `config`. A cosine schedule decays the rate to 0 over config.epochs, so there
+    another --epochs changes the learning rate of every step still to come: epochs must match."""
+    if config.lr_schedule == "cosine":
+        return tuple(f for f in SCHEDULE_FIELDS if f != "epochs")
+    return SCHEDULE_FIELDS
+
+
 # Names with one home (the modules that use them import them from here).
 SPLITS = ("train", "val", "test")
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")  # built by training/strategies.py

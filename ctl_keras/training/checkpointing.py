@@ -11,19 +11,23 @@ import fcntl
 import glob
 import json
 import os
+import re
+import time
 from typing import Iterable
 
 import tensorflow as tf
 from absl import logging
 
 from ctl_keras.atomic import fsync_path, write_json
-from ctl_keras.config import Config
+from ctl_keras.config import Config, schedule_fields
 
 CONFIG_FILE = "config.json"
 OPTIONS_FILE = "train_options.json"  # run options outside Config that change the trained weights
 LOCK_FILE = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 DATASET_KEY = "dataset"  # in train_options.json: {"fingerprint": ..., "data_dir": ...}
+SCHEDULE_KEY = "schedule"  # in train_options.json: run options a resume may change (steps_per_execution...)
+CHANGES_FILE = "config_changes.json"  # what resumes changed: [{"after_epoch", "time", "changed"}]
 
 
 class ModelDirLock:
@@ -82,9 +86,11 @@ def checkpoint_files(model_dir: str) -> list[str]:
 def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool:
     """Write config.json + train_options.json, or check them against a previous run's.
 
-    Returns True when the model_dir already held a run of this config. `epochs` may differ (a rerun
-    with more epochs extends training); anything else means another experiment. A model_dir without
-    checkpoints or weights is fresh whatever its config.json says (a first run that failed early).
+    Returns True when the model_dir already held a run of this config. The schedule settings
+    (config.schedule_fields: epochs under a constant rate, eval_every, topk_max; options[SCHEDULE_KEY])
+    may differ: a resume logs them and appends them to CHANGES_FILE. Anything else means another
+    experiment. A model_dir without checkpoints or weights is fresh whatever its config.json says (a
+    first run that failed early).
     """
     config_path = os.path.join(model_dir, CONFIG_FILE)
     options_path = os.path.join(model_dir, OPTIONS_FILE)
@@ -96,17 +102,53 @@ def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool
             raise _stale(model_dir, f"no {OPTIONS_FILE}")
         with open(options_path) as f:
             old_options = json.load(f)
-        differ = _differences(old_config, config.to_dict(), ignore=("epochs",))
-        differ += _differences(old_options, options, ignore=(DATASET_KEY,))
+        free = schedule_fields(config)
+        differ = _differences(old_config, config.to_dict(), ignore=free)
+        differ += _differences(old_options, options, ignore=(DATASET_KEY, SCHEDULE_KEY))
         if differ:
+            why = " (under lr_schedule cosine, epochs sets the decay)" if "epochs" in differ else ""
             raise ValueError(
                 f"model_dir {model_dir} holds a checkpoint of another config: differs in "
-                f"{', '.join(differ)}; use another --model_dir"
+                f"{', '.join(differ)}{why}; use another --model_dir"
             )
         _check_dataset(model_dir, old_options.get(DATASET_KEY), options.get(DATASET_KEY))
+        changed = {**_changes(old_config, config.to_dict(), free),
+                   **_changes(old_options.get(SCHEDULE_KEY) or {}, options.get(SCHEDULE_KEY) or {})}
+        if changed:
+            _record_changes(model_dir, changed)
     write_json(config_path, config.to_dict())
     write_json(options_path, options)
     return existed
+
+
+def _changes(old: dict, new: dict, keys: Iterable[str] | None = None) -> dict:
+    """{key: [old, new]} for the `keys` (default: those both hold) whose values differ."""
+    keys = (set(old) & set(new)) if keys is None else keys
+    return {k: [old.get(k), new.get(k)] for k in sorted(keys) if _differences({k: old.get(k)}, {k: new.get(k)})}
+
+
+def _record_changes(model_dir: str, changed: dict) -> None:
+    """One log line, and an entry appended to CHANGES_FILE (rewritten atomically), so the run says which
+    epochs trained or validated under which schedule."""
+    epochs = [int(m.group(1)) for f in checkpoint_files(model_dir)
+              if (m := re.search(r"ckpt-(\d+)\.index$", f))]
+    after = max(epochs, default=0)
+    path = os.path.join(model_dir, CHANGES_FILE)
+    history = []
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                history = json.load(f)
+        except ValueError:
+            history = None
+        if not isinstance(history, list):  # a record must not stop a resume: keep the bad file aside
+            os.replace(path, path + ".damaged")
+            logging.warning("%s is not a JSON list; moved to %s.damaged, starting a new one", path, path)
+            history = []
+    history.append({"after_epoch": after, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changed})
+    write_json(path, history)
+    logging.info("resuming %s after epoch %d with changed schedule settings: %s (recorded in %s)", model_dir,
+                 after, ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()), path)
 
 
 def _stale(model_dir: str, what: str) -> ValueError:

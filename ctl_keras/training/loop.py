@@ -69,6 +69,12 @@ class RunOptions:
         """The options that change the trained weights, checked on resume (strategy does not)."""
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
 
+    def schedule(self) -> dict:
+        """How this process runs the steps: a resume may change these (the weights do not depend on
+        steps_per_execution; XLA and the strategy change float rounding only); changes are recorded."""
+        return {"steps_per_execution": self.steps_per_execution, "jit_compile": self.jit_compile,
+                "strategy": self.strategy}
+
 
 class TripletTask:
     """Our model as a training task (training.step): per-example hinge [d(s,p+) − d(s,p−) + margin]₊."""
@@ -275,7 +281,8 @@ def train(config: Config, options: RunOptions) -> dict:
     """
     dataset_dir.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
     recorded = {**options.recorded(), checkpointing.DATASET_KEY: {
-        "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)}}
+        "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)},
+        checkpointing.SCHEDULE_KEY: options.schedule()}
     task = options.cluster.name if options.cluster else "this worker"
     strategy = make_strategy(options.strategy, options.worker_timeout, task)
     if options.cluster is not None and not options.cluster.is_writer:

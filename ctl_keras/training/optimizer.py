@@ -95,7 +95,8 @@ def make_optimizer(config: Config, steps_per_epoch: int | None = None):
 
     config.lr_schedule "cosine" decays the rate to 0 over config.epochs × `steps_per_epoch` steps. The
     schedule is a function of the optimizer's step count, which the checkpoint holds, so a resume continues
-    it exactly; resuming with more epochs stretches the rest of the curve (the rate rises at that step).
+    it exactly. Another --epochs would stretch the rest of the curve (the rate would jump at the resume),
+    so under cosine a resume must keep epochs (config.schedule_fields).
     """
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
