@@ -17,16 +17,18 @@ Label rules: a label ending in `|*` matches that path and every label under it
 When several patterns match one label, the most specific wins: an exact label over any `|*`, and
 a longer `|*` path over a shorter one (so `"decor": ["Home|Decor|*"]` and `"rugs": ["Home|Decor|Rugs"]`
 coexist, and a `drop` entry can carve a path out of a category). One pattern listed twice (in two
-categories, or in a category and in `drop`) is an error.
+categories, or in a category and in `drop`) is an error, and so is a key given twice (spec_load.py).
+A category name is letters and digits with spaces or `_-.&` inside: what the service can be asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any
+
+from ctl_keras import spec_load
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets")
 PAIRS_FORMATS = ("stl", "street2shop", "csv", "jsonl", "parquet")
@@ -41,6 +43,9 @@ KEYS = ("name", "description", "categories", "drop", "crop_sides", "pairs_format
         "columns", "paths", "generator")
 REQUIRED = ("name", "categories", "pairs_format")
 WILDCARD = "|*"
+# A category name: letters and digits (any script), and these inside (a space too, not at either end).
+CATEGORY_NAME_CHARS = " _-.&"
+MAX_CATEGORY_NAME = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # used in default paths (tf_records/<name>)
 
 
@@ -146,7 +151,23 @@ def _string_map(value, where: str, key: str) -> tuple[tuple[str, str], ...]:
     return tuple(value.items())
 
 
-def _categories(value, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def category_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a category, or None. The look service, its page and `recommend look
+    --categories` split the asked names on commas and strip them, so a comma or an outer space makes a
+    category impossible to ask for; an image catalog names its category directories after them ('/')."""
+    if not name.strip():
+        return "is empty"
+    if len(name) > MAX_CATEGORY_NAME:
+        return f"is longer than {MAX_CATEGORY_NAME} characters"
+    if name != name.strip():
+        return "starts or ends with whitespace"
+    if not name[0].isalnum():
+        return "must start with a letter or a digit"
+    bad = next((c for c in name if not (c.isalnum() or c in CATEGORY_NAME_CHARS)), None)
+    return None if bad is None else f"contains {bad!r}"
+
+
+def _categories(value, where: str, check_names: bool = True) -> tuple[tuple[str, tuple[str, ...]], ...]:
     if isinstance(value, list) and all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) for v in value):
         items = [tuple(v) for v in value]  # the ordered form to_dict writes
         if len({name for name, _ in items}) != len(items):
@@ -159,6 +180,11 @@ def _categories(value, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         _fail(where, "categories", "must be a non-empty object: category name -> list of source labels")
     out = []
     for name, labels in items:
+        problem = category_name_problem(name) if check_names else None
+        if problem:
+            _fail(where, "categories", f"category name {name!r} {problem}: use letters, digits, and inside "
+                  f"spaces or {' '.join(CATEGORY_NAME_CHARS.strip())} (at most {MAX_CATEGORY_NAME} characters; "
+                  "the service splits asked categories on commas and strips spaces)")
         if not name.strip():
             _fail(where, "categories", "a category name is empty")
         if isinstance(labels, list) and not labels:
@@ -179,8 +205,10 @@ def _check_claims(categories, drop, where: str) -> None:
             owner[label] = name
 
 
-def from_dict(values: Any, where: str = "<spec>") -> DatasetSpec:
-    """Validate a spec's JSON form; every error is one line naming `where` and the key."""
+def from_dict(values: Any, where: str = "<spec>", *, check_names: bool = True) -> DatasetSpec:
+    """Validate a spec's JSON form; every error is one line naming `where` and the key.
+    `check_names=False` for a manifest's recorded spec: data built before the category-name rule
+    stays readable (a rebuild reads its spec file, which must then pass)."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: a dataset spec must be a JSON object")
     unknown = sorted(set(values) - set(KEYS))
@@ -192,7 +220,7 @@ def from_dict(values: Any, where: str = "<spec>") -> DatasetSpec:
     name = values["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         _fail(where, "name", f"{name!r} must be 1-64 letters, digits, '_', '.' or '-' (it names directories)")
-    categories = _categories(values["categories"], where)
+    categories = _categories(values["categories"], where, check_names)
     drop = _strings(values.get("drop", []), where, "drop")
     _check_claims(categories, drop, where)
     fmt = values["pairs_format"]
@@ -234,18 +262,7 @@ def read(path: str | os.PathLike) -> DatasetSpec:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dataset spec file not found: {path}")
-    try:
-        if path.endswith(".toml"):
-            import tomllib  # noqa: PLC0415 (Python 3.11+)
-
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        else:
-            with open(path, encoding="utf-8-sig") as f:
-                values = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, TOMLDecodeError
-        raise ValueError(f"{path}: not a valid spec file: {' '.join(str(e).split())}") from None
-    spec = from_dict(values, path)
+    spec = from_dict(spec_load.load(path), path)  # a key given twice is refused there
     base = os.path.dirname(os.path.abspath(path))
     paths = tuple((k, v if "://" in v else os.path.join(base, v)) for k, v in spec.paths)
     return dataclasses.replace(spec, paths=paths)
@@ -256,7 +273,7 @@ def resolve(dataset: "str | DatasetSpec | dict") -> DatasetSpec:
     if isinstance(dataset, DatasetSpec):
         return dataset
     if isinstance(dataset, dict):
-        return from_dict(dataset, "manifest spec")
+        return from_dict(dataset, "manifest spec", check_names=False)
     dataset = os.fspath(dataset)
     if dataset in builtin_names():
         spec = read(os.path.join(BUILTIN_DIR, f"{dataset}.json"))

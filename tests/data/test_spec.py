@@ -99,3 +99,72 @@ def test_missing_or_broken_spec_file_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"broken\.json: not a valid spec file") as err:
         get_config(str(broken))
     assert "\n" not in str(err.value)
+
+
+def test_duplicate_key_in_a_json_spec_is_one_line_naming_it(tmp_path):
+    """JSON keeps the last of two equal keys: "shoes" would train on the second list while the real
+    shoe rows became unknown_category. Refused wherever it is (categories, defaults, top level)."""
+    cases = {
+        "categories.shoes": '{"name": "shop", "pairs_format": "csv", "bbox": "pixel_ltwh", "categories": '
+                            '{"shoes": ["Shop|Feet|*"], "bags": ["Shop|Bags"], "shoes": ["Shop|Hats"]}}',
+        "defaults.epochs": '{"name": "shop", "pairs_format": "csv", "bbox": "pixel_ltwh", "categories": '
+                           '{"shoes": ["Shop|Feet|*"]}, "defaults": {"epochs": 3, "epochs": 40}}',
+        "name": '{"name": "shop", "pairs_format": "csv", "name": "shop2", "bbox": "pixel_ltwh", '
+                '"categories": {"shoes": ["Shop|Feet|*"]}}',
+    }
+    for key, text in cases.items():
+        path = tmp_path / "dup.json"
+        path.write_text(text)
+        with pytest.raises(ValueError) as err:
+            get_config(str(path))
+        assert str(err.value).startswith(f"{path}: {key}: is given twice") and "\n" not in str(err.value)
+
+
+def test_duplicate_key_in_a_toml_spec_is_one_line_naming_it(tmp_path):
+    """tomllib already refuses a duplicate key ("Cannot overwrite a value (at line 6, column 22)");
+    the line says which key."""
+    path = tmp_path / "dup.toml"
+    path.write_text('name = "shop"\npairs_format = "jsonl"\nbbox = "normalized_ltrb"\n'
+                    '[categories]\nshoes = ["Shop|Feet|*"]\nshoes = ["Shop|Hats"]\n')
+    with pytest.raises(ValueError) as err:
+        get_config(str(path))
+    assert str(err.value) == f"{path}: categories.shoes: is given twice (line 6); TOML allows a key once"
+    path.write_text('name = "shop"\npairs_format = "jsonl"\nbbox = "normalized_ltrb"\n'
+                    '[categories]\nshoes = ["Shop|Feet|*"]\n[categories]\nbags = ["Shop|Bags"]\n')
+    with pytest.raises(ValueError, match=r"dup\.toml: not a valid spec file: Cannot declare \('categories',\) "
+                                         r"twice \(at line 6, column 12\)$"):
+        get_config(str(path))
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("pants,shorts", "contains ','"),
+    (" shoes ", "starts or ends with whitespace"),
+    ("shoes\t", "starts or ends with whitespace"),
+    ("shoes\tboots", "contains '\\t'"),
+    ("", "is empty"),
+    ("   ", "is empty"),
+    ("a/b", "contains '/'"),
+    ("..", "must start with a letter or a digit"),
+    ("x" * 65, "is longer than 64 characters"),
+])
+def test_category_names_the_service_could_never_ask_for_are_refused(tmp_path, name, problem):
+    """The service, the look page and `recommend look --categories` split the asked names on commas and
+    strip them: such a category could never be asked for (and '/' could not be an image catalog's
+    category directory)."""
+    path = _write(tmp_path, {**BASE, "categories": {"boots": ["Shop|Feet|*"], name: ["Shop|Bags"]}})
+    with pytest.raises(ValueError) as err:
+        get_config(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: categories: category name {name!r} {problem}") and "\n" not in text
+    assert "letters, digits" in text
+
+
+def test_usable_category_names_and_old_manifests(tmp_path):
+    """Spaces inside, '_-.&' and non-ASCII letters are fine; every built-in passes (home's
+    "light fixtures"). A manifest written before the rule is still read: its data stays usable."""
+    names = ("light fixtures", "t-shirts", "bags_&_co.", "chaussures d'été".replace("'", ""), "7up")
+    path = _write(tmp_path, {**BASE, "categories": {n: [f"Shop|{i}"] for i, n in enumerate(names)}})
+    assert get_config(path).categories == names
+    assert "light fixtures" in spec_lib.resolve("home").category_names
+    old = {**spec_lib.resolve(path).to_dict(), "categories": [["pants,shorts", ["Shop|P"]], [" shoes ", ["Shop|S"]]]}
+    assert spec_lib.resolve(old).category_names == ("pants,shorts", " shoes ")
