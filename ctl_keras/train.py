@@ -51,9 +51,20 @@ def config_from_flags(values=FLAGS):
     return config_flags.config_from_flags(values, spec), data_dir, spec
 
 
-def _ensure_dataset(spec, config: config_lib.Config, data_dir: str, explicit: bool, multi_worker: bool = False) -> None:
-    """A generated dataset is built when missing (build_dataset.ensure_synthetic says where it may be)."""
-    if not spec.generator or os.path.exists(os.path.join(data_dir, "manifest.json")):
+def _ensure_dataset(spec, config: config_lib.Config, data_dir: str, named: bool, explicit: bool,
+                    multi_worker: bool = False) -> None:
+    """A generated dataset is built when missing, but only when it is what was asked for: --dataset names
+    it (`named`), or data_dir is its default directory. A --data_dir without a manifest otherwise resolves
+    to the synthetic dataset, and generating it there turned a typo or a failed build into a model trained
+    on fake data that exits 0. Where it may be generated: build_dataset.ensure_synthetic."""
+    if "://" in data_dir or os.path.exists(os.path.join(data_dir, "manifest.json")):
+        return  # remote: TensorFlow's reader says what is missing
+    default_dir = os.path.join("tf_records", spec.name)
+    if not named and os.path.abspath(data_dir) != os.path.abspath(default_dir):
+        raise ValueError(f"--data_dir={data_dir} has no manifest.json (not a built dataset): build one there with "
+                         f"`python -m ctl_keras.build_dataset --dataset=NAME --out={data_dir}`, or pass "
+                         "--dataset=synthetic to generate the synthetic dataset into it")
+    if not spec.generator:
         return  # other datasets: the pipeline's error says how to build them
     if multi_worker:  # every worker would generate into the same shared directory at once
         raise ValueError(f"no manifest.json in {data_dir}: build the dataset once before starting the workers: "
@@ -91,7 +102,8 @@ def main(argv):
             raise ValueError(f"--worker_timeout must be positive, got {FLAGS.worker_timeout}")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
     cli.check_output_dir(model_dir, "model_dir")
-    _ensure_dataset(spec, config, data_dir, explicit=FLAGS.data_dir is not None, multi_worker=multi_worker)
+    _ensure_dataset(spec, config, data_dir, named=FLAGS.dataset is not None, explicit=FLAGS.data_dir is not None,
+                    multi_worker=multi_worker)
     # TensorFlow is imported only now, so a bad flag fails in a fraction of a second.
     from ctl_keras.training import loop
     from ctl_keras.training.optimizer import mixed_precision_policy

@@ -24,9 +24,9 @@ def config_from_flags(values):
     return train_config(values)[0]
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "ctl_keras.train", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+def _cli(*args, timeout=300, cwd=None, module="ctl_keras.train"):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=cwd)
 
 
 def test_flags_override_the_dataset_config_and_round_trip():
@@ -151,7 +151,8 @@ def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
     data_dir = tmp_path / "mine"
     data_dir.mkdir()
     (data_dir / "pairs-train-00000-of-00002.tfrecord").write_bytes(b"half a build")
-    done = _cli("--smoke", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'model'}", timeout=60)
+    done = _cli("--dataset=synthetic", "--smoke", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'model'}",
+                timeout=60)
     assert done.returncode == 1
     errors = _error_lines(done)
     assert len(errors) == 1 and f"--data_dir {data_dir} is not empty and has no manifest.json" in errors[0]
@@ -174,3 +175,58 @@ def test_bad_values_are_refused_before_anything_is_written(synthetic_data, tmp_p
     errors = _error_lines(done)
     assert len(errors) == 1 and errors[0].startswith(f"train: error: {message}"), done.stderr[-2000:]
     assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("make_dir", [False, True], ids=["typo", "empty_dir"])
+def test_data_dir_without_a_manifest_is_not_filled_with_synthetic_data(tmp_path, make_dir):
+    """A mistyped --data_dir (or the directory of a build that failed) names no dataset: without
+    --dataset=synthetic it used to be generated full of synthetic scenes and trained on, exit 0. Now one
+    line naming the path; nothing created (no data, no runs/)."""
+    if make_dir:
+        (tmp_path / "tf_records" / "typo").mkdir(parents=True)
+    done = _cli("--data_dir=tf_records/typo", cwd=tmp_path, timeout=60)
+    assert done.returncode == 1
+    errors = _error_lines(done)
+    assert len(errors) == 1 and errors[0].startswith(
+        "train: error: --data_dir=tf_records/typo has no manifest.json (not a built dataset)"), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == (["tf_records"] if make_dir else [])
+    assert not make_dir or os.listdir(tmp_path / "tf_records" / "typo") == []
+
+
+def _resumed(done, model_dir, epoch):
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming {model_dir} after epoch {epoch}" in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_relative_model_dir_resumes_and_takes_a_new_schedule(synthetic_data, tmp_path):
+    """From a working directory with relative paths (as `make demo` runs): the same command twice (the
+    second finds the finished run: it used to fail looking for runs/rel/checkpoints/runs/rel/checkpoints/
+    ckpt-1), then with more epochs and another --eval_every (recorded, not refused); evaluate reads it."""
+    _, data_dir = synthetic_data
+    os.symlink(data_dir, tmp_path / "data")
+    command = ("--smoke", "--data_dir=data", "--model_dir=runs/rel", "--feature_cache", "--epochs=1")
+    assert _cli(*command, cwd=tmp_path).returncode == 0
+    _resumed(_cli(*command, cwd=tmp_path), "runs/rel", 1)
+    longer = _cli(*command, "--epochs=2", "--eval_every=2", cwd=tmp_path)
+    _resumed(longer, "runs/rel", 1)
+    assert "with changed schedule settings: epochs 1 -> 2, eval_every 1 -> 2" in longer.stderr
+    with open(tmp_path / "runs" / "rel" / "config_changes.json") as f:
+        assert [entry["changed"] for entry in json.load(f)] == [{"epochs": [1, 2], "eval_every": [1, 2]}]
+    with open(tmp_path / "runs" / "rel" / "results.json") as f:
+        assert json.load(f)["epochs_run"] == 2
+    scored = _cli("--model_dir=runs/rel", "--data_dir=data", cwd=tmp_path, module="ctl_keras.evaluate")
+    assert scored.returncode == 0 and (tmp_path / "runs" / "rel" / "eval.json").exists(), scored.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_default_synthetic_data_dir_is_generated_and_the_default_run_resumes(tmp_path):
+    """`train --smoke` with no --data_dir still generates the synthetic dataset into its default directory
+    tf_records/synthetic, and the same command again resumes the default (relative) runs/synthetic-hybrid."""
+    command = ("--smoke", "--feature_cache", "--epochs=1")
+    first = _cli(*command, cwd=tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "no built synthetic dataset in tf_records/synthetic: building it" in first.stderr
+    assert (tmp_path / "tf_records" / "synthetic" / "manifest.json").exists()
+    _resumed(_cli(*command, cwd=tmp_path), "runs/synthetic-hybrid", 1)
