@@ -5,7 +5,10 @@ Columns (renamed by the spec's `columns`, e.g. {"scene": "look_id"}):
   category         the product's source label, mapped by the spec's `categories` / `drop`
   left, top        and right, bottom (bbox normalized_ltrb or pixel_ltrb) or width, height (pixel_ltwh)
   scene_image, product_image   optional: image paths relative to --images_dir; by default
-                   <images_dir>/<id>.jpg, .jpeg or .png, the first that exists.
+                   <images_dir>/<id>.jpg, .jpeg or .png, the first that exists. Either way the
+                   path must stay inside --images_dir (data/table_paths.py).
+Header names match with spaces stripped and case ignored; cells of the wrong type are counted, never
+guessed at (data/table_cells.py).
 Pixel boxes are normalized by the scene image's size, read from its header (not decoded).
 Every row either becomes a RawPair or is counted under a reason; a product listed with two category
 labels is skipped with all its rows ("conflicting_category"), as is an id given two image files
@@ -15,32 +18,45 @@ labels is skipped with all its rows ("conflicting_category"), as is an id given 
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import json
-import math
 import os
 import re
 from typing import Callable, Iterator
 
-
 from ctl_keras import progress
-from ctl_keras.data import image_rule
+from ctl_keras.data import image_rule, table_cells
 from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair
+from ctl_keras.data.table_paths import IMAGE_SUFFIXES, ImagePaths  # noqa: F401 (their home before)
 
 BOX_COLUMNS = {"normalized_ltrb": ("left", "top", "right", "bottom"),
                "pixel_ltrb": ("left", "top", "right", "bottom"),
                "pixel_ltwh": ("left", "top", "width", "height")}
 ID_COLUMNS = ("scene", "product", "category")
 IMAGE_COLUMNS = ("scene_image", "product_image")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _ID_RE = re.compile(r"^[0-9A-Za-z_-][0-9A-Za-z_.-]{0,127}$")
 PROGRESS_EVERY = 1000  # rows per progress update
 
 
+@contextlib.contextmanager
+def _field_limit():
+    """csv's field size limit is process-wide: raised while a table is read, then put back."""
+    previous = csv.field_size_limit(table_cells.FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _csv_rows(path: str) -> Iterator[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        yield from csv.DictReader(f)
+    with _field_limit(), open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        try:
+            yield from reader
+        except csv.Error as e:
+            raise csv.Error(f"line {reader.reader.line_num}: {e}") from None  # DictReader lags a row
 
 
 def _jsonl_rows(path: str) -> Iterator[dict]:
@@ -73,7 +89,7 @@ ROW_READERS: dict[str, Callable[[str], Iterator[dict]]] = {
 def _header(fmt: str, path: str) -> list[str] | None:
     """The column names where the format has a header (CSV, Parquet); None for JSON lines."""
     if fmt == "csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with _field_limit(), open(path, newline="", encoding="utf-8-sig") as f:
             return next(csv.reader(f), [])
     if fmt == "parquet":
         import pyarrow.parquet as pq  # noqa: PLC0415
@@ -85,42 +101,13 @@ def _header(fmt: str, path: str) -> list[str] | None:
     return None
 
 
-class ImagePaths:
-    """(role, id) -> image path, resolved while reading; picklable (the Beam plan step calls it)."""
-
-    def __init__(self, images_dir: str):
-        self.images_dir = images_dir
-        self.paths: dict[tuple[str, str], str] = {}
-        self._remote = "://" in images_dir
-
-    def resolve(self, role: str, image_id: str, relative: str | None) -> str:
-        if relative:
-            return os.path.join(self.images_dir, relative)
-        key = (role, image_id)
-        if key not in self.paths:
-            candidates = [os.path.join(self.images_dir, image_id + s) for s in IMAGE_SUFFIXES]
-            found = candidates[0] if self._remote else next((c for c in candidates if os.path.isfile(c)), None)
-            self.paths[key] = found or candidates[0]  # missing: the image check counts it
-        return self.paths[key]
-
-    def __call__(self, image_id: str, role: str) -> str:
-        return self.paths[(role, image_id)]
-
-
 def _unreadable(path: str, fmt: str, err: Exception) -> ValueError:
     return ValueError(f"pairs file {path} is not readable {fmt}: {err}")
 
 
-def _text(value) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def _numbers(row: dict, names) -> tuple[float, ...] | None:
-    try:
-        values = tuple(float(row[n]) for n in names)
-    except (KeyError, TypeError, ValueError):
-        return None
-    return values if all(math.isfinite(v) for v in values) else None
+def _numbers(row: dict, names, text: bool) -> tuple[float, ...] | None:
+    values = tuple(table_cells.number(row.get(n), text) for n in names)
+    return None if None in values else values
 
 
 def _normalized(values, bbox: str, size) -> tuple:
@@ -135,11 +122,11 @@ def _normalized(values, bbox: str, size) -> tuple:
 def read_table(spec, pairs_path: str, images_dir: str):
     """-> (pairs, skipped-row counts by reason, path_of(id, role)); len(pairs) + sum(counts) = rows.
 
-    Row reasons: "bad_row" (a missing id or category, or an id that is not a plain token),
-    "bad_box" (non-numeric or outside the image beyond crop.clip_box's tolerance),
-    "missing_image" / "corrupt_image" (pixel boxes: the scene image, read for its size),
-    "conflicting_category", "conflicting_image" (see the module docstring).
-    """
+    Row reasons: "bad_row" (a missing id or category, an id that is not a plain token, an image path
+    cell that is not text), "bad_box" (not a number by table_cells.number, or outside the image beyond
+    crop.clip_box's tolerance), "outside_images_dir" (data/table_paths.py), "missing_image" /
+    "corrupt_image" (pixel boxes: the scene image, read for its size), "conflicting_category",
+    "conflicting_image" (see the module docstring)."""
     pairs_path, images_dir = os.fspath(pairs_path), os.fspath(images_dir)
     if not os.path.isfile(pairs_path):
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
@@ -149,12 +136,18 @@ def read_table(spec, pairs_path: str, images_dir: str):
         header = _header(spec.pairs_format, pairs_path)
     except (UnicodeDecodeError, csv.Error) as e:  # the first buffer is decoded with the header
         raise _unreadable(pairs_path, spec.pairs_format, e) from None
+    needed = [col[n] for n in (*ID_COLUMNS, *BOX_COLUMNS[spec.bbox])]
     if header is not None:
-        missing = [col[n] for n in (*ID_COLUMNS, *BOX_COLUMNS[spec.bbox]) if col[n] not in header]
+        found = table_cells.match_columns(col.values(), header, pairs_path)
+        missing = [name for name in needed if name not in found]
         if missing:
             raise ValueError(f"pairs file {pairs_path} has no column {missing[0]!r} (bbox {spec.bbox} needs "
-                             f"{', '.join(col[n] for n in (*ID_COLUMNS, *BOX_COLUMNS[spec.bbox]))}; "
-                             f"the spec's 'columns' renames them)")
+                             f"{', '.join(needed)}; the spec's 'columns' renames them)"
+                             + table_cells.hint(missing[0], header))
+        col = {name: found.get(key, key) for name, key in col.items()}
+        columns_of = lambda row: col  # noqa: E731
+    else:  # JSON lines: each row's keys
+        columns_of = table_cells.RowColumns(col, pairs_path)
     if spec.bbox != "normalized_ltrb" and "://" in images_dir:
         raise ValueError(f"bbox {spec.bbox} reads every scene's size from its header: give a local (or mounted) "
                          f"--images_dir, not {images_dir}")
@@ -164,7 +157,8 @@ def read_table(spec, pairs_path: str, images_dir: str):
     bar = progress.Progress(desc=f"read {os.path.basename(pairs_path)}", unit="row")
     try:
         for number, row in enumerate(ROW_READERS[spec.pairs_format](pairs_path), 1):
-            reason, item = _read_row(row, col, spec.bbox, paths, sizes)
+            reason, item = _read_row(row, columns_of(row) if isinstance(row, dict) else col, spec.bbox,
+                                     paths, sizes, text=spec.pairs_format == "csv")
             if reason:
                 skipped[reason] += 1
             else:
@@ -188,20 +182,25 @@ def read_table(spec, pairs_path: str, images_dir: str):
             paths.paths[("scene", pair.scene_id)] = scene_path
             paths.paths[("product", pair.product_id)] = product_path
             pairs.append(pair)
+    missing = sorted(path for path, size in sizes.items() if size == "missing_image")
+    paths.missing_scenes = {"count": len(missing), "first": missing[0] if missing else None}
     return pairs, skipped, paths
 
 
-def _read_row(row, col, bbox, paths: ImagePaths, sizes):
+def _read_row(row, col, bbox, paths: ImagePaths, sizes, text: bool):
     if not isinstance(row, dict):
         return "bad_row", None
-    scene, product, label = (_text(row.get(col[n])) for n in ID_COLUMNS)
-    if not (_ID_RE.match(scene) and _ID_RE.match(product) and label):
+    scene, product, label = (table_cells.id_text(row.get(col[n])) for n in ID_COLUMNS)
+    relative = [table_cells.image_cell(row.get(col[n])) for n in IMAGE_COLUMNS]
+    if not (_ID_RE.match(scene) and _ID_RE.match(product) and label) or None in relative:
         return "bad_row", None
-    values = _numbers(row, [col[n] for n in BOX_COLUMNS[bbox]])
+    values = _numbers(row, [col[n] for n in BOX_COLUMNS[bbox]], text)
     if values is None:
         return "bad_box", None
-    scene_path = paths.resolve("scene", scene, _text(row.get(col["scene_image"])) or None)
-    product_path = paths.resolve("product", product, _text(row.get(col["product_image"])) or None)
+    scene_path, reason = paths.resolve("scene", scene, relative[0])
+    product_path, product_reason = paths.resolve("product", product, relative[1])
+    if reason or product_reason:
+        return reason or product_reason, None
     size = None
     if bbox != "normalized_ltrb":
         size = image_rule.header_size(scene_path, sizes)
@@ -211,4 +210,3 @@ def _read_row(row, col, bbox, paths: ImagePaths, sizes):
     if box is None:
         return "bad_box", None
     return None, (RawPair(scene, product, label, box, clipped), scene_path, product_path)
-
