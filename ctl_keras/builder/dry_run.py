@@ -1,11 +1,20 @@
 """`build_dataset --dry_run`: what a build would keep, per category, before any image is encoded.
 
-Only the pairs file is read (and the scene images' headers where boxes are in pixels): images are
-assumed readable, so a real build may drop a few more pairs as missing_image / corrupt_image, which
-the manifest then counts under the same per-category keys (`pairs_by_category`).
+Only the pairs file is read (and the scene images' headers where boxes are in pixels); local images
+are looked for (a stat each, no decode) so that a table whose ids do not name its files says so
+before the build, with the first path looked for. Images are otherwise assumed readable, so a real
+build may drop a few more pairs as missing_image / corrupt_image, which the manifest then counts
+under the same per-category keys (`pairs_by_category`).
 """
 
 from __future__ import annotations
+
+import os
+
+
+def not_found(paths: list[str]) -> list[str]:
+    """The local paths of `paths` that are not files, sorted (remote ones are not looked up)."""
+    return sorted(p for p in paths if "://" not in p and not os.path.isfile(p))
 
 
 def summary_lines(read: dict) -> list[str]:
@@ -13,7 +22,11 @@ def summary_lines(read: dict) -> list[str]:
     spec, plan, skipped = read["spec"], read["plan"], read["skipped"]
     by_category = plan["by_category"]
     width = max([len("category")] + [len(name) for name in by_category])
-    lines = [f"{spec.name}: {plan['pairs_in']} rows; {len(read['paths'])} images to check and encode",
+    missing = not_found(read["paths"])
+    head = f"{spec.name}: {plan['pairs_in']} rows; {len(read['paths'])} images to check and encode"
+    if missing:
+        head += f" ({len(missing)} not found; the first looked for: {missing[0]})"
+    lines = [head,
              f"{'category':<{width}}  {'rows':>8}  {'kept':>8}  dropped"]
     for name, counts in by_category.items():
         dropped = ", ".join(f"{reason} {n}" for reason, n in counts["dropped"].items()) or "-"

@@ -49,6 +49,13 @@ def check_image(path: str, tick=None) -> tuple[str, tuple]:
     return path, result
 
 
+def missing_images(status: dict) -> dict:
+    """{"count", "first"}: the checked images that were not found, and the first path (sorted) looked
+    for, so a table whose ids do not name its files (1001.0 for 1001.jpg) says where it looked."""
+    missing = sorted(path for path, result in status.items() if result and result[0] == "missing_image")
+    return {"count": len(missing), "first": missing[0] if missing else None}
+
+
 # ---------------------------------------------------------------- the plan (one element, whole dataset)
 def plan(bundle: dict, status: dict) -> dict:
     """Plan, split by scene, lay out every output file; {"error": ...} if a split is empty."""
@@ -61,10 +68,13 @@ def plan(bundle: dict, status: dict) -> dict:
     near_duplicates = leakage.duplicate_scenes(hashes) if bundle.get("dedupe_scenes") else {}
     kept = [p for p in kept if p["scene_id"] not in near_duplicates]
     by_split = plan_lib.split_scenes(sorted({p["scene_id"] for p in kept}), config.split_fractions, config.seed)
+    missing = missing_images(status)
     for split in SPLITS:
         if not by_split[split]:
             return {"error": f"split {split!r} is empty: only {len(kept)} usable pairs in "
-                             f"{len({p['scene_id'] for p in kept})} scenes (dropped: {dict(planned['dropped'])})"}
+                             f"{len({p['scene_id'] for p in kept})} scenes (dropped: {dict(planned['dropped'])})"
+                             + (f"; {missing['count']} images not found, the first looked for: {missing['first']}"
+                                if missing["count"] else "")}
     split_of = {scene: split for split, scenes in by_split.items() for scene in scenes}
     layout = {"pairs": [], "products": [], "questions": {}, "files": {}}
     splits = {split: _layout_split(config, split, [p for p in kept if split_of[p["scene_id"]] == split], layout)
@@ -80,6 +90,7 @@ def plan(bundle: dict, status: dict) -> dict:
                 "boxes": {name: planned[name] for name in (
                     "duplicate_boxes", "pairs_with_duplicate_boxes", "clipped_boxes")},
                 "categories": list(config.categories), "splits": splits, "flags": bundle["flags"],
+                "missing_images": missing,
                 "pairs_by_category": planned["by_category"],
                 "config": config.to_dict(), "spec": bundle["spec"].to_dict()}
     layout["product_paths"] = sorted({p["product_path"] for p in kept})

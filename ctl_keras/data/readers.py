@@ -50,7 +50,12 @@ def read_street2shop(spec, sources: Sources, log):
 
 def read_table(spec, sources: Sources, log):
     _need(spec, sources, "pairs", "images_dir")
-    return table.read_table(spec, sources.pairs, sources.images_dir)
+    pairs, skipped, paths = table.read_table(spec, sources.pairs, sources.images_dir)
+    missing = paths.missing_scenes
+    if missing["count"]:
+        log(f"{missing['count']} scene images not found (their sizes are needed for bbox {spec.bbox}); "
+            f"the first looked for: {missing['first']}")
+    return pairs, skipped, paths
 
 
 READERS: dict[str, Callable] = {"stl": read_stl, "street2shop": read_street2shop,
