@@ -1,7 +1,9 @@
 """The Milvus backend against a real Milvus Lite database (no mock): exact parity with numpy (FLAT),
-HNSW recall, upserts and deletes by product id, the json/collection switch, and SIGKILLed builds and
-updates (the previous collection stays intact and in use; a rerun finishes or cleans up)."""
+HNSW recall, upserts and deletes by product id, the json/collection switch, a reader that keeps its
+generation while updates run or are SIGKILLed (a rerun cleans up), a database held by another
+process, and a damaged database (one line each)."""
 
+import glob
 import os
 import signal
 import subprocess
@@ -142,48 +144,155 @@ def _run_and_kill(args, tmp_path):
     proc.stdout.close()
 
 
+def _databases(stem) -> list[str]:
+    return sorted(os.path.basename(p) for p in glob.glob(f"{stem}.milvus*.db"))
+
+
 @pytest.mark.slow
 def test_killed_build_leaves_the_previous_collection_in_use(tmp_path):
-    """SIGKILL while a rebuild inserts into its new collection: the json still names the previous
-    collection, which answers as before; a rerun drops the orphan and switches to the new one."""
+    """SIGKILL while a rebuild inserts into its new database: the json still names the previous
+    collection, which answers as before; a rerun switches to its own and removes the killed one's
+    database (the replaced one stays for readers that have not reloaded)."""
     index, queries = _index()
     stem = tmp_path / "cat"
     _build(index, stem)
     before = load(stem)
-    want, old_collection = before.search(queries, "a", 5), before.engine.collection
+    want, old_collection, old_db = before.search(queries, "a", 5), before.engine.collection, before.engine.uri
     before.engine.close()
     _run_and_kill(["build", str(stem)], tmp_path)
     after = load(stem)
     assert after.engine.collection == old_collection
     np.testing.assert_array_equal(after.search(queries, "a", 5)[0], want[0])
-    orphans = [c for c in after.engine.client.list_collections() if c != old_collection]
-    assert len(orphans) == 1  # the killed build's, partly written
     after.engine.close()
+    assert len(_databases(stem)) == 2  # the served one and the killed build's, partly written
     proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), "build", str(stem)], capture_output=True,
                           text=True, env=ENV, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("done"), proc.stderr[-2000:]
     rebuilt = load(stem)
-    assert len(rebuilt.index) == 20000 and rebuilt.engine.client.list_collections() == [rebuilt.engine.collection]
+    assert len(rebuilt.index) == 20000
+    assert _databases(stem) == sorted([os.path.basename(old_db), os.path.basename(rebuilt.engine.uri)])
     rebuilt.engine.close()
 
 
 @pytest.mark.slow
-def test_killed_update_is_refused_then_finished_by_the_rerun(tmp_path):
-    """SIGKILL in the middle of an update's deletes: a query is refused in one line (the collection
-    is half-updated) until the same update is rerun, which finishes it."""
+def test_reader_keeps_its_generation_while_updates_run_or_die(tmp_path):
+    check_reader_during_updates(tmp_path)
+
+
+def check_reader_during_updates(tmp_path, **options):
+    """A reader holding generation 1 answers exactly generation 1's products while a real update
+    process writes generation 2, and after it published; one holding generation 2 answers exactly
+    generation 2's after an update SIGKILLed mid-way (the json still names 2: no refusal, nothing to
+    rerun first). The rerun publishes 3 and removes the killed writer's collection; what is left is
+    3 and the replaced 2. Returns the number of reader searches made while the first update wrote."""
     index, queries = _index(n=3000)
     stem = tmp_path / "cat"
-    _build(index, stem)
-    gone = [f"p{i}" for i in range(0, 3000, 3)]
-    (tmp_path / "ids.txt").write_text("\n".join(gone))
-    _run_and_kill(["update", str(stem), str(tmp_path / "ids.txt")], tmp_path)
-    with pytest.raises(ValueError, match=r"the milvus part of index .*cat is incomplete \(an update was interrupted "
-                                         r".*rerun the same `recommend index --update`"):
-        load(stem)
-    proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), "update", str(stem), str(tmp_path / "ids.txt")],
+    _build(index, stem, **options)
+    (tmp_path / "job.py").write_text(_SCRIPT)
+
+    def expect(searcher, generation: CatalogIndex):
+        exact = Searcher(generation, "numpy")
+        for category in generation.categories:
+            ids, d = searcher.search(queries, category, 10)
+            want_ids, want_d = exact.search(queries, category, 10)
+            np.testing.assert_array_equal(ids, want_ids)
+            np.testing.assert_allclose(d, want_d, atol=1e-5)
+
+    reader1 = load(stem)
+    (tmp_path / "ids.txt").write_text("\n".join(f"p{i}" for i in range(0, 3000, 3)))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "job.py"), "update", str(stem), str(tmp_path / "ids.txt")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout.readline().strip() == "writing"
+    during = 0
+    while proc.poll() is None:
+        expect(reader1, index)
+        during += 1
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and out.strip() == "done", err[-2000:]
+    expect(reader1, index)  # generation 2 is published; generation 1's collection is still there
+    reader2 = load(stem)
+    generation2 = reader2.index
+    assert generation2.meta["generation"] == 2 and len(generation2) == 2000
+    expect(reader2, generation2)
+    reader1.engine.close()
+    (tmp_path / "ids2.txt").write_text("\n".join(f"p{i}" for i in range(1, 3000, 3)))
+    _run_and_kill(["update", str(stem), str(tmp_path / "ids2.txt")], tmp_path)
+    expect(reader2, generation2)
+    again = load(stem)  # a fresh reader after the kill: still generation 2, exactly
+    assert again.engine.collection == reader2.engine.collection
+    expect(again, generation2)
+    again.engine.close()
+    proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), "update", str(stem), str(tmp_path / "ids2.txt")],
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    reader3 = load(stem)
+    assert reader3.index.meta["generation"] == 3 and len(reader3.index) == 1000
+    expect(reader3, reader3.index)
+    expect(reader2, generation2)  # the replaced generation stays until the next writer
+    left = {reader2.engine.collection, reader3.engine.collection}
+    if "uri" in options:
+        assert {c for c in reader3.engine.client.list_collections() if c.startswith(Milvus.base_name(str(stem)))} == left
+    else:
+        assert _databases(stem) == sorted(os.path.basename(r.engine.uri) for r in (reader2, reader3))
+    reader2.engine.close()
+    reader3.engine.close()
+    return during
+
+
+_HOLD = textwrap.dedent("""
+    import sys
+    from ctl_keras.retrieval.search import load
+    searcher = load(sys.argv[1])
+    print("holding", flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.mark.slow
+def test_lite_database_held_by_another_process(tmp_path):
+    """While another process (a look service, say) holds the served generation's Lite database, a
+    second reader is refused in one line naming that process, and an update still works: it writes
+    the next generation into a database of its own, which the reader opens once the holder is gone."""
+    index, queries = _index()
+    stem = tmp_path / "cat"
+    _build(index, stem)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(stem)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(ValueError, match=rf"Milvus Lite database .*cat\.milvus\.g1_\w+\.db is open in another "
+                                             rf"process \(pid {holder.pid}\); Milvus Lite serves one process at a time"):
+            load(stem)
+        (tmp_path / "ids.txt").write_text("p0\np1\n")
+        report = update_index(str(stem), remove=str(tmp_path / "ids.txt"))
+        assert report.generation == 2 and sorted(report.removed) == ["p0", "p1"]
+    finally:
+        holder.stdin.close()
+        holder.wait(60)
     searcher = load(stem)
-    assert len(searcher.index) == 2000 and searcher.engine.count() == 2000
-    assert not set(searcher.search(queries, "a", 50)[0].ravel()) & set(gone)
+    assert len(searcher.index) == 598 and searcher.engine.count() == 598
     searcher.engine.close()
+
+
+def test_damaged_lite_database_is_one_line(tmp_path):
+    """A zero-byte data file, then a deleted collection directory: a reader is refused in one line
+    naming the damage (never pyarrow's traceback), and so is the in-process reopen of a database this
+    process still holds (which would answer from memory)."""
+    index, _ = _index()
+    stem = tmp_path / "cat"
+    _build(index, stem)
+    held = load(stem)  # this process keeps the database open
+    (parquet,) = glob.glob(f"{held.engine.uri}/collections/*/partitions/_pk_10/data/*.parquet")
+    good = open(parquet, "rb").read()
+    open(parquet, "wb").close()
+    with pytest.raises(ValueError, match=r"the milvus part of index .*cat is incomplete \(Milvus Lite database "
+                                         r".* is damaged: .*\.parquet is not readable \(.*0 bytes"):
+        load(stem)
+    open(parquet, "wb").write(good)
+    load(stem).engine.close()  # whole again
+    (collection,) = glob.glob(f"{held.engine.uri}/collections/*")
+    os.rename(collection, str(tmp_path / "moved"))
+    with pytest.raises(ValueError, match=r"collection ctl_\w+ in Milvus Lite database .* is missing or damaged"):
+        load(stem)
+    os.rename(str(tmp_path / "moved"), collection)
+    held.engine.close()

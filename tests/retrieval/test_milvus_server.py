@@ -2,8 +2,10 @@
 Milvus 2.3.5 standalone (the `milvus` package's embedded server: the same Go/C++ binary as a cluster's
 nodes, with its own etcd and local storage), started in its own process on free loopback ports.
 `make install` puts it in .venv-milvus (it pins its own dependencies, so it gets a venv of its own).
-Checked: FLAT equals exact numpy through the index json (uri recorded, no token), HNSW recall, and
-`recommend index --update`'s deletes and upserts, read back by a fresh process-level load."""
+Checked: FLAT equals exact numpy through the index json (uri recorded, no token), HNSW recall,
+`recommend index --update`'s deletes and upserts, read back by a fresh process-level load, and a
+reader that keeps answering exactly its generation while real update processes write the next one
+or are SIGKILLed mid-way."""
 
 import os
 import shutil
@@ -16,7 +18,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus) is not installed")
 
 
-from test_milvus import check_flat_and_hnsw, check_update  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
+from test_milvus import check_flat_and_hnsw, check_reader_during_updates, check_update  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("CTL_MILVUS_SERVER", os.path.join(ROOT, ".venv-milvus", "bin", "milvus-server"))
@@ -90,3 +92,10 @@ def test_server_update_deletes_and_upserts(tmp_path, milvus_uri):
     """`recommend index --update --remove`, then an upsert and a remove in process: the Lite test's checks
     (a removed id never returned; the upsert first at once; the changed catalog's exact answers)."""
     check_update(tmp_path, uri=milvus_uri)
+
+
+def test_server_reader_keeps_its_generation_while_updates_run_or_die(tmp_path, milvus_uri):
+    """The Lite test's checks against the server, where every reader and writer shares one server: an
+    update writes its own collection, so a reader of generation N never sees N+1's rows (it did when
+    updates changed the served collection in place: products the index does not hold, or missing)."""
+    assert check_reader_during_updates(tmp_path, uri=milvus_uri) > 0
