@@ -101,6 +101,19 @@ def _header(fmt: str, path: str) -> list[str] | None:
     return None
 
 
+def _check_parquet_boxes(path: str, names: list[str]) -> None:
+    """A Parquet column has one type: a box column of booleans or strings would make every row a bad
+    box, so it is one line naming the column instead."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    schema = pq.read_schema(path)
+    for name in names:
+        kind = schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+            raise ValueError(f"pairs file {path}: box column {name!r} holds {kind} values, not numbers")
+
+
 def _unreadable(path: str, fmt: str, err: Exception) -> ValueError:
     return ValueError(f"pairs file {path} is not readable {fmt}: {err}")
 
@@ -145,6 +158,8 @@ def read_table(spec, pairs_path: str, images_dir: str):
                              f"{', '.join(needed)}; the spec's 'columns' renames them)"
                              + table_cells.hint(missing[0], header))
         col = {name: found.get(key, key) for name, key in col.items()}
+        if spec.pairs_format == "parquet":
+            _check_parquet_boxes(pairs_path, [col[n] for n in BOX_COLUMNS[spec.bbox]])
         columns_of = lambda row: col  # noqa: E731
     else:  # JSON lines: each row's keys
         columns_of = table_cells.RowColumns(col, pairs_path)

@@ -8,7 +8,8 @@ number or an image path cell may hold. One rule for CSV, JSON lines and Parquet:
   - ids and labels: text or integers; an integer-valued float (pandas turns an id column with a gap
     into float64) is the integer ("1001.0" -> "1001"); booleans, NaN, null and other types are none;
   - box numbers: CSV cells are text parsed as numbers; in JSON lines and Parquet only numbers count:
-    a boolean ("width": true would be a 1-pixel box), a string or null is a bad box;
+    a boolean ("width": true would be a 1-pixel box), a string or null is a bad box (a Parquet box
+    column whose type is not numeric is refused before reading, naming the column);
   - image paths: text or empty; any other type is a bad row.
 """
 

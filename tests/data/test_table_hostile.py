@@ -54,12 +54,13 @@ def test_json_booleans_strings_and_nulls_in_box_cells_are_bad_boxes(tmp_path):
     assert [p.product_id for p in pairs] == ["p1"] and dict(skipped) == {"bad_box": 5}
 
 
-def test_parquet_bool_box_column_is_bad_boxes(tmp_path):
-    images = _images(tmp_path)
+@pytest.mark.parametrize("kind, value", [("bool", True), ("string", "100")])
+def test_parquet_box_column_of_another_type_is_one_line(tmp_path, kind, value):
+    """A Parquet column has one type: booleans (a 1-pixel box each) or strings are refused up front."""
     path = tmp_path / "pairs.parquet"
-    pq.write_table(pa.Table.from_pylist([{**ROW, "width": True}, {**ROW, "product": "p2", "width": True}]), path)
-    pairs, skipped, _ = read_table(_spec("parquet"), str(path), str(images))
-    assert pairs == [] and dict(skipped) == {"bad_box": 2}
+    pq.write_table(pa.Table.from_pylist([{**ROW, "width": value}, {**ROW, "product": "p2", "width": value}]), path)
+    with pytest.raises(ValueError, match=rf"pairs\.parquet: box column 'width' holds {kind} values, not numbers"):
+        read_table(_spec("parquet"), str(path), str(_images(tmp_path)))
 
 
 def test_parquet_float_ids_read_as_integers(tmp_path):
