@@ -8,8 +8,10 @@ serves on uvicorn. SIGTERM/Ctrl-C: stop accepting, finish in-flight requests (at
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import resource
 import signal
 import threading
 import types
@@ -24,6 +26,10 @@ from absl import flags  # noqa: E402
 from ctl_keras import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
+log = logging.getLogger("ctl_keras.serve")
+# Descriptors kept for the rest of the process under the default connection cap: TensorFlow, the
+# index files, TF Serving channels and the listening socket use a few dozen; the rest is margin.
+FD_RESERVE = 256
 OPTIONS = ("export_dir", "index", "tower", "backend", "product_images", "max_thumbnail_bytes", "max_batch",
            "max_wait_ms", "max_queue", "deadline_ms", "max_body_bytes", "max_pixels", "max_k")
 
@@ -50,6 +56,15 @@ def define_flags() -> None:
     flags.DEFINE_string("api_key_file", None, "File holding the API key the POST routes require (401 otherwise).")
     flags.DEFINE_float("watch_seconds", 2.0, "Poll STEM for a new generation this often (0: only /admin/reload).")
     flags.DEFINE_float("drain_seconds", 20.0, "On SIGTERM, wait at most this long for in-flight requests.")
+    flags.DEFINE_integer("max_connections", 0, "Most open client connections; above it the oldest idle one is "
+                         "closed, or the new one refused (503). 0: min(1024, `ulimit -n` - 256).", lower_bound=0)
+    flags.DEFINE_float("head_timeout", 10.0, "Seconds for a request's line and headers to arrive (408, closed).",
+                       lower_bound=0.1)
+    flags.DEFINE_float("body_timeout", 60.0, "Seconds for a request's whole body to arrive (408, closed).",
+                       lower_bound=0.1)
+    flags.DEFINE_float("keep_alive_seconds", 5.0, "Close a kept-alive connection idle this long.", lower_bound=0.1)
+    flags.DEFINE_float("linger_seconds", 10.0, "After an early answer (413, 401, ...), read and drop the rest of "
+                       "the body this long at most so the client reads the answer.", lower_bound=0)
 
 
 def options() -> types.SimpleNamespace:
@@ -62,9 +77,44 @@ def options() -> types.SimpleNamespace:
     return opts
 
 
-def main(argv):
+def connection_cap(asked: int) -> int:
+    """--max_connections, or by default what `ulimit -n` leaves after FD_RESERVE descriptors (at most 1024)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = (1 << 20) if soft == resource.RLIM_INFINITY else soft - FD_RESERVE
+    if not asked:
+        return max(16, min(1024, room))
+    if asked > room:
+        log.warning("--max_connections=%d leaves fewer than %d of the %d file descriptors `ulimit -n` allows to "
+                    "the rest of the process: accepts will fail when they run out", asked, FD_RESERVE, soft)
+    return asked
+
+
+def server_config(app, metrics):
+    """uvicorn, with the connection bounds of connections.py and rate-limited server log lines."""
     import uvicorn
 
+    from ctl_keras.serve.connections import Limits, protocol_class
+    from ctl_keras.serve.log_limits import RateLimitFilter, install_loop_handler
+
+    limits = Limits(connection_cap(FLAGS.max_connections), FLAGS.head_timeout, FLAGS.body_timeout,
+                    FLAGS.linger_seconds, metrics)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            install_loop_handler(asyncio.get_running_loop(), metrics)
+            await super().startup(sockets)
+
+    config = uvicorn.Config(app, host=FLAGS.host, port=FLAGS.port, log_level="warning", access_log=False,
+                            http=protocol_class(limits), timeout_keep_alive=FLAGS.keep_alive_seconds,
+                            timeout_graceful_shutdown=FLAGS.drain_seconds)
+    logging.getLogger("uvicorn.error").addFilter(RateLimitFilter())  # "Invalid HTTP request received." etc.
+    if FLAGS.host not in ("127.0.0.1", "localhost", "::1") and not FLAGS.api_key_file:
+        log.warning("listening on %s without --api_key_file: anyone who can reach port %d can run looks, "
+                    "reload the index and read /metrics", FLAGS.host, FLAGS.port)
+    return Server(config)
+
+
+def main(argv):
     from ctl_keras.serve.app import build_app
     from ctl_keras.serve.generation import Live
     from ctl_keras.serve.metrics import Metrics
@@ -75,8 +125,7 @@ def main(argv):
     metrics = Metrics()
     live = Live(opts, metrics)
     app = build_app(opts, live, metrics)
-    server = uvicorn.Server(uvicorn.Config(app, host=FLAGS.host, port=FLAGS.port, log_level="warning",
-                                           timeout_graceful_shutdown=FLAGS.drain_seconds, access_log=False))
+    server = server_config(app, metrics)
     failure = []
 
     def first_load():
@@ -96,7 +145,7 @@ def main(argv):
     live.stop()
     if failure:
         raise ValueError(f"cannot serve --index={FLAGS.index}: {failure[0]}")
-    logging.getLogger("ctl_keras.serve").info("drained, exiting")
+    log.info("drained, exiting")
     os._exit(0)  # skip TF's slow interpreter teardown; every answer is sent
 
 

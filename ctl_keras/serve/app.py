@@ -13,24 +13,35 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ctl_keras.serve import catalog
 from ctl_keras.serve.batcher import Batcher, QueueFull
 from ctl_keras.serve.images import HTTPError, check_image, image_type
+from ctl_keras.serve.log_limits import RateLimited
 from ctl_keras.serve.page import PAGE
-from ctl_keras.serve.tower import BadImage
+from ctl_keras.serve.tower import BadImage, TowerUnavailable
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger("ctl_keras.serve")
+ECHO_CHARS = 80  # a client's text quoted back in an error (an id, a category, a path) is clipped to this
+_QUOTED = re.compile(r"'([^'\n]{%d})[^'\n]+'|\"([^\"\n]{%d})[^\"\n]+\"" % (ECHO_CHARS, ECHO_CHARS))
+
+
+def clip_echoes(reason: str, limit: int = 1000) -> str:
+    """An error line with every quoted part over ECHO_CHARS cut to ECHO_CHARS + '...' (a 100 KB product
+    id is not sent back whole), the whole line at most `limit` characters."""
+    reason = _QUOTED.sub(lambda m: f"'{m.group(1)}...'" if m.group(1) is not None else f'"{m.group(2)}..."', reason)
+    return reason if len(reason) <= limit else reason[:limit] + "..."
 
 
 def _json(status: int, body: dict, headers=None) -> JSONResponse:
@@ -77,6 +88,7 @@ def build_app(opts, live, metrics) -> Starlette:
     batcher = Batcher(live, metrics, rank_batch, max_batch=opts.max_batch, max_wait=opts.max_wait_ms / 1000,
                       max_queue=opts.max_queue)
     api_key = opts.api_key.encode() if opts.api_key else None
+    tower_down = RateLimited(log)
 
     def endpoint(route: str, protected: bool = False):
         def wrap(handler):
@@ -92,7 +104,16 @@ def build_app(opts, live, metrics) -> Starlette:
                             raise HTTPError(401, "missing or wrong API key (header X-API-Key or Authorization: Bearer)")
                     response = await handler(request)
                 except HTTPError as err:
-                    response = _json(err.status, {"error": err.reason}, err.headers)
+                    response = _json(err.status, {"error": clip_echoes(err.reason)}, err.headers)
+                except ClientDisconnect:
+                    # The client hung up: not our error, no traceback. When the server cut the request
+                    # short (body timeout, shutdown), closed_by_server is the status it answered.
+                    status = getattr(request.state, "closed_by_server", None)
+                    if status is None:
+                        metrics.client_disconnects.labels(route=route).inc()
+                    response = Response(status_code=status or 499)
+                except asyncio.CancelledError:  # still running when the drain's deadline passed
+                    response = _json(503, {"error": "server shutting down; retry"}, {"Retry-After": "1"})
                 except Exception as err:  # a bug: logged with its traceback, answered in one line
                     log.exception("%s failed", route)
                     response = _json(500, {"error": f"internal error ({type(err).__name__})"})
@@ -149,6 +170,9 @@ def build_app(opts, live, metrics) -> Starlette:
             raise HTTPError(504, f"no answer within the deadline of {timeout * 1000:.0f} ms") from None
         except BadImage as err:
             raise HTTPError(422, f"the scene tower cannot use this image: {err}") from None
+        except TowerUnavailable as err:
+            tower_down("tower", f"answering 503: {err}")
+            raise HTTPError(503, str(err), {"Retry-After": "5"}) from None
         body = {"index_generation": gen.number, "model_version": gen.version, "batch_size": batch,
                 "timings_ms": {"tower": round(tower_seconds * 1000, 2),
                                "total": round((time.perf_counter() - started) * 1000, 2)}}
@@ -209,6 +233,7 @@ def build_app(opts, live, metrics) -> Starlette:
         return _json(200, {"status": "ready", "index_generation": gen.number, "model_version": gen.version,
                            "products": len(gen.index), "last_reload_error": live.last_error})
 
+    @endpoint("/metrics", protected=True)  # traffic and error rates are not for anyone who can reach the port
     async def metrics_route(request: Request):
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -216,7 +241,7 @@ def build_app(opts, live, metrics) -> Starlette:
         return HTMLResponse(PAGE)
 
     async def http_error(request: Request, exc: HTTPException):
-        return _json(exc.status_code, {"error": f"{exc.detail}: {request.method} {request.url.path}"})
+        return _json(exc.status_code, {"error": clip_echoes(f"{exc.detail}: {request.method} '{request.url.path}'")})
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -16,7 +16,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ctl_keras.serve.tower import BadImage
+from ctl_keras.serve.tower import BadImage, TowerUnavailable
 
 
 class QueueFull(RuntimeError):
@@ -117,8 +117,10 @@ class Batcher:
                     outputs.append((q[0], a[0]))
                 except BadImage as err:
                     outputs.append(err)
-        except Exception as err:  # the tower is down (TF Serving unreachable, ...): every request fails
-            outputs = [RuntimeError(f"scene tower call failed: {' '.join(str(err).split())[:200]}")] * len(batch)
+        except Exception as err:  # the tower is down (TF Serving unreachable, ...): every request fails, 503
+            if not isinstance(err, TowerUnavailable):
+                err = TowerUnavailable(f"scene tower call failed: {' '.join(str(err).split())[:200]}")
+            outputs = [err] * len(batch)
         return generation, outputs, time.perf_counter() - started
 
     def _rank(self, batch, generation, outputs, seconds) -> list:

@@ -18,3 +18,12 @@ class Metrics:
         self.model_version = Gauge("ctl_model_version", "Loaded scene tower version", registry=r)
         self.reloads = Counter("ctl_index_reloads", "Index generation loads by result (loaded, refused)",
                                ["result"], registry=r)
+        # A client that hangs up is not our error: counted here (and as status 499, like nginx), never as a 500.
+        self.client_disconnects = Counter("ctl_client_disconnects", "Requests whose client hung up before the answer",
+                                          ["route"], registry=r)
+        self.open_connections = Gauge("ctl_open_connections", "Open client connections", registry=r)
+        self.connections_closed = Counter(
+            "ctl_connections_closed", "Connections the server closed by reason (head_timeout, body_timeout, "
+            "evicted, refused, linger_timeout, shutdown)", ["reason"], registry=r)
+        self.accept_errors = Counter("ctl_accept_errors", "Failed accept() calls (out of file descriptors)",
+                                     registry=r)

@@ -8,6 +8,8 @@ image, then query [B, C, d] and attention [B, C, g, g] for the model's C categor
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 MODEL = "scene_tower"
@@ -15,6 +17,18 @@ MODEL = "scene_tower"
 
 class BadImage(ValueError):
     """The tower refused an image (corrupt, truncated or too large): the client's fault (422)."""
+
+
+class TowerUnavailable(RuntimeError):
+    """The tower cannot answer (TF Serving down, or not serving the index's version): 503, one line."""
+
+
+def version_not_served(target: str, version: int) -> TowerUnavailable:
+    return TowerUnavailable(
+        f"TF Serving at {target} does not serve {MODEL} version {version}, the one this index was embedded "
+        f"with: keep it served (models.config: model_version_policy {{ latest {{ num_versions: 2 }} }}, or "
+        f"{{ specific {{ versions: {version} }} }}) or re-index the catalog with the served version "
+        "(python -m ctl_keras.recommend index --export_dir=...)")
 
 
 class InProcessTower:
@@ -30,7 +44,7 @@ class InProcessTower:
         try:
             out = self._fn(image_bytes=tf.constant(images, tf.string))
         except tf.errors.InvalidArgumentError as err:
-            raise BadImage(_last_line(err.message)) from None
+            raise BadImage(human_reason(err.message)) from None
         return out["query"].numpy(), out["attention"].numpy()
 
 
@@ -52,15 +66,31 @@ class ServingTower:
                 out = client.rest_predict(self.target, MODEL, inputs, signature="complete_look",
                                           version=self.version, timeout=self.timeout)
         except RuntimeError as err:
-            if "INVALID_ARGUMENT" in str(err) or "HTTP 400" in str(err):
-                raise BadImage(_last_line(str(err))) from None
-            raise
+            message = str(err)
+            if "INVALID_ARGUMENT" in message or "HTTP 400" in message:
+                raise BadImage(human_reason(message.partition("): ")[2] or message)) from None
+            # TF Serving's answer for a version its policy unloaded (gRPC NOT_FOUND, REST 404)
+            if "Servable not found" in message or "(NOT_FOUND)" in message or "(HTTP 404)" in message:
+                raise version_not_served(self.target, self.version) from None
+            raise TowerUnavailable(f"scene tower at {self.target} failed: {' '.join(message.split())[:300]}") from None
         return np.asarray(out["query"], np.float32), np.asarray(out["attention"], np.float32)
 
 
-def _last_line(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "image cannot be decoded")[:200]
+_GRAPH_NOISE = re.compile(r"\[\[\{\{node [^\]]*\]\]|\[Op:[^\]]*\]|^\w+(?:::\w+)+ failed\.\s*")
+_NOT_HUMAN = ("Graph execution error", "Detected at node", "<stack traces")
+
+
+def human_reason(message: str) -> str:
+    """The first human sentence of a TensorFlow error: graph internals ([[{{node ...}}]], [Op:...],
+    'jpeg::Uncompress failed.', the 'Detected at node' preamble) and assertion brackets removed."""
+    for line in message.splitlines():
+        line = _GRAPH_NOISE.sub("", line.strip()).strip()
+        if not line or line.startswith(_NOT_HUMAN):
+            continue
+        if line.startswith("assertion failed:"):
+            line = " ".join(re.findall(r"\[([^\]]*)\]", line)) or line
+        return line[:200]
+    return "the image cannot be decoded"
 
 
 def open_tower(spec: str | None, version_dir: str, version: int):
