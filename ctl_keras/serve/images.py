@@ -15,6 +15,13 @@ class HTTPError(Exception):
 
 
 _KNOWN = {b"RIFF": "WebP", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
+# A JPEG spends at least one bit on every 8 x 8 block (its DC code; a baseline scan one more for the
+# end-of-block code), so a real one holds at least a byte per 512 pixels even for a flat grey frame
+# with optimized Huffman tables. Fewer than a byte per 1024 claimed pixels is a forged or cut header:
+# libjpeg only warns when the scan ends early and fills the rest grey, and TensorFlow's decoder
+# (try_recover_truncated=False refuses only data that ends before the end-of-image marker) returns
+# that grey frame as an image.
+JPEG_MIN_BYTES_PER_PIXEL = 1 / 1024
 
 
 def check_image(data: bytes, max_pixels: int) -> None:
@@ -38,6 +45,9 @@ def check_image(data: bytes, max_pixels: int) -> None:
                              f"{max_pixels} pixels; send a downscaled image")
     if width < 1 or height < 1:
         raise HTTPError(422, f"image of {width} x {height} pixels is empty")
+    if data[:2] == b"\xff\xd8" and len(data) < width * height * JPEG_MIN_BYTES_PER_PIXEL:
+        raise HTTPError(422, f"JPEG header claims {width} x {height} pixels but the file holds only {len(data)} "
+                             "bytes: truncated or forged image")
 
 
 def image_type(data: bytes) -> str:

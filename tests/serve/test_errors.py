@@ -1,6 +1,7 @@
 """Every error answer of the service, on real server processes: status, one-line reason, alive after."""
 
 import io
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,14 @@ def _encode(width, height, fmt, seed=0, **kwargs):
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format=fmt, **kwargs)
     return buf.getvalue()
+
+
+def _forged_jpeg(width, height):
+    """A real 16 x 16 JPEG whose header claims width x height: libjpeg decodes it grey with a warning."""
+    data = bytearray(_encode(16, 16, "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
 
 
 def _flat_png(width, height):
@@ -75,6 +84,30 @@ CASES = [
 def test_error_answers(batched_server, scene, name, query, make, content_type, status, words):
     reason, _ = _error(batched_server.post("/v1/look" + query, make(scene), content_type), status)
     assert words in reason, reason
+    assert not any(internal in reason for internal in ("[[", "{{node", "[Op:", "::")), reason
+
+
+def test_tower_refusals_read_as_one_human_sentence(batched_server, scene):
+    """TensorFlow's decode errors lose their graph internals ([[{{node ...}}]], [Op:...])."""
+    reason, _ = _error(batched_server.post("/v1/look?k=2", scene[: len(scene) // 3]), 422)
+    assert reason == "the scene tower cannot use this image: Invalid JPEG data or crop window.", reason
+
+
+def test_forged_jpeg_header_is_refused(keyed_server):
+    """776 bytes claiming 4000 x 4000 pixels decode as a grey frame (libjpeg only warns): refused."""
+    reason, _ = _error(keyed_server.post("/v1/look?k=2", _forged_jpeg(4000, 4000), headers={"X-API-Key": "s3cret-key"}),
+                       422)
+    assert "4000 x 4000" in reason and "truncated or forged" in reason
+
+
+def test_echoed_ids_are_clipped(batched_server, scene):
+    long_id = "p" * 10_000
+    status, _, body = call(batched_server.url + f"/v1/products/{long_id}/image")
+    assert status == 404 and json.loads(body)["error"] == f"no image of product '{'p' * 80}...' in this catalog"
+    reason, _ = _error(batched_server.post("/v1/look?categories=" + "x" * 5000, scene), 404)
+    assert f"'{'x' * 80}...'" in reason and len(reason) < 400, reason
+    status, _, body = call(batched_server.url + "/" + "y" * 10_000)
+    assert status == 404 and len(body) < 300, body[:300]
 
 
 def test_other_routes_errors(batched_server, scene):
@@ -105,6 +138,19 @@ def test_api_key(keyed_server, scene):
     assert keyed_server.post("/v1/look?k=2", scene, headers={"X-API-Key": "s3cret-key"})[0] == 200
     assert keyed_server.post("/v1/look?k=2", scene, headers={"Authorization": "Bearer s3cret-key"})[0] == 200
     assert call(keyed_server.url + "/v1/categories")[0] == 200  # reading routes stay open
+
+
+def test_api_key_guards_metrics_not_thumbnails(keyed_server):
+    """With a key, /metrics needs it (traffic and error rates); the catalog's thumbnails, categories,
+    the page and the probes stay open: an <img> cannot send a header, and they are the catalog's own
+    public pictures."""
+    status, _, body = call(keyed_server.url + "/metrics")
+    assert status == 401 and "API key" in json.loads(body)["error"]
+    status, _, body = call(keyed_server.url + "/metrics", headers={"Authorization": "Bearer s3cret-key"})
+    assert status == 200 and b"ctl_requests_total" in body
+    assert call(keyed_server.url + "/v1/products/no-such-id/image")[0] == 404
+    for path in ("/", "/healthz", "/readyz", "/v1/categories"):
+        assert call(keyed_server.url + path)[0] == 200, path
 
 
 def test_full_queue_answers_503_with_retry_after(keyed_server, scene):
