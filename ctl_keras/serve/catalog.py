@@ -8,6 +8,8 @@ prints for one category: [{"product_id", "d_star"}] by d* ascending.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 
@@ -45,13 +47,29 @@ class Ranker:
         from ctl_keras.retrieval.search import Searcher
 
         self.index, self.searcher = index, Searcher(index, backend)
-        for name in index.categories:  # build every category's engine now, not on the first request
-            self.searcher.search(np.zeros((1, index.embedding_dim), np.float32), name, 1)
+        try:  # build every category's engine now, not on the first request; proves each one answers
+            for name in index.categories:
+                self.searcher.search(np.zeros((1, index.embedding_dim), np.float32), name, 1)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the searcher's connections (a Milvus Lite database is held until then)."""
+        self.searcher.engine.close()
 
     def ranked(self, queries: np.ndarray, category: str, k: int) -> list[list[dict]]:
         ids, d_star = self.searcher.search(queries, category, k)
         return [[{"product_id": str(p), "d_star": float(d)} for p, d in zip(row_ids, row_d)]
                 for row_ids, row_d in zip(ids, d_star)]
+
+
+def retire(ranker: Ranker, seconds: float) -> None:
+    """Close a replaced generation's searcher `seconds` after the swap, once the batches that read that
+    generation before it are done (the caller passes more than a batch can last)."""
+    timer = threading.Timer(seconds, ranker.close)
+    timer.daemon = True
+    timer.start()
 
 
 def product_images(source: str | None, index, max_bytes: int) -> dict[str, bytes]:

@@ -22,6 +22,10 @@ from ctl_keras.serve import catalog
 from ctl_keras.serve.tower import open_tower
 
 log = logging.getLogger("ctl_keras.serve")
+# A refused generation whose files stay as they are is loaded again after this many seconds, doubling
+# up to REFUSED_RETRY_MAX while it keeps failing: what it lacked may come back without a new write (a
+# Milvus server back up, a Lite database's files restored), and last_reload_error must then clear.
+REFUSED_RETRY, REFUSED_RETRY_MAX = 10.0, 300.0
 
 
 class Generation:
@@ -84,7 +88,7 @@ class Live:
         self.opts, self.metrics = opts, metrics
         self.current: Generation | None = None
         self.last_error: str | None = None
-        self._refused = None
+        self._refused, self._refused_at, self._retry = None, 0.0, REFUSED_RETRY
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,18 +97,23 @@ class Live:
         """Load STEM's generation if it changed (or force); returns what happened, one line."""
         with self._lock:
             old, signature = self.current, _signature(self.opts.index)
-            if not force and old is not None and signature in (old.signature, self._refused):
+            retry = signature == self._refused and time.monotonic() - self._refused_at >= self._retry
+            if not force and old is not None and signature in (old.signature, self._refused) and not retry:
                 return "unchanged"
             try:
                 new = load_generation(self.opts, old)
             except Exception as err:  # any failure: refuse the generation, keep serving the old one
                 self.last_error = " ".join(str(err).split())[:300] or type(err).__name__
                 self.metrics.reloads.labels(result="refused").inc()
-                self._refused = signature  # not retried every poll; a new write or /admin/reload retries
+                # not retried every poll; a new write, /admin/reload or REFUSED_RETRY retries it
+                self._retry = min(2 * self._retry, REFUSED_RETRY_MAX) if signature == self._refused else REFUSED_RETRY
+                self._refused, self._refused_at = signature, time.monotonic()
                 log.warning("index generation refused, keeping %s: %s",
                             old.number if old else "none", self.last_error)
                 return f"refused: {self.last_error}"
-            self.current, self.last_error = new, None
+            self.current, self.last_error, self._refused = new, None, None
+            if old is not None:  # its connections (a Lite database) once its last batches are done
+                catalog.retire(old.ranker, max(5.0, 2 * self.opts.deadline_ms / 1000))
             self.metrics.reloads.labels(result="loaded").inc()
             self.metrics.generation.set(new.number)
             self.metrics.model_version.set(new.version)
