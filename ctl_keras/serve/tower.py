@@ -25,10 +25,9 @@ class TowerUnavailable(RuntimeError):
 
 def version_not_served(target: str, version: int) -> TowerUnavailable:
     return TowerUnavailable(
-        f"TF Serving at {target} does not serve {MODEL} version {version}, the one this index was embedded "
-        f"with: keep it served (models.config: model_version_policy {{ latest {{ num_versions: 2 }} }}, or "
-        f"{{ specific {{ versions: {version} }} }}) or re-index the catalog with the served version "
-        "(python -m ctl_keras.recommend index --export_dir=...)")
+        f"TF Serving at {target} does not serve {MODEL} version {version}, which the index was embedded with: "
+        "keep it loaded (models.config: model_version_policy { latest { num_versions: 2 } }) or re-index "
+        "the catalog (python -m ctl_keras.recommend index)")
 
 
 class InProcessTower:

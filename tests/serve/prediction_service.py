@@ -5,8 +5,11 @@ with the real tensorflow_serving protos (PredictionService/Predict; an InvalidAr
 INVALID_ARGUMENT), or over HTTP as TF Serving's REST API does it (`POST /v1/models/NAME[/versions/V]:predict`,
 row format: {"signature_name", "instances": [{input: value}]}, bytes as {"b64": ...}; the answer is
 {"predictions": [{output: value}]}; an InvalidArgumentError is HTTP 400 {"error": message}).
+With SERVED_VERSIONS_FILE (comma-separated versions, read on every request), only those versions
+are served, as under a TF Serving version policy; another is answered as TF Serving does: NOT_FOUND
+(REST: 404) "Servable not found for request: Specific(NAME, VERSION)".
 
-    python prediction_service.py EXPORT_DIR PORT [grpc|rest]
+    python prediction_service.py EXPORT_DIR PORT [grpc|rest] [SERVED_VERSIONS_FILE]
 """
 
 import base64
@@ -23,12 +26,17 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, export_dir):
-        self.export_dir, self.loaded = export_dir, {}
+    def __init__(self, export_dir, versions_file=None):
+        self.export_dir, self.versions_file, self.loaded = export_dir, versions_file, {}
 
     def _model(self, name, version):
         base = os.path.join(self.export_dir, name)
         version = version or max(int(v) for v in os.listdir(base) if v.isdigit())
+        if self.versions_file:
+            with open(self.versions_file) as f:
+                served = {int(v) for v in f.read().split(",") if v.strip()}
+            if version not in served:
+                raise FileNotFoundError(f"Servable not found for request: Specific({name}, {version})")
         if (name, version) not in self.loaded:
             self.loaded[(name, version)] = tf.saved_model.load(os.path.join(base, str(version)))
         return self.loaded[(name, version)]
@@ -91,14 +99,15 @@ class RestHandler(BaseHTTPRequestHandler):
 
 def main():
     export_dir, port = sys.argv[1], int(sys.argv[2])
+    service = PredictionService(export_dir, sys.argv[4] if len(sys.argv) > 4 else None)
     if len(sys.argv) > 3 and sys.argv[3] == "rest":
-        RestHandler.service = PredictionService(export_dir)
+        RestHandler.service = service
         server = ThreadingHTTPServer(("127.0.0.1", port), RestHandler)
         print("serving", flush=True)
         server.serve_forever()
         return
     server = grpc.server(futures.ThreadPoolExecutor(2), options=[("grpc.max_receive_message_length", 64 << 20)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(export_dir), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print("serving", flush=True)

@@ -76,6 +76,9 @@ def test_models_config_parses_as_model_server_config():
     assert list(models) == [SCENE, PRODUCT]
     for name, model in models.items():
         assert model.base_path == f"/models/ctl/{name}" and model.model_platform == "tensorflow"
+        # a re-export must not unload the version the catalog index was embedded with
+        assert model.model_version_policy.WhichOneof("policy_choice") == "latest", name
+        assert model.model_version_policy.latest.num_versions == 2, name
     uncommented = "\n".join(line.replace("# ", "", 1) if line.strip().startswith(("# config", "#   ", "# }"))
                             else line for line in text.splitlines())
     with_recommender = text_format.Parse(uncommented, model_server_config_pb2.ModelServerConfig())
