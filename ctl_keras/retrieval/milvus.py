@@ -31,32 +31,6 @@ from ctl_keras.retrieval.exact import PerCategory, stable_order
 
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "HNSW")
 BATCH = 2000  # rows per insert/delete request
-# Loggers that print a traceback for what this module reports in one line (a missing or damaged
-# collection, a Lite database another process holds). Milvus Lite's in-process gRPC server also logs
-# an ERROR for AllocTimestamp, which pymilvus asks for while waiting on an index build and then goes
-# on without.
-_NOISY = ("grpc._server", "pymilvus.decorators", "milvus_lite.server_manager", "milvus_lite.adapter.grpc.servicer")
-
-
-def _connect(uri: str, token: str = ""):
-    import logging
-
-    for name in _NOISY:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        from pymilvus import MilvusClient
-        from pymilvus.exceptions import MilvusException
-    except ImportError as e:
-        raise RuntimeError("the milvus backend needs pymilvus and milvus-lite: pip install 'ctl_keras[milvus]'") from e
-    if milvus_store.is_lite(uri):
-        milvus_store.check_free(uri)
-    try:
-        client = MilvusClient(uri, token=token or os.environ.get("MILVUS_TOKEN", ""))
-    except MilvusException as err:
-        raise ValueError(f"cannot open Milvus at {uri}: {err.message}") from None
-    if milvus_store.is_lite(uri):
-        milvus_store.acquire(uri)
-    return client
 
 
 class Milvus(PerCategory):
@@ -74,7 +48,7 @@ class Milvus(PerCategory):
         """Connected on first use: an update never opens the generation it replaces (a Lite database
         the look service may be holding)."""
         if self._client is None:
-            self._client = _connect(self.uri, self.token)
+            self._client = milvus_store.connect(self.uri, self.token)
         return self._client
 
     base_name = staticmethod(milvus_store.base_name)

@@ -1,5 +1,6 @@
-"""Where each generation of the milvus backend lives: collection and Milvus Lite database names, who
-holds a Lite database, the on-disk check of one, and the cleanup of superseded generations.
+"""Where each generation of the milvus backend lives and how it is opened: collection and Milvus Lite
+database names, the connection (one line when it cannot open), who holds a Lite database, the
+on-disk check of one, and the cleanup of superseded generations.
 
 Names: a generation's collection is `<base>_<tag>`, base `ctl_<hash of the index stem>`, tag
 `g<N>_<host>_<pid>` (the generation and its writer; `_2`... if this process writes one twice). A
@@ -30,6 +31,35 @@ from ctl_keras.retrieval.backend import IncompleteBackend, pid_alive
 TAG = r"g\d+_[0-9a-f]{6}_(\d+)(?:_\d+)?"
 _held: dict[str, int] = {}  # database path -> backends of this process that have it open
 _lock = threading.Lock()
+
+
+# Loggers that print a traceback for what this module reports in one line (a missing or damaged
+# collection, a Lite database another process holds). Milvus Lite's in-process gRPC server also logs
+# an ERROR for AllocTimestamp, which pymilvus asks for while waiting on an index build and then goes
+# on without.
+_NOISY = ("grpc._server", "pymilvus.decorators", "milvus_lite.server_manager", "milvus_lite.adapter.grpc.servicer")
+
+
+def connect(uri: str, token: str = ""):
+    """A MilvusClient; ValueError (one line) when it cannot open, or another process holds a Lite database."""
+    import logging
+
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+    except ImportError as e:
+        raise RuntimeError("the milvus backend needs pymilvus and milvus-lite: pip install 'ctl_keras[milvus]'") from e
+    if is_lite(uri):
+        check_free(uri)
+    try:
+        client = MilvusClient(uri, token=token or os.environ.get("MILVUS_TOKEN", ""))
+    except MilvusException as err:
+        raise ValueError(f"cannot open Milvus at {uri}: {err.message}") from None
+    if is_lite(uri):
+        acquire(uri)
+    return client
 
 
 def is_lite(uri: str) -> bool:
