@@ -2,8 +2,9 @@
 
 Loads the index's generation and its scene tower in the background (/healthz answers at once,
 /readyz once loaded; a first load that fails ends the process with one line and exit 1), then
-serves on uvicorn. SIGTERM/Ctrl-C: stop accepting, finish in-flight requests (at most
---drain_seconds), exit 0.
+serves on uvicorn with the connection bounds of connections.py (--head_timeout, --body_timeout,
+--max_connections, --linger_seconds). SIGTERM/Ctrl-C: stop accepting, answer requests still
+uploading 503, finish the ones being answered (at most --drain_seconds), exit 0.
 """
 
 from __future__ import annotations

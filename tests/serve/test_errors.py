@@ -180,3 +180,12 @@ def test_startup_failure_is_one_line_exit_1(tmp_path):
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"serve: error: cannot serve --index={tmp_path / 'none'}: index file") and "not found" in last
+
+
+def test_listening_beyond_loopback_without_a_key_warns(tmp_path):
+    """--host=0.0.0.0 and no --api_key_file: one warning line naming what is open to anyone."""
+    proc = subprocess.run([sys.executable, "-m", "ctl_keras.serve", f"--index={tmp_path / 'none'}", "--host=0.0.0.0",
+                           f"--port={free_port()}"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 1
+    warning = [line for line in proc.stderr.splitlines() if "without --api_key_file" in line]
+    assert len(warning) == 1 and "listening on 0.0.0.0" in warning[0] and "/metrics" in warning[0], proc.stderr[-2000:]
