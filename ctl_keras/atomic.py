@@ -5,6 +5,7 @@ file (`atomic_write`), two shapes: several files published in a fixed order (`st
 rename is the switch a reader trusts) and a directory built beside its final name (`publish_dir`).
 The modules that still rename by themselves: builder/ (object stores, through Beam's FileSystems) and
 serving/versions.py (numbered version directories); both call the fsync helpers below on local disks.
+`ExclusiveLock` keeps a second writer of the same files out (a flock file that holds the owner's pid).
 
 Durability: a rename is atomic but not durable. After a power loss or a VM crash, `os.replace` of a
 file whose data never reached the disk can leave an empty or truncated file under the final name
@@ -25,7 +26,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 # ".tmp-<pid>-<8 hex>-<final name>": what atomic_write leaves behind only when its process is killed.
-_TEMP_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]{8}-.+$")
+_TEMP_NAME = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{8}-(.+)$")
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -136,6 +137,46 @@ def publish_dir(built: str | os.PathLike, path: str | os.PathLike, *, durable: b
 def is_temp_name(name: str) -> bool:
     """True for a temporary file of atomic_write (a killed writer's leftover), never for a user's file."""
     return bool(_TEMP_NAME.match(name))
+
+
+def temp_owner(name: str) -> tuple[int, str] | None:
+    """(writer pid, final name) of a temporary name of atomic_write; None for any other name."""
+    match = _TEMP_NAME.match(name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+class ExclusiveLock:
+    """Non-blocking exclusive flock on `path`, which holds the owner's pid. The kernel drops the lock
+    when its process dies (even by SIGKILL), so a lock file left by a dead process is simply taken
+    over. When a live process holds it, `busy(holder pid as written, "?" if unreadable)` is raised."""
+
+    def __init__(self, path: str | os.PathLike, busy: Callable[[str], Exception]):
+        self.path, self.busy = os.fspath(path), busy
+        self._fd: int | None = None
+
+    def __enter__(self) -> "ExclusiveLock":
+        import fcntl  # POSIX only; imported here so the rest of this module works everywhere
+
+        os.makedirs(_parent(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise self.busy(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:

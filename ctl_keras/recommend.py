@@ -120,6 +120,7 @@ def run_index(export_dir: str, products: str, index_path: str, *, version=None, 
     from ctl_keras.retrieval.backend import backend_class
     from ctl_keras.retrieval.beam_embed import build_index
     from ctl_keras.retrieval.index import check_replaceable, index_paths, save_index
+    from ctl_keras.retrieval.index_lock import index_writer, next_generation
 
     backend = backend or ("ivf" if approximate else "numpy")
     cls = backend_class(backend)
@@ -130,14 +131,16 @@ def run_index(export_dir: str, products: str, index_path: str, *, version=None, 
         if backend == "milvus":
             options = {"stem": index_path}
     staging_parent = os.path.dirname(os.path.abspath(index_paths(index_path)[0]))
-    index = build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
-                        staging_parent=staging_parent)
-    logging.info("indexed %d products (skipped: %s)", len(index), index.meta["skipped"])
-    engine = cls.build(index, **options)
-    try:
-        return save_index(index, index_path, search=engine)[0]
-    finally:
-        engine.close()
+    with index_writer(index_path):  # one writer per index (index_lock.py); refused at once if busy
+        index = build_index(export_dir, products, version=version, batch_size=batch_size, beam_args=beam_args,
+                            staging_parent=staging_parent)
+        logging.info("indexed %d products (skipped: %s)", len(index), index.meta["skipped"])
+        index.meta["generation"] = next_generation(index_path)  # a rebuild continues the numbering
+        engine = cls.build(index, **options)
+        try:
+            return save_index(index, index_path, search=engine)[0]
+        finally:
+            engine.close()
 
 
 def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export_dir=None, version=None,

@@ -127,8 +127,9 @@ def _decode(raw: bytes) -> tuple:
 class _Choose(beam.DoFn):
     """Group of one product id -> the record to embed (keyed for RunInference) + tagged skip records.
 
-    `known` {product_id: image sha256} (an update of an existing index): a product whose image is
-    the one already embedded is not embedded again, only counted as "unchanged".
+    `known` {product_id: (image sha256, category name)} (an update of an existing index): a product
+    whose image is the one already embedded, filed under the same category, is not embedded again,
+    only counted as "unchanged". The same image under another category is a change (a move).
     """
 
     def __init__(self, categories, dedup_silently: bool, known=None, tick=None):
@@ -138,14 +139,14 @@ class _Choose(beam.DoFn):
     def process(self, element):
         records = list(element[1])
         kept, skipped = catalog.choose(records, self.categories, self.dedup_silently)
-        embeds = kept is not None and self.known.get(kept[1]) != hashlib.sha256(kept[3]).hexdigest()
+        embeds = kept is not None and self.known.get(kept[1]) != (hashlib.sha256(kept[3]).hexdigest(), kept[2])
         self.tick(len(records) - embeds)  # every record read is accounted for; an embedded one by _result
         for reason in skipped:
             yield beam.pvalue.TaggedOutput("skipped", _encode(skipped=reason))
         if kept is not None:
             key, product_id, category, image = kept
             sha = hashlib.sha256(image).hexdigest()
-            if self.known.get(product_id) == sha:
+            if self.known.get(product_id) == (sha, category):
                 yield beam.pvalue.TaggedOutput("skipped", _encode(product_id=product_id, skipped=UNCHANGED))
             else:
                 yield (key, product_id, self.categories.index(category), sha), image
@@ -200,9 +201,9 @@ def build_index(export_dir: str, products: str, *, version: Optional[int] = None
                 beam_args: Sequence[str] = (), staging_parent: Optional[str] = None, known=None):
     """Embed every product with `<export_dir>/product_tower/<version or latest>` -> CatalogIndex.
 
-    known: {product_id: image sha256} of an index being updated (retrieval/update.py): those products
-    are embedded only if their image changed; the others are counted in meta["unchanged"] and the
-    returned index may then be empty.
+    known: {product_id: (image sha256, category name)} of an index being updated (retrieval/update.py):
+    those products are embedded only if their image or category changed; the others are counted in
+    meta["unchanged"] and the returned index may then be empty.
     """
     version_dir = resolve_version_dir(export_dir, PRODUCT, version)
     meta = read_meta(version_dir)
@@ -235,6 +236,7 @@ def build_index(export_dir: str, products: str, *, version: Optional[int] = None
             tf.io.gfile.rmtree(staging)
     return catalog.assemble(rows, skipped, categories, {
         "tower_version": meta["version"], "model_fingerprint": meta["model_fingerprint"],
-        "export_dir": os.path.abspath(export_dir), "source": products,
+        "export_dir": os.path.abspath(export_dir), "source": catalog.absolute_source(products),
+        "sources": [catalog.absolute_source(products)],
         "runner": options.view_as(StandardOptions).runner}, products, allow_empty=known is not None,
         unchanged=unchanged)

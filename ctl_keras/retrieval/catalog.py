@@ -73,6 +73,17 @@ def resolve_source(products: str, categories) -> Source:
     return Source("tfrecords", data_dir, tuple(files))
 
 
+def absolute_source(products: str) -> str:
+    """`products` with its local path made absolute (realpath), as the index records it: the products'
+    images must resolve (thumbnails) whatever the directory a server or a later update starts from."""
+    if "://" in products:
+        return products
+    if os.path.isdir(products):
+        return os.path.realpath(products)
+    data_dir, colon, split = products.partition(":")  # resolve_source's reading of NAME:split
+    return os.path.realpath(data_dir) + colon + split
+
+
 def read_regular_file(path: str, deadline_s: float = READ_DEADLINE_S):
     """The bytes of a local regular file, or the skip reason ("not_a_file", "read_timeout") as a str.
 
@@ -168,7 +179,8 @@ def _iter_source(source: Source) -> Iterator[tuple[str, str, bytes]]:
 def assemble(rows, skipped: collections.Counter, categories, meta: dict, products: str, *,
              allow_empty: bool = False, unchanged=()) -> CatalogIndex:
     """rows: (sort key JSON, product_id, category id, embedding, image sha256) in any order -> the index
-    in source order. `unchanged`: ids an update found already embedded (meta["unchanged"], sorted)."""
+    in source order. `unchanged`: ids an update found already embedded (meta["unchanged"], sorted).
+    Every product's source is meta["sources"][0] (source_ids 0)."""
     if not rows and not allow_empty:
         raise ValueError(f"no product images found in {products} (skipped: {dict(skipped)})")
     rows = sorted(rows, key=lambda r: json.loads(r[0]))
@@ -178,4 +190,5 @@ def assemble(rows, skipped: collections.Counter, categories, meta: dict, product
                         tuple(categories),
                         dict(meta, skipped={reason: int(skipped.get(reason, 0)) for reason in SKIP_REASONS},
                              **({"unchanged": sorted(unchanged)} if unchanged else {})),
-                        image_sha256=np.array([r[4] for r in rows], dtype=str))
+                        image_sha256=np.array([r[4] for r in rows], dtype=str),
+                        source_ids=np.zeros(len(rows), np.int32))

@@ -40,6 +40,9 @@ class CatalogIndex:
     # [N] str: sha256 of each product's image bytes, so `recommend index --update` can tell a changed
     # image from an unchanged one (None in indexes built before --update existed).
     image_sha256: np.ndarray | None = None
+    # [N] int32: each product's source (where its image is: the thumbnails) as an index into
+    # meta["sources"], absolute paths; -1 unknown. None in indexes built before sources were recorded.
+    source_ids: np.ndarray | None = None
 
     def __post_init__(self):
         self.product_ids = np.asarray(self.product_ids).astype(str)
@@ -56,6 +59,10 @@ class CatalogIndex:
             self.image_sha256 = np.asarray(self.image_sha256).astype(str)
             if self.image_sha256.shape != (n,):
                 raise ValueError(f"index arrays disagree: {n} ids, image_sha256 {self.image_sha256.shape}")
+        if self.source_ids is not None:
+            self.source_ids = np.asarray(self.source_ids, dtype=np.int32)
+            if self.source_ids.shape != (n,):
+                raise ValueError(f"index arrays disagree: {n} ids, source_ids {self.source_ids.shape}")
         if n and (self.category_ids.min() < 0 or self.category_ids.max() >= len(self.categories)):
             raise ValueError(f"category ids outside 0..{len(self.categories) - 1}")
         self.path: str | None = None  # the json it was loaded from (load_index)
@@ -163,6 +170,8 @@ def save_index(index: CatalogIndex, path: str | os.PathLike, search=None) -> tup
         arrays = dict(product_ids=index.product_ids, category_ids=index.category_ids, embeddings=index.embeddings)
         if index.image_sha256 is not None:
             arrays["image_sha256"] = index.image_sha256
+        if index.source_ids is not None:
+            arrays["source_ids"] = index.source_ids
         # np.savez appends .npz to names without it; an open file object avoids that.
         with open(tmp_npz, "wb") as f:
             np.savez(f, **arrays)
@@ -216,9 +225,9 @@ def load_index(path: str | os.PathLike) -> CatalogIndex:
     if meta.get("npz_sha256") != _sha256(npz_path):
         raise ValueError(f"{npz_path} does not match {json_path} (interrupted write?); rebuild the index")
     with np.load(npz_path) as arrays:
+        optional = {name: arrays[name] if name in arrays.files else None for name in ("image_sha256", "source_ids")}
         index = CatalogIndex(arrays["product_ids"], arrays["category_ids"], arrays["embeddings"],
-                             tuple(meta["categories"]), meta,
-                             image_sha256=arrays["image_sha256"] if "image_sha256" in arrays.files else None)
+                             tuple(meta["categories"]), meta, **optional)
     index.path = os.path.abspath(json_path)
     if index.embedding_dim != meta["embedding_dim"]:
         raise ValueError(f"{npz_path}: embeddings are {index.embedding_dim}-d but the json says {meta['embedding_dim']}")

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import threading
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger("ctl_keras.serve")
 
 
 def load(stem: str):
@@ -72,22 +76,46 @@ def retire(ranker: Ranker, seconds: float) -> None:
     timer.start()
 
 
-def product_images(source: str | None, index, max_bytes: int) -> dict[str, bytes]:
-    """{product_id: image bytes} of the index's products, read from its source (image dir or
-    tf_records/NAME[:split]) for the page's thumbnails; {} when there is no readable source or the
-    images would exceed max_bytes in memory (the page then shows ids only)."""
+def product_images(override: str | None, index, max_bytes: int) -> dict[str, bytes]:
+    """{product_id: image bytes} of the index's products for the page's thumbnails, each read from the
+    source the index records for it (absolute paths: any cwd; an update from another directory adds
+    its own), or every one from `override` (--product_images). {} when the images would exceed
+    max_bytes in memory (the page then shows ids only). Products whose image is not found are
+    counted in one warning (a moved or deleted source, an index built before sources were recorded
+    with a relative path)."""
     from ctl_keras.retrieval.catalog import iter_products
 
-    if not source or max_bytes <= 0:
+    if max_bytes <= 0:
         return {}
-    wanted, out, total = set(index.product_ids.tolist()), {}, 0
-    try:
-        for product_id, _, image in iter_products(source, index.categories):
-            if product_id in wanted and product_id not in out:
-                total += len(image)
-                if total > max_bytes:
-                    return {}
-                out[product_id] = image
-    except (OSError, ValueError):
-        return {}
+    out, total = {}, 0
+    for source, wanted in _plan(override, index).items():
+        try:
+            for product_id, _, image in iter_products(source, index.categories):
+                if product_id in wanted and product_id not in out:
+                    total += len(image)
+                    if total > max_bytes:
+                        log.warning("thumbnails off: the catalog's images exceed --max_thumbnail_bytes=%d", max_bytes)
+                        return {}
+                    out[product_id] = image
+        except (OSError, ValueError) as err:
+            log.warning("thumbnails: source %s unreadable: %s", source, " ".join(str(err).split())[:200])
+    missing = [p for p in index.product_ids.tolist() if p not in out]
+    if missing:
+        log.warning("thumbnails: %d of %d products have no image in their source (e.g. %s)%s", len(missing),
+                    len(index), ", ".join(missing[:5]), "" if override else "; --product_images=DIR overrides")
     return out
+
+
+def _plan(override: str | None, index) -> dict[str, set]:
+    """{source: product ids to read from it}."""
+    ids = index.product_ids.tolist()
+    if override:
+        return {override: set(ids)}
+    sources = index.meta.get("sources") or []
+    if index.source_ids is None or not sources:
+        return {index.meta["source"]: set(ids)} if index.meta.get("source") else {}
+    plan: dict[str, set] = {}
+    for product_id, s in zip(ids, index.source_ids.tolist()):
+        if 0 <= s < len(sources):
+            plan.setdefault(sources[s], set()).add(product_id)
+    return plan

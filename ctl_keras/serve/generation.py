@@ -76,8 +76,7 @@ def load_generation(opts, previous: Generation | None = None) -> Generation:
         raise ValueError(f"scene tower answers {query.shape[1:]} but the index has "
                          f"{len(index.categories)} categories of {index.embedding_dim}-d embeddings")
     ranker = catalog.Ranker(index, opts.backend)
-    images = catalog.product_images(opts.product_images or index.meta.get("source"), index,
-                                    opts.max_thumbnail_bytes)
+    images = catalog.product_images(opts.product_images, index, opts.max_thumbnail_bytes)
     return Generation(index, ranker, tower, meta, images, signature)
 
 

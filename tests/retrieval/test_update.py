@@ -4,6 +4,7 @@ predecessor stays readable; the approximate part follows; another tower is refus
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,7 +56,8 @@ def test_update_equals_indexing_the_union_at_once(catalogs):
     proc = subprocess.run([sys.executable, "-m", "ctl_keras.recommend", "index", "--update", f"--index={stem}",
                            f"--products={b_dir}", "--batch_size=4"], capture_output=True, text=True, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"+{len(b_ids)} new; 1 re-embedded (image changed: {changed_id}); -0 removed; 1 unchanged" in proc.stdout
+    assert (f"+{len(b_ids)} new; 1 re-embedded (image changed: {changed_id}); 0 moved (category changed); "
+            "-0 removed; 1 unchanged") in proc.stdout
     updated, union = load_index(stem), beam_embed.build_index(export_dir, ab_dir, batch_size=4)
     assert sorted(updated.product_ids) == sorted(union.product_ids)
     assert updated.meta["generation"] == 2
@@ -86,10 +88,10 @@ def test_remove_then_query_never_returns_removed_ids(catalogs, tmp_path):
     for category in config.categories:
         ids, _ = searcher.search(rng.normal(size=(4, after.embedding_dim)).astype(np.float32), category, len(before))
         assert not set(ids.ravel()) & set(gone)
-    # generation 1 (STEM.npz) is kept one generation longer, then deleted
+    # generation 1 (STEM.npz) is kept one generation longer, then deleted; STEM.lock: the writers' lock
     update_index(stem, remove=str(tmp_path / "ids.txt"))
     assert sorted(p.name for p in tmp_path.iterdir() if "catalog" in p.name) == [
-        "catalog.g2.npz", "catalog.g3.npz", "catalog.json"]
+        "catalog.g2.npz", "catalog.g3.npz", "catalog.json", "catalog.lock"]
 
 
 def test_update_with_another_tower_is_refused(catalogs, tmp_path):
@@ -154,3 +156,83 @@ def test_update_with_another_export_dir_is_refused(tmp_path):
     report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"),
                           export_dir=str(tmp_path / "." / "export"))
     assert report.removed == ["p0"] and list(load_index(tmp_path / "cat").product_ids) == ["p1"]
+
+
+def test_category_move_is_refiled_and_counted(catalogs, tmp_path):
+    """The same image under another category folder is a change (it was "unchanged", filed under the
+    old category for good): it is re-filed, counted `moved`, and found under its new category only."""
+    config, export_dir, a_dir, *_ = catalogs
+    products = list(iter_products(a_dir, config.categories))
+    pid, category, image = products[0]
+    other = next(c for c in config.categories if c != category)
+    moved_dir = _write(tmp_path / "moved", [(pid, other, image)] + products[1:])
+    stem = str(tmp_path / "catalog")
+    save_index(beam_embed.build_index(export_dir, a_dir, batch_size=4), stem)
+    before = load_index(stem)
+    report = update_index(stem, moved_dir, batch_size=4)
+    after = load_index(stem)
+    row = list(after.product_ids).index(pid)
+    assert after.categories[after.category_ids[row]] == other
+    assert (report.moved, report.added, report.reembedded) == ([pid], [], [])
+    assert report.unchanged == len(products) - 1 and f"1 moved (category changed: {pid})" in report.line()
+    np.testing.assert_allclose(after.embeddings[row], before.embeddings[list(before.product_ids).index(pid)],
+                               atol=1e-6)  # the product tower sees the image only
+    searcher = Searcher(after)
+    assert searcher.search(after.embeddings[row:row + 1], other, 1)[0][0][0] == pid
+    assert pid not in searcher.search(after.embeddings[row:row + 1], category, len(after))[0].ravel()
+    again = update_index(stem, moved_dir, batch_size=4)  # the same update twice: nothing left to do
+    assert again.moved == [] and again.unchanged == len(products)
+
+
+@pytest.mark.slow
+def test_two_updates_at_once_lose_no_product(catalogs, tmp_path):
+    """Two `recommend index --update` started together on one index (each used to print `generation 2`,
+    the index keeping one run's products): one runs, the other refuses naming its pid; rerun, both are in."""
+    config, export_dir, a_dir, b_dir, *_, b_ids = catalogs
+    b = [p for p in iter_products(b_dir, config.categories) if p[0] in set(b_ids)]
+    new = {"one": b[::2], "two": b[1::2]}
+    for name, products in new.items():
+        _write(tmp_path / name, products)
+    save_index(beam_embed.build_index(export_dir, a_dir, batch_size=4), tmp_path / "catalog")
+    a_ids = set(load_index(tmp_path / "catalog").product_ids)
+    command = lambda d: [sys.executable, "-m", "ctl_keras.recommend", "index", "--update",  # noqa: E731
+                         "--index=catalog", f"--products={d}", "--batch_size=4"]
+    procs = {d: subprocess.Popen(command(d), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=ENV) for d in new}
+    outs = {d: p.communicate(timeout=600) for d, p in procs.items()}
+    assert sorted(p.returncode for p in procs.values()) == [0, 1], outs
+    won, lost = sorted(new, key=lambda d: procs[d].returncode)
+    assert outs[won][0].strip().endswith(f"generation 2: +{len(new[won])} new; 0 re-embedded (image changed); "
+                                         "0 moved (category changed); -0 removed; 0 unchanged"), outs[won]
+    assert outs[lost][1].strip().splitlines()[-1] == (
+        f"recommend index: error: index catalog is being written by another `recommend index` (pid "
+        f"{procs[won].pid}, lock catalog.lock); not waiting for it: rerun once it has finished")
+    assert set(load_index(tmp_path / "catalog").product_ids) == a_ids | {p[0] for p in new[won]}
+    rerun = subprocess.run(command(lost), cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert rerun.returncode == 0 and f"generation 3: +{len(new[lost])} new" in rerun.stdout, rerun.stderr[-2000:]
+    assert set(load_index(tmp_path / "catalog").product_ids) == a_ids | {p[0] for p in b}
+
+
+def test_thumbnails_resolve_from_any_cwd_after_an_update_from_another_dir(catalogs, tmp_path, monkeypatch):
+    """An index built from a relative --products, updated from a second directory: every product's
+    image (the service's thumbnails) is found from another working directory, from the source it was
+    last read from; the sources are recorded as absolute paths."""
+    from ctl_keras import recommend
+    from ctl_keras.serve.catalog import product_images
+
+    config, export_dir, a_dir, b_dir, *_, changed_id, same_id, b_ids = catalogs
+    for name, source in (("A", a_dir), ("B", b_dir)):
+        shutil.copytree(source, tmp_path / "work" / name)
+    monkeypatch.chdir(tmp_path / "work")
+    recommend.run_index(export_dir, "A", "catalog", batch_size=4)
+    update_index("catalog", "B", batch_size=4)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    index = load_index(tmp_path / "work" / "catalog")
+    images = product_images(None, index, 1 << 30)
+    assert set(images) == set(index.product_ids)
+    assert index.meta["sources"] == [str(tmp_path / "work" / "A"), str(tmp_path / "work" / "B")]
+    for pid, category in zip(index.product_ids, index.category_ids):
+        newest = "B" if pid in {*b_ids, changed_id, same_id} else "A"
+        path = tmp_path / "work" / newest / index.categories[category] / f"{pid}.jpg"
+        assert images[pid] == path.read_bytes(), pid
