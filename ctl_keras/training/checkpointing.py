@@ -104,7 +104,10 @@ def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool
             old_options = json.load(f)
         free = schedule_fields(config)
         differ = _differences(old_config, config.to_dict(), ignore=free)
-        differ += _differences(old_options, options, ignore=(DATASET_KEY, SCHEDULE_KEY))
+        # An option a run of an earlier ctl_keras did not record (jit_compile) cannot be checked: it is
+        # recorded from now on.
+        unrecorded = set(options) - set(old_options)
+        differ += _differences(old_options, options, ignore=(DATASET_KEY, SCHEDULE_KEY, *unrecorded))
         if differ:
             why = " (under lr_schedule cosine, epochs sets the decay)" if "epochs" in differ else ""
             raise ValueError(

@@ -66,14 +66,16 @@ class RunOptions:
     jit_compile: bool = False
 
     def recorded(self) -> dict:
-        """The options that change the trained weights, checked on resume (strategy does not)."""
-        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene}
+        """The options that change the trained weights, checked on resume. jit_compile is one: XLA's
+        stateless RNG draws other dropout masks for the same seeds (tests/training/test_execution.py)."""
+        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene, "jit_compile": self.jit_compile}
 
     def schedule(self) -> dict:
-        """How this process runs the steps: a resume may change these (the weights do not depend on
-        steps_per_execution; XLA and the strategy change float rounding only); changes are recorded."""
-        return {"steps_per_execution": self.steps_per_execution, "jit_compile": self.jit_compile,
-                "strategy": self.strategy}
+        """How this process runs the steps, which a resume may change (recorded): the weights do not
+        depend on steps_per_execution; the strategy is where the run executes ("auto" is whatever the
+        machine has), so a run can move to other hardware, continuing as another sample of the same run
+        (with dropout each replica draws its own masks; float order differs)."""
+        return {"steps_per_execution": self.steps_per_execution, "strategy": self.strategy}
 
 
 class TripletTask:

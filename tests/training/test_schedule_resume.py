@@ -13,8 +13,9 @@ from ctl_keras.training import loop
 from ctl_keras.training.checkpointing import CHANGES_FILE, check_or_write_config
 from run_files import weight_arrays
 
-SCHEDULE = {"steps_per_execution": 1, "jit_compile": False, "strategy": "auto"}
-OPTIONS = {"feature_cache": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"}, "schedule": SCHEDULE}
+SCHEDULE = {"steps_per_execution": 1, "strategy": "auto"}
+OPTIONS = {"feature_cache": False, "jit_compile": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"},
+           "schedule": SCHEDULE}
 
 
 def _fake_checkpoint(model_dir, epoch):
@@ -68,6 +69,17 @@ def test_under_a_cosine_rate_epochs_is_part_of_the_run(tmp_path):
     with pytest.raises(ValueError, match=r"differs in epochs \(under lr_schedule cosine, epochs sets the decay\)"):
         check_or_write_config(str(tmp_path), config.replace(epochs=4), OPTIONS)
     assert check_or_write_config(str(tmp_path), config.replace(eval_every=2), OPTIONS) is True
+
+
+def test_xla_is_part_of_the_run_and_an_unrecorded_option_is_recorded_from_now_on(tmp_path):
+    """XLA draws other dropout masks for the same seeds, so --jit_compile must match; a run that did not
+    record it (an earlier ctl_keras) resumes and records it."""
+    config = get_config("synthetic", smoke=True)
+    check_or_write_config(str(tmp_path), config, {k: v for k, v in OPTIONS.items() if k != "jit_compile"})
+    _fake_checkpoint(str(tmp_path), 1)
+    assert check_or_write_config(str(tmp_path), config, OPTIONS) is True
+    with pytest.raises(ValueError, match=r"differs in jit_compile; use another --model_dir"):
+        check_or_write_config(str(tmp_path), config, {**OPTIONS, "jit_compile": True})
 
 
 def test_a_damaged_changes_file_does_not_stop_the_resume(tmp_path):
