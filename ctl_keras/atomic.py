@@ -148,32 +148,56 @@ def temp_owner(name: str) -> tuple[int, str] | None:
 class ExclusiveLock:
     """Non-blocking exclusive flock on `path`, which holds the owner's pid. The kernel drops the lock
     when its process dies (even by SIGKILL), so a lock file left by a dead process is simply taken
-    over. When a live process holds it, `busy(holder pid as written, "?" if unreadable)` is raised."""
+    over. When a live process holds it, `busy(holder pid as written, "?" if unreadable)` is raised.
 
-    def __init__(self, path: str | os.PathLike, busy: Callable[[str], Exception]):
-        self.path, self.busy = os.fspath(path), busy
+    `remove_on_exit`: the holder removes the file before releasing it (a directory that must not keep
+    a stray lock file, e.g. a dataset). Then a taker may have opened the file just before its removal
+    and lock a file without a name, so taking checks the locked file is the one under `path`, else
+    tries again."""
+
+    def __init__(self, path: str | os.PathLike, busy: Callable[[str], Exception], *, remove_on_exit: bool = False):
+        self.path, self.busy, self.remove_on_exit = os.fspath(path), busy, remove_on_exit
         self._fd: int | None = None
 
     def __enter__(self) -> "ExclusiveLock":
+        while not self._take():
+            pass
+        return self
+
+    def _take(self) -> bool:
         import fcntl  # POSIX only; imported here so the rest of this module works everywhere
 
         os.makedirs(_parent(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the directory was removed since makedirs (an emptied one): again
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise self.busy(holder) from None
+        if self.remove_on_exit:
+            try:
+                named = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                named = False
+            if not named:  # the previous holder removed it after we opened it
+                os.close(fd)
+                return False
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
-        return self
+        return True
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
             import fcntl
 
+            if self.remove_on_exit:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # while still holding it: see the class docstring
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -61,3 +61,24 @@ def test_publish_dir_creates_and_replaces(tmp_path):
         atomic.publish_dir(built, final)
         assert (final / "manifest.json").read_text() == generation
         assert sorted(os.listdir(tmp_path)) == ["cache"]  # no .tmp-* or .old-* left
+
+
+def test_exclusive_lock_removed_on_exit_and_a_dead_holders_file_taken_over(tmp_path):
+    """remove_on_exit (the dataset build's lock): the file goes with the lock; while held, a second
+    taker is refused with the holder's pid; a file left by a killed holder (its pid, no flock) is taken
+    over. Without it (a model_dir's .lock) the file stays."""
+    path = tmp_path / "d" / ".build.lock"
+    refuse = lambda holder: RuntimeError(f"held by {holder}")
+    with atomic.ExclusiveLock(path, refuse, remove_on_exit=True):
+        assert path.read_text() == str(os.getpid())
+        with pytest.raises(RuntimeError, match=rf"^held by {os.getpid()}$"):
+            with atomic.ExclusiveLock(path, refuse, remove_on_exit=True):
+                pass
+    assert os.listdir(tmp_path / "d") == []
+    path.write_text("999999999")  # what a SIGKILLed holder leaves: its pid, and no lock (the kernel dropped it)
+    with atomic.ExclusiveLock(path, refuse, remove_on_exit=True):
+        assert path.read_text() == str(os.getpid())
+    assert not path.exists()
+    with atomic.ExclusiveLock(path, refuse):
+        pass
+    assert path.read_text() == str(os.getpid())

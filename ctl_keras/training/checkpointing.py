@@ -7,7 +7,6 @@ holds every head variable (including the dropout seed-generator states, which Ke
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
 import os
@@ -18,7 +17,7 @@ from typing import Iterable
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras.atomic import fsync_path, write_json
+from ctl_keras.atomic import ExclusiveLock, fsync_path, write_json
 from ctl_keras.config import Config, schedule_fields
 
 CONFIG_FILE = "config.json"
@@ -30,36 +29,14 @@ SCHEDULE_KEY = "schedule"  # in train_options.json: run options a resume may cha
 CHANGES_FILE = "config_changes.json"  # what resumes changed: [{"after_epoch", "time", "changed"}]
 
 
-class ModelDirLock:
-    """Exclusive flock on <model_dir>/.lock; the kernel drops it when the process dies, even by SIGKILL."""
+class ModelDirLock(ExclusiveLock):
+    """Exclusive flock on <model_dir>/.lock (atomic.ExclusiveLock): one training run per model_dir."""
 
     def __init__(self, model_dir: str):
         self.model_dir = model_dir
-        self._fd: int | None = None
-
-    def __enter__(self) -> "ModelDirLock":
-        os.makedirs(self.model_dir, exist_ok=True)
-        path = os.path.join(self.model_dir, LOCK_FILE)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RuntimeError(
-                f"model_dir {self.model_dir} is in use by another training run (pid {holder}); "
-                "wait for it to finish or use another --model_dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(os.path.join(model_dir, LOCK_FILE), lambda holder: RuntimeError(
+            f"model_dir {model_dir} is in use by another training run (pid {holder}); "
+            "wait for it to finish or use another --model_dir"))
 
 
 def _differences(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
