@@ -13,7 +13,8 @@ FnApiRunner (ctl_keras/builder/pipeline.py says why). Everything that can fail o
 (files, dataset name, options, empty split) fails before the dataset directory changes; bad rows are
 skipped and counted. The pipeline writes into a staging directory that replaces the previous build
 only when complete, manifest.json last (ctl_keras/builder/swap.py), so a directory is trusted only
-when complete, and an interrupted rebuild leaves the previous dataset as it was.
+when complete, and an interrupted rebuild leaves the previous dataset as it was. One build at a time
+per directory: a second refuses at once, naming the first's pid (swap.exclusive_build).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging as py_logging
 import os
+import shutil
 import sys
 import tempfile
 from typing import Callable, Sequence
@@ -129,35 +131,37 @@ def build(config: config_lib.Config, out_dir, *, spec=None, pairs=None, categori
                    "synthetic_kwargs": synthetic_kwargs or {}, "seed": config.seed,
                    "num_shards": config.num_shards, **beam_flags,
                    **({"dedupe_scenes": True} if dedupe_scenes else {})}
-    if spec.generator and pairs is None and not dict(spec.paths).get("pairs"):
-        generated = _generate(spec, out_dir, synthetic_kwargs, log)
-        pairs, categories, images_dir = generated.pairs, generated.categories, generated.images_dir
-
-    read = read_pairs(config, spec, pairs=pairs, categories=categories, images_dir=images_dir,
-                      street2shop_dir=street2shop_dir, log=log)
-    raw, skipped, paths = read["raw"], read["skipped"], read["paths"]
-    log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
-    log(f"checking {len(paths)} images, cropping and writing on Beam's {beam_flags['runner']}")
-    created = not files.exists(out_dir)
-    staging = swap.new_staging(out_dir)
-    # One bar for the image work: checks, then (once planned) scene crops and product encodings.
-    images = progress.Progress(total=len(paths), desc="build: images checked + encoded", unit="image")
-    bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
-              "flags": flag_values, "tick": images.ticker(), "dedupe_scenes": bool(dedupe_scenes)}
-    try:
-        with cli.full_disk_names(out_dir, "the dataset (the previous one, if any, is unchanged)"):
-            pipeline.build_pipeline(p, bundle, paths, staging)
-            p.run().wait_until_finish()
-            manifest = json.loads(files.read_bytes(files.join(staging, tfrecords.MANIFEST_NAME)))
-            if "error" in manifest:
-                raise ValueError(manifest["error"])
-            swap.swap_in(out_dir, staging, manifest)
-    finally:
-        images.close()
-        swap.remove_staging(staging)
-        if created and not files.is_url(out_dir) and not os.listdir(out_dir):
-            os.rmdir(out_dir)  # a failed first build leaves nothing behind
-    swap.remove_abandoned_staging(out_dir)
+    with swap.exclusive_build(out_dir) as created:  # one build per directory, from here to the end
+        try:
+            if spec.generator and pairs is None and not dict(spec.paths).get("pairs"):
+                generated = _generate(spec, out_dir, synthetic_kwargs, log)
+                pairs, categories, images_dir = generated.pairs, generated.categories, generated.images_dir
+            read = read_pairs(config, spec, pairs=pairs, categories=categories, images_dir=images_dir,
+                              street2shop_dir=street2shop_dir, log=log)
+            raw, skipped, paths = read["raw"], read["skipped"], read["paths"]
+            log(f"read {len(raw)} pairs ({sum(skipped.values())} rows skipped)")
+            log(f"checking {len(paths)} images, cropping and writing on Beam's {beam_flags['runner']}")
+            staging = swap.new_staging(out_dir)
+            # One bar for the image work: checks, then (once planned) scene crops and product encodings.
+            images = progress.Progress(total=len(paths), desc="build: images checked + encoded", unit="image")
+            bundle = {"config": config, "spec": spec, "raw": raw, "skipped": skipped, "path_of": read["path_of"],
+                      "flags": flag_values, "tick": images.ticker(), "dedupe_scenes": bool(dedupe_scenes)}
+            try:
+                with cli.full_disk_names(out_dir, "the dataset (the previous one, if any, is unchanged)"):
+                    pipeline.build_pipeline(p, bundle, paths, staging)
+                    p.run().wait_until_finish()
+                    manifest = json.loads(files.read_bytes(files.join(staging, tfrecords.MANIFEST_NAME)))
+                    if "error" in manifest:
+                        raise ValueError(manifest["error"])
+                    swap.swap_in(out_dir, staging, manifest)
+            finally:
+                images.close()
+                swap.remove_staging(staging)
+        except BaseException:
+            if created and not files.is_url(out_dir):  # a new directory: everything in it is this build's
+                shutil.rmtree(os.path.join(out_dir, "raw"), ignore_errors=True)
+            raise
+        swap.remove_abandoned_staging(out_dir)
     splits = manifest["splits"]
     log(f"built {config.dataset}: {manifest['pairs_kept']}/{manifest['pairs_in']} pairs kept "
         + ", ".join(f"{s}={splits[s]['pairs']}" for s in SPLITS) + f" -> {out_dir}")
