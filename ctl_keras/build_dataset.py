@@ -89,8 +89,10 @@ def _generate(spec, out_dir, synthetic_kwargs, log) -> readers.Sources:
 
     if files.is_url(out_dir):
         raise ValueError("generate the synthetic dataset locally, or give --pairs/--categories/--images_dir")
-    log(f"generating the {spec.name} dataset under {os.path.join(out_dir, 'raw')}")
-    raw = synthetic.generate(os.path.join(out_dir, "raw"), spec=spec, **(synthetic_kwargs or {}))
+    raw_dir = os.path.join(out_dir, "raw")
+    log(f"generating the {spec.name} dataset under {raw_dir}")
+    with cli.full_disk_names(raw_dir, "the generated images (the built dataset, if any, is unchanged)"):
+        raw = synthetic.generate(raw_dir, spec=spec, **(synthetic_kwargs or {}))
     return readers.Sources(pairs=raw["pairs"], categories=raw["categories"], images_dir=raw["images_dir"])
 
 

@@ -111,12 +111,19 @@ def check_output_file(path: str | os.PathLike | None, flag_name: str) -> None:
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+class DiskFull(OSError):
+    """A full disk (or quota) whose message names where: an outer full_disk_names keeps it as it is."""
+
+
 @contextlib.contextmanager
 def full_disk_names(path: str | os.PathLike, what: str = "the output") -> Iterator[None]:
     """A full disk (or quota) inside the block becomes one OSError line naming `path`: the error Beam
-    re-raises from a worker carries no file name, only "[Errno 28] No space left on device"."""
+    re-raises from a worker carries no file name, only "[Errno 28] No space left on device". Blocks
+    nest: the innermost, which knows the directory, names it."""
     try:
         yield
+    except DiskFull:
+        raise
     except (OSError, RuntimeError) as err:
         # Beam re-raises a worker's error as OSError("[Errno 28] ...") without errno, or (worker
         # processes) as RuntimeError holding the whole remote traceback.
@@ -124,8 +131,8 @@ def full_disk_names(path: str | os.PathLike, what: str = "the output") -> Iterat
         code = code if code in _FULL else next((c for c in _FULL if f"[Errno {c}]" in str(err)), None)
         if code is None:
             raise
-        raise OSError(code, f"{os.strerror(code)} while writing {what} under {os.fspath(path)}; free "
-                            "space there or choose another location") from None
+        raise DiskFull(code, f"{os.strerror(code)} while writing {what} under {os.fspath(path)}; free "
+                             "space there or choose another location") from None
 
 
 class _BeamWorkerErrors(logging.Filter):

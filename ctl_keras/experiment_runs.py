@@ -15,7 +15,7 @@ import time
 
 from absl import logging
 
-from ctl_keras import atomic
+from ctl_keras import atomic, cli
 from ctl_keras.config import VARIANTS
 
 OURS = VARIANTS  # our model's variants are methods of the table
@@ -91,9 +91,12 @@ class Runner:
 
         key = (full_scene, seed)
         if key not in self._caches:
-            self._caches[key] = FeatureCache.build_or_load(
-                self.seeded(seed), self.data_dir, self.cache_dir(full_scene, seed), self.backbone(seed),
-                full_scene=full_scene)
+            cache_dir = self.cache_dir(full_scene, seed)
+            # The cache is built beside its final name and renamed into place when complete.
+            with cli.full_disk_names(os.path.dirname(cache_dir), "a feature cache (a previous one there, if any, "
+                                                                 "is unchanged)"):
+                self._caches[key] = FeatureCache.build_or_load(self.seeded(seed), self.data_dir, cache_dir,
+                                                               self.backbone(seed), full_scene=full_scene)
         return self._caches[key]
 
     def run_ours(self, variant: str, full_scene: bool, seed: int, lr: float, unit_dir: str) -> dict:

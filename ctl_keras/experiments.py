@@ -163,12 +163,16 @@ def main(argv):
     cli.require("out")
     cli.check_output_dir(FLAGS.out, "out")  # before hours of training, not at the first write
     cli.check_output_dir(FLAGS.feature_cache_root, "feature_cache_root")
-    run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
-                    smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
-                    siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
-                    num_views=FLAGS.num_views, seeds=_numbers(FLAGS.seeds, "seeds", int),
-                    lr_grid=FLAGS.lr_grid and _numbers(FLAGS.lr_grid, "lr_grid", float),
-                    synthetic_scenes=FLAGS.synthetic_scenes)
+    # Every run's files are written atomically and kept once finished; the dataset and the feature
+    # caches name their own directories (an inner full_disk_names wins).
+    with cli.full_disk_names(FLAGS.out, "the experiments (finished runs are kept: rerun the same command to "
+                                        "resume)"):
+        run_experiments(FLAGS.dataset, FLAGS.out, FLAGS.methods, FLAGS.scenes, data_dir=FLAGS.data_dir,
+                        smoke=FLAGS.smoke, epochs=FLAGS.epochs, baseline_epochs=FLAGS.baseline_epochs,
+                        siamese_epochs=FLAGS.siamese_epochs, feature_cache_root=FLAGS.feature_cache_root,
+                        num_views=FLAGS.num_views, seeds=_numbers(FLAGS.seeds, "seeds", int),
+                        lr_grid=FLAGS.lr_grid and _numbers(FLAGS.lr_grid, "lr_grid", float),
+                        synthetic_scenes=FLAGS.synthetic_scenes)
     print(open(os.path.join(FLAGS.out, "table.md")).read())
     print(f"wrote {FLAGS.out}/table.md, topk.png, categories.png, results.json")
 

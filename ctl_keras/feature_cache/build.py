@@ -22,6 +22,7 @@ the completion marker and appears in one step. Several workers sharing one cache
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -128,11 +129,27 @@ def _build_split(config, data_dir, split, out, call, full_scene, progbar_total):
             "scenes": "full" if full_scene and train else "cropped"}
 
 
+def _reserved(memmap: np.memmap) -> np.memmap:
+    """Allocate a new memmap's blocks now: open_memmap makes a sparse file, and a page written into it on a
+    full disk kills the process with SIGBUS (no Python error, no clean-up). posix_fallocate says ENOSPC
+    first, as an OSError naming the file."""
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(memmap.filename, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without it: as before
+                raise OSError(e.errno, e.strerror, memmap.filename) from None
+        finally:
+            os.close(fd)
+    return memmap
+
+
 def _write_features(config, data_dir, split, out, call, full_scene, pairs, product_ids, views, bar) -> None:
     """The split's memmaps: scene pool5 + local, product pool5 (`bar` counts images x views)."""
     train, g = split == "train", config.local_grid
 
-    mm = lambda name, shape: np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape)
+    mm = lambda name, shape: _reserved(np.lib.format.open_memmap(os.path.join(out, name), "w+", np.float16, shape))
     scene_out = {"pool5": mm("scene_pool5.npy", (len(pairs), views, POOL5_DIM)),
                  "local": mm("scene_local.npy", (len(pairs), views, g, g, LOCAL_DIM))}
     jpeg_key = "full_scene_jpeg" if full_scene and train else "scene_jpeg"
