@@ -100,7 +100,8 @@ def test_broken_generation_refused_old_kept(swap_server, serve_setup):
     with open(serve_setup[3][0], "rb") as f:
         status, _, body = server.post("/v1/look?k=2", f.read(), headers={"X-API-Key": "k3y"})
     assert status == 200 and body["index_generation"] == generation
-    assert 'ctl_index_reloads_total{result="refused"}' in call(server.url + "/metrics")[2].decode()
+    metrics = call(server.url + "/metrics", headers={"X-API-Key": "k3y"})[2].decode()  # keyed like the POST routes
+    assert 'ctl_index_reloads_total{result="refused"}' in metrics
     status, _, body = server.post("/admin/reload", b"", headers={"X-API-Key": "k3y"})
     assert status == 409 and body["result"].startswith("refused") and body["index_generation"] == generation
     with open(stem + ".json.tmp", "w") as f:  # the good json back: a forced reload loads it again
