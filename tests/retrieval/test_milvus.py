@@ -296,3 +296,29 @@ def test_damaged_lite_database_is_one_line(tmp_path):
         load(stem)
     os.rename(str(tmp_path / "moved"), collection)
     held.engine.close()
+
+
+def test_index_of_one_shared_lite_database_is_updated(tmp_path):
+    """An index whose generations shared one database `STEM.milvus.db` (as indexes were written before
+    a database per generation): it loads, an update writes generation 2 into a database of its own and
+    keeps the shared one (the replaced generation's), and the next update removes it."""
+    import json
+
+    index, queries = _index()
+    stem = tmp_path / "cat"
+    _build(index, stem)
+    (db,) = _databases(stem)
+    os.rename(tmp_path / db, tmp_path / "cat.milvus.db")
+    meta = json.loads((tmp_path / "cat.json").read_text())
+    meta["search"]["uri"] = "cat.milvus.db"
+    (tmp_path / "cat.json").write_text(json.dumps(meta))
+    searcher = load(stem)
+    np.testing.assert_array_equal(searcher.search(queries, "b", 10)[0], Searcher(index, "numpy").search(queries, "b", 10)[0])
+    searcher.engine.close()
+    for n, gone in ((2, "p0"), (3, "p1")):
+        (tmp_path / "ids.txt").write_text(gone)
+        assert update_index(str(stem), remove=str(tmp_path / "ids.txt")).generation == n
+        assert ("cat.milvus.db" in _databases(stem)) == (n == 2) and len(_databases(stem)) == 2
+    searcher = load(stem)
+    assert searcher.engine.count() == 598 and not {"p0", "p1"} & set(searcher.search(queries, "a", 600)[0].ravel())
+    searcher.engine.close()

@@ -12,6 +12,8 @@ import time
 import pytest
 from serve_testing import ENV, Server, call
 
+from ctl_keras.retrieval.milvus_store import holder
+
 pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus + milvus-lite) is not installed")
 pytestmark = pytest.mark.slow
 K = 10
@@ -58,7 +60,7 @@ def test_update_while_the_service_holds_the_lite_database(lite_server, serve_set
     """While the service serves generation 1 from its Milvus Lite database: `recommend look` is refused
     in one line naming the service's pid (Lite is one process at a time); `recommend index --remove`
     works (it writes generation 2 into a database of its own) while 3 clients query; every answer is
-    exactly generation 1's or 2's, none fails, and the service then serves 2."""
+    exactly generation 1's or 2's, none fails, and the service then serves 2 and lets go of 1's database."""
     server, stem, tmp = lite_server
     scene = serve_setup[3][0]
     with open(scene, "rb") as f:
@@ -69,6 +71,9 @@ def test_update_while_the_service_holds_the_lite_database(lite_server, serve_set
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"is open in another process (pid {server.proc.pid}); Milvus Lite serves one process at a time" in lines[-1]
     expected = {1: _exact(stem, scene)}
+    with open(stem + ".json") as f:
+        first_db = os.path.join(os.path.dirname(stem), json.load(f)["search"]["uri"])
+    assert holder(first_db) == server.proc.pid
     removed = sorted({ids[0] for ids in expected[1].values() if ids})
     (tmp / "remove.txt").write_text("\n".join(removed) + "\n")
     answers, stop = [], threading.Event()
@@ -96,6 +101,10 @@ def test_update_while_the_service_holds_the_lite_database(lite_server, serve_set
     assert {body["index_generation"] for _, body in answers} == {1, 2}
     for _, body in answers:
         assert _ids(body["look"]) == expected[body["index_generation"]]
+    end = time.monotonic() + 30  # the service lets generation 1's database go once its batches are done
+    while time.monotonic() < end and holder(first_db) is not None:
+        time.sleep(0.5)
+    assert holder(first_db) is None
 
 
 def test_reload_checks_the_lite_database_is_really_there(lite_server, serve_setup):
