@@ -8,9 +8,8 @@ prints for one category: [{"product_id", "d_star"}] by d* ascending.
 
 from __future__ import annotations
 
-import threading
-
 import logging
+import threading
 
 import numpy as np
 
@@ -28,6 +27,24 @@ def json_path(stem: str) -> str:
     from ctl_keras.retrieval.index import index_paths
 
     return index_paths(stem)[1]
+
+
+def data_files(json_file: str) -> list[str]:
+    """Basenames of the data files the index json names (its arrays, the search backend's files);
+    [] when the json cannot be read (load reports why)."""
+    import json
+    import os
+
+    from ctl_keras.retrieval.index import index_paths
+
+    try:
+        with open(json_file) as f:
+            meta = json.load(f)
+        names = [meta.get("npz_file") or os.path.basename(index_paths(json_file)[0])]
+        search = meta.get("search") or {}  # a FAISS backend's file; Milvus keeps its data elsewhere
+        return names + [search["ann_file"]] if isinstance(search.get("ann_file"), str) else names
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
 
 
 def check_compatible(index, tower_meta: dict) -> None:

@@ -37,12 +37,24 @@ class Generation:
 
 
 def _signature(stem: str):
-    """What identifies the files of the generation STEM.json names now (None: no json)."""
+    """What identifies the files of the generation STEM.json names now (None: no json): the json's
+    stat and those of the data files it names. A generation deployed by copying (json first, then
+    the arrays) is refused while incomplete; its arrays' stat changes as the copy goes on, so the
+    next poll retries it until it loads, while a refused generation whose files stay as they are is
+    not reloaded (and re-hashed) every poll."""
+    path = catalog.json_path(stem)
     try:
-        st = os.stat(catalog.json_path(stem))
+        st = os.stat(path)
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    stats = [(st.st_ino, st.st_mtime_ns, st.st_size)]
+    for name in catalog.data_files(path):
+        try:
+            st = os.stat(os.path.join(os.path.dirname(path), name))
+            stats.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stats.append((name, None))
+    return tuple(stats)
 
 
 def _example_image(size: int = 64) -> bytes:

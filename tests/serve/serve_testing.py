@@ -32,13 +32,14 @@ def call(url, data=None, headers=None, method=None, timeout=60):
 class Server:
     """`python -m ctl_keras.serve ...` in its own process, ready when /readyz says so."""
 
-    def __init__(self, *args, log_path, preexec_fn=None):
+    def __init__(self, *args, log_path, preexec_fn=None, cwd=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "ctl_keras.serve", f"--port={self.port}", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=ENV, preexec_fn=preexec_fn)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=ENV, preexec_fn=preexec_fn,
+                                     cwd=cwd)
         end = time.monotonic() + 240
         while time.monotonic() < end:
             if self.proc.poll() is not None:
