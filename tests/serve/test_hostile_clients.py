@@ -1,6 +1,6 @@
 """Hostile clients against a real server process over real sockets: half-sent heads, an idle flood
 past `ulimit -n`, slow uploaders filling the connection cap, hang-ups, a 50 MB body sent without
-Expect: 100-continue, and SIGTERM with slow uploaders."""
+Expect: 100-continue, SIGTERM with slow uploaders or with requests past the drain."""
 
 import http.client
 import resource
@@ -9,6 +9,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from serve_testing import Server, call
@@ -177,5 +178,24 @@ def test_sigterm_closes_slow_uploaders_at_once_without_tracebacks(serve_setup, t
     answers = [_until_closed(sock, 10)[0] for sock in slow]
     assert all(a.startswith(b"HTTP/1.1 503") and b"shutting down" in a for a in answers), {a[:20] for a in answers}
     server.stop()
+    log = _log(server)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+def test_requests_past_the_drain_deadline_get_503_not_tracebacks(serve_setup, tmp_path):
+    """Looks still waiting in a 3 s batching window when a 0.5 s drain ends are cancelled: each is
+    answered 503 in one line, and the log holds uvicorn's one line, not a traceback per request."""
+    export_dir, stem, _, scenes = serve_setup
+    server = Server(f"--export_dir={export_dir}", f"--index={stem}", "--max_batch=16", "--max_wait_ms=3000",
+                    "--drain_seconds=0.5", log_path=tmp_path / "server.log")
+    with open(scenes[0], "rb") as f:
+        image = f.read()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(server.post, "/v1/look?k=2", image) for _ in range(3)]
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        results = [f.result() for f in futures]
+    assert [(status, body) for status, _, body in results] == [(503, {"error": "server shutting down; retry"})] * 3
+    assert server.stop() == 0
     log = _log(server)
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
