@@ -64,6 +64,9 @@ def define_flags() -> None:
     flags.DEFINE_float("body_timeout", 60.0, "Seconds for a request's whole body to arrive (408, closed).",
                        lower_bound=0.1)
     flags.DEFINE_float("keep_alive_seconds", 5.0, "Close a kept-alive connection idle this long.", lower_bound=0.1)
+    flags.DEFINE_integer("backlog", FD_RESERVE // 2, "Listen queue, and most connections accepted at once: kept "
+                         "under the descriptors the default cap leaves free, so a burst cannot exhaust them.",
+                         lower_bound=1)
     flags.DEFINE_float("linger_seconds", 10.0, "After an early answer (413, 401, ...), read and drop the rest of "
                        "the body this long at most so the client reads the answer.", lower_bound=0)
 
@@ -106,7 +109,7 @@ def server_config(app, metrics):
             await super().startup(sockets)
 
     config = uvicorn.Config(app, host=FLAGS.host, port=FLAGS.port, log_level="warning", access_log=False,
-                            http=protocol_class(limits), timeout_keep_alive=FLAGS.keep_alive_seconds,
+                            http=protocol_class(limits), timeout_keep_alive=FLAGS.keep_alive_seconds, backlog=FLAGS.backlog,
                             timeout_graceful_shutdown=FLAGS.drain_seconds)
     logging.getLogger("uvicorn.error").addFilter(RateLimitFilter())  # "Invalid HTTP request received." etc.
     if FLAGS.host not in ("127.0.0.1", "localhost", "::1") and not FLAGS.api_key_file:

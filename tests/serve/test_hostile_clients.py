@@ -87,7 +87,8 @@ def test_half_sent_head_is_closed_within_head_timeout(guarded):
 
 def test_idle_flood_past_ulimit_keeps_looks_working_and_the_log_small(guarded):
     """400 idle connections against `ulimit -n` 300: the oldest idle ones are closed for new ones
-    (open connections stay at the cap), a look succeeds, and the log gains a few lines at most."""
+    (open connections stay at the cap), a look succeeds, and no accept fails for want of descriptors
+    (one that did is logged once per 10 s: test_log_limits)."""
     before = len(_log(guarded).splitlines())
     idle = [socket.create_connection(("127.0.0.1", guarded.port), timeout=10) for _ in range(400)]
     time.sleep(1.0)
@@ -98,7 +99,8 @@ def test_idle_flood_past_ulimit_keeps_looks_working_and_the_log_small(guarded):
         sock.close()
     time.sleep(1.0)
     added = _log(guarded).splitlines()[before:]
-    assert len(added) <= 5 and not any("Traceback" in line for line in added), added[:20]
+    # --backlog (128) bounds what one wake-up accepts below the descriptors the cap leaves free
+    assert not any("Traceback" in line or "Too many open files" in line for line in added), added[:20]
 
 
 def test_busy_cap_refuses_with_503_then_recovers(guarded):
