@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import re
 import time
 
 import numpy as np
@@ -26,22 +25,13 @@ from starlette.routing import Route
 
 from ctl_keras.serve import catalog
 from ctl_keras.serve.batcher import Batcher, QueueFull
-from ctl_keras.serve.images import HTTPError, check_image, image_type
+from ctl_keras.serve.images import HTTPError, check_image, clip_echoes, image_type
 from ctl_keras.serve.log_limits import RateLimited
 from ctl_keras.serve.page import PAGE
 from ctl_keras.serve.tower import BadImage, TowerUnavailable
 from ctl_keras.serving import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger("ctl_keras.serve")
-ECHO_CHARS = 80  # a client's text quoted back in an error (an id, a category, a path) is clipped to this
-_QUOTED = re.compile(r"'([^'\n]{%d})[^'\n]+'|\"([^\"\n]{%d})[^\"\n]+\"" % (ECHO_CHARS, ECHO_CHARS))
-
-
-def clip_echoes(reason: str, limit: int = 1000) -> str:
-    """An error line with every quoted part over ECHO_CHARS cut to ECHO_CHARS + '...' (a 100 KB product
-    id is not sent back whole), the whole line at most `limit` characters."""
-    reason = _QUOTED.sub(lambda m: f"'{m.group(1)}...'" if m.group(1) is not None else f'"{m.group(2)}..."', reason)
-    return reason if len(reason) <= limit else reason[:limit] + "..."
 
 
 def _json(status: int, body: dict, headers=None) -> JSONResponse:

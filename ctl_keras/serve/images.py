@@ -1,9 +1,11 @@
 """A request's scene photo, checked before it reaches the tower: what the towers accept (JPEG or
-PNG, by magic bytes), its size read from the header alone (no pixel decoded)."""
+PNG, by magic bytes), its size read from the header alone (no pixel decoded); and the one-line
+error answers (HTTPError, client text quoted back clipped)."""
 
 from __future__ import annotations
 
 import io
+import re
 
 
 class HTTPError(Exception):
@@ -12,6 +14,17 @@ class HTTPError(Exception):
     def __init__(self, status: int, reason: str, headers: dict | None = None):
         super().__init__(reason)
         self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+ECHO_CHARS = 80  # a client's text quoted back in an error (an id, a category, a path) is clipped to this
+_QUOTED = re.compile(r"'([^'\n]{%d})[^'\n]+'|\"([^\"\n]{%d})[^\"\n]+\"" % (ECHO_CHARS, ECHO_CHARS))
+
+
+def clip_echoes(reason: str, limit: int = 1000) -> str:
+    """An error line with every quoted part over ECHO_CHARS cut to ECHO_CHARS + '...' (a 100 KB product
+    id is not sent back whole), the whole line at most `limit` characters."""
+    reason = _QUOTED.sub(lambda m: f"'{m.group(1)}...'" if m.group(1) is not None else f'"{m.group(2)}..."', reason)
+    return reason if len(reason) <= limit else reason[:limit] + "..."
 
 
 _KNOWN = {b"RIFF": "WebP", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
