@@ -6,6 +6,7 @@ and both write an N+1, the second silently dropping the first's products. The se
 at once, in one line naming the holder's pid, rather than waiting: a scheduled job then fails visibly
 and reruns later, instead of piling up behind a long build. The lock is a flock, which the kernel
 drops when its process dies (even by SIGKILL): a lock file left behind is taken over, never stale.
+A writer that ends removes STEM.lock (only a killed one leaves it beside the index).
 
 Holding the lock, a writer removes the temporary files that killed writers of the same stem left
 (`.tmp-<pid>-<random>-STEM.g<N>.npz`, catalog-sized) when their pid is gone; nothing else.
@@ -45,7 +46,7 @@ def index_writer(path: str | os.PathLike) -> Iterator[None]:
         return RuntimeError(f"index {stem} is being written by another `recommend index` (pid {holder}, "
                             f"lock {stem}{LOCK_SUFFIX}); not waiting for it: rerun once it has finished")
 
-    with ExclusiveLock(lock_path(path), busy):
+    with ExclusiveLock(lock_path(path), busy, remove_on_exit=True):
         remove_dead_temps(path)
         yield
 

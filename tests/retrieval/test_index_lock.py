@@ -63,6 +63,7 @@ def test_second_writer_refused_naming_the_holder_and_a_dead_holders_lock_taken_o
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "generation 2: +0 new" in proc.stdout and "-1 removed" in proc.stdout
     assert "p0" not in load_index(tmp_path / "cat").product_ids
+    assert not (tmp_path / "cat.lock").exists()  # a writer that ends removes its lock file
 
 
 @pytest.mark.slow

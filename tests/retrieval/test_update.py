@@ -88,10 +88,10 @@ def test_remove_then_query_never_returns_removed_ids(catalogs, tmp_path):
     for category in config.categories:
         ids, _ = searcher.search(rng.normal(size=(4, after.embedding_dim)).astype(np.float32), category, len(before))
         assert not set(ids.ravel()) & set(gone)
-    # generation 1 (STEM.npz) is kept one generation longer, then deleted; STEM.lock: the writers' lock
+    # generation 1 (STEM.npz) is kept one generation longer, then deleted (the writers' STEM.lock too)
     update_index(stem, remove=str(tmp_path / "ids.txt"))
     assert sorted(p.name for p in tmp_path.iterdir() if "catalog" in p.name) == [
-        "catalog.g2.npz", "catalog.g3.npz", "catalog.json", "catalog.lock"]
+        "catalog.g2.npz", "catalog.g3.npz", "catalog.json"]
 
 
 def test_update_with_another_tower_is_refused(catalogs, tmp_path):
