@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
 from ctl_keras.config import get_config
 from ctl_keras.training import loop
@@ -37,8 +38,13 @@ def test_schedule_changes_are_accepted_logged_and_recorded(tmp_path, caplog):
     assert not os.path.exists(os.path.join(model_dir, CHANGES_FILE))  # the same command changes nothing
 
     longer = config.replace(epochs=6, eval_every=5)
-    with caplog.at_level("INFO"):
-        assert check_or_write_config(model_dir, longer, {**OPTIONS, "schedule": {**SCHEDULE, "steps_per_execution": 4}})
+    verbosity = absl_logging.get_verbosity()  # an earlier test may have left absl at WARNING
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        with caplog.at_level("INFO"):
+            assert check_or_write_config(model_dir, longer, {**OPTIONS, "schedule": {**SCHEDULE, "steps_per_execution": 4}})
+    finally:
+        absl_logging.set_verbosity(verbosity)
     assert f"resuming {model_dir} after epoch 2 with changed schedule settings: epochs 2 -> 6, eval_every 1 -> 5, " \
            "steps_per_execution 1 -> 4" in caplog.text
     with open(tmp_path / "config.json") as f:
