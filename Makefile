@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test clean constraints
+.PHONY: install demo test test-fast lint clean constraints
 
 # constraints.txt: the exact versions the project is tested with, so a fresh install next month
 # resolves the same set (`make constraints` regenerates it).
 $(STAMP): setup.py constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# serve: the HTTP service of ctl_keras/serve and its tests (issue 20); milvus: the Milvus backend
-	# (issue 21), whose tests run against a real Milvus Lite and a real Milvus server
+	# serve: the HTTP look service (ctl_keras/service) and its tests; milvus: the Milvus backend,
+	# whose tests run against a real Milvus Lite and a real Milvus server
 	$(BIN)/python -m pip install -c constraints.txt -e ".[test,faiss,serve,milvus]"
 	# A real Milvus server for tests/retrieval/test_milvus_server.py (the --milvus_uri path): the milvus
 	# package's standalone server, in a venv of its own (it pins its own dependencies); x86_64 wheels only.
@@ -26,10 +26,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m ctl_keras.demo
 
-# Lint (ruff.toml), then every test; `$(BIN)/python -m pytest -m "not slow"` is the fast inner loop.
-test: install
-	$(BIN)/ruff check .
+# Lint the project's own files (not whatever else lies in the tree), then every test.
+lint: install
+	$(BIN)/ruff check ctl_keras tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest tests -q
+
+# The inner loop: lint + every test not marked slow (no subprocess or integration tests).
+test-fast: lint
+	$(BIN)/python -m pytest tests -q -m "not slow"
 
 # After adding or upgrading a dependency (and running the tests): pin what the venv now holds.
 # `pip list --format=freeze` gives name==version even for a package installed from a local file;

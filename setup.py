@@ -22,14 +22,14 @@ setup(
         "absl-py>=2.1,<3",
         "pillow>=10,<13",
         "matplotlib>=3.8,<4",
-        "tqdm>=4.66,<5",  # progress bars of the long jobs (ctl_keras/progress.py)
+        "tqdm>=4.66,<5",  # progress bars of the long jobs (ctl_keras/utils/progress.py)
         # Dataset building and catalog embedding run on Apache Beam (FnApiRunner locally); Beam's
         # TFRecord I/O needs a CRC package that apache-beam does not install by itself.
         "apache-beam==2.77.*",
         "google-crc32c>=1.5,<2",
         "protobuf>=6.31.1,<7",  # TF 2.21 needs >=6.31.1; Apache Beam 2.77 refuses 7
         "urllib3>=2,<3",  # download.py: one pool of keep-alive connections (fetch.new_pool)
-        # Issue 22: the manifest's leakage counts (dHash of every scene) and Table 3's model-free
+        # the manifest's leakage counts (dHash of every scene) and Table 3's model-free
         # spectral-residual saliency (cv2.saliency lives in the contrib build).
         "imagehash>=4.3,<5",
         "opencv-contrib-python-headless>=4.8,<6",

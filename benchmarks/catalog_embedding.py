@@ -35,7 +35,7 @@ flags.DEFINE_bool("two_workers", True, "Also run Beam with two worker processes.
 def _setup(tmp):
     from PIL import Image
 
-    from ctl_keras import export
+    from ctl_keras.retrieval import bundle
     from ctl_keras.model.ctl import build_ctl
 
     config = timing.config()
@@ -44,7 +44,7 @@ def _setup(tmp):
     models.save_heads(f"{tmp}/model/best.weights.h5")
     with open(f"{tmp}/model/config.json", "w") as f:
         json.dump(config.to_dict(), f)
-    export.run(f"{tmp}/model", f"{tmp}/export")
+    bundle.export_towers(f"{tmp}/model", f"{tmp}/export")
     rng = np.random.default_rng(0)
     for i in range(FLAGS.products):
         category = config.categories[i % len(config.categories)]

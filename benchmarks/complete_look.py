@@ -1,4 +1,4 @@
-"""Whole look vs one query per category, at C = 10 categories (issue 12 §1; target >= 3x).
+"""Whole look vs one query per category, at C = 10 categories.
 
     python benchmarks/complete_look.py            # 5 timed repetitions per measurement
     python benchmarks/complete_look.py --full     # 20
@@ -41,7 +41,7 @@ def main(argv):
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.retrieval.index import CatalogIndex, save_index
     from ctl_keras.retrieval.scene_query import SceneRecommender
-    from ctl_keras.serving import exporter, warmup
+    from ctl_keras.savedmodel import exporter, warmup
 
     repeats, C, k = (20 if FLAGS.full else 5), FLAGS.num_categories, FLAGS.k
     config = timing.config().replace(categories=tuple(f"category{i}" for i in range(C)))

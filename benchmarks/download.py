@@ -25,7 +25,7 @@ from absl import flags
 from PIL import Image
 
 import timing
-from ctl_keras import download
+from ctl_keras.data import download
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 400, "Images per run.")

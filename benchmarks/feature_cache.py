@@ -44,7 +44,8 @@ flags.DEFINE_bool("skip_image_path", False, "Only the cache-path runs (no epoch-
 
 def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
     """Test AUC of ||pool5_s - pool5_p||^2, raw and L2-normalized (no training, no heads)."""
-    from ctl_keras import embed, metrics
+    from ctl_keras.evaluation import embed
+    from ctl_keras.evaluation import ranking as metrics
     from ctl_keras.data import dataset_dir
 
     questions = dataset_dir.load_questions(data_dir, "test")
@@ -104,7 +105,7 @@ def run() -> dict:
     config = timing.config(batch_size=16, **overrides)
     epochs = FLAGS.epochs or config.epochs
     data_dir, work = FLAGS.data_dir, FLAGS.work_dir
-    from ctl_keras.build_dataset import ensure_synthetic
+    from ctl_keras.builder.build import ensure_synthetic
 
     ensure_synthetic(data_dir, seed=config.seed, explicit=False)
     shutil.rmtree(work, ignore_errors=True)

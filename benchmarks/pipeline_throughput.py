@@ -41,7 +41,7 @@ def _config(image_size: int):
 
 
 def _dataset(config, num_scenes: int, data_dir: str) -> str:
-    from ctl_keras import build_dataset
+    from ctl_keras.builder import build as build_dataset
     from ctl_keras.data import dataset_dir
 
     try:

@@ -1,4 +1,4 @@
-"""The look service under load (issue 20 §5): throughput and p50/p99 at concurrency 1, 8, 32, micro-batching
+"""The look service under load: throughput and p50/p99 at concurrency 1, 8, 32, micro-batching
 on and off, against a bare batched scene-tower loop in the same run; and the latency a catalog swap adds.
 
     python benchmarks/serve_look.py                        # 5 categories x 200 products, 1/8/32 clients
@@ -48,7 +48,7 @@ def _build(tmp):
     from ctl_keras.config import get_config
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.retrieval.index import CatalogIndex, save_index
-    from ctl_keras.serving import exporter, warmup
+    from ctl_keras.savedmodel import exporter, warmup
 
     config = get_config("synthetic")
     models = build_ctl(config)

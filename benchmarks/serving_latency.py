@@ -37,7 +37,7 @@ def main(argv):
 
     from ctl_keras.data.pipeline import decode_image, eval_view
     from ctl_keras.model.ctl import build_ctl
-    from ctl_keras.serving import exporter, warmup
+    from ctl_keras.savedmodel import exporter, warmup
 
     repeats = 30 if FLAGS.full else 5
     config = timing.config()  # 112 px, backbone_weights="none"

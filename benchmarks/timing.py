@@ -44,10 +44,10 @@ def config(**overrides):
 
 
 def run(main, argv=None) -> None:
-    """absl's app.run(main) with the CLIs' logging set-up (ctl_keras.logs)."""
+    """absl's app.run(main) with the CLIs' logging set-up (ctl_keras.utils.logs)."""
     from absl import app
 
-    from ctl_keras import logs
+    from ctl_keras.utils import logs
 
     logs.quiet_tensorflow_startup()
     logs.quiet_library_info()

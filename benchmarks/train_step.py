@@ -15,7 +15,7 @@ real code: `training.step.make_train_step` + `run_epoch` with the real `TripletT
 - switches: the demo configuration's cached epoch (the real feature cache, `FeatureCache.train_dataset`
   through `training.loop.device_batches`, as the trainer does) with XLA, mixed precision and
   steps per call, one at a time and together.
-- breakdown: forward, forward + backward, the whole step (FusedAdam), the step with keras Adam, without
+- breakdown: forward, forward + backward, the whole step, without
   dropout, and the main matmul, interleaved round by round (the step's roofline fraction without any
   input or loop cost).
 - variance: per-epoch time of the same cached epoch split into input-only and step-only epochs.
@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Epochs (or calls) per measurement; the median is reported.")
 flags.DEFINE_string("data_dir", "tf_records/synthetic", "Built synthetic dataset (built here when missing).")
 flags.DEFINE_string("cache_dir", None, "Feature cache of the demo config (default: the trainer's default location).")
-flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "variance", "ops"], "Which measurements to run.")
+flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "variance"], "Which measurements to run.")
 flags.DEFINE_integer("host_steps", 256, "Steps per epoch in the host-overhead measurement.")
 flags.DEFINE_integer("per_call", 16, "N of steps_per_execution in the comparisons.")
 flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON summary goes.")
@@ -48,7 +48,7 @@ def main(argv):
     import train_step_parts as parts
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}
-    for name in ("host", "roofline", "breakdown", "switches", "variance", "ops"):
+    for name in ("host", "roofline", "breakdown", "switches", "variance"):
         if name in FLAGS.parts:
             summary[name] = getattr(parts, name)(FLAGS)
             print(json.dumps({name: summary[name]}, indent=1), flush=True)

@@ -17,9 +17,8 @@ def median_epoch(run, repeats: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def trainer_parts(config, strategy, *, steps_per_execution=1, jit_compile=False, optimizer_class=None):
-    """(step_fn, models) of the real loop for `config` (features in, one replica); `optimizer_class`
-    replaces the trainer's optimizer (make_optimizer) by `optimizer_class(config.learning_rate)`."""
+def trainer_parts(config, strategy, *, steps_per_execution=1, jit_compile=False):
+    """(step_fn, models) of the real loop for `config` (features in, one replica)."""
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.training.loop import TripletTask
     from ctl_keras.training.optimizer import make_optimizer
@@ -28,7 +27,7 @@ def trainer_parts(config, strategy, *, steps_per_execution=1, jit_compile=False,
     with strategy.scope():
         models = build_ctl(config)
         triplet = models.triplet_model(from_features=True)
-        optimizer = optimizer_class(config.learning_rate) if optimizer_class else make_optimizer(config)
+        optimizer = make_optimizer(config)
         variables = list(models.heads.trainable_variables)
         optimizer.build(variables)
     step = make_train_step(strategy, TripletTask(triplet, config.margin), optimizer, variables, config.batch_size,
@@ -321,8 +320,8 @@ def variance(flags) -> dict:
 
 
 def breakdown(flags) -> dict:
-    """Where one cached step's time goes: forward, forward + backward, the whole step (FusedAdam), the
-    step with keras.optimizers.Adam, without dropout, and the step's main matmul, on in-memory batches, interleaved round by round so that load
+    """Where one cached step's time goes: forward, forward + backward, the whole step, the step
+    without dropout, and the step's main matmul, on in-memory batches, interleaved round by round so that load
     hits every variant alike; medians of `repeats` rounds of 40 steps in one tf.function each."""
     import keras
     import tensorflow as tf
@@ -341,7 +340,7 @@ def breakdown(flags) -> dict:
         models = build_ctl(config)
         task = TripletTask(models.triplet_model(from_features=True), config.margin)
         variables = list(models.heads.trainable_variables)
-        optimizer = keras.optimizers.Adam(config.learning_rate) if what == "step_keras_adam" else make_optimizer(config)
+        optimizer = make_optimizer(config)
         optimizer.build(variables)
 
         def one(batch):
@@ -374,13 +373,13 @@ def breakdown(flags) -> dict:
         return acc
 
     variants = {"forward": make(base, "forward"), "forward_backward": make(base, "forward_backward"),
-                "step": make(base, "step"), "step_keras_adam": make(base, "step_keras_adam"),
+                "step": make(base, "step"),
                 "step_without_dropout": make(base.replace(dropout=0.0), "step"),
                 "matmul_784x1024x256": lambda: matmuls().numpy()}
     times = interleaved_times(variants, flags.repeats)
     out = {f"{name}_ms": 1000 * statistics.median(t) / steps for name, t in times.items()}
     # The fastest round too: in this VM's slow spells every variant takes the same fixed time per call
-    # (e.g. 31.6 ms per step for the step, forward + backward and keras Adam alike), whatever its work.
+    # (e.g. 31.6 ms per step for the step and forward + backward alike), whatever its work.
     out.update({f"{name}_min_ms": 1000 * min(t) / steps for name, t in times.items()})
     flops = step_flops(base)
     peak = 2 * 784 * 1024 * 256 / (out["matmul_784x1024x256_ms"] / 1000) / 1e9
@@ -388,57 +387,4 @@ def breakdown(flags) -> dict:
                roofline_step_ms=flops["total_gflop"] / peak * 1000)
     out["step_fraction_of_roofline"] = out["roofline_step_ms"] / out["step_ms"]
     out["fastest_step_fraction_of_roofline"] = out["roofline_step_ms"] / out["step_min_ms"]
-    return out
-
-
-def _graph_ops(graph_def) -> list[str]:
-    """Op types of a GraphDef with every function of its library (loop bodies, cond branches) inlined
-    by count: each function's ops are counted once per call site. Calls themselves are not counted."""
-    functions = {f.signature.name: f for f in graph_def.library.function}
-
-    def expand(nodes):
-        types = []
-        for node in nodes:
-            called = [a.func.name for a in node.attr.values() if a.HasField("func")]
-            called += [f.name for a in node.attr.values() for f in a.list.func]
-            if node.op in functions:
-                called.append(node.op)
-            if called:
-                for name in called:
-                    if name in functions:
-                        types += expand(functions[name].node_def)
-            else:
-                types.append(node.op)
-        return types
-
-    return expand(graph_def.node)
-
-
-def ops(flags) -> dict:
-    """Graph ops of one train step of the demo heads as traced (before Grappler), with FusedAdam and with
-    keras.optimizers.Adam, and with FusedAdam and the fused BatchNorm a GPU gets: a count that does not
-    depend on this machine's load. On a GPU each op of the step is (at least) one kernel launch; on
-    this CPU each is one executor dispatch."""
-    from unittest import mock
-
-    import keras
-    import tensorflow as tf
-
-    from ctl_keras.model import batch_norm
-
-    config = _demo_config()
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    data = feature_batches(config, 1)
-    out = {}
-    variants = (("fused_adam", None, False), ("keras_adam", keras.optimizers.Adam, False),
-                ("fused_adam_fused_batch_norm (the GPU path)", None, True))
-    for name, optimizer_class, gpu_path in variants:
-        # BatchNorm(fused=None) fuses when a GPU is visible; the third count traces as on a GPU.
-        with mock.patch.object(batch_norm, "_gpu_visible", return_value=gpu_path):
-            step, models = trainer_parts(config, strategy, optimizer_class=optimizer_class)
-            graph_def = step.get_concrete_function(iter(data)).graph.as_graph_def()
-        types = _graph_ops(graph_def)
-        skip = {"NoOp", "Identity", "Const", "Placeholder", "_Arg", "_Retval"}
-        counted = [t for t in types if t not in skip]
-        out[name] = {"ops_per_step": len(counted), "variables": len(models.heads.trainable_variables)}
     return out

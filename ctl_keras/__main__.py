@@ -1,6 +1,6 @@
 """`ctl COMMAND [flags]` (the console script setup.py installs) = `python -m ctl_keras COMMAND [flags]`
-= `python -m ctl_keras.<module> [flags]`: each command runs its module as `python -m` would
-(same flags, `--helpfull`, one-line errors, exit codes; cli.run does all of it).
+= `python -m ctl_keras.<command> [flags]`: each command runs its module of ctl_keras/cli as `python -m`
+would (same flags, `--help`/`-h`, one-line errors, exit codes; cli.run does all of it).
 
     ctl train --dataset=synthetic --smoke
     ctl recommend look --index=export/demo/catalog --scene=photo.jpg --k=5
@@ -13,15 +13,16 @@ import sys
 
 # command -> (module run as __main__, one line of help)
 COMMANDS = {
-    "download": ("ctl_keras.download", "download the images of an STL dataset (resumable, verified)"),
-    "build": ("ctl_keras.build_dataset", "crop, split by scene, write TFRecords + manifest.json (Beam)"),
-    "train": ("ctl_keras.train", "train a model (resumes after a crash)"),
-    "evaluate": ("ctl_keras.evaluate", "AUC, Top-K and per-category scores: eval.json"),
-    "experiments": ("ctl_keras.experiments", "every method and baseline: Table 2, Figure 5"),
-    "analysis": ("ctl_keras.analysis", "attention, figures, human-evaluation kit, HTML report"),
-    "export": ("ctl_keras.export", "TF Serving SavedModels of the towers (+ recommender)"),
-    "recommend": ("ctl_keras.recommend", "index a catalog; query or look for a scene photo"),
-    "demo": ("ctl_keras.demo", "the whole pipeline on the synthetic dataset (`make demo`)"),
+    "download": ("ctl_keras.cli.download", "download the images of an STL dataset (resumable, verified)"),
+    "build": ("ctl_keras.cli.build", "crop, split by scene, write TFRecords + manifest.json (Beam)"),
+    "train": ("ctl_keras.cli.train", "train a model (resumes after a crash)"),
+    "evaluate": ("ctl_keras.cli.evaluate", "AUC, Top-K and per-category scores: eval.json"),
+    "experiments": ("ctl_keras.cli.experiments", "every method and baseline: Table 2, Figure 5"),
+    "analysis": ("ctl_keras.cli.analysis", "attention, figures, human-evaluation kit, HTML report"),
+    "export": ("ctl_keras.cli.export", "TF Serving SavedModels of the towers (+ recommender)"),
+    "recommend": ("ctl_keras.cli.recommend", "index a catalog; query or look for a scene photo"),
+    "serve": ("ctl_keras.cli.serve", "the look service: HTTP API, page, metrics, hot catalog swaps"),
+    "demo": ("ctl_keras.cli.demo", "the whole pipeline on the synthetic dataset (`make demo`)"),
 }
 ALIASES = {"build_dataset": "build"}  # the module's own name works too
 
@@ -29,7 +30,7 @@ ALIASES = {"build_dataset": "build"}  # the module's own name works too
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_line}" for name, (_, help_line) in COMMANDS.items()]
-    return ("usage: ctl COMMAND [flags]   (ctl COMMAND --helpfull lists a command's flags)\n\ncommands:\n"
+    return ("usage: ctl COMMAND [flags]   (ctl COMMAND --help lists a command's flags)\n\ncommands:\n"
             + "\n".join(lines))
 
 

@@ -45,7 +45,7 @@ Errors are ValueError / FileNotFoundError with one readable line (what the CLIs 
     ValueError: unknown category 'hats'; valid: tops, pants, shoes, handbags, sunglasses
 
 Importing this module (or `from ctl_keras import Recommender`) prints nothing: TensorFlow's C++
-start-up lines are filtered (ctl_keras/logs.py) and TensorFlow itself is imported only when a
+start-up lines are filtered (ctl_keras/utils/logs.py) and TensorFlow itself is imported only when a
 function needs it.
 """
 
@@ -55,7 +55,7 @@ import io
 import os
 from typing import Iterable, Mapping, Sequence
 
-from ctl_keras import logs
+from ctl_keras.utils import logs
 
 logs.quiet_tensorflow_startup()
 
@@ -102,7 +102,7 @@ class Recommender:
     def load(cls, export_dir: str | os.PathLike | None, index: str | os.PathLike, *, version: int | None = None,
              backend: str | None = None) -> "Recommender":
         """`export_dir=None` uses the export dir the index records. `backend`: numpy, tf, faiss
-        (exact) or ivf (an index built with approximate=True); default what the index holds."""
+        (exact) or the indexed backend the index was built with; default what the index holds."""
         from ctl_keras.retrieval.scene_query import SceneRecommender
 
         return cls(SceneRecommender(os.fspath(index), export_dir=export_dir and os.fspath(export_dir),
@@ -143,7 +143,7 @@ def build_dataset(out_dir: str | os.PathLike, dataset: str = "synthetic", *, pai
     """Build TFRecords + manifest.json into `out_dir` (what `ctl build_dataset` does); returns the manifest.
     `dataset`: a built-in name or the path of a dataset spec file (README "Your own data").
     `synthetic_kwargs` (num_scenes, scene_size, product_size, seed) size a generated dataset."""
-    from ctl_keras import build_dataset as builder
+    from ctl_keras.builder import build as builder
     from ctl_keras import spec as spec_lib
     from ctl_keras.config import get_config
 
@@ -161,7 +161,7 @@ def train(data_dir: str | os.PathLike, model_dir: str | os.PathLike, *, dataset:
     The dataset is the one `data_dir` was built from (`dataset`, if given, must agree); `overrides`
     are Config fields (epochs, batch_size, learning_rate, lr_schedule, variant, ...)."""
     from ctl_keras.config import get_config
-    from ctl_keras.config_flags import resolve_dataset
+    from ctl_keras.data.resolve import resolve_dataset
     from ctl_keras.training import loop
 
     spec, data_dir = resolve_dataset(dataset, os.fspath(data_dir))
@@ -185,19 +185,19 @@ def export(model_dir: str | os.PathLike, export_dir: str | os.PathLike, *, catal
            top_k: int = 10) -> dict[str, str]:
     """Export the towers (and the recommender, given a catalog index) as TF Serving SavedModels;
     {model: version dir}, like `ctl export`."""
-    from ctl_keras.export import run
+    from ctl_keras.retrieval.bundle import export_towers
 
-    return run(os.fspath(model_dir), os.fspath(export_dir), catalog_index=catalog_index, top_k=top_k)
+    return export_towers(os.fspath(model_dir), os.fspath(export_dir), catalog_index=catalog_index, top_k=top_k)
 
 
 def index_catalog(export_dir: str | os.PathLike, products: str, index: str | os.PathLike, *,
-                  approximate: bool = False, beam_args: Sequence[str] = ()) -> str:
+                  backend: str = "numpy", beam_args: Sequence[str] = ()) -> str:
     """Embed a catalog (image dir or tf_records/NAME[:split]) with the product tower on Beam and save
-    the index STEM.npz + STEM.json (`ctl recommend index`); returns the .npz path."""
-    from ctl_keras.recommend import run_index
+    the index STEM.npz + STEM.json (`ctl recommend index`) searched with `backend` (numpy: exact; ivf,
+    hnsw, ivf_sq8, ivf_pq: FAISS; milvus); returns the .npz path."""
+    from ctl_keras.retrieval.jobs import run_index
 
-    return run_index(os.fspath(export_dir), products, os.fspath(index), approximate=approximate,
-                     beam_args=beam_args)
+    return run_index(os.fspath(export_dir), products, os.fspath(index), backend=backend, beam_args=beam_args)
 
 
 __all__ = ["Recommender", "build_dataset", "train", "evaluate", "export", "index_catalog"]

@@ -10,6 +10,7 @@ results.json).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from ctl_keras import spec as spec_lib
@@ -160,3 +161,13 @@ def get_config(dataset: "str | spec_lib.DatasetSpec | dict", smoke: bool = False
         return Config(**base)
     except TypeError as e:  # a misspelt override or default
         raise ValueError(f"{spec.source}: {e}") from None
+
+
+def check_backbone_weights(weights: str | None) -> None:
+    if weights is None or weights in ("imagenet", "none"):
+        return
+    if not os.path.isfile(weights):
+        raise ValueError(f"--backbone_weights={weights}: no such file; pass imagenet, none or the path of a "
+                         "ResNet50 (include_top=False) .h5 file")
+    if not weights.endswith((".h5", ".hdf5")):
+        raise ValueError(f"--backbone_weights={weights} is not an .h5 file")

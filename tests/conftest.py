@@ -14,7 +14,7 @@ SYNTHETIC_KWARGS = {"num_scenes": 48, "scene_size": 96, "product_size": 64, "see
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """(config, data_dir): `get_config("synthetic", smoke=True)` built into a session temp dir."""
-    from ctl_keras import build_dataset
+    from ctl_keras.builder import build as build_dataset
     from ctl_keras.config import get_config
 
     config = get_config("synthetic", smoke=True)

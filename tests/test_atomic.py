@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 
 
 def _write(path, text):

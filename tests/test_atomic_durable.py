@@ -1,4 +1,4 @@
-"""Durable writes (issue 23 item 16): the file is fsynced before it is renamed into place and its
+"""Durable writes: the file is fsynced before it is renamed into place and its
 directory after, for atomic.py's writers and the callers that rename by themselves (checkpoints,
 export versions, the builder's files). os.fsync is observed, not replaced: every call still happens."""
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_publish_dir_fsyncs_the_tree(tmp_path, journal):
 
 
 def test_export_version_is_fsynced_before_it_appears(tmp_path, journal):
-    from ctl_keras.serving import versions
+    from ctl_keras.savedmodel import versions
 
     with versions.staged_versions(str(tmp_path), ["scene_tower"]) as (v, staging):
         os.makedirs(os.path.join(staging["scene_tower"], "assets.extra"))

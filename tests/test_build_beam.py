@@ -10,7 +10,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from ctl_keras import build_dataset
+from ctl_keras.builder import build as build_dataset
 from ctl_keras.builder import records
 from ctl_keras.data import tfrecords
 
@@ -112,7 +112,7 @@ def test_one_and_two_workers_give_the_same_dataset(synthetic_data, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_during_rebuild_keeps_the_old_dataset_and_rerun_completes(synthetic_data, tmp_path):
-    """Issue 9 item 4. The build is signalled as soon as the directory changes in any way (the pre-Beam
+    """The build is signalled as soon as the directory changes in any way (the pre-Beam
     builder removed the manifest first, so this caught it deleting the dataset)."""
     _, data_dir = synthetic_data
     inputs, out = raw_inputs(data_dir), tmp_path / "out"
@@ -133,7 +133,7 @@ def test_sigterm_during_rebuild_keeps_the_old_dataset_and_rerun_completes(synthe
 
 
 def test_rebuild_deletes_only_files_a_manifest_listed(synthetic_data, tmp_path):
-    """Issue 9 item 5: a rebuild with fewer shards removes the old shards, never the user's own files
+    """a rebuild with fewer shards removes the old shards, never the user's own files
     that merely look like ours."""
     config, data_dir = synthetic_data
     inputs, out = raw_inputs(data_dir), tmp_path / "out"

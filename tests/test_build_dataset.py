@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ctl_keras import build_dataset
+from ctl_keras.builder import build as build_dataset
 from ctl_keras.config import Config, get_config
 from ctl_keras.data import crop, tfrecords
 
@@ -173,7 +173,7 @@ def test_rebuild_in_place_same_bytes(stl_build):
 
 def test_failed_rebuild_keeps_the_old_dataset_and_a_failed_first_build_leaves_nothing(stl_build, tmp_path,
                                                                                       monkeypatch):
-    """Issue 9 item 4: a rebuild that dies leaves the previous complete dataset as it was (it used to
+    """a rebuild that dies leaves the previous complete dataset as it was (it used to
     delete it); a first build that dies leaves no manifest and no shard; the rerun completes it."""
     config, inputs, out, _ = stl_build
     target = tmp_path / "out"

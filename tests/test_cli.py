@@ -1,5 +1,5 @@
-"""The shared CLI helper (ctl_keras/cli.py): output checks before work, one-line errors for TensorFlow
-runtime errors, and no TensorFlow start-up noise on a machine without a GPU (issue 9, items 10, 11, 13)."""
+"""The shared CLI helper (ctl_keras/cli/__init__.py): output checks before work, one-line errors for TensorFlow
+runtime errors, and no TensorFlow start-up noise on a machine without a GPU."""
 
 import os
 import shutil
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from ctl_keras import cli, logs
+from ctl_keras import cli
+from ctl_keras.utils import logs
 
 
 def _run(module, *args, env=None, timeout=600):
@@ -127,7 +128,7 @@ def test_error_line_of_a_tf_op_error_drops_the_graph_prefix():
     err = tf.errors.DataLossError(None, None, "{{function_node __inference_x_12}} truncated record at 1234\n"
                                   "\t [[{{node IteratorGetNext}}]]")
     assert cli.error_line(err) == ("DataLossError: truncated record at 1234 (a damaged data file? rebuild the "
-                                   "dataset with `python -m ctl_keras.build_dataset`)")
+                                   "dataset with `ctl build`)")
     eager = tf.errors.DataLossError(None, None, "truncated record at 217400 [Op:IteratorGetNext] name: ")
     assert cli.error_line(eager).startswith("DataLossError: truncated record at 217400 [Op:IteratorGetNext] (a dam")
     assert cli.error_line(ValueError("two\n  lines")) == "two lines"

@@ -1,5 +1,5 @@
 """Every command reports a bad flag value the same short way: absl's two lines, exit 1, no traceback
-(issue 23 item 15; build_dataset and recommend parse with pass-through for Beam options)."""
+(build_dataset and recommend parse with pass-through for Beam options)."""
 
 import os
 import subprocess

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctl_keras import download as dl
+from ctl_keras.data import download as dl
 from ctl_keras.data import urls
 
 FAST = dict(workers=4, retries=2, timeout=5.0, backoff=0.01)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctl_keras import embed
+from ctl_keras.evaluation import embed
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import FeatureCache
 from ctl_keras.model.ctl import build_ctl

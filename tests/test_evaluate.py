@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from ctl_keras import embed, evaluate
+from ctl_keras.evaluation import embed
+from ctl_keras.evaluation import model_eval as evaluate
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     assert progress and "100%" in progress[-1] and "image/s" in progress[-1] and "\r" not in proc.stderr
     assert set(result["per_category"]) <= set(config.categories)
     # The questions' AUC must equal the one training validates with (embed.validation_auc).
-    _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(model_dir)
+    _, models = __import__("ctl_keras.model.run_dir", fromlist=["x"]).load_trained(model_dir)
     want = embed.validation_auc(models, config, data_dir, "test")
     assert result["auc"] == pytest.approx(want, abs=1e-9)
     # Top-K over a category's products: the last K covers every candidate when K >= the category size.
@@ -65,7 +66,7 @@ def test_full_scene_is_an_explicit_image_path_analysis(synthetic_data, model_dir
     assert cropped["trained_on"] == "full" and cropped["scored_on"] == "cropped"
     full = evaluate.evaluate_model(str(trained), data_dir, full_scene=True, out=out)
     assert full["trained_on"] == "full" and full["scored_on"] == "full" and "NOT the CTL task" in full["note"]
-    _, models = __import__("ctl_keras.model_io", fromlist=["x"]).load_trained(str(trained))
+    _, models = __import__("ctl_keras.model.run_dir", fromlist=["x"]).load_trained(str(trained))
     assert full["auc"] == pytest.approx(embed.validation_auc(models, config, data_dir, "test", full_scene=True),
                                         abs=1e-9)
     assert cropped["auc"] == pytest.approx(embed.validation_auc(models, config, data_dir, "test"), abs=1e-9)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ctl_keras import experiments
+from ctl_keras.experiments import table as experiments
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 GRID = "--lr_grid=0.001,0.0003"

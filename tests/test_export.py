@@ -1,4 +1,4 @@
-"""python -m ctl_keras.export: the CLI, integer versions, and no half-written version on failure."""
+"""ctl export: the CLI, integer versions, and no half-written version on failure."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ctl_keras.serving import exporter, versions, warmup
+from ctl_keras.savedmodel import exporter, versions, warmup
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -88,7 +88,7 @@ def test_next_version_is_shared_and_ignores_other_names(tmp_path):
 
 
 def test_latest_version_of_empty_export_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no exported version under .*ctl_keras.export"):
+    with pytest.raises(FileNotFoundError, match="no exported version under .*ctl export"):
         versions.latest_version(str(tmp_path / "scene_tower"))
 
 
@@ -96,7 +96,7 @@ def test_catalog_index_of_another_model_is_refused_before_export(trained, tmp_pa
     """The recommender bundles an index only if these towers embedded it (weights fingerprint)."""
     import numpy as np
 
-    from ctl_keras import export
+    from ctl_keras.retrieval import bundle
     from ctl_keras.retrieval.index import CatalogIndex, save_index
 
     config, _, model_dir = trained
@@ -105,5 +105,5 @@ def test_catalog_index_of_another_model_is_refused_before_export(trained, tmp_pa
                          meta={"embedding_dim": config.embedding_dim, "model_fingerprint": "another model"})
     save_index(index, tmp_path / "cat")
     with pytest.raises(ValueError, match="model weights differ"):
-        export.run(model_dir, str(tmp_path / "export"), backbone_weights="none", catalog_index=str(tmp_path / "cat"))
+        bundle.export_towers(model_dir, str(tmp_path / "export"), backbone_weights="none", catalog_index=str(tmp_path / "cat"))
     assert not (tmp_path / "export").exists()

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from ctl_keras import cli
+from ctl_keras.utils import atomic
 
 
 @pytest.mark.parametrize("raised", [
@@ -22,7 +23,7 @@ from ctl_keras import cli
 ])
 def test_full_disk_errors_become_one_line_naming_the_path(raised, tmp_path):
     with pytest.raises(OSError) as err:
-        with cli.full_disk_names(tmp_path, "the dataset"):
+        with atomic.full_disk_names(tmp_path, "the dataset"):
             raise raised
     line = cli.error_line(err.value)
     assert err.value.errno == errno.ENOSPC and str(tmp_path) in line and "Traceback" not in line
@@ -32,15 +33,15 @@ def test_the_innermost_block_names_the_place(tmp_path):
     """experiments writes its results under --out, but a feature cache under --feature_cache_root and a
     generated dataset under --data_dir: the block that knows the directory names it."""
     with pytest.raises(OSError) as err:
-        with cli.full_disk_names(tmp_path / "out", "the experiments"):
-            with cli.full_disk_names(tmp_path / "cache", "a feature cache"):
+        with atomic.full_disk_names(tmp_path / "out", "the experiments"):
+            with atomic.full_disk_names(tmp_path / "cache", "a feature cache"):
                 raise OSError(errno.ENOSPC, "No space left on device")
     assert f"while writing a feature cache under {tmp_path / 'cache'};" in cli.error_line(err.value)
 
 
 def test_other_errors_pass_unchanged(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
-        with cli.full_disk_names(tmp_path):
+        with atomic.full_disk_names(tmp_path):
             raise RuntimeError("boom")
 
 

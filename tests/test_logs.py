@@ -3,7 +3,7 @@ import os
 
 from absl import logging as absl_logging
 
-from ctl_keras import logs
+from ctl_keras.utils import logs
 
 
 def _record(path, level):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctl_keras import metrics
+from ctl_keras.evaluation import ranking as metrics
 
 
 def test_binary_auc_counts_ties_as_half():

@@ -10,7 +10,7 @@ import pytest
 
 from ctl_keras.config import get_config
 from ctl_keras.model.ctl import build_ctl
-from ctl_keras.model_io import load_trained, read_config
+from ctl_keras.model.run_dir import load_trained, read_config
 
 CONFIG = get_config("synthetic", smoke=True, variant="local", seed=3)
 
@@ -40,7 +40,7 @@ def test_load_trained_reproduces_scene_tower(tmp_path):
 
 def test_missing_pieces_are_named(tmp_path):
     """No dir, no config.json, a broken config.json, a bad `which`: each error names the culprit."""
-    with pytest.raises(FileNotFoundError, match="nowhere does not exist; train one with `python -m ctl_keras.train"):
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist; train one with `ctl train"):
         load_trained(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         read_config(str(tmp_path))

@@ -10,7 +10,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from shop_data import SPEC, make_shop
+from tests.helpers.shop_data import SPEC, make_shop
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_shop_end_to_end(shop, tmp_path):
 
 def test_csv_jsonl_parquet_build_the_same_dataset(shop, tmp_path):
     """One set of pairs as CSV, JSON lines and Parquet: the same TFRecords and questions, byte for byte."""
-    from ctl_keras import build_dataset
+    from ctl_keras.builder import build as build_dataset
     from ctl_keras.config import get_config
 
     rows = shop["rows"]

@@ -1,4 +1,4 @@
-"""ctl_keras.progress: real tqdm output on a real pseudo-terminal vs a pipe, and the log cadence on an
+"""ctl_keras.utils.progress: real tqdm output on a real pseudo-terminal vs a pipe, and the log cadence on an
 injected clock (hand-worked times and meter text)."""
 
 import fcntl
@@ -11,7 +11,7 @@ import threading
 import pytest
 from absl import logging as absl_logging
 
-from ctl_keras import progress
+from ctl_keras.utils import progress
 
 
 @pytest.fixture(autouse=True)

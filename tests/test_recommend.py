@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctl_keras import export, recommend
+from ctl_keras.retrieval import bundle
+from ctl_keras.retrieval import jobs as recommend
 from ctl_keras.data.pipeline import decode_image, eval_view, raw_pairs, raw_products
 from ctl_keras.retrieval.index import CatalogIndex, load_index, save_index
 from ctl_keras.retrieval.search import Searcher
@@ -30,7 +31,7 @@ def setup(synthetic_data, untrained_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("recommend")
     export_dir = str(tmp / "export")
     _, models, model_dir = untrained_model
-    export.run(str(model_dir), export_dir)
+    bundle.export_towers(str(model_dir), export_dir)
     proc = _cli("index", f"--export_dir={export_dir}", f"--products={data_dir}:test", f"--index={tmp / 'catalog'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     pairs = {}
@@ -121,7 +122,7 @@ def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
     """export --catalog_index bundles the index: recommender/2 top-3 == index top-3 for every scene;
     the v1 index against scene tower v2 is refused (tower version 1 vs 2)."""
     config, _, _, model_dir, export_dir, index_path, pairs, scene, category = setup
-    written = export.run(model_dir, export_dir, catalog_index=index_path, top_k=3)
+    written = bundle.export_towers(model_dir, export_dir, catalog_index=index_path, top_k=3)
     assert written["recommender"] == os.path.join(export_dir, "recommender", "2")
     serve = tf.saved_model.load(written["recommender"]).signatures["serving_default"]
     tower = tf.saved_model.load(written["scene_tower"]).signatures["serving_default"]
@@ -153,11 +154,11 @@ def test_truncated_scene_jpeg_is_a_one_line_error(setup, tmp_path):
 
 
 def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
-    """--approximate records the backend and per-category params; every demo category is below the
+    """--backend=ivf records the backend and per-category params; every demo category is below the
     size threshold, so it is searched exactly: the same answers as the exact index (recall 1.0).
     Asking the exact index for the approximate backend is refused in one line."""
     _, data_dir, _, _, export_dir, index_path, _, scene, category = setup
-    recommend.run_index(export_dir, f"{data_dir}:test", str(tmp_path / "ann"), approximate=True)
+    recommend.run_index(export_dir, f"{data_dir}:test", str(tmp_path / "ann"), backend="ivf")
     meta = load_index(tmp_path / "ann").meta["search"]
     assert meta["backend"] == "ivf" and meta["min_size"] == 10_000
     assert all(p["exact"] for p in meta["categories"].values())
@@ -168,7 +169,7 @@ def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
     np.testing.assert_allclose([r["d_star"] for r in approx], [r["d_star"] for r in exact], atol=1e-5)
     proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--backend=ivf")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert (f"holds the numpy backend, not ivf; rebuild it with `python -m ctl_keras.recommend index --backend=ivf "
+    assert (f"holds the numpy backend, not ivf; rebuild it with `ctl recommend index --backend=ivf "
             f"--export_dir={export_dir} --products={data_dir}:test --index={index_path}`"
             in proc.stderr.strip().splitlines()[-1])
 
@@ -237,7 +238,7 @@ def test_look_category_with_empty_catalog_is_empty_not_an_error(setup, tmp_path)
 
 
 def test_index_inside_an_export_tower_dir_or_over_a_user_file_is_refused(tmp_path):
-    """Issue 23 items 1-2 (index side), before any embedding: --index inside export/x/scene_tower/99
+    """Before any embedding: --index inside export/x/scene_tower/99
     left a version dir 99 without saved_model.pb; --index=notes beside the user's notes.json replaced it."""
     stem = tmp_path / "export" / "x" / "scene_tower" / "99" / "catalog"
     with pytest.raises(ValueError, match=r"is inside the export's tower directory .*scene_tower, where a directory "

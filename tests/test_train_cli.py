@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from ctl_keras import config_flags
+from ctl_keras.cli import options as config_flags
 from ctl_keras.config import Config, get_config
-from ctl_keras.train import config_from_flags as train_config
+from ctl_keras.cli.train import config_from_flags as train_config
 
 
 def _flags(**values):
@@ -82,7 +82,7 @@ def test_data_dir_without_manifest_says_how_to_build(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
     assert len(errors) == 1, done.stderr[-2000:]
     assert f"no manifest.json in {data_dir}" in errors[0]
-    assert f"python -m ctl_keras.build_dataset --dataset=home --out={data_dir}" in errors[0]
+    assert f"ctl build --dataset=home --out={data_dir}" in errors[0]
     assert "Traceback" not in done.stderr
     assert os.listdir(data_dir) == [] and not os.path.exists(model_dir)
 
@@ -147,7 +147,7 @@ def test_read_tf_config_accepts_a_chief_and_names_the_writer():
 
 
 def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
-    """Issue 9.2: an existing, non-empty --data_dir without a manifest is left alone, with the build command."""
+    """an existing, non-empty --data_dir without a manifest is left alone, with the build command."""
     data_dir = tmp_path / "mine"
     data_dir.mkdir()
     (data_dir / "pairs-train-00000-of-00002.tfrecord").write_bytes(b"half a build")
@@ -156,7 +156,7 @@ def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
     assert done.returncode == 1
     errors = _error_lines(done)
     assert len(errors) == 1 and f"--data_dir {data_dir} is not empty and has no manifest.json" in errors[0]
-    assert f"python -m ctl_keras.build_dataset --dataset=synthetic --out={data_dir} --smoke" in errors[0]
+    assert f"ctl build --dataset=synthetic --out={data_dir} --smoke" in errors[0]
     assert os.listdir(data_dir) == ["pairs-train-00000-of-00002.tfrecord"] and not (tmp_path / "model").exists()
 
 
@@ -167,7 +167,7 @@ def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
     ("--dropout=1", "--dropout must be in [0, 1), got 1.0"),
 ])
 def test_bad_values_are_refused_before_anything_is_written(synthetic_data, tmp_path, flag, message):
-    """Issue 9.6: the failed first run used to leave config.json, so the corrected rerun was refused."""
+    """the failed first run used to leave config.json, so the corrected rerun was refused."""
     _, data_dir = synthetic_data
     model_dir = tmp_path / "model"
     done = _cli("--smoke", f"--data_dir={data_dir}", f"--model_dir={model_dir}", flag, timeout=60)

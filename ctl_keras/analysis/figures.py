@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 
 
 def save_figure(fig, path: str) -> str:

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 
 KEY_FILE, SHEET_FILE, PAGE_FILE = "key.json", "answers.csv", "index.html"
 SIDES = ("A", "B")
@@ -114,7 +114,7 @@ def write_kit(out_dir: str, items: list[dict], choices: dict[str, list[str]], se
 def read_key(kit_dir: str) -> dict:
     path = os.path.join(os.fspath(kit_dir), KEY_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing: make the kit with `python -m ctl_keras.analysis human-kit`")
+        raise FileNotFoundError(f"{path} is missing: make the kit with `ctl analysis human-kit`")
     try:
         with open(path) as f:
             return json.load(f)

@@ -14,7 +14,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import atomic, embed, model_io
+from ctl_keras.utils import atomic
+from ctl_keras.evaluation import embed
+from ctl_keras.model import run_dir as model_io
 from ctl_keras.analysis import attention_hits, figures, human_eval
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.model.distances import d_star
@@ -24,7 +26,7 @@ _BATCH = 16
 
 def resolve_data_dir(model_dir: str, config, data_dir: str | None) -> str:
     """--data_dir, else results.json's "data_dir", else tf_records/<dataset> (train.py's default)."""
-    from ctl_keras.training.results import run_data_dir
+    from ctl_keras.model.run_results import run_data_dir
 
     return run_data_dir(model_dir, config.dataset, data_dir)
 

@@ -90,7 +90,7 @@ def _summary(page: dict) -> str:
                              "AUC and Top-10 per category", "plot"))
     if not results and not evaluation:
         parts.append("<p>No results.json or eval.json in the model directory: run "
-                     "<code>python -m ctl_keras.evaluate --model_dir=…</code> for AUC and Top-K.</p>")
+                     "<code>ctl evaluate --model_dir=…</code> for AUC and Top-K.</p>")
     return "".join(parts) + "</section>"
 
 

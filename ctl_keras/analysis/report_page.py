@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 from ctl_keras.analysis import jobs
 from ctl_keras.analysis import report_html
 from ctl_keras.data import dataset_dir, pipeline, tfrecords
@@ -162,7 +162,7 @@ def build_report(model_dir: str, index_path: str, out_dir: str, *, num_scenes: i
         raise ValueError(f"num_scenes and k must be >= 1, got num_scenes={num_scenes}, k={k}")
     index = load_index(index_path)  # a missing / torn index fails before the model is built
     config, models, data_dir = jobs.load_run(model_dir, data_dir, backbone_weights)
-    from ctl_keras.serving.exporter import model_fingerprint
+    from ctl_keras.savedmodel.exporter import model_fingerprint
 
     check_compatible(index, {"embedding_dim": config.embedding_dim, "model_fingerprint": model_fingerprint(models),
                              "categories": list(config.categories)},

@@ -72,14 +72,13 @@ class TrainedBaseline(Baseline):
 
         from ctl_keras.data import dataset_dir
         from ctl_keras.evaluation.selection import validation_every
-        from ctl_keras.training.optimizer import FusedAdam
         from ctl_keras.training.step import BestEpoch, batches_dataset, is_eval_epoch, make_train_step, run_epoch
 
         keras.utils.set_random_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.prepare(train)
         variables = self.trainable_variables()
-        optimizer = FusedAdam(self.learning_rate)
+        optimizer = keras.optimizers.Adam(self.learning_rate)
         optimizer.build(variables)
         step = make_train_step(tf.distribute.get_strategy(), self, optimizer, variables, self.batch_size)
         best = BestEpoch(self.state_variables())

@@ -8,7 +8,7 @@ import uuid
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 
 RAW = CompressionTypes.UNCOMPRESSED  # never guess a codec from a name (".tfrecord", ".jpg")
 

@@ -23,7 +23,7 @@ import os
 import uuid
 from typing import Iterator
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 from ctl_keras.builder import files
 from ctl_keras.data import encoding as tfrecords
 

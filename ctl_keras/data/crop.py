@@ -177,7 +177,7 @@ def _source(path: str):
         return io.BytesIO(f.read())
 
 
-# Degenerate images and crops (issue 23 item 8): a side under MIN_SIDE pixels or a long side over
+# Degenerate images and crops: a side under MIN_SIDE pixels or a long side over
 # MAX_ASPECT times the short one gives the backbone nothing to see (a 1x1 scene, a 9x20000 crop of a
 # strip). Real photos and the paper's 400-px STL images are far inside both limits; a 96-px synthetic
 # scene's thinnest allowed crop (1/5 of its height) is 19 px.

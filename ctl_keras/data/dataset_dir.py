@@ -20,7 +20,7 @@ __all__ = ["read_manifest", "checked_manifest", "split_info", "pair_files", "pro
 
 
 def _rebuild(data_dir, dataset: str | None = None) -> str:
-    return f"rebuild with `python -m ctl_keras.build_dataset --dataset={dataset or 'NAME'} --out={data_dir}`"
+    return f"rebuild with `ctl build --dataset={dataset or 'NAME'} --out={data_dir}`"
 
 
 def read_manifest(data_dir, dataset: str | None = None) -> dict:
@@ -31,7 +31,7 @@ def read_manifest(data_dir, dataset: str | None = None) -> dict:
         name = dataset or "NAME"
         raise FileNotFoundError(
             f"no manifest.json in {data_dir}: build it with "
-            f"`python -m ctl_keras.build_dataset --dataset={name} --out={data_dir}`")
+            f"`ctl build --dataset={name} --out={data_dir}`")
     try:
         with tf.io.gfile.GFile(path) as f:
             manifest = json.load(f)

@@ -1,4 +1,4 @@
-"""Leakage between splits, counted: shared products and near-duplicate scenes (issue 22 §5).
+"""Leakage between splits, counted: shared products and near-duplicate scenes.
 
 The split is by scene, so no scene is in two splits, but two things can still leak:
 - a test pair's positive product also occurs in a train pair (the same catalog item), and

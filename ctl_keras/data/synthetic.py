@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 from ctl_keras import spec as spec_lib
 
 CATEGORIES = ("tops", "pants", "shoes", "handbags", "sunglasses")

@@ -25,7 +25,7 @@ import os
 import re
 from typing import Callable, Iterator
 
-from ctl_keras import progress
+from ctl_keras.utils import progress
 from ctl_keras.data import image_rule, table_cells
 from ctl_keras.data.crop import clip_box
 from ctl_keras.data.stl import RawPair

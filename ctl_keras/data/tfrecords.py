@@ -12,7 +12,7 @@ from typing import Iterable
 
 import tensorflow as tf
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 from ctl_keras.data.encoding import (  # noqa: F401 (re-exported)
     MANIFEST_NAME, SCHEMA_VERSION, SPLITS, encode_pair, encode_product, pair_shard_name, product_file_name,
     questions_file_name)
@@ -56,7 +56,7 @@ def parse_product(serialized: tf.Tensor) -> dict:
 
 # ---------------------------------------------------------------- writing
 def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> int:
-    """Write serialized records to `path` atomically (ctl_keras/atomic.py).
+    """Write serialized records to `path` atomically (ctl_keras/utils/atomic.py).
 
     Returns the number of records written. An exception while iterating leaves no file at `path`.
     """

@@ -1,5 +1,5 @@
 """Score a trained model_dir (AUC + Top-K on cropped scenes) and write eval.json: the library behind
-`python -m ctl_keras.evaluate` (its --help has the metric definitions) and ctl_keras.experiments."""
+`ctl evaluate` (its --help has the metric definitions) and ctl_keras.experiments."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def check_split_nonempty(data_dir: str, split: str) -> None:
 
 
 def _recorded(model_dir: str) -> dict:
-    from ctl_keras.training.results import read_results
+    from ctl_keras.model.run_results import read_results
 
     return read_results(model_dir)
 
@@ -30,7 +30,7 @@ def _trained_on(recorded: dict, model_dir: str) -> str:
         return recorded["trained_on"]
     if recorded:  # results.json of an earlier ctl_keras: no compatibility path
         raise ValueError(f"{model_dir}/results.json was written by an earlier ctl_keras (no trained_on); "
-                         "retrain with `python -m ctl_keras.train` into a new --model_dir")
+                         "retrain with `ctl train` into a new --model_dir")
     return "unknown"  # no results.json: a model_dir not written by train
 
 
@@ -46,11 +46,11 @@ def cache_for(config, data_dir: str, trained_on_full: bool, feature_cache_dir: s
 def score_model(models, config, data_dir: str, split: str, features=None, full_scene: bool = False) -> dict:
     """AUC + Top-K (+ per category) of loaded CTL models, d* = 2 − q·f_p (docs/design.md §3), on cropped scenes
     (`full_scene=True`: uncropped ones, image path only)."""
-    from ctl_keras import embed
+    from ctl_keras.evaluation import embed
     from ctl_keras.data import dataset_dir
     from ctl_keras.evaluation.scoring import ScoreTable, inner_product_distance, score_split
 
-    from ctl_keras.progress import Progress
+    from ctl_keras.utils.progress import Progress
 
     check_split_nonempty(data_dir, split)
     info = dataset_dir.read_manifest(data_dir)["splits"][split]
@@ -75,10 +75,10 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
 
     Data whose fingerprint is not the model's training data is refused, unless `cross_dataset`: then
     the result's "cross_dataset" says how many of the split's scenes the model trained on."""
-    from ctl_keras import model_io
-    from ctl_keras.atomic import write_json
+    from ctl_keras.model import run_dir as model_io
+    from ctl_keras.utils.atomic import write_json
     from ctl_keras.evaluation.report import CANDIDATES_NOTE
-    from ctl_keras.training.results import run_data_dir
+    from ctl_keras.model.run_results import run_data_dir
 
     recorded = _recorded(model_dir)
     if full_scene and feature_cache:
@@ -92,7 +92,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     explicit = data_dir is not None
     data_dir = run_data_dir(model_dir, config.dataset, data_dir)
     check_split_nonempty(data_dir, split)
-    if not explicit and recorded.get("data_fingerprint"):  # issue 9: the default must be the run's own data
+    if not explicit and recorded.get("data_fingerprint"):  # the default must be the run's own data
         from ctl_keras.data.fingerprint import dataset_fingerprint
 
         if dataset_fingerprint(data_dir) != recorded["data_fingerprint"]:

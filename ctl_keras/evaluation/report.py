@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ctl_keras import atomic
+from ctl_keras.utils import atomic
 from ctl_keras.evaluation.scoring import CANDIDATE_SET
 
 CANDIDATES_NOTE = CANDIDATE_SET  # one wording: evaluation/scoring.py

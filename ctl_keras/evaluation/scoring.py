@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ctl_keras import metrics
+from ctl_keras.evaluation import ranking as metrics
 from ctl_keras.model.distances import D_STAR_OFFSET, d_star
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

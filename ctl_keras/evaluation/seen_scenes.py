@@ -1,5 +1,5 @@
 """Which scenes a model trained on, so an evaluation on another dataset can say how many of its test
-scenes the model has already seen (issue 23 item 5).
+scenes the model has already seen.
 
 Training writes `<model_dir>/train_scenes.txt` (sorted scene ids, one a line) next to results.json. An
 evaluation on data whose fingerprint differs from the model's is refused unless asked for explicitly
@@ -22,7 +22,7 @@ def scene_ids(data_dir: str, split: str) -> set[str]:
 
 
 def write(model_dir: str, data_dir: str) -> None:
-    from ctl_keras.atomic import write_text
+    from ctl_keras.utils.atomic import write_text
 
     scenes = sorted(scene_ids(data_dir, "train"))
     write_text(os.path.join(model_dir, SCENES_FILE), "".join(f"{s}\n" for s in scenes))

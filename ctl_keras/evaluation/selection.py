@@ -1,4 +1,4 @@
-"""One selection policy for every method, and the statistics of a multi-seed table (issue 22).
+"""One selection policy for every method, and the statistics of a multi-seed table.
 
 - `validation_every`: how often a run validates, so that every run validates at least
   MIN_VALIDATIONS times whatever its epoch count (the paper: every 10 of 100 epochs = 10 times).

@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import atomic, progress
+from ctl_keras.utils import atomic
+from ctl_keras.utils import progress
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_VIEWS, SPLITS
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination

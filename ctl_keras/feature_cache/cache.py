@@ -144,7 +144,7 @@ class FeatureCache:
         `group` N > 0: full batches only, N at a time stacked on a new leading axis ([k, batch_size, ...],
         k ≤ N in the last group), gathered as one block of rows. This is what a train step that runs N
         steps in one XLA launch reads (training.step.stack_batches); stacking single batches with
-        tf.data's `batch` instead costs ~0.5 ms per batch here (BUILD_NOTES, stop 18).
+        tf.data's `batch` instead costs ~0.5 ms per batch here.
         """
         if config.num_views != self.num_views:
             raise ValueError(f"config.num_views={config.num_views} but the cache holds {self.num_views} views")

@@ -14,7 +14,7 @@ import os
 import h5py
 import keras
 
-from ctl_keras.atomic import atomic_write
+from ctl_keras.utils.atomic import atomic_write
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM, Config
 from ctl_keras.model.attention import CategoryAttention
 from ctl_keras.model.backbone import build_backbone
@@ -88,7 +88,7 @@ def _global_embeddings(heads: CTLHeads, scene_pool5, pos_pool5, neg_pool5):
     averages, the product tower with the product averages); one call on p+ and p- together makes the
     product statistics those of the products the product tower will see, not of each half alone
     (tests/model/test_ctl.py). One joint call on all 3B rows also keeps train and inference consistent
-    but measured 0.10 AUC worse (BUILD_NOTES, issue 10). Under MirroredStrategy the synchronized
+    but measured 0.10 AUC worse. Under MirroredStrategy the synchronized
     BatchNorm pools the rows of every replica, as one device would.
     """
     products = heads.global_head(keras.ops.concatenate([pos_pool5, neg_pool5], axis=0), product=True)

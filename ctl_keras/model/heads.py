@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import keras
 
-from ctl_keras.model.batch_norm import BatchNorm
 
 # Guards the L2 normalization against an all-zero vector.
 _EPSILON = 1e-12
@@ -23,12 +22,11 @@ class EmbeddingHead(keras.layers.Layer):
     Linear -> BatchNorm -> ReLU -> Dropout -> Linear -> L2-normalize, over the last axis. Works on pool5
     vectors [B, 2048] and on region maps [B, N, 1024] alike; BatchNorm then pools its statistics over
     every leading axis. The BatchNorm is synchronized so that a MirroredStrategy replica normalizes with
-    the global batch's statistics, as a single device would; on one replica it trains through the
-    fused kernel (`model/batch_norm.py`).
+    the global batch's statistics, as a single device would.
 
     Scene photos and product shots have different feature statistics; with `product_norm=True` (the
     global head, which embeds scenes and products) each domain is normalised by its own BatchNorm at
-    training and, through its own moving averages, at inference (measured: BUILD_NOTES, issue 10).
+    training and, through its own moving averages, at inference (measured: BUILD_NOTES, "Model fidelity").
 
     Args:
         embedding_dim: int. Size d of the output embedding.
@@ -60,9 +58,9 @@ class EmbeddingHead(keras.layers.Layer):
         self.dropout = dropout
         self.product_norm = product_norm
         self.hidden = keras.layers.Dense(hidden_dim, name="hidden", dtype=self.dtype_policy)
-        self.batch_norm = BatchNorm(synchronized=True, name="batch_norm", dtype=self.dtype_policy)
+        self.batch_norm = keras.layers.BatchNormalization(synchronized=True, name="batch_norm", dtype=self.dtype_policy)
         self.product_batch_norm = (
-            BatchNorm(synchronized=True, name="product_batch_norm", dtype=self.dtype_policy)
+            keras.layers.BatchNormalization(synchronized=True, name="product_batch_norm", dtype=self.dtype_policy)
             if product_norm else None
         )
         self.dropout_layer = keras.layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)

@@ -94,7 +94,7 @@ def pid_alive(pid: int) -> bool:
 
 def rebuild_command(meta: dict, stem: str, backend: str) -> str:
     """The `recommend index` command that rebuilds this index with `backend`."""
-    parts = ["python -m ctl_keras.recommend index", f"--backend={backend}",
+    parts = ["ctl recommend index", f"--backend={backend}",
              f"--export_dir={meta.get('export_dir', 'EXPORT')}", f"--products={meta.get('source', 'PRODUCTS')}",
              f"--index={stem}"]
     return " ".join(parts)

@@ -38,10 +38,10 @@ import tensorflow as tf  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions  # noqa: E402
 
-from ctl_keras import progress  # noqa: E402
+from ctl_keras.utils import progress  # noqa: E402
 from ctl_keras.retrieval import catalog  # noqa: E402
 from ctl_keras.retrieval.backend import pid_alive  # noqa: E402
-from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
+from ctl_keras.savedmodel.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
 
 LOCAL_RUNNER = "FnApiRunner"
 STAGING_PREFIX = ".tmp-embed-"  # + "<pid>-<random>": the staging dir of one run, removed at its end
@@ -170,7 +170,7 @@ def _result(element, tick=None) -> bytes:
 
 def _run(source: catalog.Source, version_dir: str, categories, batch_size: int, staging: str,
          options: PipelineOptions, known=None, tick=None) -> None:
-    """`tick`: a ctl_keras.progress ticker (reports only from this process: the local runner)."""
+    """`tick`: a ctl_keras.utils.progress ticker (reports only from this process: the local runner)."""
     handler = KeyedModelHandler(ProductTowerHandler(version_dir, batch_size))
     with beam.Pipeline(options=options) as p:
         records = (p | "Items" >> beam.Create(list(enumerate(source.items)))

@@ -69,7 +69,7 @@ def resolve_source(products: str, categories) -> Source:
     files = sorted(tf.io.gfile.glob(f"{data_dir}/products-{split or '*'}-*.tfrecord"))
     if not files:
         raise FileNotFoundError(f"no product TFRecords for {products} (looked for products-*.tfrecord in {data_dir}); "
-                                "build the dataset with `python -m ctl_keras.build_dataset`")
+                                "build the dataset with `ctl build`")
     return Source("tfrecords", data_dir, tuple(files))
 
 

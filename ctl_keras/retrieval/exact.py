@@ -190,7 +190,7 @@ class _TFCategory:
     def search(self, queries, k):
         import tensorflow as tf
 
-        from ctl_keras.retrieval.tf_search import BruteForce
+        from ctl_keras.savedmodel.top_k import BruteForce
 
         b = self.backend
         if b._brute is None:

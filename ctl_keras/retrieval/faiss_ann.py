@@ -28,7 +28,7 @@ import os
 import numpy as np
 from absl import logging
 
-from ctl_keras.atomic import atomic_write
+from ctl_keras.utils.atomic import atomic_write
 from ctl_keras.retrieval.backend import IncompleteBackend
 from ctl_keras.retrieval.exact import FaissFlatEngine, PerCategory, import_faiss, stable_order
 

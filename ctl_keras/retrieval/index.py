@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ctl_keras.atomic import staged_files
+from ctl_keras.utils.atomic import staged_files
 
 INDEX_FORMAT = 1
 
@@ -213,13 +213,13 @@ def load_index(path: str | os.PathLike) -> CatalogIndex:
     npz_path, json_path = index_paths(path)
     if not os.path.exists(json_path):
         missing = npz_path if not os.path.exists(npz_path) else json_path
-        raise FileNotFoundError(f"index file {missing} not found; build it with `python -m ctl_keras.recommend index`")
+        raise FileNotFoundError(f"index file {missing} not found; build it with `ctl recommend index`")
     with open(json_path) as f:
         meta = json.load(f)
     # The json names its generation's arrays (indexes written before generations: STEM.npz).
     npz_path = os.path.join(os.path.dirname(os.path.abspath(json_path)), meta.get("npz_file", os.path.basename(npz_path)))
     if not os.path.exists(npz_path):
-        raise FileNotFoundError(f"index file {npz_path} not found; build it with `python -m ctl_keras.recommend index`")
+        raise FileNotFoundError(f"index file {npz_path} not found; build it with `ctl recommend index`")
     if meta.get("format") != INDEX_FORMAT:
         raise ValueError(f"{json_path}: index format {meta.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
     if meta.get("npz_sha256") != _sha256(npz_path):
@@ -250,5 +250,5 @@ def check_compatible(index: CatalogIndex, tower_meta: dict[str, Any], what: str 
     if problems:
         raise ValueError(
             f"index does not match the {what} ({'; '.join(problems)}); rebuild it with "
-            "`python -m ctl_keras.recommend index` from the same export"
+            "`ctl recommend index` from the same export"
         )

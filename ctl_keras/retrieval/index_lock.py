@@ -21,7 +21,7 @@ import os
 import re
 from typing import Iterator
 
-from ctl_keras.atomic import ExclusiveLock, temp_owner
+from ctl_keras.utils.atomic import ExclusiveLock, temp_owner
 from ctl_keras.retrieval.backend import pid_alive
 from ctl_keras.retrieval.index import index_paths
 

@@ -3,7 +3,7 @@
 `SceneRecommender` loads the index, the scene tower it was embedded for (refusing another tower, as
 check_compatible says) and a Searcher once, so a caller (the CLI, benchmarks/complete_look.py) can
 ask many questions without reloading. `query` runs the tower's serving_default for one category;
-`look` runs its complete_look_categories signature (serving/look.py: the backbone once per image)
+`look` runs its complete_look_categories signature (savedmodel/look.py: the backbone once per image)
 and searches every asked category: both give [{"product_id", "d_star"}] lists ranked by
 d* = 2 - q·f_p ascending (docs/design.md §3).
 """
@@ -49,7 +49,7 @@ class SceneRecommender:
         import tensorflow as tf
 
         from ctl_keras.retrieval.search import Searcher
-        from ctl_keras.serving.exporter import SCENE, read_meta, resolve_version_dir
+        from ctl_keras.savedmodel.exporter import SCENE, read_meta, resolve_version_dir
 
         self.index = index if index is not None else load_index(index_path)
         export_dir = export_dir or self.index.meta.get("export_dir")
@@ -86,7 +86,7 @@ class SceneRecommender:
         names = parse_categories(self.index, categories)
         if "complete_look_categories" not in self.tower.signatures:
             raise ValueError("this scene tower was exported before complete_look existed; re-export it "
-                             "(python -m ctl_keras.export) and re-index, or use `recommend query`")
+                             "(ctl export) and re-index, or use `recommend query`")
         image = read_scene(scene) if image is None else image
         queries = self._call(scene, "complete_look_categories", image_bytes=[image], categories=names)["query"]
         queries = queries.numpy()[0]  # [C, d]

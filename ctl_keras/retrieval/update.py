@@ -134,7 +134,7 @@ def _sources(old: CatalogIndex) -> tuple[list[str], dict[str, int]]:
 def _embed(old: CatalogIndex, index_path: str, products: str, batch_size: int, beam_args) -> CatalogIndex:
     """The new and changed products of `products`, embedded by the index's own product tower."""
     from ctl_keras.retrieval.beam_embed import build_index
-    from ctl_keras.serving.exporter import PRODUCT, read_meta, resolve_version_dir
+    from ctl_keras.savedmodel.exporter import PRODUCT, read_meta, resolve_version_dir
 
     export_dir, version = old.meta.get("export_dir"), old.meta.get("tower_version")
     if not export_dir or version is None:

@@ -1,1 +1,1 @@
-"""Training internals behind `python -m ctl_keras.train`: loop, checkpoints, summaries, results."""
+"""Training internals behind `ctl train`: loop, checkpoints, summaries, results."""

@@ -17,7 +17,7 @@ from typing import Iterable
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras.atomic import ExclusiveLock, fsync_path, write_json
+from ctl_keras.utils.atomic import ExclusiveLock, fsync_path, write_json
 from ctl_keras.config import Config, schedule_fields
 
 CONFIG_FILE = "config.json"
@@ -138,7 +138,7 @@ def _stale(model_dir: str, what: str) -> ValueError:
 
 
 def _check_dataset(model_dir: str, old: dict | None, new: dict) -> None:
-    """A run's dataset is part of its identity (issue 9): resuming on another build would score the test
+    """A run's dataset is part of its identity: resuming on another build would score the test
     AUC on scenes the first epochs trained on. A run recorded without a fingerprint is stale (_stale)."""
     if not old or "fingerprint" not in old:
         raise _stale(model_dir, f"{OPTIONS_FILE} records no dataset fingerprint")

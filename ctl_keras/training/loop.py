@@ -19,14 +19,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ctl_keras import embed, progress
+from ctl_keras.evaluation import embed
+from ctl_keras.utils import progress
 from ctl_keras.config import Config
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.evaluation import seen_scenes
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
-from ctl_keras.training import checkpointing, results
+from ctl_keras.model import run_results as results
+from ctl_keras.training import checkpointing
 from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
 from ctl_keras.training.optimizer import make_optimizer
 from ctl_keras.training.step import (  # noqa: F401 (TrainingDiverged: part of train()'s contract)

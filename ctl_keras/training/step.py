@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import tensorflow as tf
 
-from ctl_keras.progress import Progress
+from ctl_keras.utils.progress import Progress
 
 
 class TrainingDiverged(RuntimeError):
@@ -146,7 +146,7 @@ def run_epoch(step_fn: Callable, batches, epoch: int, total_steps: int | None = 
     returns (mean loss, steps, seconds).
 
     Raises TrainingDiverged at the first NaN/inf loss; `kept` says what the caller keeps in that case.
-    Progress (ctl_keras.progress: a bar with steps/s and ETA on a terminal, else one log line per ~10 s
+    Progress (ctl_keras.utils.progress: a bar with steps/s and ETA on a terminal, else one log line per ~10 s
     and one per epoch; none with `progress=False`) and the NaN check happen once per call, i.e. every
     steps_per_execution batches.
     """

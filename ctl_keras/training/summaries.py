@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
-from ctl_keras.atomic import atomic_write
+from ctl_keras.utils.atomic import atomic_write
 
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 

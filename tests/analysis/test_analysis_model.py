@@ -21,7 +21,7 @@ def model_dir(synthetic_data, untrained_model, tmp_path_factory):
 
 
 def test_saliency_map_shape_and_finite(synthetic_data, model_dir):
-    from ctl_keras import model_io
+    from ctl_keras.model import run_dir as model_io
     from ctl_keras.analysis.saliency import SceneSaliency
 
     config, _ = synthetic_data

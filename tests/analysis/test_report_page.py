@@ -73,9 +73,11 @@ def _parse(path):
 def setup(synthetic_data, untrained_model, tmp_path_factory):
     """A model_dir copy with results.json + a real eval.json, and an index of the val+test products
     embedded by the model's own product tower (fingerprint recorded, as retrieval.catalog does)."""
-    from ctl_keras import embed, evaluate, model_io
+    from ctl_keras.evaluation import embed
+    from ctl_keras.evaluation import model_eval as evaluate
+    from ctl_keras.model import run_dir as model_io
     from ctl_keras.retrieval.index import CatalogIndex, save_index
-    from ctl_keras.serving.exporter import model_fingerprint
+    from ctl_keras.savedmodel.exporter import model_fingerprint
 
     config, data_dir = synthetic_data
     root = tmp_path_factory.mktemp("report")

@@ -1,4 +1,4 @@
-"""One decoding rule for the builder and the serving graph (issue 23 items 3 and 4): every encoding
+"""One decoding rule for the builder and the serving graph: every encoding
 of the same picture (8-bit, 16-bit, palette, grey, alpha, CMYK, EXIF-rotated JPEG) gives the builder's
 stored JPEG and the tower's in-graph decode the same pixels, and both the pixels the rule says."""
 
@@ -11,7 +11,7 @@ from PIL import Image
 
 from ctl_keras.config import get_config
 from ctl_keras.data import crop, image_decode, pipeline
-from ctl_keras.serving import signatures
+from ctl_keras.savedmodel import signatures
 
 H, W = 48, 80
 JPEG_TOLERANCE = 6.0  # mean |difference| in 0..255 after one or two JPEG generations at quality 95

@@ -68,7 +68,7 @@ def test_count_leakage_counts_products_and_scenes():
 @pytest.mark.slow
 def test_build_counts_leakage_and_dedupe_drops_the_repin(tmp_path):
     """A synthetic set plus one repinned scene (a re-encoded copy under a new id, same products)."""
-    from ctl_keras import build_dataset
+    from ctl_keras.builder import build as build_dataset
     from ctl_keras import config as config_lib
     from ctl_keras.data import synthetic
 

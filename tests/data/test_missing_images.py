@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from ctl_keras import build_dataset
+from ctl_keras.builder import build as build_dataset
 from ctl_keras import spec as spec_lib
 from ctl_keras.builder import dry_run, stages
 from ctl_keras.data import readers

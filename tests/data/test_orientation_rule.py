@@ -12,19 +12,9 @@ import tensorflow as tf
 from PIL import Image
 
 from ctl_keras.data import crop, image_decode, image_rule, pipeline
+from tests.data.test_image_rule import H, W, _picture
 
-H, W = 48, 80
 TOLERANCE = 6.0  # mean |difference| in 0..255 after one or two JPEG generations at quality 95
-
-
-def _picture() -> np.ndarray:
-    """Ramps and a red block in the top-left corner (shows where "up" went)."""
-    img = np.zeros((H, W, 3), np.uint8)
-    img[..., 0] = np.linspace(0, 255, W)[None]
-    img[..., 1] = np.linspace(0, 255, H)[:, None]
-    img[..., 2] = 128
-    img[:12, :20] = [250, 10, 10]
-    return img
 
 
 def _stored() -> Image.Image:

@@ -110,7 +110,7 @@ def test_older_manifest_is_refused_with_the_rebuild_command(tmp_path):
         del info["products_per_category"]
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"no products_per_category for split 'train' .*rebuild with "
-                                         r"`python -m ctl_keras.build_dataset --dataset=synthetic --out="):
+                                         r"`ctl build --dataset=synthetic --out="):
         pipeline.make_dataset(CONFIG, "train", root)
     del manifest["splits"]["val"]["pair_shards"]
     (root / "manifest.json").write_text(json.dumps(manifest))

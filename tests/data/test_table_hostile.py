@@ -10,17 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from ctl_keras import spec as spec_lib
 from ctl_keras.data import table_cells
 from ctl_keras.data.table import read_table
+from tests.data.test_table import _spec
 
 ROW = {"scene": "s1", "product": "p1", "category": "Shop|Feet|Boots", "left": 20, "top": 50, "width": 100,
        "height": 40}
-
-
-def _spec(fmt="csv", bbox="pixel_ltwh", **extra):
-    return spec_lib.from_dict({"name": "shop", "pairs_format": fmt, "bbox": bbox,
-                               "categories": {"boots": ["Shop|Feet|*"]}, **extra})
 
 
 def _images(tmp_path):

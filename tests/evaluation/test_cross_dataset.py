@@ -1,12 +1,12 @@
 """evaluate refuses data that is not the model's training data unless --cross_dataset, and then says
-how many of the split's scenes the model trained on (issue 23 item 5)."""
+how many of the split's scenes the model trained on."""
 
 import json
 import shutil
 
 import pytest
 
-from ctl_keras import evaluate
+from ctl_keras.evaluation import model_eval as evaluate
 from ctl_keras.data import pipeline
 from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.evaluation import seen_scenes
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # builds a second dataset and evaluates four time
 @pytest.fixture(scope="module")
 def resplit(synthetic_data, tmp_path_factory):
     """The same synthetic images rebuilt with another split seed: many test scenes were train scenes."""
-    from ctl_keras import build_dataset
+    from ctl_keras.builder import build as build_dataset
     from ctl_keras.data import dataset_dir
 
     config, data_dir = synthetic_data

@@ -2,7 +2,7 @@
 
 import json
 
-from ctl_keras.atomic import write_json
+from ctl_keras.utils.atomic import write_json
 from ctl_keras.evaluation.report import eval_table, markdown_table, plot_topk
 
 

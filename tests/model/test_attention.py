@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from layer_testing import run_layer_test
+from tests.helpers.layer_testing import run_layer_test
 
 from ctl_keras.model.attention import CategoryAttention
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from layer_testing import run_layer_test
+from tests.helpers.layer_testing import run_layer_test
 
 from ctl_keras.model.category_embedding import CategoryEmbedding
 

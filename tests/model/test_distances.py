@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from layer_testing import run_layer_test
+from tests.helpers.layer_testing import run_layer_test
 
 from ctl_keras.model import distances
 from ctl_keras.model.distances import (PairDistance, global_distance, hybrid_distance, local_distance,

@@ -114,7 +114,7 @@ def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
     with open(ann_path(tmp_path / "cat"), "ab") as f:
         f.write(b"x")
     with pytest.raises(ValueError, match=rf"the {name} part of index .*cat is incomplete \(.*cat\.ann\.npz does "
-                                         rf"not match .*\); rebuild it with `python -m ctl_keras.recommend index "
+                                         rf"not match .*\); rebuild it with `ctl recommend index "
                                          rf"--backend={name} --export_dir=/x/export --products=/x/products"):
         load(tmp_path / "cat")
 
@@ -133,7 +133,7 @@ def test_backend_the_index_does_not_hold_is_refused(tmp_path):
     index, queries = _clustered_index()
     save_index(index, tmp_path / "exact")
     with pytest.raises(ValueError, match=r"index .*exact holds the numpy backend, not ivf; rebuild it with "
-                                         r"`python -m ctl_keras.recommend index --backend=ivf "):
+                                         r"`ctl recommend index --backend=ivf "):
         load(tmp_path / "exact", "ivf")
     save_index(index, tmp_path / "cat", search=IVF.build(index, min_size=1000))
     with pytest.raises(ValueError, match=r"holds the ivf backend, not hnsw; rebuild it with .*--backend=hnsw"):
@@ -168,7 +168,7 @@ def test_recommend_flags_become_backend_options():
     """`recommend index --backend=hnsw --hnsw_m=16 ...` reaches HNSW.build with those options."""
     from types import SimpleNamespace
 
-    from ctl_keras.recommend import backend_options
+    from ctl_keras.cli.recommend import backend_options
 
     flags = SimpleNamespace(ann_min_size=7, hnsw_m=16, hnsw_ef_construction=80, hnsw_ef_search=40, rerank=3,
                             ivf_nlist=0, ivf_nprobe_fraction=None, milvus_uri=None, milvus_token=None,

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from ctl_keras import export
+from ctl_keras.retrieval import bundle
 from ctl_keras.retrieval import beam_embed
 from ctl_keras.retrieval.catalog import iter_products
 from ctl_keras.retrieval.index import load_index
@@ -23,7 +23,7 @@ def tower(synthetic_data, untrained_model, tmp_path_factory):
     """(config, data_dir, export_dir, product tower version dir, direct signature call)."""
     config, data_dir = synthetic_data
     export_dir = str(tmp_path_factory.mktemp("beam_embed") / "export")
-    written = export.run(untrained_model[2], export_dir)
+    written = bundle.export_towers(untrained_model[2], export_dir)
     signature = tf.saved_model.load(written["product_tower"]).signatures["serving_default"]
     return config, data_dir, export_dir, written["product_tower"], \
         lambda images: signature(image_bytes=tf.constant(images))["product_embedding"].numpy()
@@ -78,7 +78,7 @@ def test_bad_images_are_skipped_and_counted(tower, tmp_path, monkeypatch):
     """A truncated JPEG with valid magic used to kill the run (InvalidArgumentError in its batch):
     now only that image is skipped (corrupt_image), its batch-mates are embedded exactly. The progress
     (log mode) accounts for every image file read, embedded or skipped, once."""
-    from ctl_keras import progress
+    from ctl_keras.utils import progress
 
     config, data_dir, export_dir, _, embed = tower
     products = _bad_catalog(tmp_path / "catalog", data_dir, config.categories)
@@ -153,7 +153,7 @@ def _add_non_files(root, category):
 
 
 def test_non_files_are_skipped_and_counted_never_opened(tower, tmp_path):
-    """Issue 23 items 10-11: a directory named x.jpg and a dangling symlink used to abort the run with
+    """a directory named x.jpg and a dangling symlink used to abort the run with
     a Beam traceback, a FIFO to block it forever: each is now counted as not_a_file and the rest
     indexed as without them."""
     config, data_dir, export_dir, _, embed = tower
@@ -180,7 +180,7 @@ def test_read_regular_file_refuses_fifo_and_honours_the_deadline(tmp_path):
 
 
 def test_staging_dirs_of_dead_runs_are_removed_nothing_else(tower, tmp_path):
-    """Issue 23 item 13: a SIGKILLed `recommend index` left `.tmp-embed-*`; the next run removes those
+    """a SIGKILLed `recommend index` left `.tmp-embed-*`; the next run removes those
     whose process is gone, and keeps a live process's, other names, and a symlink."""
     _, data_dir, export_dir, _, _ = tower
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

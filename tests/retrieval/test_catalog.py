@@ -30,7 +30,7 @@ def test_missing_source_is_a_clear_error(tmp_path):
 
 def test_tfrecord_dir_without_products_names_the_build_command(tmp_path):
     (tmp_path / "pairs-train-00000-of-00001.tfrecord").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="build_dataset"):
+    with pytest.raises(FileNotFoundError, match="ctl build"):
         list(iter_products(f"{tmp_path}:test", CATS))
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         list(iter_products(f"{tmp_path}:dev", CATS))

@@ -80,7 +80,7 @@ def test_inconsistent_arrays_are_rejected():
 
 
 def test_files_that_are_not_an_index_of_ours_are_never_replaced(tmp_path):
-    """Issue 23 item 1: `--index=notes` beside the user's notes.json / notes.npz used to overwrite them.
+    """`--index=notes` beside the user's notes.json / notes.npz used to overwrite them.
     Now refused in one line naming the file, the file untouched; an index of ours is replaced; a
     user's notes.g2.npz is not taken for a stale generation."""
     index = CatalogIndex(np.array(["a", "b"]), np.array([0, 1]), np.eye(2, dtype=np.float32), ("x", "y"))

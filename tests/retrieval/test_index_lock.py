@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from ctl_keras import recommend
+from ctl_keras.retrieval import jobs as recommend
 from ctl_keras.retrieval.index import CatalogIndex, load_index, save_index
 from ctl_keras.retrieval.index_lock import next_generation
 

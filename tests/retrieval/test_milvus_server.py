@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus) is not installed")
 
 
-from test_milvus import check_flat_and_hnsw, check_reader_during_updates, check_update  # noqa: E402  (pytest puts this folder on sys.path, as for tests/serving's helpers)
+from tests.retrieval.test_milvus import check_flat_and_hnsw, check_reader_during_updates, check_update  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("CTL_MILVUS_SERVER", os.path.join(ROOT, ".venv-milvus", "bin", "milvus-server"))

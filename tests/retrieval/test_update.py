@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctl_keras import export
+from ctl_keras.retrieval import bundle
 from ctl_keras.retrieval import beam_embed
 from ctl_keras.retrieval.faiss_ann import IVF
 from ctl_keras.retrieval.catalog import iter_products
@@ -37,7 +37,7 @@ def catalogs(synthetic_data, untrained_model, tmp_path_factory):
     config, data_dir = synthetic_data
     tmp = tmp_path_factory.mktemp("update")
     export_dir = str(tmp / "export")
-    export.run(untrained_model[2], export_dir)
+    bundle.export_towers(untrained_model[2], export_dir)
     products = list(iter_products(f"{data_dir}:test", config.categories))
     half = len(products) // 2
     a, b = products[:half], products[half:]
@@ -111,7 +111,7 @@ def test_recommender_reexported_from_updated_index(catalogs, untrained_model):
     if not os.path.exists(stem + ".json"):
         pytest.skip("needs test_update_equals_indexing_the_union_at_once's index")
     index = load_index(stem)
-    written = export.run(untrained_model[2], export_dir, catalog_index=stem, top_k=len(index))
+    written = bundle.export_towers(untrained_model[2], export_dir, catalog_index=stem, top_k=len(index))
     meta = json.load(open(os.path.join(written["recommender"], "assets.extra", "ctl_export.json")))
     assert meta["catalog"]["num_products"] == len(index)
     recommender = tf.saved_model.load(written["recommender"]).signatures["complete_look"]
@@ -143,7 +143,7 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
 
 
 def test_update_with_another_export_dir_is_refused(tmp_path):
-    """Issue 23 item 7: `--update --export_dir=OTHER` used to be ignored silently (the index's own
+    """`--update --export_dir=OTHER` used to be ignored silently (the index's own
     export was used): now refused in one line; the index's own export, spelled differently, is fine."""
     (tmp_path / "export").mkdir()
     index = CatalogIndex(np.array(["p0", "p1"]), np.array([0, 0]), np.eye(2, dtype=np.float32), ("a",),
@@ -217,8 +217,8 @@ def test_thumbnails_resolve_from_any_cwd_after_an_update_from_another_dir(catalo
     """An index built from a relative --products, updated from a second directory: every product's
     image (the service's thumbnails) is found from another working directory, from the source it was
     last read from; the sources are recorded as absolute paths."""
-    from ctl_keras import recommend
-    from ctl_keras.serve.catalog import product_images
+    from ctl_keras.retrieval import jobs as recommend
+    from ctl_keras.service.catalog import product_images
 
     config, export_dir, a_dir, b_dir, *_, changed_id, same_id, b_ids = catalogs
     for name, source in (("A", a_dir), ("B", b_dir)):

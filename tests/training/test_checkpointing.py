@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ctl_keras.config import get_config
-from ctl_keras.atomic import atomic_write, write_json
+from ctl_keras.utils.atomic import atomic_write, write_json
 from ctl_keras.training.checkpointing import ModelDirLock, TrainState, check_or_write_config
 
 
@@ -61,7 +61,7 @@ def _fake_checkpoint(model_dir):
 
 
 def test_config_json_without_a_checkpoint_is_a_fresh_model_dir(tmp_path):
-    """Issue 9.6: a first run that failed before its first epoch left config.json; the corrected rerun
+    """a first run that failed before its first epoch left config.json; the corrected rerun
     with another config is accepted, but not once a checkpoint or trained weights exist."""
     config = get_config("synthetic", smoke=True)
     assert check_or_write_config(str(tmp_path), config.replace(embedding_dim=4), {}) is False
@@ -74,7 +74,7 @@ def test_config_json_without_a_checkpoint_is_a_fresh_model_dir(tmp_path):
 
 
 def test_another_dataset_is_refused_naming_both(tmp_path):
-    """Issue 9.1: train_options.json records the dataset fingerprint; a resume on another one is refused."""
+    """train_options.json records the dataset fingerprint; a resume on another one is refused."""
     config = get_config("synthetic", smoke=True)
     first = {"feature_cache": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"}}
     check_or_write_config(str(tmp_path), config, first)
@@ -90,7 +90,7 @@ def test_another_dataset_is_refused_naming_both(tmp_path):
 @pytest.mark.parametrize("options_file", [None, {"feature_cache": False}])
 def test_a_run_of_an_earlier_version_is_refused_in_one_line(tmp_path, options_file):
     """No compatibility path: a run without train_options.json, or whose options record no dataset
-    fingerprint (written before issue 9), is not resumed; the error says what to do."""
+    fingerprint (written by an earlier version), is not resumed; the error says what to do."""
     config = get_config("synthetic", smoke=True)
     write_json(str(tmp_path / "config.json"), config.to_dict())
     if options_file is not None:
@@ -165,7 +165,7 @@ def _saved_twice(tmp_path):
 
 
 def test_damaged_checkpoint_index_stops_instead_of_restarting(tmp_path):
-    """Issue 9.3: TF ignores an unparsable checkpoints/checkpoint file (latest = None), which used to
+    """TF ignores an unparsable checkpoints/checkpoint file (latest = None), which used to
     restart training at epoch 1 over a finished run. Now: one error naming the file and how to start over."""
     directory = _saved_twice(tmp_path)
     with open(os.path.join(directory, "checkpoint"), "w") as f:
@@ -177,7 +177,7 @@ def test_damaged_checkpoint_index_stops_instead_of_restarting(tmp_path):
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
-    """Issue 9.3: a truncated ckpt-2.data raised IndexError; now epoch 1 is restored with a warning,
+    """a truncated ckpt-2.data raised IndexError; now epoch 1 is restored with a warning,
     and when every checkpoint is damaged the error names them."""
     directory = _saved_twice(tmp_path)
     data = os.path.join(directory, "ckpt-2.data-00000-of-00001")

@@ -1,4 +1,4 @@
-"""TF_CONFIG with one address listed twice is refused before TensorFlow starts (issue 23 item 14)."""
+"""TF_CONFIG with one address listed twice is refused before TensorFlow starts."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Issue 9.1: a model_dir records its dataset's fingerprint; resume and evaluate's default refuse another."""
+"""a model_dir records its dataset's fingerprint; resume and evaluate's default refuse another."""
 
 import json
 import os

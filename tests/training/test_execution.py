@@ -1,4 +1,4 @@
-"""How the train step executes (issue 13): several steps per call, XLA, mixed precision.
+"""How the train step executes: several steps per call, XLA, mixed precision.
 
 Each is compared with the default run of the session's `feature_run` (same data, cache, seed and
 3 epochs): steps per call must not change a single bit; XLA and bfloat16 are numerically close.
@@ -9,12 +9,12 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from run_files import weight_arrays
+from tests.helpers.run_files import weight_arrays
 
-from ctl_keras import export
-from ctl_keras.model_io import load_trained
+from ctl_keras.retrieval import bundle
+from ctl_keras.model.run_dir import load_trained
 from ctl_keras.training import loop
-from ctl_keras.training.results import read_results
+from ctl_keras.model.run_results import read_results
 from ctl_keras.training.summaries import read_scalars
 
 
@@ -91,7 +91,7 @@ def test_mixed_precision_trains_and_exports_float32_towers(feature_run, no_dropo
     assert results["config"]["precision"] == precision
     mixed, full = _losses(model_dir), _losses(plain_dir)
     # 8 (bfloat16) or 11 (float16) mantissa bits: epoch 1 agreed to 0.2-1.5% on the machines of earlier
-    # rounds, but bfloat16 on this round's CPU (AMD family 25, no bf16 instructions: oneDNN's emulated
+    # rounds, but bfloat16 on the CPU measured (AMD family 25, no bf16 instructions: oneDNN's emulated
     # path) gives 0.3142 vs 0.2855 (+10%), with the previous round's code too, so the bound is the
     # CPU's, not a regression's; later epochs drift apart as any perturbed run does, while still learning.
     assert mixed[0] == pytest.approx(full[0], rel=0.15 if precision == "mixed_bfloat16" else 0.03)
@@ -113,10 +113,10 @@ def test_mixed_precision_trains_and_exports_float32_towers(feature_run, no_dropo
     d_star = 2.0 - np.sum(np.asarray(scene["query"]) * np.asarray(product["product_embedding"]), axis=-1)
     np.testing.assert_allclose(np.asarray(d["d_pos"]), d_star, atol=1e-5)
 
-    # Served vs in-memory: 1e-5, except bfloat16 on this round's CPU, where the exported graph's fused
+    # Served vs in-memory: 1e-5, except bfloat16 on the CPU measured, where the exported graph's fused
     # kernels round the emulated bf16 matmuls differently (up to 2.6e-3 here; the previous round's code too).
     served_atol = 5e-3 if precision == "mixed_bfloat16" else 1e-5  # one bf16 step at 1.0 is 2**-8
-    dirs = export.run(str(model_dir), str(tmp_path / "export"), backbone_weights="none")
+    dirs = bundle.export_towers(str(model_dir), str(tmp_path / "export"), backbone_weights="none")
     scene_fn = tf.saved_model.load(dirs["scene_tower"]).signatures["predict_images"]
     product_fn = tf.saved_model.load(dirs["product_tower"]).signatures["predict_images"]
     assert scene_fn.structured_input_signature[1]["images"].dtype == tf.float32

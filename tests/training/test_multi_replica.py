@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import numpy as np
-from run_files import weight_arrays
+from tests.helpers.run_files import weight_arrays
 
 SCRIPT = textwrap.dedent("""
     import sys

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ctl_keras.training import loop
-from run_files import latest_epoch, weight_arrays
+from tests.helpers.run_files import latest_epoch, weight_arrays
 
 
 def _free_ports(n):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ctl_keras.training.checkpointing import ModelDirLock
-from run_files import latest_epoch, weight_arrays
+from tests.helpers.run_files import latest_epoch, weight_arrays
 
 
 def _command(data_dir, model_dir, epochs):

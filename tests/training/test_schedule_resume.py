@@ -12,7 +12,7 @@ from absl import logging as absl_logging
 from ctl_keras.config import get_config
 from ctl_keras.training import loop
 from ctl_keras.training.checkpointing import CHANGES_FILE, check_or_write_config
-from run_files import weight_arrays
+from tests.helpers.run_files import weight_arrays
 
 SCHEDULE = {"steps_per_execution": 1, "strategy": "auto"}
 OPTIONS = {"feature_cache": False, "jit_compile": False, "dataset": {"fingerprint": "aaaa", "data_dir": "/data/one"},
