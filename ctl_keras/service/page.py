@@ -12,7 +12,7 @@ PAGE = """<!doctype html>
  #drop.over,#drop:focus-within{border-color:#06c;background:#eef5ff}
  .row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-start}
  .cat{margin:1rem 0;border-top:1px solid #ddd;padding-top:.5rem}
- figure{margin:0;width:7rem;text-align:center;font-size:.8rem}
+ figure{margin:0;width:7rem;text-align:center;font-size:.8rem;overflow-wrap:anywhere}
  figure img{width:7rem;height:7rem;object-fit:cover;background:#eee}
  canvas{width:10rem;height:10rem;border:1px solid #ccc}
  #status{min-height:1.5em} .err{color:#b00}
