@@ -73,10 +73,8 @@ class RunOptions:
         return {"feature_cache": self.feature_cache, "full_scene": self.full_scene, "jit_compile": self.jit_compile}
 
     def schedule(self) -> dict:
-        """How this process runs the steps, which a resume may change (recorded): the weights do not
-        depend on steps_per_execution; the strategy is where the run executes ("auto" is whatever the
-        machine has), so a run can move to other hardware, continuing as another sample of the same run
-        (with dropout each replica draws its own masks; float order differs)."""
+        """How the steps run, which a resume may change (recorded): steps_per_execution leaves the weights
+        as they are; the strategy is where the run executes (other hardware: another sample of the run)."""
         return {"steps_per_execution": self.steps_per_execution, "strategy": self.strategy}
 
 

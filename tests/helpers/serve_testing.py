@@ -80,3 +80,18 @@ def copy_stem(stem, directory) -> str:
     for suffix in (".json", ".npz"):
         shutil.copy(stem + suffix, os.path.join(directory, "catalog" + suffix))
     return os.path.join(directory, "catalog")
+
+
+def looks_during_sigterm(server: "Server", scene_path, n: int, delay: float) -> list:
+    """`n` looks of one scene posted at once, SIGTERM `delay` s later; their (status, headers, body)."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with open(scene_path, "rb") as f:
+        image = f.read()
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(server.post, "/v1/look?k=2", image) for _ in range(n)]
+        time.sleep(delay)
+        server.proc.send_signal(signal.SIGTERM)
+        return [f.result() for f in futures]

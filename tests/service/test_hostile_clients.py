@@ -9,10 +9,9 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.helpers.serve_testing import Server, call
+from tests.helpers.serve_testing import Server, call, looks_during_sigterm
 
 pytestmark = pytest.mark.slow
 NOFILE = 300  # the server's `ulimit -n`; its default connection cap is then 300 - 256 = 44
@@ -190,13 +189,7 @@ def test_requests_past_the_drain_deadline_get_503_not_tracebacks(serve_setup, tm
     export_dir, stem, _, scenes = serve_setup
     server = Server(f"--export_dir={export_dir}", f"--index={stem}", "--max_batch=16", "--max_wait_ms=3000",
                     "--drain_seconds=0.5", log_path=tmp_path / "server.log")
-    with open(scenes[0], "rb") as f:
-        image = f.read()
-    with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(server.post, "/v1/look?k=2", image) for _ in range(3)]
-        time.sleep(0.3)
-        server.proc.send_signal(signal.SIGTERM)
-        results = [f.result() for f in futures]
+    results = looks_during_sigterm(server, scenes[0], 3, 0.3)
     assert [(status, body) for status, _, body in results] == [(503, {"error": "server shutting down; retry"})] * 3
     assert server.stop() == 0
     log = _log(server)

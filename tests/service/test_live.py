@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -10,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.helpers.serve_testing import ENV, Server, call, copy_stem
+from tests.helpers.serve_testing import ENV, Server, call, copy_stem, looks_during_sigterm
 
 pytestmark = pytest.mark.slow
 K = 20  # large enough that removing products changes every list
@@ -141,13 +140,7 @@ def test_sigterm_drains_in_flight_and_exits_0(serve_setup, tmp_path):
     export_dir, stem, _, scenes = serve_setup
     server = Server(f"--export_dir={export_dir}", f"--index={stem}", "--max_batch=16", "--max_wait_ms=400",
                     log_path=tmp_path / "server.log")
-    with open(scenes[0], "rb") as f:
-        image = f.read()
-    with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(server.post, "/v1/look?k=2", image) for _ in range(6)]
-        time.sleep(0.15)
-        server.proc.send_signal(signal.SIGTERM)
-        results = [f.result() for f in futures]
+    results = looks_during_sigterm(server, scenes[0], 6, 0.15)
     assert [r[0] for r in results] == [200] * 6
     assert server.proc.wait(60) == 0, open(tmp_path / "server.log").read()[-2000:]
     with pytest.raises(OSError):
