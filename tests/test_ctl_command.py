@@ -53,3 +53,22 @@ def test_command_equals_python_m(args, module):
     line = direct.stderr.strip().splitlines()[-1]
     assert ": error: " in line
     assert script.stderr.strip().splitlines()[-1] == package.stderr.strip().splitlines()[-1] == line
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_command_help_lists_its_own_flags_grouped_and_hides_absl(flag):
+    """`ctl train -h` was an error and `--help` showed 9 flags: both now list every flag train defines
+    (its own and the shared dataset/model group) with defaults, and none of absl's (--pdb)."""
+    proc = _run("-c", CONSOLE_SCRIPT, "train", flag)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.startswith("usage: ctl train [flags]")
+    assert "train options:" in out and "dataset, model and training options:" in out
+    for name in ("--epochs", "--data_dir", "--learning_rate", "--model_dir", "--feature_cache (default false)"):
+        assert name in out, name
+    assert "--pdb" not in out and "--run_with_profiling" not in out
+
+
+def test_serve_is_a_ctl_command():
+    proc = _run("-c", CONSOLE_SCRIPT, "serve", "--help")
+    assert proc.returncode == 0 and "--index" in proc.stdout and "--head_timeout=10.0" in proc.stdout

@@ -3,11 +3,19 @@ their defaults; absl's own flags (--pdb, --verbosity, ...) are left to --helpful
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
 HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-?")
-_TITLES = {"__main__": "{name} options", "ctl_keras.cli.options": "dataset, model and training options"}
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SHARED = "ctl_keras.cli.options"
+
+
+def _ours(module: str) -> bool:
+    """absl keys a flag by its defining module's name, or by sys.argv[0] (a file path under runpy)."""
+    return module in ("__main__", _SHARED) or module.startswith("ctl_keras.") or (
+        os.path.isabs(module) and os.path.abspath(module).startswith(_PACKAGE + os.sep))
 
 
 def wants_help(argv: list[str]) -> bool:
@@ -15,7 +23,13 @@ def wants_help(argv: list[str]) -> bool:
 
 
 def _line(flag) -> str:
-    default = flag.default_as_str if flag.default is not None else "(none)"
+    value = flag.default
+    if value is None:
+        default = "(none)"
+    elif isinstance(value, bool):
+        default = str(value).lower()
+    else:
+        default = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     head = f"  --{flag.name}" + (f"={default}" if flag.flag_type() != "bool" else f" (default {default})")
     body = " ".join((flag.help or "").split())
     return head + "\n" + textwrap.fill(body, 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
@@ -27,9 +41,9 @@ def command_help(name: str) -> str:
 
     sections = []
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
-        if not (module == "__main__" or module.startswith("ctl_keras")):
+        if not _ours(module):
             continue
-        title = _TITLES.get(module, module.rsplit(".", 1)[-1].replace("_", " ") + " options").format(name=name)
+        title = "dataset, model and training options" if module == _SHARED else f"{name} options"
         lines = [_line(f) for f in sorted(module_flags, key=lambda f: f.name)]
         sections.append(f"{title}:\n" + "\n".join(lines))
     usage = f"usage: ctl {name} [flags]   (--helpfull adds absl's own flags)"
