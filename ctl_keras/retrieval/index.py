@@ -81,12 +81,18 @@ class CatalogIndex:
         return self.categories.index(name)
 
 
-def index_paths(path: str | os.PathLike) -> tuple[str, str]:
-    """`foo`, `foo.npz` or `foo.json` -> (`foo.npz`, `foo.json`)."""
+def index_stem(path: str | os.PathLike) -> str:
+    """`foo`, `foo.npz` or `foo.json` -> `foo`."""
     stem = os.fspath(path)
     for ext in (".npz", ".json"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
+    return stem
+
+
+def index_paths(path: str | os.PathLike) -> tuple[str, str]:
+    """`foo`, `foo.npz` or `foo.json` -> (`foo.npz`, `foo.json`)."""
+    stem = index_stem(path)
     return stem + ".npz", stem + ".json"
 
 
@@ -108,7 +114,7 @@ def _generation_files(path, generation: int) -> set[str]:
 
 def _stale_files(path, keep: set[str]) -> list[str]:
     """Data files of this stem's generations other than `keep` (never another stem's files)."""
-    stem = index_paths(path)[0][: -len(".npz")]
+    stem = index_stem(path)
     candidates = [stem + ".npz", stem + ".ann.npz"] + glob.glob(glob.escape(stem) + ".g[0-9]*.npz")
     return [f for f in candidates if os.path.exists(f) and f not in keep
             and re.fullmatch(r"(\.g\d+)?(\.ann)?\.npz", f[len(stem):]) and _is_our_npz(f)]

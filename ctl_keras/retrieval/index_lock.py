@@ -23,24 +23,20 @@ from typing import Iterator
 
 from ctl_keras.utils.atomic import ExclusiveLock, temp_owner
 from ctl_keras.retrieval.backend import pid_alive
-from ctl_keras.retrieval.index import index_paths
+from ctl_keras.retrieval.index import index_paths, index_stem
 
 LOCK_SUFFIX = ".lock"
 
 
-def _stem(path: str | os.PathLike) -> str:
-    return index_paths(path)[0][: -len(".npz")]
-
-
 def lock_path(path: str | os.PathLike) -> str:
-    return _stem(path) + LOCK_SUFFIX
+    return index_stem(path) + LOCK_SUFFIX
 
 
 @contextlib.contextmanager
 def index_writer(path: str | os.PathLike) -> Iterator[None]:
     """Hold STEM.lock (RuntimeError naming the holder's pid if another process does), then remove
     dead writers' temporary files of this stem."""
-    stem = _stem(path)
+    stem = index_stem(path)
 
     def busy(holder: str) -> RuntimeError:
         return RuntimeError(f"index {stem} is being written by another `recommend index` (pid {holder}, "
@@ -54,7 +50,7 @@ def index_writer(path: str | os.PathLike) -> Iterator[None]:
 def remove_dead_temps(path: str | os.PathLike) -> list[str]:
     """Remove `.tmp-<pid>-...` files of this stem's index files whose writer pid is gone; returns them.
     A live pid's (a writer not holding the lock, or a recycled pid) and another stem's are kept."""
-    stem = _stem(path)
+    stem = index_stem(path)
     directory, base = os.path.dirname(os.path.abspath(stem)), os.path.basename(stem)
     ours = re.compile(re.escape(base) + r"((\.g\d+)?(\.ann)?\.(npz|json)|\.milvus-pending)")
     removed = []
@@ -74,7 +70,7 @@ def next_generation(path: str | os.PathLike) -> int:
     (1 for a new index). Reusing 1 for different content would hide the rebuild from a server that
     watches the index and from anyone reading `index_generation` in its answers."""
     npz_path, json_path = index_paths(path)
-    stem = npz_path[: -len(".npz")]
+    stem = index_stem(path)
     seen = [0]
     try:
         with open(json_path) as f:

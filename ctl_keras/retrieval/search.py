@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from ctl_keras.retrieval.backend import EXACT_BACKENDS, IncompleteBackend, SearchBackend, backend_class, rebuild_command
-from ctl_keras.retrieval.index import CatalogIndex, index_paths, load_index
+from ctl_keras.retrieval.index import CatalogIndex, index_stem, load_index
 
 
 def held_backend(index: CatalogIndex) -> str:
@@ -31,7 +31,7 @@ def open_backend(index: CatalogIndex, backend: str | None = None, resume: bool =
     held = held_backend(index)
     name = backend or held
     cls = backend_class(name)  # unknown name -> one line listing the valid ones
-    stem = index_paths(index.path)[0][: -len(".npz")] if index.path else "STEM"
+    stem = index_stem(index.path) if index.path else "STEM"
     if name in EXACT_BACKENDS:
         return cls.build(index)
     if name != held:
