@@ -82,3 +82,42 @@ def test_exclusive_lock_removed_on_exit_and_a_dead_holders_file_taken_over(tmp_p
     with atomic.ExclusiveLock(path, refuse):
         pass
     assert path.read_text() == str(os.getpid())
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(0.3)  # the window between a holder's flock and its pid write, widened
+os.ftruncate(fd, 0)
+os.write(fd, str(os.getpid()).encode())
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("left_behind", ["", "999999999"])
+def test_exclusive_lock_names_a_holder_that_has_not_written_its_pid_yet(tmp_path, left_behind):
+    """A taker that loses the race by a moment finds the file empty (or a dead predecessor's pid): it
+    waits for the live holder's pid instead of naming "?" or the dead one."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "index.lock"
+    path.write_text(left_behind)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RuntimeError, match=rf"^held by {holder.pid}$"):
+            with atomic.ExclusiveLock(path, lambda pid: RuntimeError(f"held by {pid}")):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_pid_alive():
+    from ctl_keras.utils.process import pid_alive
+
+    assert pid_alive(os.getpid())
+    assert not pid_alive(999999999) and not pid_alive(0) and not pid_alive(-1)

@@ -36,6 +36,7 @@ from absl import logging
 
 from ctl_keras.utils import atomic
 from ctl_keras.utils import progress
+from ctl_keras.utils.process import pid_alive
 from ctl_keras.config import LOCAL_DIM, POOL5_DIM, SALT_CACHE_VIEWS, SPLITS
 from ctl_keras.data import dataset_dir, pipeline
 from ctl_keras.feature_cache import coordination
@@ -173,13 +174,9 @@ def _write_features(config, data_dir, split, out, call, full_scene, pairs, produ
 def _remove_stale_temps(cache_dir: str) -> None:
     """Temp dirs of builds whose process died (SIGKILL) are garbage; live ones are left alone."""
     for path in glob.glob(f"{cache_dir}.tmp-*"):
-        try:
-            pid = int(path.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
+        owner = path.rsplit("-", 1)[1]
+        if not owner.isdigit() or not pid_alive(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_compile: bool = False) -> None:

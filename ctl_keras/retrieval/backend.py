@@ -78,20 +78,6 @@ def backend_class(name: str) -> type[SearchBackend]:
     return module.CLASSES[name]
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists: leftovers of a killed run (staging dirs, orphan collections) are
-    removed only when their owner is gone."""
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
 def rebuild_command(meta: dict, stem: str, backend: str) -> str:
     """The `recommend index` command that rebuilds this index with `backend`."""
     parts = ["ctl recommend index", f"--backend={backend}",

@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from ctl_keras.utils import progress  # noqa: E402
 from ctl_keras.retrieval import catalog  # noqa: E402
-from ctl_keras.retrieval.backend import pid_alive  # noqa: E402
+from ctl_keras.utils.process import pid_alive  # noqa: E402
 from ctl_keras.savedmodel.exporter import PRODUCT, read_meta, resolve_version_dir  # noqa: E402
 
 LOCAL_RUNNER = "FnApiRunner"

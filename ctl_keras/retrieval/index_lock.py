@@ -22,7 +22,7 @@ import re
 from typing import Iterator
 
 from ctl_keras.utils.atomic import ExclusiveLock, temp_owner
-from ctl_keras.retrieval.backend import pid_alive
+from ctl_keras.utils.process import pid_alive
 from ctl_keras.retrieval.index import index_paths, index_stem
 
 LOCK_SUFFIX = ".lock"

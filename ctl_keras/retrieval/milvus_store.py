@@ -26,7 +26,8 @@ import re
 import shutil
 import threading
 
-from ctl_keras.retrieval.backend import IncompleteBackend, pid_alive
+from ctl_keras.retrieval.backend import IncompleteBackend
+from ctl_keras.utils.process import pid_alive
 
 TAG = r"g\d+_[0-9a-f]{6}_(\d+)(?:_\d+)?"
 _held: dict[str, int] = {}  # database path -> backends of this process that have it open

@@ -19,6 +19,7 @@ import shutil
 from typing import Iterator, Sequence
 
 from ctl_keras.utils import atomic
+from ctl_keras.utils.process import pid_alive
 
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -60,16 +61,6 @@ def next_version(export_dir: str, models: Sequence[str]) -> int:
     return version
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
 def remove_dead_staging(model_base: str) -> list[str]:
     """Remove `.tmp-<version>-<pid>` dirs under `model_base` whose process no longer runs; their paths."""
     removed = []
@@ -78,7 +69,7 @@ def remove_dead_staging(model_base: str) -> list[str]:
     for name in os.listdir(model_base):
         match = _STAGING.match(name)
         path = os.path.join(model_base, name)
-        if match and os.path.isdir(path) and not os.path.islink(path) and not _alive(int(match.group(1))):
+        if match and os.path.isdir(path) and not os.path.islink(path) and not pid_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -15,6 +15,8 @@ import os
 import shutil
 import tempfile
 
+from ctl_keras.utils.process import pid_alive
+
 ROLES = ("chief", "worker")
 
 
@@ -98,10 +100,7 @@ def worker_temp_dir(task: ClusterTask) -> str:
     them behind) are removed first."""
     prefix = f"ctl_keras-{task.task_type}{task.index}-"
     for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
-        try:
-            os.kill(int(os.path.basename(path)[len(prefix):].split("-")[0]), 0)
-        except (ValueError, ProcessLookupError):
+        owner = os.path.basename(path)[len(prefix):].split("-")[0]
+        if not owner.isdigit() or not pid_alive(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
     return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")

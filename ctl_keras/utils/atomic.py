@@ -23,8 +23,11 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from typing import Any, Callable, Iterator
+
+from ctl_keras.utils.process import pid_alive
 
 # ".tmp-<pid>-<8 hex>-<final name>": what atomic_write leaves behind only when its process is killed.
 _TEMP_NAME = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{8}-(.+)$")
@@ -176,7 +179,7 @@ class ExclusiveLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            holder = _holder_pid(fd)
             os.close(fd)
             raise self.busy(holder) from None
         if self.remove_on_exit:
@@ -202,6 +205,19 @@ class ExclusiveLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _holder_pid(fd: int, wait_s: float = 1.0) -> str:
+    """The pid written in a lock file held by another process, "?" if none appears within `wait_s`: the
+    holder writes it just after taking the flock, so a taker that lost the race by microseconds finds
+    the file still empty (or holding its dead predecessor's pid) and waits for it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        # A dead process's pid may still be there: the new holder truncates it just after its flock.
+        if holder.isdigit() and pid_alive(int(holder)) or time.monotonic() >= deadline:
+            return holder or "?"
+        time.sleep(0.005)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
