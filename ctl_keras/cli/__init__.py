@@ -3,9 +3,11 @@
 Adopting it (a CLI keeps its `main(argv)`; absl's `app.run(main)` becomes `cli.run`):
 
     from ctl_keras import cli
+    from ctl_keras.cli import options
 
-    def define_flags():                      # the flag convention: defined on demand, never at import,
-        flags.DEFINE_string("model_dir", ...)  # so any module can be imported without flag clashes
+    def define_flags():                       # the flag convention: defined on demand, never at import,
+        options.define("model_dir", "export_dir")  # so any module can be imported without flag clashes;
+        flags.DEFINE_integer(...)                  # shared names once in cli/options.py, the rest here
 
     def main(argv):
         cli.require("model_dir")                                 # ValueError "--model_dir is required"

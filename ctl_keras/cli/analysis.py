@@ -23,19 +23,21 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defined when run as a command only (cli.run calls this), like every other CLI."""
-    flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
-    flags.DEFINE_string("data_dir", None, "Built dataset (default: results.json's data_dir, else tf_records/<dataset>).")
-    flags.DEFINE_string("out", None, "Output directory (human-score: default --kit).")
-    flags.DEFINE_string("split", "test", "Split analysed by attention and figures.")
-    flags.DEFINE_integer("num_scenes", 4, "figures: scenes in the grid; report: scenes on the page.")
-    flags.DEFINE_string("index", None, "report: catalog index stem (STEM.npz + STEM.json) to rank.")
-    flags.DEFINE_integer("k", 5, "report: products shown per category.")
+    # --backbone_weights overrides the model's recorded value.
+    config_flags.define("model_dir", "data_dir", "out", "split", "num_scenes", "index", "k", "methods", "seed",
+                        "backbone_weights", defaults={
+                            "num_scenes": 4, "k": 5, "methods": ["ours", "random"], "seed": 0}, help_texts={
+        "data_dir": "Built dataset (default: results.json's data_dir, else tf_records/<dataset>).",
+        "out": "Output directory (human-score: default --kit).",
+        "split": "Split analysed by attention and figures.",
+        "num_scenes": "figures: scenes in the grid; report: scenes on the page.",
+        "index": "report: catalog index stem (STEM.npz + STEM.json) to rank.",
+        "k": "report: products shown per category.",
+        "methods": "human-kit: ours, random, or NAME=MODEL_DIR of another model.",
+        "seed": "Seed of random rankings, question sampling and A/B sides."})
     flags.DEFINE_integer("num_overlays", 6, "attention: overlay PNGs written for the first pairs.")
     flags.DEFINE_integer("smooth_samples", 0, "attention: SmoothGrad samples (0 = vanilla gradient saliency).")
     flags.DEFINE_integer("num_questions", 50, "human-kit: questions exported.")
-    flags.DEFINE_list("methods", ["ours", "random"], "human-kit: ours, random, or NAME=MODEL_DIR of another model.")
-    flags.DEFINE_integer("seed", 0, "Seed of random rankings, question sampling and A/B sides.")
-    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
     flags.DEFINE_string("kit", None, "human-score: directory written by human-kit.")
     flags.DEFINE_list("sheets", [], "human-score: filled answer sheets (CSV), one per annotator.")
 

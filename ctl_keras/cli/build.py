@@ -31,6 +31,7 @@ if __name__ == "__main__":  # Beam's imports below load TensorFlow: filter its s
 from absl import flags
 
 from ctl_keras import cli
+from ctl_keras.cli import options
 from ctl_keras import config as config_lib
 from ctl_keras import spec as spec_lib
 from ctl_keras.builder import files
@@ -42,21 +43,22 @@ FLAGS = flags.FLAGS
 def _define_flags():
     # Only when run as a script: importing the builder (tests, the demo) must not claim flag names
     # such as --dataset that the training CLIs define too.
-    flags.DEFINE_string("dataset", None, "A built-in dataset (" + ", ".join(spec_lib.builtin_names())
-                        + ") or the path of a dataset spec file (README: 'Your own data').")
-    flags.DEFINE_string("out", None, "Output directory (default: tf_records/<the spec's name>; or gs://...).")
-    flags.DEFINE_string("pairs", None, "Pairs file: STL JSON, or the CSV / JSONL / Parquet table of the spec's "
-                        "pairs_format (default: the spec's paths.pairs; optional for a generated dataset).")
-    flags.DEFINE_string("categories", None, "STL: product -> category path JSON.")
+    options.define("dataset", "out", "pairs", "categories", "street2shop_dir", "workers", "seed", "smoke", help_texts={
+        "dataset": "A built-in dataset (" + ", ".join(spec_lib.builtin_names()) + ") or the path of a dataset "
+                   "spec file (README: 'Your own data').",
+        "out": "Output directory (default: tf_records/<the spec's name>; or gs://...).",
+        "pairs": "Pairs file: STL JSON, or the CSV / JSONL / Parquet table of the spec's pairs_format (default: "
+                 "the spec's paths.pairs; optional for a generated dataset).",
+        "categories": "STL: product -> category path JSON.",
+        "street2shop_dir": "Exact Street2Shop root (fashion1): holds meta/json/.",
+        "workers": "Local Beam workers, i.e. --direct_num_workers (default: CPUs - 1, at most 8).",
+        "seed": "Split / question seed (default: the config's).",
+        "smoke": "Tiny config; for synthetic also a tiny generated set."})
     flags.DEFINE_string("images_dir", None, "Directory of the scene and product images.")
     flags.DEFINE_bool("dry_run", False, "Read the pairs (and image headers where boxes are in pixels), print per "
                       "category the rows read, the drops by reason and the pairs that survive the CTL crop; "
                       "write nothing.")
-    flags.DEFINE_string("street2shop_dir", None, "Exact Street2Shop root (fashion1): holds meta/json/.")
-    flags.DEFINE_integer("workers", None, "Local Beam workers, i.e. --direct_num_workers (default: CPUs - 1, at most 8).")
-    flags.DEFINE_integer("seed", None, "Split / question seed (default: the config's).")
     flags.DEFINE_integer("num_shards", None, "Train pair shards (default: the config's).")
-    flags.DEFINE_bool("smoke", False, "Tiny config; for synthetic also a tiny generated set.")
     flags.DEFINE_bool("dedupe_scenes", False, "Drop near-duplicate scenes (dHash of the full scene, "
                       "ctl_keras/data/leakage.py) before the split, keeping one per group.")
 

@@ -25,6 +25,7 @@ import os
 from absl import flags, logging
 
 from ctl_keras import cli
+from ctl_keras.cli import options
 from ctl_keras.data import urls
 from ctl_keras.data.download import FAILURES_FILE, download
 from ctl_keras.data.fetch import DEFAULT_DEADLINE, DEFAULT_MAX_BYTES
@@ -34,14 +35,15 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Only when run as a command, so importing this module never clashes with other CLIs' flags."""
-    flags.DEFINE_string("dataset", None, "fashion1 (Street2Shop), fashion2 or home (STL).")
-    flags.DEFINE_string("pairs", None, "fashion2/home: STL pairs file (fashion.json / home.json).")
-    flags.DEFINE_string("street2shop_dir", None, "fashion1: Street2Shop root (photos/photos.txt, meta/json).")
-    flags.DEFINE_string("out", None, "Directory the images are written to.")
+    options.define("dataset", "pairs", "street2shop_dir", "out", "workers", defaults={"workers": 16}, help_texts={
+        "dataset": "fashion1 (Street2Shop), fashion2 or home (STL).",
+        "pairs": "fashion2/home: STL pairs file (fashion.json / home.json).",
+        "street2shop_dir": "fashion1: Street2Shop root (photos/photos.txt, meta/json).",
+        "out": "Directory the images are written to.",
+        "workers": "Parallel downloads."})
     flags.DEFINE_string("url_prefix", urls.DEFAULT_STL_PREFIX, "fashion2/home: image URL prefix.")
     flags.DEFINE_string("url_rewrite", None, "fashion1: OLD=NEW rewrites URL prefixes (mirrors).")
     flags.DEFINE_bool("all_photos", False, "fashion1: every photo of photos.txt, not only referenced.")
-    flags.DEFINE_integer("workers", 16, "Parallel downloads.")
     flags.DEFINE_integer("retries", 4, "Retries after the first attempt.")
     flags.DEFINE_float("timeout", 30.0, "Seconds one connect or socket read may wait.")
     flags.DEFINE_float("deadline", DEFAULT_DEADLINE, "Seconds one attempt at one file may take in all "

@@ -61,22 +61,18 @@ def main(argv):
 
 def define_flags() -> None:
     """Flags exist only when run as a script, so importing this module never clashes with other CLIs."""
-    flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + best.weights.h5).")
-    flags.DEFINE_string("data_dir", None, "Built dataset directory (default: results.json's data_dir, else "
-                        "tf_records/<dataset>).")
-    flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate.")
-    flags.DEFINE_bool("full_scene", False, "Analysis only: score uncropped scenes; the product is visible in them, "
-                      "so this is NOT the CTL task. Needs the image path (no --feature_cache). Default: the "
-                      "cropped scenes, whatever the model was trained on.")
-    flags.DEFINE_bool("feature_cache", None, "Embed from the frozen-feature cache (default: as trained; "
-                      "never with --full_scene).")
-    flags.DEFINE_string("feature_cache_dir", None, "The feature cache's directory (default: the one train uses).")
-    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
-    flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights to load.")
+    # --backbone_weights overrides the model's recorded value.
+    config_flags.define("model_dir", "data_dir", "split", "full_scene", "feature_cache", "feature_cache_dir",
+                        "backbone_weights", "which", "out", help_texts={
+        "data_dir": "Built dataset directory (default: results.json's data_dir, else tf_records/<dataset>).",
+        "full_scene": "Analysis only: score uncropped scenes; the product is visible in them, so this is NOT the "
+                      "CTL task. Needs the image path (no --feature_cache). Default: the cropped scenes, whatever "
+                      "the model was trained on.",
+        "feature_cache": "Embed from the frozen-feature cache (default: as trained; never with --full_scene).",
+        "feature_cache_dir": "The feature cache's directory (default: the one train uses).",
+        "out": "Where to write the JSON (default: <model_dir>/eval.json)."})
     flags.DEFINE_bool("cross_dataset", False, "Score on a dataset other than the one the model trained on "
                       "(refused otherwise); the output says how many of its scenes the model trained on.")
-    flags.DEFINE_string("out", None, "Where to write the JSON (default: <model_dir>/eval.json).")
-
 
 if __name__ == "__main__":
     cli.run(main, "evaluate", define_flags=define_flags)

@@ -45,17 +45,17 @@ def define_flags() -> None:
     """Flags exist only when run as a script (build_dataset and train define --dataset/--out too)."""
     from ctl_keras.cli import options as config_flags
 
-    config_flags.define_dataset_flags(smoke=False)  # --dataset (a name or spec file), --data_dir
-    flags.DEFINE_string("out", None, "Output directory for every method's results, table.md, topk.png, results.json.")
-    flags.DEFINE_list("methods", list(all_methods()), "Methods to run (baselines and our variants).")
+    config_flags.define("dataset", "data_dir", "smoke", "out", "methods", "epochs", "num_views",
+                        defaults={"methods": list(all_methods())}, help_texts={
+        "out": "Output directory for every method's results, table.md, topk.png, results.json.",
+        "methods": "Methods to run (baselines and our variants).",
+        "epochs": "Epochs of our models and the trained baselines. Default: the dataset's.",
+        "num_views": "Augmented views cached per TRAIN image. Default: the dataset's."})
     flags.DEFINE_list("scenes", list(SCENES), "Scenes the methods are TRAINED on: cropped (CTL crop), full "
                       "(uncropped scene). Every method is scored on the cropped test scenes.")
-    flags.DEFINE_bool("smoke", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.")
-    config_flags.define_config_flags(fields=("epochs",))  # of our models and the trained baselines
     flags.DEFINE_integer("baseline_epochs", None, "Epochs of IBR and BPR-DAE (default: --epochs / the config's). "
                          "Validation every eval_every epochs and at the last; the best epoch is reported.")
     flags.DEFINE_integer("siamese_epochs", None, "Epochs of the Siamese conv5 fine-tuning (default: min(epochs, 5)).")
-    config_flags.define_config_flags(fields=("num_views",))  # augmented views cached per TRAIN image
     flags.DEFINE_string("feature_cache_root", None, "Directory holding the feature caches, one per scene mode "
                         "and seed (default: <data_dir>/feature_cache).")
     flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds; the first also chooses each method's learning rate.")

@@ -24,10 +24,10 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Defined on demand, not at import, so other modules can import export_towers() without flag clashes."""
-    flags.DEFINE_string("model_dir", None, "Trained model_dir (config.json + best.weights.h5).")
-    flags.DEFINE_string("export_dir", None, "Where scene_tower/, product_tower/ (and recommender/) versions go.")
-    config_flags.define_config_flags(fields=("backbone_weights",))  # overrides the model's recorded value
-    flags.DEFINE_enum("which", "best", ["best", "last"], "Which head weights of model_dir to export.")
+    # --backbone_weights overrides the model's recorded value.
+    config_flags.define("model_dir", "export_dir", "backbone_weights", "which", help_texts={
+        "export_dir": "Where scene_tower/, product_tower/ (and recommender/) versions go.",
+        "which": "Which head weights of model_dir to export."})
     flags.DEFINE_string("catalog_index", None,
                         "Catalog index (from `ctl recommend index`) to bundle into recommender/.")
     flags.DEFINE_integer("top_k", 10, "Products the recommender returns per request.", lower_bound=1)

@@ -1,5 +1,6 @@
-"""`ctl COMMAND --help` / `-h`: the command's own flags, grouped by the module that defines them, with
-their defaults; absl's own flags (--pdb, --verbosity, ...) are left to --helpfull."""
+"""`ctl COMMAND --help` / `-h`: the flags this command defined, with their defaults: the shared ones by
+their group in cli/options.py (data, model, output, ...), then the command's own; absl's own flags
+(--pdb, --verbosity, ...) are left to --helpfull."""
 
 from __future__ import annotations
 
@@ -39,13 +40,20 @@ def command_help(name: str) -> str:
     """Every flag a ctl_keras module defined for this command, grouped; absl's and Beam's excluded."""
     from absl import flags
 
-    sections = []
+    from ctl_keras.cli.options import GROUP_OF, GROUPS  # noqa: PLC0415
+
+    groups: dict[str, list] = {group: [] for group in GROUPS}
+    own = []
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
-        if not _ours(module):
-            continue
-        title = "dataset, model and training options" if module == _SHARED else f"{name} options"
-        lines = [_line(f) for f in sorted(module_flags, key=lambda f: f.name)]
-        sections.append(f"{title}:\n" + "\n".join(lines))
+        if module == _SHARED:
+            for flag in module_flags:
+                groups[GROUP_OF.get(flag.name, "other")].append(flag)
+        elif _ours(module):
+            own.extend(module_flags)
+    titled = [(f"{group} options", found) for group, found in groups.items() if found]
+    titled += [(f"{name} options", own)] if own else []
+    sections = [f"{title}:\n" + "\n".join(_line(f) for f in sorted(found, key=lambda f: f.name))
+                for title, found in titled]
     usage = f"usage: ctl {name} [flags]   (--helpfull adds absl's own flags)"
     return "\n\n".join([usage, *sections]) + "\n"
 

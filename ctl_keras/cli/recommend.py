@@ -26,8 +26,9 @@ import os
 from absl import flags
 
 from ctl_keras import cli
+from ctl_keras.cli import options
 from ctl_keras.utils import atomic
-from ctl_keras.retrieval.backend import BACKENDS, FAISS_BACKENDS
+from ctl_keras.retrieval.backend import FAISS_BACKENDS
 from ctl_keras.retrieval.jobs import run_index, run_look, run_query
 
 FLAGS = flags.FLAGS
@@ -36,20 +37,21 @@ COMMANDS = ("index", "query", "look")
 
 def define_flags() -> None:
     """Defined on demand, not at import, so other modules can import run() without flag clashes."""
-    flags.DEFINE_string("export_dir", None, "Export dir (scene_tower/, product_tower/). query: default, the index's.")
-    flags.DEFINE_integer("version", None, "Tower version. index: default latest; query: default the index's.")
+    options.define("export_dir", "version", "index", "batch_size", "categories", "k", "backend", defaults={
+        "batch_size": 32}, help_texts={
+        "export_dir": "Export dir (scene_tower/, product_tower/). query: default, the index's.",
+        "version": "Tower version. index: default latest; query: default the index's.",
+        "index": "Index path stem (writes/reads STEM.npz + STEM.json).",
+        "batch_size": "index: images per product-tower call.",
+        "categories": "look: comma-separated category names (default: every category).",
+        "k": "query/look: how many products (per category).",
+        "backend": "index: the search backend to build and record (default numpy: exact). query/look: default "
+                   "the one the index holds; an exact one (numpy, tf, faiss) works on any index."})
     flags.DEFINE_string("products", None, "index: image dir (<dir>/<category>/<id>.jpg) or tf_records/NAME[:split].")
-    flags.DEFINE_string("index", None, "Index path stem (writes/reads STEM.npz + STEM.json).")
-    flags.DEFINE_integer("batch_size", 32, "index: images per product-tower call.", lower_bound=1)
     flags.DEFINE_string("scene", None, "query/look: scene photo (JPEG or PNG).")
     flags.DEFINE_string("category", None, "query: category name of the products wanted.")
-    flags.DEFINE_string("categories", None, "look: comma-separated category names (default: every category).")
-    flags.DEFINE_integer("k", 10, "query/look: how many products (per category).", lower_bound=1)
     flags.DEFINE_bool("json", False, "query: print only a JSON list on stdout; look: only a JSON object "
                       "{category: that list}.")
-    flags.DEFINE_enum("backend", None, list(BACKENDS),
-                      "index: the search backend to build and record (default numpy: exact). query/look: "
-                      "default the one the index holds; an exact one (numpy, tf, faiss) works on any index.")
     flags.DEFINE_bool("update", False, "index: change the existing index STEM: embed only the --products not "
                       "in it (or whose image changed); writes the index's next generation.")
     flags.DEFINE_string("remove", None, "index: file of product ids (one a line) to drop from the existing index.")

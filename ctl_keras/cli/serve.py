@@ -15,7 +15,6 @@ import os
 import resource
 import signal
 import threading
-import types
 
 # Before numpy loads: the rank thread's matmuls run beside the tower's TensorFlow call, which already
 # uses every core, so OpenBLAS's own worker threads only contend with it (and spin while idle). One BLAS
@@ -25,24 +24,25 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import flags  # noqa: E402
 
 from ctl_keras import cli  # noqa: E402
+from ctl_keras.cli import options as shared_flags  # noqa: E402
+from ctl_keras.service.options import ServeOptions  # noqa: E402
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("ctl_keras.serve")
 # Descriptors kept for the rest of the process under the default connection cap: TensorFlow, the
 # index files, TF Serving channels and the listening socket use a few dozen; the rest is margin.
 FD_RESERVE = 256
-OPTIONS = ("export_dir", "index", "tower", "backend", "product_images", "max_thumbnail_bytes", "max_batch",
-           "max_wait_ms", "max_queue", "deadline_ms", "max_body_bytes", "max_pixels", "max_k")
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("export_dir", None, "Export dir (scene_tower/...); default: the one the index records.")
-    flags.DEFINE_string("index", None, "Index path stem (STEM.json + its generation's files); watched for updates.")
+    shared_flags.define("export_dir", "index", "backend", help_texts={
+        "export_dir": "Export dir (scene_tower/...); default: the one the index records.",
+        "index": "Index path stem (STEM.json + its generation's files); watched for updates.",
+        "backend": "Search backend (default: what the index holds)."})
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (loopback by default).")
     flags.DEFINE_integer("port", 8080, "Port to listen on.", lower_bound=0)
     flags.DEFINE_string("tower", "savedmodel", "savedmodel (in process), grpc://host:8500 or http://host:8501 "
                         "(TF Serving's scene_tower model, the version the index was embedded with).")
-    flags.DEFINE_string("backend", None, "Search backend (default: what the index holds).")
     flags.DEFINE_string("product_images", None, "Catalog source for the page's thumbnails (default: the index's).")
     flags.DEFINE_integer("max_thumbnail_bytes", 256 << 20, "Keep thumbnails in memory up to this many bytes.")
     flags.DEFINE_integer("max_batch", 8, "Micro-batching: most images per scene-tower call (1: no batching).",
@@ -71,16 +71,6 @@ def define_flags() -> None:
                        "the body this long at most so the client reads the answer.", lower_bound=0)
 
 
-def options() -> types.SimpleNamespace:
-    opts = types.SimpleNamespace(**{name: getattr(FLAGS, name) for name in OPTIONS}, api_key=None)
-    if FLAGS.api_key_file:
-        with open(FLAGS.api_key_file) as f:
-            opts.api_key = f.read().strip()
-        if not opts.api_key:
-            raise ValueError(f"--api_key_file={FLAGS.api_key_file} is empty")
-    return opts
-
-
 def connection_cap(asked: int) -> int:
     """--max_connections, or by default what `ulimit -n` leaves after FD_RESERVE descriptors (at most 1024)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -93,28 +83,28 @@ def connection_cap(asked: int) -> int:
     return asked
 
 
-def server_config(app, metrics):
+def server_config(opts: ServeOptions, app, metrics):
     """uvicorn, with the connection bounds of connections.py and rate-limited server log lines."""
     import uvicorn
 
     from ctl_keras.service.connections import Limits, protocol_class
     from ctl_keras.service.log_limits import RateLimitFilter, install_loop_handler
 
-    limits = Limits(connection_cap(FLAGS.max_connections), FLAGS.head_timeout, FLAGS.body_timeout,
-                    FLAGS.linger_seconds, metrics)
+    limits = Limits(connection_cap(opts.max_connections), opts.head_timeout, opts.body_timeout,
+                    opts.linger_seconds, metrics)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             install_loop_handler(asyncio.get_running_loop(), metrics)
             await super().startup(sockets)
 
-    config = uvicorn.Config(app, host=FLAGS.host, port=FLAGS.port, log_level="warning", access_log=False,
-                            http=protocol_class(limits), timeout_keep_alive=FLAGS.keep_alive_seconds, backlog=FLAGS.backlog,
-                            timeout_graceful_shutdown=FLAGS.drain_seconds)
+    config = uvicorn.Config(app, host=opts.host, port=opts.port, log_level="warning", access_log=False,
+                            http=protocol_class(limits), timeout_keep_alive=opts.keep_alive_seconds,
+                            backlog=opts.backlog, timeout_graceful_shutdown=opts.drain_seconds)
     logging.getLogger("uvicorn.error").addFilter(RateLimitFilter())  # "Invalid HTTP request received." etc.
-    if FLAGS.host not in ("127.0.0.1", "localhost", "::1") and not FLAGS.api_key_file:
+    if opts.host not in ("127.0.0.1", "localhost", "::1") and not opts.api_key:
         log.warning("listening on %s without --api_key_file: anyone who can reach port %d can run looks, "
-                    "reload the index and read /metrics", FLAGS.host, FLAGS.port)
+                    "reload the index and read /metrics", opts.host, opts.port)
     return Server(config)
 
 
@@ -123,13 +113,12 @@ def main(argv):
     from ctl_keras.service.generation import Live
     from ctl_keras.service.metrics import Metrics
 
-    cli.require("index")
-    opts = options()
+    opts = ServeOptions.from_flags(FLAGS)  # every value checked: one line naming the flag
     logging.basicConfig(level=logging.INFO, format="serve %(levelname)s %(message)s")
     metrics = Metrics()
     live = Live(opts, metrics)
     app = build_app(opts, live, metrics)
-    server = server_config(app, metrics)
+    server = server_config(opts, app, metrics)
     failure = []
 
     def first_load():
@@ -138,7 +127,7 @@ def main(argv):
             failure.append(outcome.removeprefix("refused: "))
             server.should_exit = True
             return
-        live.start_watching(FLAGS.watch_seconds)
+        live.start_watching(opts.watch_seconds)
 
     threading.Thread(target=first_load, name="first-load", daemon=True).start()
     # uvicorn catches SIGTERM/SIGINT itself (drain, then exit) and re-raises them to the handler it
@@ -148,7 +137,7 @@ def main(argv):
     server.run()
     live.stop()
     if failure:
-        raise ValueError(f"cannot serve --index={FLAGS.index}: {failure[0]}")
+        raise ValueError(f"cannot serve --index={opts.index}: {failure[0]}")
     log.info("drained, exiting")
     os._exit(0)  # skip TF's slow interpreter teardown; every answer is sent
 

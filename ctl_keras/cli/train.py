@@ -20,30 +20,30 @@ from absl import flags
 from ctl_keras import config as config_lib
 from ctl_keras import cli
 from ctl_keras.cli import options as config_flags
+from ctl_keras.training.run_options import RunOptions
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """Defined on demand (cli.run), never at import. The dataset and model flags come from Config's
-    fields (config_flags.py); the rest say how to run."""
-    config_flags.define_dataset_flags()
-    config_flags.define_config_flags()
-    flags.DEFINE_string("model_dir", None, "Output and resume directory (default: runs/<dataset>-<variant>).")
+    """Defined on demand (cli.run), never at import. The shared flags (the Config fields among them) come
+    from cli/options.py; the rest say how to run."""
+    config_flags.define("dataset", "data_dir", "smoke", *config_flags.FIELDS, "model_dir", "full_scene",
+                        "feature_cache", "feature_cache_dir", help_texts={
+                            "model_dir": "Output and resume directory (default: runs/<dataset>-<variant>).",
+                            "feature_cache": "Train the heads from cached frozen-backbone features (default: as "
+                                             "the run being resumed in --model_dir recorded it, else on; "
+                                             "--nofeature_cache: the image path)."})
     flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
                       "auto: MirroredStrategy when there is more than one GPU; multi_worker: "
                       "MultiWorkerMirroredStrategy over the machines of TF_CONFIG.")
     flags.DEFINE_float("worker_timeout", 600.0, "multi_worker: seconds to wait for every worker to connect, and "
                        "for a feature cache another worker builds to show progress.")
-    flags.DEFINE_bool("feature_cache", False, "Train the heads from cached frozen-backbone features.")
-    flags.DEFINE_string("feature_cache_dir", None, "Directory of the --feature_cache (default: under "
-                        "<data_dir>/feature_cache/).")
     flags.DEFINE_integer("steps_per_execution", 1, "Train steps per tf.function call: the host dispatches once "
                          "per N batches (same weights for every N; progress, checkpoints and validation stay per epoch).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step and the feature-cache backbone with XLA.")
     flags.DEFINE_bool("mixed_precision", False, "Heads compute in mixed_float16 (with loss scaling) on a GPU, "
                       "mixed_bfloat16 on a CPU; embeddings, distances, attention and the loss stay float32.")
-    flags.DEFINE_bool("full_scene", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and test are always on cropped scenes.")
 
 
 def config_from_flags(values=FLAGS):
@@ -91,17 +91,19 @@ def _lost_worker_line(err) -> str:
 
 def main(argv):
     config, data_dir, spec = config_from_flags()
-    if FLAGS.steps_per_execution < 1:
-        raise ValueError(f"--steps_per_execution must be at least 1, got {FLAGS.steps_per_execution}")
     multi_worker = FLAGS.strategy == "multi_worker"
     cluster_task = None
     if multi_worker:
         from ctl_keras.training.cluster import read_tf_config
 
         cluster_task = read_tf_config()
-        if not FLAGS.worker_timeout > 0:
-            raise ValueError(f"--worker_timeout must be positive, got {FLAGS.worker_timeout}")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}-{config.variant}")
+    # Every run option checked (RunOptions.__post_init__) before TensorFlow starts and anything is written.
+    options = RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
+                         feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
+                         feature_cache_dir=FLAGS.feature_cache_dir, cluster=cluster_task,
+                         worker_timeout=FLAGS.worker_timeout, steps_per_execution=FLAGS.steps_per_execution,
+                         jit_compile=FLAGS.jit_compile)
     cli.check_output_dir(model_dir, "model_dir")
     _ensure_dataset(spec, config, data_dir, named=FLAGS.dataset is not None, explicit=FLAGS.data_dir is not None,
                     multi_worker=multi_worker)
@@ -111,11 +113,6 @@ def main(argv):
 
     if FLAGS.mixed_precision:
         config = config.replace(precision=mixed_precision_policy())
-    options = loop.RunOptions(data_dir=data_dir, model_dir=model_dir, strategy=FLAGS.strategy,
-                              feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
-                              feature_cache_dir=FLAGS.feature_cache_dir, cluster=cluster_task,
-                              worker_timeout=FLAGS.worker_timeout,
-                              steps_per_execution=FLAGS.steps_per_execution, jit_compile=FLAGS.jit_compile)
     try:
         results = loop.train(config, options)
     except Exception as err:

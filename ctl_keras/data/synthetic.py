@@ -271,13 +271,14 @@ FLAGS = flags.FLAGS
 
 def _define_flags():
     # Only when run as a script: the builder imports this module and defines its own flags.
-    flags.DEFINE_string("out", None, "Output directory.")
-    flags.DEFINE_integer("num_scenes", 600, "Number of scenes.")
+    from ctl_keras.cli import options  # noqa: PLC0415
+
+    options.define("out", "num_scenes", "seed", defaults={"num_scenes": 600, "seed": 0},
+                   help_texts={"seed": "Random seed; the same seed gives the same bytes."})
     flags.DEFINE_integer("num_styles", 8, "Number of latent styles.")
     flags.DEFINE_integer("scene_size", 160, "Scene image side, pixels.")
     flags.DEFINE_integer("product_size", 96, "Product image side, pixels.")
     flags.DEFINE_float("noise", 0.1, "Per-item colour jitter and pixel noise, 0..1.")
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same bytes.")
 
 
 def main(argv):

@@ -60,6 +60,16 @@ def checkpoint_files(model_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "ckpt-*.index")))
 
 
+def recorded_option(model_dir: str, name: str, default):
+    """The run option `name` the run in model_dir recorded (train_options.json), else `default`: a resume
+    without the flag keeps what the run trained with. A model_dir that holds no run is fresh (has_run)."""
+    path = os.path.join(model_dir, OPTIONS_FILE)
+    if not (has_run(model_dir) and os.path.exists(path)):
+        return default
+    with open(path) as f:
+        return json.load(f).get(name, default)
+
+
 def check_or_write_config(model_dir: str, config: Config, options: dict) -> bool:
     """Write config.json + train_options.json, or check them against a previous run's.
 

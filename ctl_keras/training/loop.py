@@ -29,7 +29,8 @@ from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
 from ctl_keras.model import run_results as results
 from ctl_keras.training import checkpointing
-from ctl_keras.training.cluster import ClusterTask, worker_temp_dir
+from ctl_keras.training.cluster import worker_temp_dir
+from ctl_keras.training.run_options import RunOptions
 from ctl_keras.training.optimizer import make_optimizer
 from ctl_keras.training.step import (  # noqa: F401 (TrainingDiverged: part of train()'s contract)
     TrainingDiverged, is_eval_epoch, make_train_step, run_epoch, stack_batches)
@@ -43,39 +44,6 @@ DEVICE_PREFETCH = 2
 DEVICE_INPUT = tf.distribute.InputOptions(experimental_fetch_to_device=True,
                                           experimental_per_replica_buffer_size=DEVICE_PREFETCH)
 ATTENTION_EXAMPLES = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """Run settings that are not part of Config (Config is what the model_dir's config.json holds).
-
-    full_scene: train on uncropped scenes; val/test are scored on cropped scenes either way.
-    cluster: this process's task under strategy "multi_worker" (from TF_CONFIG); worker_timeout bounds
-    the wait for the other workers at start-up and for a feature cache another worker builds.
-    steps_per_execution: train steps per tf.function call (the host dispatches once per N batches; the
-    weights do not depend on N). jit_compile: XLA for the train step and the feature-cache backbone.
-    """
-
-    data_dir: str
-    model_dir: str
-    strategy: str = "auto"
-    feature_cache: bool = False
-    full_scene: bool = False
-    feature_cache_dir: str | None = None
-    cluster: ClusterTask | None = None
-    worker_timeout: float = 600.0
-    steps_per_execution: int = 1
-    jit_compile: bool = False
-
-    def recorded(self) -> dict:
-        """The options that change the trained weights, checked on resume. jit_compile is one: XLA's
-        stateless RNG draws other dropout masks for the same seeds (tests/training/test_execution.py)."""
-        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene, "jit_compile": self.jit_compile}
-
-    def schedule(self) -> dict:
-        """How the steps run, which a resume may change (recorded): steps_per_execution leaves the weights
-        as they are; the strategy is where the run executes (other hardware: another sample of the run)."""
-        return {"steps_per_execution": self.steps_per_execution, "strategy": self.strategy}
 
 
 class TripletTask:
@@ -282,6 +250,9 @@ def train(config: Config, options: RunOptions) -> dict:
     writes into model_dir, the others write their copies into a temporary dir they remove.
     """
     dataset_dir.read_manifest(options.data_dir, config.dataset)  # fail before touching model_dir
+    if options.feature_cache is None:  # as the run being resumed recorded it, else on
+        options = dataclasses.replace(options, feature_cache=bool(
+            checkpointing.recorded_option(options.model_dir, "feature_cache", True)))
     recorded = {**options.recorded(), checkpointing.DATASET_KEY: {
         "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)},
         checkpointing.SCHEDULE_KEY: options.schedule()}
