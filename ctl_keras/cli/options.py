@@ -141,7 +141,7 @@ def define(*names: str, help_texts: dict | None = None, defaults: dict | None = 
     unknown = set(names) - set(SHARED) - set(FIELDS) or (set(help_texts) | set(defaults)) - set(names)
     if unknown:
         raise KeyError(f"not a shared flag (or not defined by this call): {', '.join(sorted(unknown))}")
-    values = flag_values or flags.FLAGS
+    values = flags.FLAGS if flag_values is None else flag_values  # an empty FlagValues is falsy
     for name in dict.fromkeys(names):
         if name in FIELDS:
             _define_field(name, help_texts.get(name), defaults.get(name), values)
