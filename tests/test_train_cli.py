@@ -206,8 +206,10 @@ def test_relative_model_dir_resumes_and_takes_a_new_schedule(synthetic_data, tmp
     ckpt-1), then with more epochs and another --eval_every (recorded, not refused); evaluate reads it."""
     _, data_dir = synthetic_data
     os.symlink(data_dir, tmp_path / "data")
-    command = ("--smoke", "--data_dir=data", "--model_dir=runs/rel", "--feature_cache", "--epochs=1")
+    command = ("--smoke", "--data_dir=data", "--model_dir=runs/rel", "--epochs=1")  # the feature cache by default
     assert _cli(*command, cwd=tmp_path).returncode == 0
+    with open(tmp_path / "runs" / "rel" / "train_options.json") as f:
+        assert json.load(f)["feature_cache"] is True
     _resumed(_cli(*command, cwd=tmp_path), "runs/rel", 1)
     longer = _cli(*command, "--epochs=2", "--eval_every=2", cwd=tmp_path)
     _resumed(longer, "runs/rel", 1)
@@ -223,10 +225,14 @@ def test_relative_model_dir_resumes_and_takes_a_new_schedule(synthetic_data, tmp
 @pytest.mark.slow
 def test_default_synthetic_data_dir_is_generated_and_the_default_run_resumes(tmp_path):
     """`train --smoke` with no --data_dir still generates the synthetic dataset into its default directory
-    tf_records/synthetic, and the same command again resumes the default (relative) runs/synthetic-hybrid."""
-    command = ("--smoke", "--feature_cache", "--epochs=1")
-    first = _cli(*command, cwd=tmp_path, timeout=900)
+    tf_records/synthetic, and the same command again resumes the default (relative) runs/synthetic-hybrid.
+    The run is trained without the feature cache: the rerun without --nofeature_cache keeps it off (the
+    default is the resumed run's own), where a default of "on" refused it as another config."""
+    command = ("--smoke", "--epochs=1")
+    first = _cli(*command, "--nofeature_cache", cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "no built synthetic dataset in tf_records/synthetic: building it" in first.stderr
     assert (tmp_path / "tf_records" / "synthetic" / "manifest.json").exists()
     _resumed(_cli(*command, cwd=tmp_path), "runs/synthetic-hybrid", 1)
+    with open(tmp_path / "runs" / "synthetic-hybrid" / "train_options.json") as f:
+        assert json.load(f)["feature_cache"] is False
