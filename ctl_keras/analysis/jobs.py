@@ -26,7 +26,7 @@ _BATCH = 16
 
 def resolve_data_dir(model_dir: str, config, data_dir: str | None) -> str:
     """--data_dir, else results.json's "data_dir", else tf_records/<dataset> (train.py's default)."""
-    from ctl_keras.model.run_results import run_data_dir
+    from ctl_keras.model.run_dir import run_data_dir
 
     return run_data_dir(model_dir, config.dataset, data_dir)
 

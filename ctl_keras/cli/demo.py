@@ -16,7 +16,7 @@ import time
 
 from ctl_keras.utils import atomic
 from ctl_keras.utils import logs
-from ctl_keras.model.run_results import read_results
+from ctl_keras.model.run_dir import read_results
 
 MODEL_DIR = os.path.join("runs", "demo")
 DATA_DIR = os.path.join("tf_records", "synthetic")

@@ -30,7 +30,8 @@ from absl import flags
 
 from ctl_keras import cli
 from ctl_keras.cli import options as config_flags
-from ctl_keras.evaluation.model_eval import EVAL_FILE, evaluate_model
+from ctl_keras.evaluation.model_eval import evaluate_model
+from ctl_keras.model.run_dir import EVAL_FILE
 
 FLAGS = flags.FLAGS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-EVAL_FILE = "eval.json"
+from ctl_keras.model.run_dir import EVAL_FILE
 FULL_SCENE_NOTE = "scored on uncropped scenes: the product is visible in them, so this is NOT the CTL task"
 
 
@@ -20,7 +20,7 @@ def check_split_nonempty(data_dir: str, split: str) -> None:
 
 
 def _recorded(model_dir: str) -> dict:
-    from ctl_keras.model.run_results import read_results
+    from ctl_keras.model.run_dir import read_results
 
     return read_results(model_dir)
 
@@ -78,7 +78,7 @@ def evaluate_model(model_dir: str, data_dir: str | None = None, split: str = "te
     from ctl_keras.model import run_dir as model_io
     from ctl_keras.utils.atomic import write_json
     from ctl_keras.evaluation.report import CANDIDATES_NOTE
-    from ctl_keras.model.run_results import run_data_dir
+    from ctl_keras.model.run_dir import run_data_dir
 
     recorded = _recorded(model_dir)
     if full_scene and feature_cache:

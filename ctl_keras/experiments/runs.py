@@ -17,6 +17,7 @@ from absl import logging
 
 from ctl_keras.utils import atomic
 from ctl_keras.config import VARIANTS
+from ctl_keras.model.run_dir import EVAL_FILE
 
 OURS = VARIANTS  # our model's variants are methods of the table
 # eval.json written under another protocol is rerun, not mixed into a table (v3: seeds, one lr grid for
@@ -111,7 +112,7 @@ class Runner:
         trained = loop.train(self.seeded(seed, lr, variant), options)
         # Cropped test scenes whatever the training scenes (the cache's val/test scenes are cropped).
         result = model_eval.evaluate_model(model_dir, self.data_dir, feature_cache=True, feature_cache_dir=cache_dir,
-                                           out=os.path.join(model_dir, model_eval.EVAL_FILE))
+                                           out=os.path.join(model_dir, EVAL_FILE))
         result["fit"] = {k: trained.get(k) for k in ("val_auc", "best_epoch", "epochs_run", "train_seconds")}
         result["fit"].update(learning_rate=lr, eval_every=self.seeded(seed).eval_every)
         return result
@@ -139,7 +140,7 @@ class Runner:
         from ctl_keras.evaluation.report import CANDIDATES_NOTE
 
         unit_dir = os.path.join(self.out, scene, method, f"seed{seed}" + ("" if lr is None else f"_lr{lr:g}"))
-        path = os.path.join(unit_dir, "eval.json")
+        path = os.path.join(unit_dir, EVAL_FILE)
         done = _read_done(path, {"seed": seed, "learning_rate": lr, "epochs": self.config.epochs})
         if done is not None:
             return done
@@ -158,7 +159,7 @@ class Runner:
         seed and the best by validation AUC runs the others; writes <out>/<scene>/<method>/eval.json."""
         from ctl_keras.evaluation.selection import pick_learning_rate, summarize
 
-        path = os.path.join(self.out, scene, method, "eval.json")
+        path = os.path.join(self.out, scene, method, EVAL_FILE)
         want = {"seeds": list(seeds), "lr_grid": list(grid), "epochs": self.config.epochs}
         done = _read_done(path, want)
         if done is not None:

@@ -19,14 +19,11 @@ from absl import logging
 
 from ctl_keras.utils.atomic import ExclusiveLock, fsync_path, write_json
 from ctl_keras.config import Config, schedule_fields
+from ctl_keras.model.run_dir import (CHANGES_FILE, CHECKPOINT_DIR, CONFIG_FILE, LOCK_FILE, OPTIONS_FILE,
+                                     RESULTS_FILE, weights_file)
 
-CONFIG_FILE = "config.json"
-OPTIONS_FILE = "train_options.json"  # run options outside Config that change the trained weights
-LOCK_FILE = ".lock"
-CHECKPOINT_DIR = "checkpoints"
 DATASET_KEY = "dataset"  # in train_options.json: {"fingerprint": ..., "data_dir": ...}
 SCHEDULE_KEY = "schedule"  # in train_options.json: run options a resume may change (steps_per_execution...)
-CHANGES_FILE = "config_changes.json"  # what resumes changed: [{"after_epoch", "time", "changed"}]
 
 
 class ModelDirLock(ExclusiveLock):
@@ -52,7 +49,7 @@ def has_run(model_dir: str) -> bool:
 
     A config.json alone (left by a run that stopped before its first epoch) is not a run.
     """
-    names = ("last.weights.h5", "best.weights.h5", "results.json")
+    names = (weights_file("last"), weights_file("best"), RESULTS_FILE)
     return bool(checkpoint_files(model_dir)) or any(os.path.exists(os.path.join(model_dir, n)) for n in names)
 
 

@@ -27,7 +27,7 @@ from ctl_keras.data.fingerprint import dataset_fingerprint
 from ctl_keras.evaluation import seen_scenes
 from ctl_keras.model.ctl import build_ctl
 from ctl_keras.model.loss import triplet_hinge
-from ctl_keras.model import run_results as results
+from ctl_keras.model import run_dir
 from ctl_keras.training import checkpointing
 from ctl_keras.training.cluster import worker_temp_dir
 from ctl_keras.training.run_options import RunOptions
@@ -162,7 +162,7 @@ class Trainer:
         if auc > float(self.state.best_auc.numpy()):
             self.state.best_auc.assign(auc)
             self.state.best_epoch.assign(epoch)
-            self.models.save_heads(self._path("best.weights.h5"))  # atomic
+            self.models.save_heads(self._path(run_dir.weights_file("best")))  # atomic
         self.summaries.scalars(epoch, {"val/auc": auc})
         images, attention, names = embed.attention_examples(
             self.models, self.config, self.options.data_dir, ATTENTION_EXAMPLES, features=self.features)
@@ -178,9 +178,9 @@ class Trainer:
         start_epoch = self.state.restore()
         if start_epoch:
             logging.info("resuming %s after epoch %d", self.options.model_dir, start_epoch)
-            best = os.path.join(self.options.model_dir, "best.weights.h5")
+            best = os.path.join(self.options.model_dir, run_dir.weights_file("best"))
             if not self.writer and os.path.exists(best):  # _finish reloads the best epoch from out_dir
-                shutil.copyfile(best, self._path("best.weights.h5"))
+                shutil.copyfile(best, self._path(run_dir.weights_file("best")))
         self.summaries = Summaries(self.out_dir)
         if self.options.feature_cache:
             start = time.perf_counter()
@@ -203,7 +203,7 @@ class Trainer:
                     start = time.perf_counter()
                     self._evaluate(epoch)
                     self.timing["validation"] += time.perf_counter() - start
-                self.models.save_heads(self._path("last.weights.h5"))
+                self.models.save_heads(self._path(run_dir.weights_file("last")))
                 # Last: until this rename lands a rerun repeats the epoch, which gives the same result.
                 self.state.save(epoch)
                 best = float(self.state.best_auc.numpy())  # -1 until the first validation
@@ -211,7 +211,7 @@ class Trainer:
         return self._finish(max(start_epoch, config.epochs))
 
     def _finish(self, epochs_run: int) -> dict:
-        best = self._path("best.weights.h5")
+        best = self._path(run_dir.weights_file("best"))
         if not os.path.exists(best):
             raise FileNotFoundError(f"{best} is missing: no evaluation finished in {self.options.model_dir}")
         start = time.perf_counter()
@@ -225,7 +225,7 @@ class Trainer:
         self.timing["final_test"] = time.perf_counter() - start
         # Before results.json: evaluate --cross_dataset counts test scenes of other data seen here.
         seen_scenes.write(self.out_dir, self.options.data_dir)
-        out = results.write_results(
+        out = run_dir.write_results(
             self.options.model_dir, self.config, val_auc=float(self.state.best_auc.numpy()),
             test_auc=test_auc, best_epoch=int(self.state.best_epoch.numpy()), epochs_run=epochs_run,
             train_seconds=float(self.state.train_seconds.numpy()),
@@ -239,7 +239,7 @@ class Trainer:
                    "trained_on": "full" if self.options.full_scene else "cropped", "scored_on": "cropped"})
         logging.info("done (trained on %s scenes): val AUC %.4f (epoch %d), test AUC %.4f on cropped scenes -> %s",
                      out["trained_on"], out["val_auc"], out["best_epoch"], test_auc,
-                     self._path(results.RESULTS_FILE))
+                     self._path(run_dir.RESULTS_FILE))
         return out
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 
 from ctl_keras.utils.atomic import atomic_write
+from ctl_keras.model.run_dir import TENSORBOARD_DIR
 
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -22,7 +23,7 @@ EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 def read_scalars(model_dir: str, tag: str) -> list[float]:
     """The values of scalar `tag` (e.g. "train/loss") in <model_dir>/tensorboard, in step order."""
     values = {}
-    for path in glob.glob(os.path.join(os.fspath(model_dir), "tensorboard", "events.out.tfevents.*")):
+    for path in glob.glob(os.path.join(os.fspath(model_dir), TENSORBOARD_DIR, "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag == tag:
@@ -53,7 +54,7 @@ class Summaries:
     """One event-file writer for the run; every method writes at a given epoch (the TensorBoard step)."""
 
     def __init__(self, model_dir: str):
-        self.logdir = os.path.join(model_dir, "tensorboard")
+        self.logdir = os.path.join(model_dir, TENSORBOARD_DIR)
         os.makedirs(self.logdir, exist_ok=True)
         self.writer = tf.summary.create_file_writer(self.logdir)
 

@@ -14,7 +14,7 @@ from tests.helpers.run_files import weight_arrays
 from ctl_keras.retrieval import bundle
 from ctl_keras.model.run_dir import load_trained
 from ctl_keras.training import loop
-from ctl_keras.model.run_results import read_results
+from ctl_keras.model.run_dir import read_results
 from ctl_keras.training.summaries import read_scalars
 
 
