@@ -78,59 +78,50 @@ def _datasets() -> str:
     return "A built-in dataset (" + ", ".join(spec_lib.builtin_names()) + ") or a dataset spec file."
 
 
-# The shared flags: name -> (group, default, help, definer(name's default, help, flag_values)). Type, name
-# and absl bounds live here once; a command may pass its own default or help (define's overrides).
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A shared flag: its group, absl kind (string, bool, integer, enum, list), default and help. Type,
+    name and bounds live here once; a command may pass its own default or help (define's overrides)."""
+    group: str
+    kind: str
+    default: object
+    help: str | typing.Callable[[], str]
+    choices: typing.Callable[[], list[str]] | None = None
+    lower_bound: int | None = None
+
+
 SHARED = {
-    "dataset": ("data", None, lambda: _datasets() + " Default: the one --data_dir was built from, else synthetic "
-                "(generated and built when its directory has no manifest).",
-                lambda d, h, v: flags.DEFINE_string("dataset", d, h, flag_values=v)),
-    "data_dir": ("data", None, "Built dataset directory (default: tf_records/<dataset>).",
-                 lambda d, h, v: flags.DEFINE_string("data_dir", d, h, flag_values=v)),
-    "smoke": ("data", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks.",
-              lambda d, h, v: flags.DEFINE_bool("smoke", d, h, flag_values=v)),
-    "split": ("data", "test", "Split to evaluate.",
-              lambda d, h, v: flags.DEFINE_enum("split", d, ["val", "test"], h, flag_values=v)),
-    "num_scenes": ("data", None, "Number of scenes.",
-                   lambda d, h, v: flags.DEFINE_integer("num_scenes", d, h, lower_bound=1, flag_values=v)),
-    "model_dir": ("model", None, "Trained model directory (config.json + best.weights.h5).",
-                  lambda d, h, v: flags.DEFINE_string("model_dir", d, h, flag_values=v)),
-    "which": ("model", "best", "Which head weights of model_dir to load.",
-              lambda d, h, v: flags.DEFINE_enum("which", d, ["best", "last"], h, flag_values=v)),
-    "full_scene": ("model", False, "Train on uncropped scenes (the paper's 'full images' rows); validation and "
-                   "test are always on cropped scenes.",
-                   lambda d, h, v: flags.DEFINE_bool("full_scene", d, h, flag_values=v)),
-    "feature_cache": ("model", None, "Use the frozen-backbone feature cache.",
-                      lambda d, h, v: flags.DEFINE_bool("feature_cache", d, h, flag_values=v)),
-    "feature_cache_dir": ("model", None, "Directory of the --feature_cache (default: under "
-                          "<data_dir>/feature_cache/).",
-                          lambda d, h, v: flags.DEFINE_string("feature_cache_dir", d, h, flag_values=v)),
-    "methods": ("comparison", None, "Methods to compare.",
-                lambda d, h, v: flags.DEFINE_list("methods", d, h, flag_values=v)),
-    "out": ("output", None, "Output directory.",
-            lambda d, h, v: flags.DEFINE_string("out", d, h, flag_values=v)),
-    "export_dir": ("serving", None, "Export dir (scene_tower/, product_tower/, recommender/).",
-                   lambda d, h, v: flags.DEFINE_string("export_dir", d, h, flag_values=v)),
-    "index": ("serving", None, "Catalog index path stem (STEM.npz + STEM.json).",
-              lambda d, h, v: flags.DEFINE_string("index", d, h, flag_values=v)),
-    "backend": ("serving", None, "Search backend (default: the one the index holds).",
-                lambda d, h, v: flags.DEFINE_enum("backend", d, _backends(), h, flag_values=v)),
-    "k": ("serving", 10, "How many products (per category).",
-          lambda d, h, v: flags.DEFINE_integer("k", d, h, lower_bound=1, flag_values=v)),
-    "categories": ("serving", None, "Comma-separated category names (default: every category).",
-                   lambda d, h, v: flags.DEFINE_string("categories", d, h, flag_values=v)),
-    "version": ("serving", None, "Tower version (default: the latest).",
-                lambda d, h, v: flags.DEFINE_integer("version", d, h, flag_values=v)),
-    "pairs": ("build", None, "Pairs file of the dataset.",
-              lambda d, h, v: flags.DEFINE_string("pairs", d, h, flag_values=v)),
-    "street2shop_dir": ("build", None, "Street2Shop root (fashion1): photos/photos.txt, meta/json/.",
-                        lambda d, h, v: flags.DEFINE_string("street2shop_dir", d, h, flag_values=v)),
-    "workers": ("build", None, "Parallel workers.",
-                lambda d, h, v: flags.DEFINE_integer("workers", d, h, lower_bound=1, flag_values=v)),
+    "dataset": Flag("data", "string", None, lambda: _datasets() + " Default: the one --data_dir was built from, "
+                    "else synthetic (generated and built when its directory has no manifest)."),
+    "data_dir": Flag("data", "string", None, "Built dataset directory (default: tf_records/<dataset>)."),
+    "smoke": Flag("data", "bool", False, "Tiny config (64 px, d=16, 2 epochs) for quick checks."),
+    "split": Flag("data", "enum", "test", "Split to evaluate.", choices=lambda: ["val", "test"]),
+    "num_scenes": Flag("data", "integer", None, "Number of scenes.", lower_bound=1),
+    "model_dir": Flag("model", "string", None, "Trained model directory (config.json + best.weights.h5)."),
+    "which": Flag("model", "enum", "best", "Which head weights of model_dir to load.",
+                  choices=lambda: ["best", "last"]),
+    "full_scene": Flag("model", "bool", False, "Train on uncropped scenes (the paper's 'full images' rows); "
+                       "validation and test are always on cropped scenes."),
+    "feature_cache": Flag("model", "bool", None, "Use the frozen-backbone feature cache."),
+    "feature_cache_dir": Flag("model", "string", None, "Directory of the --feature_cache (default: under "
+                              "<data_dir>/feature_cache/)."),
+    "methods": Flag("comparison", "list", None, "Methods to compare."),
+    "out": Flag("output", "string", None, "Output directory."),
+    "export_dir": Flag("serving", "string", None, "Export dir (scene_tower/, product_tower/, recommender/)."),
+    "index": Flag("serving", "string", None, "Catalog index path stem (STEM.npz + STEM.json)."),
+    "backend": Flag("serving", "enum", None, "Search backend (default: the one the index holds).",
+                    choices=_backends),
+    "k": Flag("serving", "integer", 10, "How many products (per category).", lower_bound=1),
+    "categories": Flag("serving", "string", None, "Comma-separated category names (default: every category)."),
+    "version": Flag("serving", "integer", None, "Tower version (default: the latest)."),
+    "pairs": Flag("build", "string", None, "Pairs file of the dataset."),
+    "street2shop_dir": Flag("build", "string", None, "Street2Shop root (fashion1): photos/photos.txt, meta/json/."),
+    "workers": Flag("build", "integer", None, "Parallel workers.", lower_bound=1),
 }
 GROUPS = {"data": ("seed",), "model": ("backbone_weights",), "output": (), "serving": (), "build": (),
           "comparison": (), "training": tuple(f for f in FIELDS if f not in ("seed", "backbone_weights"))}
-for _name, (_group, *_) in SHARED.items():
-    GROUPS[_group] += (_name,)
+for _name, _flag in SHARED.items():
+    GROUPS[_flag.group] += (_name,)
 GROUP_OF = {name: group for group, names in GROUPS.items() for name in names}
 
 
@@ -146,9 +137,13 @@ def define(*names: str, help_texts: dict | None = None, defaults: dict | None = 
         if name in FIELDS:
             _define_field(name, help_texts.get(name), defaults.get(name), values)
             continue
-        _, default, help_text, definer = SHARED[name]
-        help_text = help_texts.get(name, help_text() if callable(help_text) else help_text)
-        definer(defaults.get(name, default), help_text, values)
+        flag = SHARED[name]
+        help_text = help_texts.get(name, flag.help() if callable(flag.help) else flag.help)
+        extra = {"enum_values": flag.choices()} if flag.choices else {}
+        if flag.lower_bound is not None:
+            extra["lower_bound"] = flag.lower_bound
+        getattr(flags, f"DEFINE_{flag.kind}")(name, defaults.get(name, flag.default), help=help_text,
+                                                flag_values=values, **extra)
 
 
 def _define_field(name: str, help_text: str | None, default, values) -> None:
