@@ -155,11 +155,12 @@ def build_dataset(out_dir: str | os.PathLike, dataset: str = "synthetic", *, pai
 
 
 def train(data_dir: str | os.PathLike, model_dir: str | os.PathLike, *, dataset: str | None = None,
-          smoke: bool = False, feature_cache: bool = True, full_scene: bool = False,
+          smoke: bool = False, feature_cache: bool | None = None, full_scene: bool = False,
           steps_per_execution: int = 1, **overrides) -> dict:
     """Train into `model_dir` (resumes a finished epoch like `ctl train`); returns results.json's dict.
     The dataset is the one `data_dir` was built from (`dataset`, if given, must agree); `overrides`
-    are Config fields (epochs, batch_size, learning_rate, lr_schedule, variant, ...)."""
+    are Config fields (epochs, batch_size, learning_rate, lr_schedule, variant, ...). `feature_cache`:
+    as `ctl train --feature_cache` (None: as the run being resumed recorded it, else on)."""
     from ctl_keras.config import get_config
     from ctl_keras.data.resolve import resolve_dataset
     from ctl_keras.training import loop
