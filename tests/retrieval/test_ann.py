@@ -10,7 +10,7 @@ import pytest
 from ctl_keras.retrieval.backend import INDEXED_BACKENDS, backend_class
 from ctl_keras.retrieval.faiss_ann import IVF, ivf_params
 from ctl_keras.retrieval.index import CatalogIndex, ann_path, load_index, save_index
-from ctl_keras.retrieval.search import Searcher, load
+from ctl_keras.retrieval.search import load, open_backend
 
 FAISS = ("ivf", "hnsw", "ivf_sq8", "ivf_pq")
 
@@ -42,14 +42,14 @@ def test_recall_and_exact_fallback_below_threshold(name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
     assert backend.params["small"] == {"exact": True, "size": 50} and not backend.params["big"]["exact"]
-    exact = Searcher(index, "numpy")
-    ids, d = Searcher(index, backend).search(queries, "big", 10)
+    exact = open_backend(index, "numpy")
+    ids, d = backend.search(queries, "big", 10)
     exact_ids, exact_d = exact.search(queries, "big", 10)
     assert _recall(ids, exact_ids) >= 0.9
     assert np.all(np.diff(d, axis=1) >= 0) and np.all(d >= exact_d - 1e-5)  # never better than exact
     truth = 2 - np.einsum("bd,bkd->bk", queries, _rows(index, ids))
     np.testing.assert_allclose(d, truth, atol=1e-5)  # every backend's d* is the exact q·f_p of its answer
-    ids, d = Searcher(index, backend).search(queries, "small", 10)
+    ids, d = backend.search(queries, "small", 10)
     np.testing.assert_array_equal(ids, exact.search(queries, "small", 10)[0])
 
 
@@ -75,8 +75,8 @@ def test_ivf_pq_codes_and_one_list(tmp_path):
     assert backend.params["big"] == {"exact": False, "size": 4000, "nlist": 1, "nprobe": 1, "rerank": 400}
     engine = backend.category(0)[1].engine
     assert import_faiss().try_extract_index_ivf(engine) is None and engine.code_size == 4
-    ids, d = Searcher(index, backend).search(queries, "big", 10)
-    exact_ids, exact_d = Searcher(index, "numpy").search(queries, "big", 10)
+    ids, d = backend.search(queries, "big", 10)
+    exact_ids, exact_d = open_backend(index, "numpy").search(queries, "big", 10)
     np.testing.assert_array_equal(ids, exact_ids)
     np.testing.assert_allclose(d, exact_d, atol=1e-5)
     save_index(index, tmp_path / "cat", search=backend)
@@ -84,7 +84,7 @@ def test_ivf_pq_codes_and_one_list(tmp_path):
     assert backend_class("ivf_pq").build(index, min_size=1000).params["big"]["nlist"] == ivf_params(4000)[0]
     sq8 = backend_class("ivf_sq8").build(index, min_size=1000, nlist=1, rerank=400)  # one list: flat SQ8 codes
     assert import_faiss().try_extract_index_ivf(sq8.category(0)[1].engine) is None
-    np.testing.assert_array_equal(Searcher(index, sq8).search(queries, "big", 10)[0], exact_ids)
+    np.testing.assert_array_equal(sq8.search(queries, "big", 10)[0], exact_ids)
     with pytest.raises(ValueError, match=r"--ivf_nlist=5000 is more lists than the 4000 products of a category"):
         backend_class("ivf_pq").build(index, min_size=1000, nlist=5000)
 
@@ -101,13 +101,13 @@ def test_hnsw_records_its_options():
 def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
-    before = Searcher(index, backend).search(queries, "big", 10)
+    before = backend.search(queries, "big", 10)
     save_index(index, tmp_path / "cat", search=backend)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.ann.npz", "cat.json", "cat.npz"]
     meta = json.loads((tmp_path / "cat.json").read_text())
     assert meta["search"]["backend"] == name and len(meta["search"]["ann_sha256"]) == 64
     back = load(tmp_path / "cat")
-    assert back.backend == name
+    assert back.name == name
     after = back.search(queries, "big", 10)
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_allclose(after[1], before[1], atol=1e-6)
@@ -149,7 +149,7 @@ def test_add_and_remove_by_product_id(name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
     small_engine = backend.category(1)[1]
-    top = Searcher(index, backend).search(queries, "big", 5)[0]
+    top = backend.search(queries, "big", 5)[0]
     gone = sorted(set(top[:, 0]))
     backend.remove(gone)
     backend.add(["new0", top[1, 1]], queries[:2], [0, 0])  # a new id, and an upsert of an existing one
