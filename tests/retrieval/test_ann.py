@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ctl_keras.retrieval.backend import INDEXED_BACKENDS, backend_class
-from ctl_keras.retrieval.faiss_ann import IVF, ivf_params
+from ctl_keras.retrieval.faiss_ann import ivf_params
 from ctl_keras.retrieval.index import CatalogIndex, ann_path, load_index, save_index
 from ctl_keras.retrieval.search import load, open_backend
 
@@ -61,6 +61,26 @@ def _rows(index, ids):
 def test_ivf_params_grow_with_the_category():
     assert ivf_params(1_000_000) == (4096, 64)
     assert ivf_params(10_000) == (512, 8)
+
+
+@pytest.mark.parametrize("name, options, factory, faiss_type", [
+    ("ivf", {}, "IVF256,Flat", "IndexIVFFlat"),
+    ("ivf", {"nlist": 1}, "IVF1,Flat", "IndexIVFFlat"),  # plain IVF keeps its one list
+    ("hnsw", {"m": 16}, "HNSW16,Flat", "IndexHNSWFlat"),
+    ("ivf_sq8", {}, "IVF256,SQ8", "IndexIVFScalarQuantizer"),
+    ("ivf_sq8", {"nlist": 1}, "SQ8", "IndexScalarQuantizer"),
+    ("ivf_pq", {}, "IVF256,PQ8x4fs", "IndexIVFPQFastScan"),
+    ("ivf_pq", {"nlist": 1}, "PQ8x4fs", "IndexPQFastScan")])
+def test_each_faiss_name_is_one_class_with_its_factory_string(name, options, factory, faiss_type):
+    """The FAISS backends are one class told apart by the index-factory string: each name the CLI and the
+    index jsons use builds the index that string says (4000 16-d products: nlist 256, 8 sub-quantizers)."""
+    from ctl_keras.retrieval.faiss_ann import FaissANN
+
+    index, _ = _clustered_index()
+    backend = backend_class(name).build(index, min_size=1000, **options)
+    assert type(backend).__mro__[1] is FaissANN and backend.name == name
+    assert backend.factory(4000, 16)[0] == factory
+    assert type(backend.category(0)[1].engine).__name__ == faiss_type
 
 
 def test_ivf_pq_codes_and_one_list(tmp_path):
@@ -121,7 +141,7 @@ def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
 
 def test_exact_rebuild_removes_the_stale_ann_file(tmp_path):
     index, _ = _clustered_index()
-    save_index(index, tmp_path / "cat", search=IVF.build(index, min_size=1000))
+    save_index(index, tmp_path / "cat", search=backend_class("ivf").build(index, min_size=1000))
     save_index(index, tmp_path / "cat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.json", "cat.npz"]
     assert "search" not in load_index(tmp_path / "cat").meta
@@ -135,7 +155,7 @@ def test_backend_the_index_does_not_hold_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"index .*exact holds the numpy backend, not ivf; rebuild it with "
                                          r"`ctl recommend index --backend=ivf "):
         load(tmp_path / "exact", "ivf")
-    save_index(index, tmp_path / "cat", search=IVF.build(index, min_size=1000))
+    save_index(index, tmp_path / "cat", search=backend_class("ivf").build(index, min_size=1000))
     with pytest.raises(ValueError, match=r"holds the ivf backend, not hnsw; rebuild it with .*--backend=hnsw"):
         load(tmp_path / "cat", "hnsw")
     ids, _ = load(tmp_path / "cat", "numpy").search(queries, "big", 10)

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from ctl_keras.retrieval import bundle
 from ctl_keras.retrieval import beam_embed
-from ctl_keras.retrieval.faiss_ann import IVF
+from ctl_keras.retrieval.faiss_ann import CLASSES as FAISS_CLASSES
 from ctl_keras.retrieval.catalog import iter_products
 from ctl_keras.retrieval.index import CatalogIndex, index_paths, load_index, save_index
 from ctl_keras.retrieval.search import open_backend
@@ -128,7 +128,7 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
     emb = rng.normal(size=(4000, 8)).astype(np.float32)
     index = CatalogIndex(np.array([f"p{i}" for i in range(4000)]), np.repeat([0, 1], 2000),
                          emb / np.linalg.norm(emb, axis=1, keepdims=True), ("a", "b"), {"tower_version": 1})
-    backend = IVF.build(index, min_size=1000)
+    backend = FAISS_CLASSES["ivf"].build(index, min_size=1000)
     save_index(index, tmp_path / "cat", search=backend)
     gone = [f"p{i}" for i in range(0, 2000, 7)]
     (tmp_path / "ids.txt").write_text("\n".join(gone))
