@@ -4,8 +4,8 @@ watcher that swaps in the next one.
 A `Generation` is immutable once built; the service holds one reference (`Live.current`) and every
 micro-batch reads it once, so a batch's tower call and searches use one generation: no answer mixes
 two. A new generation is loaded and checked (index hash, tower fingerprint/version/categories via
-check_compatible, every category of the backend built and searched once, one warm call of the tower) off the request
-path, then swapped in by one assignment. A generation that fails any check is refused and the old
+check_compatible, every category of the backend built and searched once, one warm call of the tower)
+off the request path, then swapped in by one assignment. A generation that fails any check is refused and the old
 one kept; `reloads_total{result}` counts both outcomes.
 """
 
