@@ -6,8 +6,8 @@
 One run: the synthetic config (112 px, backbone_weights=none: timing does not depend on weight
 values) with its category list replaced by 10 names, an untrained model exported with a random
 catalog of --per_category unit embeddings per category, then per repetition, for one JPEG scene:
-- engine look: SceneRecommender.look (complete_look_categories: backbone once, 10 searches), what
-  `recommend look` runs after loading; vs engine query x C: SceneRecommender.query once per category,
+- engine look: Recommender.look (complete_look_categories: backbone once, 10 searches), what
+  `recommend look` runs after loading; vs engine query x C: Recommender.query once per category,
   what C `recommend query` calls run after loading (loading is excluded from both);
 - recommender look: the recommender SavedModel's complete_look vs its serving_default once per category.
 Prints medians (ms) and ratios; medians after 2 untimed warm-ups, ratios within this one run.
@@ -40,7 +40,7 @@ def main(argv):
 
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.retrieval.index import CatalogIndex, save_index
-    from ctl_keras.retrieval.scene_query import SceneRecommender
+    from ctl_keras.retrieval.recommender import Recommender
     from ctl_keras.savedmodel import exporter, warmup
 
     repeats, C, k = (20 if FLAGS.full else 5), FLAGS.num_categories, FLAGS.k
@@ -56,11 +56,11 @@ def main(argv):
         dirs = exporter.export_models(models, config, tmp, index=index, top_k=k)
         index.meta["export_dir"] = tmp
         save_index(index, os.path.join(tmp, "catalog"))
-        engine = SceneRecommender(os.path.join(tmp, "catalog"))
+        engine = Recommender.load(None, os.path.join(tmp, "catalog"))
         jpeg = warmup.example_images(config, seed=0)[0]
         names = list(config.categories)
-        look = median_ms(lambda: engine.look("scene", k, names, image=jpeg), repeats)
-        per_query = median_ms(lambda: [engine.query("scene", c, k, image=jpeg) for c in names], repeats)
+        look = median_ms(lambda: engine.look(jpeg, names, k), repeats)
+        per_query = median_ms(lambda: [engine.query(jpeg, c, k) for c in names], repeats)
         rec = tf.saved_model.load(dirs["recommender"])
         image = tf.constant([jpeg])
         rec_look = median_ms(lambda: rec.signatures["complete_look"](image_bytes=image)["d_star"].numpy(), repeats)

@@ -5,7 +5,7 @@
 
 One run. For each catalog size N (one category holding all N rows), top-10 for single queries with
 - floor: the bare matrix-vector product E @ q in numpy (no top-k, no bookkeeping);
-- numpy / tf / faiss_flat: ctl_keras.retrieval.search.Searcher, exact (argpartition; matmul+top_k;
+- numpy / tf / faiss_flat: ctl_keras.retrieval.search.open_backend, exact (argpartition; matmul+top_k;
   IndexFlatIP);
 - faiss_ivf: IndexIVFFlat (inner product, nlist = sqrt N, nprobe = nlist / 8), approximate; recall@10
   against the exact answer. Random unit vectors have no cluster structure, the worst case for IVF.
@@ -77,7 +77,7 @@ def main(argv):
     import tensorflow as tf
 
     from ctl_keras.retrieval.index import CatalogIndex
-    from ctl_keras.retrieval.search import Searcher
+    from ctl_keras.retrieval.search import open_backend
 
     faiss.omp_set_num_threads(FLAGS.threads)
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
@@ -96,7 +96,7 @@ def main(argv):
                  "floor_tf": _median_ms(lambda q: tf_floor(q).numpy(), queries)}
         exact = {}
         for backend in ("numpy", "tf", "faiss"):
-            searcher = Searcher(index, backend)
+            searcher = open_backend(index, backend)
             times[backend] = _median_ms(lambda q: searcher.search(q, "all", k), queries)
             exact[backend] = np.stack([searcher.search(q, "all", k)[0][0] for q in queries])
         agree = all(np.array_equal(exact[b], exact["numpy"]) for b in exact)

@@ -51,89 +51,18 @@ function needs it.
 
 from __future__ import annotations
 
-import io
 import os
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ctl_keras.utils import logs
 
 logs.quiet_tensorflow_startup()
 
-Scene = "str | os.PathLike | bytes | numpy.ndarray"  # what `look` and `query` accept (see _scene_bytes)
+# The recommender is the retrieval package's own class (ctl_keras/retrieval/recommender.py): the CLI's
+# `recommend query/look` and this API answer through the same object. Its module imports no TensorFlow.
+from ctl_keras.retrieval.recommender import Recommender  # noqa: E402
 
-
-def _scene_bytes(scene) -> tuple[str, bytes]:
-    """(name for error messages, encoded JPEG/PNG bytes) for a path, encoded bytes or an HxWx3 uint8 array."""
-    import numpy as np
-
-    from ctl_keras.data.encoding import looks_like_image
-    from ctl_keras.retrieval.scene_query import read_scene
-
-    if isinstance(scene, (str, os.PathLike)):
-        return os.fspath(scene), read_scene(os.fspath(scene))
-    if isinstance(scene, (bytes, bytearray, memoryview)):
-        data = bytes(scene)
-        if not looks_like_image(data):
-            raise ValueError("scene bytes are not a JPEG or PNG image")
-        return "<bytes>", data
-    if isinstance(scene, np.ndarray):
-        if scene.ndim != 3 or scene.shape[-1] != 3 or scene.dtype != np.uint8:
-            raise ValueError(f"scene array must be HxWx3 uint8, got shape {scene.shape} dtype {scene.dtype}")
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(scene).save(buffer, format="PNG")
-        return "<array>", buffer.getvalue()
-    raise TypeError(f"scene must be a path, JPEG/PNG bytes or an HxWx3 uint8 array, not {type(scene).__name__}")
-
-
-class Recommender:
-    """Complete the look for scene photos: an exported scene tower and a catalog index, loaded once.
-
-    `Recommender.load(export_dir, index)`: `index` is the path stem `recommend index` wrote
-    (STEM.npz + STEM.json); the scene tower version is the one the index was embedded with, and a
-    tower whose weights differ from the index's is refused.
-    """
-
-    def __init__(self, engine):
-        self._engine = engine
-
-    @classmethod
-    def load(cls, export_dir: str | os.PathLike | None, index: str | os.PathLike, *, version: int | None = None,
-             backend: str | None = None) -> "Recommender":
-        """`export_dir=None` uses the export dir the index records. `backend`: numpy, tf, faiss
-        (exact) or the indexed backend the index was built with; default what the index holds."""
-        from ctl_keras.retrieval.scene_query import SceneRecommender
-
-        return cls(SceneRecommender(os.fspath(index), export_dir=export_dir and os.fspath(export_dir),
-                                    version=version, backend=backend))
-
-    @property
-    def categories(self) -> list[str]:
-        """The category names the index knows, in label order."""
-        return list(self._engine.index.categories)
-
-    def look(self, scene, categories: str | Iterable[str] | None = None, k: int = 10) -> dict[str, list[dict]]:
-        """{category: [{"product_id", "d_star"}, ...]} for every category (or the named ones), at most
-        `k` each, most compatible (lowest d* = 2 - q·f_p) first. `scene`: a path, JPEG/PNG bytes or
-        an HxWx3 uint8 array."""
-        from ctl_keras.retrieval.scene_query import parse_categories
-
-        names = parse_categories(self._engine.index, categories)
-        name, image = _scene_bytes(scene)
-        return self._engine.look(name, _check_k(k), names, image=image)
-
-    def query(self, scene, category: str, k: int = 10) -> list[dict]:
-        """The `look` list of one category (the scene tower's serving_default signature)."""
-        self._engine.index.category_id(category)
-        name, image = _scene_bytes(scene)
-        return self._engine.query(name, category, _check_k(k), image=image)
-
-
-def _check_k(k: int) -> int:
-    if int(k) < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    return int(k)
+Scene = "str | os.PathLike | bytes | numpy.ndarray"  # what `look` and `query` accept (scene_tower.scene_bytes)
 
 
 def build_dataset(out_dir: str | os.PathLike, dataset: str = "synthetic", *, pairs: str | None = None,

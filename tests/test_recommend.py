@@ -15,7 +15,7 @@ from ctl_keras.retrieval import bundle
 from ctl_keras.retrieval import jobs as recommend
 from ctl_keras.data.pipeline import decode_image, eval_view, raw_pairs, raw_products
 from ctl_keras.retrieval.index import CatalogIndex, load_index, save_index
-from ctl_keras.retrieval.search import Searcher
+from ctl_keras.retrieval.search import open_backend
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -65,7 +65,7 @@ def test_index_ranking_equals_training_graph_d_star(setup):
     images = {}
     for p in raw_products(data_dir, "test"):
         images[p["product_id"].numpy().decode()] = eval_view(decode_image(p["product_jpeg"]), config).numpy()
-    searcher = Searcher(index)
+    searcher = open_backend(index)
     for (scene_id, category), jpeg in pairs.items():
         q = tower(image_bytes=tf.constant([jpeg]), category=tf.constant([category]))["query"].numpy()
         members = index.product_ids[index.category_ids == index.category_id(category)]
@@ -126,7 +126,7 @@ def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
     assert written["recommender"] == os.path.join(export_dir, "recommender", "2")
     serve = tf.saved_model.load(written["recommender"]).signatures["serving_default"]
     tower = tf.saved_model.load(written["scene_tower"]).signatures["serving_default"]
-    searcher = Searcher(load_index(index_path))
+    searcher = open_backend(load_index(index_path))
     keys = list(pairs)
     out = serve(image_bytes=tf.constant([pairs[k] for k in keys]), category=tf.constant([c for _, c in keys]))
     queries = tower(image_bytes=tf.constant([pairs[k] for k in keys]), category=tf.constant([c for _, c in keys]))

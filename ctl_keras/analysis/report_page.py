@@ -30,7 +30,7 @@ from ctl_keras.analysis import jobs
 from ctl_keras.analysis import report_html
 from ctl_keras.data import dataset_dir, pipeline, tfrecords
 from ctl_keras.retrieval.index import check_compatible, load_index
-from ctl_keras.retrieval.search import Searcher
+from ctl_keras.retrieval.search import open_backend
 
 THUMB_PX = 128
 _BATCH = 32
@@ -78,13 +78,13 @@ def whole_look(models, images: np.ndarray, num_categories: int) -> tuple[np.ndar
 
 def rank_all(index, queries: np.ndarray, k: int) -> dict:
     """{category: (ids [N, m], d* [N, m])}, the whole category ranked (m = its size, 0 when empty)."""
-    searcher, ranked = Searcher(index, "numpy"), {}
+    backend, ranked = open_backend(index, "numpy"), {}
     for c, name in enumerate(index.categories):
         size = int(np.sum(index.category_ids == c))
         if size == 0:  # an empty category is shown as such, not an error
             ranked[name] = (np.zeros((len(queries), 0), str), np.zeros((len(queries), 0), np.float32))
         else:
-            ranked[name] = searcher.search(queries[:, c], name, size)
+            ranked[name] = backend.search(queries[:, c], name, size)
     return ranked
 
 

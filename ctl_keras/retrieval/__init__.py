@@ -4,7 +4,7 @@ category, k)` -> (product_ids, d_star)."""
 
 
 def load(stem, backend=None):
-    """The index at STEM with its search backend (or `backend`): a search.Searcher."""
-    from ctl_keras.retrieval.search import load as load_searcher
+    """The index at STEM with its search backend (or `backend`): a backend.SearchBackend."""
+    from ctl_keras.retrieval.search import load as load_backend
 
-    return load_searcher(stem, backend)
+    return load_backend(stem, backend)

@@ -21,6 +21,7 @@ line naming the rebuild command (search.py).
 
 from __future__ import annotations
 
+import abc
 import importlib
 
 EXACT_BACKENDS = ("numpy", "tf", "faiss")
@@ -35,22 +36,26 @@ class IncompleteBackend(ValueError):
     """The index json names backend state that is missing, torn or only partly written."""
 
 
-class SearchBackend:
+class SearchBackend(abc.ABC):
     name: str = ""
     exact: bool = False
 
     @classmethod
+    @abc.abstractmethod
     def build(cls, index, **options) -> "SearchBackend":
-        raise NotImplementedError
+        """The backend over a CatalogIndex (an indexed one builds its per-category indexes here)."""
 
+    @abc.abstractmethod
     def search(self, queries, category: str, k: int):
-        raise NotImplementedError
+        """(product_ids [B, k'], d_star [B, k'] float32), best first (the module docstring)."""
 
+    @abc.abstractmethod
     def add(self, ids, embeddings, categories) -> None:
-        raise NotImplementedError
+        """Upsert by product id."""
 
+    @abc.abstractmethod
     def remove(self, ids) -> None:
-        raise NotImplementedError
+        """Delete by product id."""
 
     def save(self, prefix: str) -> dict:
         return {"backend": self.name}
@@ -60,10 +65,10 @@ class SearchBackend:
         """verify=False: an update resuming a half-applied change (milvus) may open it anyway."""
         return cls.build(index)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook: the exact backends hold nothing)
         """Release connections or locks (a Milvus Lite database is held by one process at a time)."""
 
-    def commit(self, previous_meta: dict | None) -> None:
+    def commit(self, previous_meta: dict | None) -> None:  # noqa: B027 (an optional hook)
         """Called once the index json naming this state is in place (e.g. drop a superseded collection)."""
 
     def files(self, meta: dict) -> list[str]:

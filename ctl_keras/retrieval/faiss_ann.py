@@ -1,5 +1,8 @@
 """The FAISS approximate backends, one index per category: `ivf`, `hnsw` and the compressed `ivf_sq8`, `ivf_pq`.
 
+One class, `FaissANN`; each backend name is a registration of it (KINDS): the FAISS index-factory
+string a category's index is built from, the library named in the index json and the default options.
+
 - ivf: IndexIVFFlat. k-means into nlist ~ 4 sqrt(n) lists, scan the nprobe best; full float32
   vectors, so scores are exact and only the choice of products looked at is approximate.
 - hnsw: IndexHNSWFlat (graph; M links per node, efConstruction at build, efSearch at query).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import dataclasses
 import math
 import os
 
@@ -33,10 +37,30 @@ from ctl_keras.retrieval.backend import IncompleteBackend
 from ctl_keras.retrieval.exact import FaissFlatEngine, PerCategory, import_faiss, stable_order
 
 DEFAULT_MIN_SIZE = 10_000  # below this, exact flat search costs < 0.1 ms per query (BUILD_NOTES)
-DEFAULTS = {"ivf": {"nprobe_fraction": 1 / 64, "nlist": 0},
-            "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
-            "ivf_sq8": {"nprobe_fraction": 1 / 64, "nlist": 0, "rerank": 4},
-            "ivf_pq": {"nprobe_fraction": 1 / 16, "nlist": 0, "rerank": 32}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A FAISS backend: `factory` is formatted with nlist, m (HNSW links) and pq_m (sub-quantizers); a kind
+    whose defaults hold "rerank" re-ranks a short list exactly (compressed codes), and with nlist=1 drops
+    the IVF prefix: one flat list of codes. `min_train`: rows its codebooks want beyond k-means' 40 a list."""
+
+    factory: str
+    library: str
+    defaults: dict
+    min_train: int = 0
+
+
+KINDS = {
+    "ivf": Kind("IVF{nlist},Flat", "IndexIVFFlat", {"nprobe_fraction": 1 / 64, "nlist": 0}),
+    "hnsw": Kind("HNSW{m},Flat", "IndexHNSWFlat", {"m": 32, "ef_construction": 200, "ef_search": 128}),
+    # SQ8 learns a min and max per dimension: the k-means sample is plenty
+    "ivf_sq8": Kind("IVF{nlist},SQ8", "IVF,SQ8 + exact re-ranking",
+                    {"nprobe_fraction": 1 / 64, "nlist": 0, "rerank": 4}),
+    # 16 centroids per sub-quantizer; with nlist=1 the k-means sample would be 40 points
+    "ivf_pq": Kind("IVF{nlist},PQ{pq_m}x4fs", "IVF,PQ 4-bit fast-scan + exact re-ranking",
+                   {"nprobe_fraction": 1 / 16, "nlist": 0, "rerank": 32}, min_train=10_000),
+}
 
 
 def ivf_params(n: int, nprobe_fraction: float = 1 / 64, nlist: int = 0) -> tuple[int, int]:
@@ -51,14 +75,16 @@ def pq_m(d: int) -> int:
     return d // 2 if d % 2 == 0 else d
 
 
-def _trained(factory: str, matrix: np.ndarray, seed: int, train_size: int):
+def _trained(factory: str, matrix: np.ndarray, seed: int, train_size: int, ef_construction: int = 0):
     """A FAISS index from a factory string, trained on a seeded sample of `train_size` rows (all of them
-    when there are fewer), with the matrix added."""
+    when there are fewer), with the matrix added (an HNSW graph built with `ef_construction`)."""
     faiss = import_faiss()
     engine = faiss.index_factory(matrix.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.try_extract_index_ivf(engine)
     if ivf is not None:
         ivf.cp.seed = seed
+    if ef_construction:
+        engine.hnsw.efConstruction = ef_construction
     rng = np.random.default_rng(seed)
     sample = matrix if len(matrix) <= train_size else \
         matrix[np.sort(rng.choice(len(matrix), train_size, replace=False))]
@@ -110,8 +136,11 @@ class RerankedEngine(FaissEngine):
 
 
 class FaissANN(PerCategory):
+    """Every FAISS backend: a registration (`CLASSES[name]`, a subclass that only sets `name`) picks its Kind."""
+
     def __init__(self, index, min_size: int = DEFAULT_MIN_SIZE, seed: int = 0, **options):
-        super().__init__(index, **dict(DEFAULTS[self.name], **options))
+        self.kind = KINDS[self.name]
+        super().__init__(index, **dict(self.kind.defaults, **options))
         self.min_size, self.seed = int(min_size), int(seed)
         self.params: dict[str, dict] = {}
         self.rebuilt: list[str] = []  # categories whose index add/remove rebuilt
@@ -134,7 +163,36 @@ class FaissANN(PerCategory):
         return self._wrap(engine, self.params[name], c)
 
     def _wrap(self, engine, params, c):
-        return FaissEngine(engine, params)
+        reranked = "rerank" in self.kind.defaults
+        return RerankedEngine(engine, params, self, c) if reranked else FaissEngine(engine, params)
+
+    def _sizes(self, n: int) -> tuple[int, int]:
+        nlist, nprobe = ivf_params(n, self.options["nprobe_fraction"], self.options.get("nlist", 0))
+        if nlist > n:  # FAISS's k-means would stop with an assertion deep inside
+            raise ValueError(f"--ivf_nlist={nlist} is more lists than the {n} products of a category to index; "
+                             "use a smaller --ivf_nlist (0: ~4 sqrt(n) per category)")
+        return nlist, nprobe
+
+    def factory(self, n: int, d: int) -> tuple[str, dict]:
+        """(index-factory string, search params recorded in the json) for a category of n d-dim products."""
+        o, kind = self.options, self.kind
+        if "{m}" in kind.factory:  # HNSW: a graph, no lists
+            m = int(o["m"])
+            return kind.factory.format(m=m), {"m": m, "ef_construction": int(o["ef_construction"]),
+                                                   "ef_search": int(o["ef_search"])}
+        nlist, nprobe = self._sizes(n)
+        params = {"nlist": nlist, "nprobe": nprobe}
+        factory = kind.factory.format(nlist=nlist, pq_m=pq_m(d))
+        if "rerank" in kind.defaults:
+            params["rerank"] = int(o["rerank"])
+            if nlist == 1:  # the flat index of the same codes, without IVF's list bookkeeping (ivf_pq's
+                factory = factory.partition(",")[2]  # one-list rows in BUILD_NOTES: 2.02 vs 1.81 ms at 1M)
+        return factory, params
+
+    def _make(self, matrix):
+        factory, params = self.factory(*matrix.shape)
+        train_size = _ivf_train_size(params["nlist"], self.kind.min_train) if "nlist" in params else len(matrix)
+        return _trained(factory, matrix, self.seed, train_size, params.get("ef_construction", 0)), params
 
     def _changed(self, categories):
         super()._changed(categories)
@@ -154,7 +212,7 @@ class FaissANN(PerCategory):
         atomic_write(path, write)
         with open(path, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
-        return {"backend": self.name, "library": f"faiss {self.LIBRARY} (inner product)", "min_size": self.min_size,
+        return {"backend": self.name, "library": f"faiss {self.kind.library} (inner product)", "min_size": self.min_size,
                 "seed": self.seed, "options": self.options, "categories": dict(self.params),
                 "ann_file": os.path.basename(path), "ann_sha256": sha}
 
@@ -182,60 +240,5 @@ class FaissANN(PerCategory):
         return backend
 
 
-class IVF(FaissANN):
-    name, LIBRARY = "ivf", "IndexIVFFlat"
-
-    def _sizes(self, n: int) -> tuple[int, int]:
-        nlist, nprobe = ivf_params(n, self.options["nprobe_fraction"], self.options.get("nlist", 0))
-        if nlist > n:  # FAISS's k-means would stop with an assertion deep inside
-            raise ValueError(f"--ivf_nlist={nlist} is more lists than the {n} products of a category to index; "
-                             "use a smaller --ivf_nlist (0: ~4 sqrt(n) per category)")
-        return nlist, nprobe
-
-    def _make(self, matrix):
-        nlist, nprobe = self._sizes(len(matrix))
-        engine = _trained(f"IVF{nlist},Flat", matrix, self.seed, _ivf_train_size(nlist))
-        return engine, {"nlist": nlist, "nprobe": nprobe}
-
-
-class HNSW(FaissANN):
-    name, LIBRARY = "hnsw", "IndexHNSWFlat"
-
-    def _make(self, matrix):
-        faiss, o = import_faiss(), self.options
-        engine = faiss.IndexHNSWFlat(matrix.shape[1], int(o["m"]), faiss.METRIC_INNER_PRODUCT)
-        engine.hnsw.efConstruction = int(o["ef_construction"])
-        engine.add(matrix)
-        return engine, {"m": int(o["m"]), "ef_construction": int(o["ef_construction"]),
-                        "ef_search": int(o["ef_search"])}
-
-
-class IVFSQ8(IVF):
-    name, LIBRARY = "ivf_sq8", "IVF,SQ8 + exact re-ranking"
-    MIN_TRAIN = 0  # SQ8 learns a min and max per dimension: the k-means sample is plenty
-
-    def _make(self, matrix):
-        nlist, nprobe = self._sizes(len(matrix))
-        # One list: the flat index of the same codes, without IVF's list bookkeeping (ivf_pq's one-list rows
-        # in BUILD_NOTES, runs 1 vs 2-3: 2.02 vs 1.81 ms a query at 1M).
-        codes = self._codes(matrix.shape[1])
-        engine = _trained(codes if nlist == 1 else f"IVF{nlist},{codes}", matrix, self.seed,
-                          _ivf_train_size(nlist, self.MIN_TRAIN))
-        return engine, {"nlist": nlist, "nprobe": nprobe, "rerank": int(self.options["rerank"])}
-
-    def _codes(self, d: int) -> str:
-        return "SQ8"
-
-    def _wrap(self, engine, params, c):
-        return RerankedEngine(engine, params, self, c)
-
-
-class IVFPQ(IVFSQ8):
-    name, LIBRARY = "ivf_pq", "IVF,PQ 4-bit fast-scan + exact re-ranking"
-    MIN_TRAIN = 10_000  # 16 centroids per sub-quantizer; with nlist=1 the k-means sample would be 40 points
-
-    def _codes(self, d: int) -> str:
-        return f"PQ{pq_m(d)}x4fs"
-
-
-CLASSES = {"ivf": IVF, "hnsw": HNSW, "ivf_sq8": IVFSQ8, "ivf_pq": IVFPQ}
+# One registration per backend name: the names users pass (--backend=ivf_pq) and index jsons record.
+CLASSES = {name: type(f"Faiss_{name}", (FaissANN,), {"name": name}) for name in KINDS}

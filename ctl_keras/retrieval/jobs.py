@@ -62,13 +62,14 @@ def run_query(index_path: str, scene: str, category: str, k: int = 10, *, export
               backend: str | None = None) -> list[dict]:
     """[{"product_id", "d_star"}] sorted by d_star ascending; ValueError/FileNotFoundError on bad input."""
     from ctl_keras.retrieval.index import load_index
-    from ctl_keras.retrieval.scene_query import SceneRecommender, read_scene
+    from ctl_keras.retrieval.recommender import Recommender
+    from ctl_keras.retrieval.scene_tower import read_scene
 
     index = load_index(index_path)
     index.category_id(category)  # unknown name -> one-line error before any TF work
-    image = read_scene(scene)
-    engine = SceneRecommender(index_path, export_dir=export_dir, version=version, backend=backend, index=index)
-    return engine.query(scene, category, k, image=image)
+    read_scene(scene)
+    recommender = Recommender.load(export_dir, index, version=version, backend=backend)
+    return recommender.query(scene, category, k)
 
 
 def run_look(index_path: str, scene: str, k: int = 10, categories=None, *, export_dir=None, version=None,
@@ -76,10 +77,11 @@ def run_look(index_path: str, scene: str, k: int = 10, categories=None, *, expor
     """{category: the list run_query gives for it}, for every category (default) or the named ones;
     the scene tower's backbone runs once (its complete_look signature)."""
     from ctl_keras.retrieval.index import load_index
-    from ctl_keras.retrieval.scene_query import SceneRecommender, parse_categories, read_scene
+    from ctl_keras.retrieval.recommender import Recommender, parse_categories
+    from ctl_keras.retrieval.scene_tower import read_scene
 
     index = load_index(index_path)
     names = parse_categories(index, categories)  # unknown names -> one line before any TF work
-    image = read_scene(scene)
-    engine = SceneRecommender(index_path, export_dir=export_dir, version=version, backend=backend, index=index)
-    return engine.look(scene, k, names, image=image)
+    read_scene(scene)
+    recommender = Recommender.load(export_dir, index, version=version, backend=backend)
+    return recommender.look(scene, names, k)

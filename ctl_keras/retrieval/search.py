@@ -1,11 +1,11 @@
 """Per-category search over a catalog index through one backend (the contract in backend.py).
 
-    searcher = ctl_keras.retrieval.search.load("export/demo/catalog")    # the backend the index holds
-    ids, d_star = searcher.search(queries, "shoes", 10)                  # [B, k] str, [B, k] float32
+    backend = ctl_keras.retrieval.search.load("export/demo/catalog")     # the backend the index holds
+    ids, d_star = backend.search(queries, "shoes", 10)                   # [B, k] str, [B, k] float32
 
-`load(stem, backend=None)` is the public entry point (`recommend query/look`, the look service,
-analysis reports): the index and the backend its json records (exact numpy for an index built
-without one). An exact backend (numpy, tf, faiss) may be asked of any index (the embeddings are
+`load(stem, backend=None)` is the public entry point (`open_backend(index, backend)` for a loaded
+index): the SearchBackend itself, no wrapper between a caller and it, over the index with the backend its
+json records (exact numpy for an index built without one). An exact backend (numpy, tf, faiss) may be asked of any index (the embeddings are
 always in the .npz: exact is the ground truth, not another index); an indexed one only of an index
 built with it. A mismatch, or backend state that is missing or incomplete, is one line naming the
 rebuild command.
@@ -46,19 +46,14 @@ def open_backend(index: CatalogIndex, backend: str | None = None, resume: bool =
                          f"`{rebuild_command(index.meta, stem, name)}`") from None
 
 
-class Searcher:
-    """`search(queries, category, k)` -> (product_ids [B, k], d_star [B, k]) over a CatalogIndex.
-
-    backend: a name (None: what the index holds) or a built SearchBackend instance."""
-
-    def __init__(self, index: CatalogIndex, backend: str | SearchBackend | None = None):
-        self.engine = backend if isinstance(backend, SearchBackend) else open_backend(index, backend)
-        self.index, self.backend = index, self.engine.name
-
-    def search(self, queries: np.ndarray, category: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.engine.search(queries, category, k)
+def ranked(backend: SearchBackend, queries: np.ndarray, category: str, k: int) -> list[list[dict]]:
+    """One `recommend look --json` list per query row: [{"product_id", "d_star"}] by d* ascending, from one
+    search call (one matmul for the exact backends). The CLI, the Python API and the service all rank here."""
+    ids, d_star = backend.search(queries, category, k)
+    return [[{"product_id": str(p), "d_star": float(d)} for p, d in zip(row_ids, row_d)]
+            for row_ids, row_d in zip(ids, d_star)]
 
 
-def load(stem: str | os.PathLike, backend: str | None = None) -> Searcher:
+def load(stem: str | os.PathLike, backend: str | None = None) -> SearchBackend:
     """Load the index at `stem` (STEM.json + its files) with its backend (or `backend`)."""
-    return Searcher(load_index(stem), backend)
+    return open_backend(load_index(stem), backend)

@@ -2,5 +2,5 @@
 
 __main__ (flags, uvicorn) -> app (Starlette routes, bounds, errors) -> batcher (micro-batching into
 one scene-tower call) -> generation (the loaded index + tower, watched and swapped atomically) ->
-tower (SavedModel in process or TF Serving) and catalog (the only module calling ctl_keras.retrieval).
+tower (retrieval's SceneTower in process, or TF Serving); the search is retrieval's backend (search.py).
 """

@@ -23,12 +23,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ctl_keras.service import catalog
+from ctl_keras.retrieval import recommender
+from ctl_keras.retrieval.scene_tower import BadImage
+from ctl_keras.retrieval.search import ranked
 from ctl_keras.service.batcher import Batcher, QueueFull
 from ctl_keras.service.images import HTTPError, check_image, clip_echoes, image_type
 from ctl_keras.service.log_limits import RateLimited
 from ctl_keras.service.page import PAGE
-from ctl_keras.service.tower import BadImage, TowerUnavailable
+from ctl_keras.service.tower import TowerUnavailable
 from ctl_keras.savedmodel import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger("ctl_keras.serve")
@@ -64,8 +66,8 @@ def rank_batch(gen, asks, outputs) -> list[tuple[dict, dict | None]]:
     found: dict[tuple[str, int, int], list[dict]] = {}
     for (n, k), requests in wanted.items():
         queries = np.stack([outputs[i][0][column[n]] for i in requests])
-        for i, ranked in zip(requests, gen.ranker.ranked(queries, n, k)):
-            found[n, k, i] = ranked
+        for i, products in zip(requests, ranked(gen.backend, queries, n, k)):
+            found[n, k, i] = products
     results = []
     for i, (names, k, with_attention) in enumerate(asks):
         look = {n: found[n, k, i] for n in names}
@@ -170,7 +172,7 @@ def build_app(opts, live, metrics) -> Starlette:
 
     def parse_categories(gen, raw):
         try:
-            return catalog.categories(gen.index, raw)
+            return recommender.parse_categories(gen.index, raw)
         except ValueError as err:
             raise HTTPError(404, str(err)) from None
 

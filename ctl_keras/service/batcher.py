@@ -16,7 +16,8 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ctl_keras.service.tower import BadImage, TowerUnavailable
+from ctl_keras.retrieval.scene_tower import BadImage
+from ctl_keras.service.tower import TowerUnavailable
 
 
 class QueueFull(RuntimeError):

@@ -1,9 +1,7 @@
-"""The server's one door into ctl_keras.retrieval: load a catalog generation and rank a query.
-
-Everything the service needs from retrieval goes through this module (load_index, check_compatible,
-parse_categories, Searcher, the product images of the index's source), so a change of the retrieval
-package's layout touches one file here. `ranked` builds exactly the list `recommend look --json`
-prints for one category: [{"product_id", "d_star"}] by d* ascending.
+"""The catalog files and pictures the server needs beyond the search itself: the data files an index
+json names (the generation watcher's stat), retiring a replaced generation's backend, and the
+products' images for the page's thumbnails. Loading, checking and ranking are the retrieval
+package's own functions (load_index, check_compatible, search.open_backend / search.ranked).
 """
 
 from __future__ import annotations
@@ -11,22 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-import numpy as np
-
 log = logging.getLogger("ctl_keras.serve")
-
-
-def load(stem: str):
-    """The index at STEM (hash-checked by load_index); ValueError/OSError when missing or torn."""
-    from ctl_keras.retrieval.index import load_index
-
-    return load_index(stem)
-
-
-def json_path(stem: str) -> str:
-    from ctl_keras.retrieval.index import index_paths
-
-    return index_paths(stem)[1]
 
 
 def data_files(json_file: str) -> list[str]:
@@ -47,48 +30,10 @@ def data_files(json_file: str) -> list[str]:
         return []
 
 
-def check_compatible(index, tower_meta: dict) -> None:
-    from ctl_keras.retrieval.index import check_compatible as check
-
-    check(index, tower_meta)
-
-
-def categories(index, asked) -> list[str]:
-    """None/"" -> every category; "a,b" -> those (ValueError naming the unknown ones)."""
-    from ctl_keras.retrieval.scene_query import parse_categories
-
-    return parse_categories(index, asked)
-
-
-class Ranker:
-    """One generation's searcher; `ranked(queries [n, d], category, k)` -> n `recommend look` lists,
-    from one search call (one matmul for the exact backends) for the n queries."""
-
-    def __init__(self, index, backend: str | None = None):
-        from ctl_keras.retrieval.search import Searcher
-
-        self.index, self.searcher = index, Searcher(index, backend)
-        try:  # build every category's engine now, not on the first request; proves each one answers
-            for name in index.categories:
-                self.searcher.search(np.zeros((1, index.embedding_dim), np.float32), name, 1)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Release the searcher's connections (a Milvus Lite database is held until then)."""
-        self.searcher.engine.close()
-
-    def ranked(self, queries: np.ndarray, category: str, k: int) -> list[list[dict]]:
-        ids, d_star = self.searcher.search(queries, category, k)
-        return [[{"product_id": str(p), "d_star": float(d)} for p, d in zip(row_ids, row_d)]
-                for row_ids, row_d in zip(ids, d_star)]
-
-
-def retire(ranker: Ranker, seconds: float) -> None:
-    """Close a replaced generation's searcher `seconds` after the swap, once the batches that read that
-    generation before it are done (the caller passes more than a batch can last)."""
-    timer = threading.Timer(seconds, ranker.close)
+def retire(backend, seconds: float) -> None:
+    """Close a replaced generation's search backend `seconds` after the swap, once the batches that read
+    that generation before it are done (the caller passes more than a batch can last)."""
+    timer = threading.Timer(seconds, backend.close)
     timer.daemon = True
     timer.start()
 

@@ -1,11 +1,11 @@
-"""One loaded catalog generation (index + searcher + the tower it was embedded with), and the
+"""One loaded catalog generation (index + search backend + the tower it was embedded with), and the
 watcher that swaps in the next one.
 
 A `Generation` is immutable once built; the service holds one reference (`Live.current`) and every
 micro-batch reads it once, so a batch's tower call and searches use one generation: no answer mixes
 two. A new generation is loaded and checked (index hash, tower fingerprint/version/categories via
-check_compatible, every category's searcher built, one warm call of the tower) off the request
-path, then swapped in by one assignment. A generation that fails any check is refused and the old
+check_compatible, every category of the backend built and searched once, one warm call of the tower)
+off the request path, then swapped in by one assignment. A generation that fails any check is refused and the old
 one kept; `reloads_total{result}` counts both outcomes.
 """
 
@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from ctl_keras.retrieval.index import check_compatible, index_paths, load_index
+from ctl_keras.retrieval.search import open_backend
 from ctl_keras.service import catalog
 from ctl_keras.service.tower import open_tower
 
@@ -29,8 +31,8 @@ REFUSED_RETRY, REFUSED_RETRY_MAX = 10.0, 300.0
 
 
 class Generation:
-    def __init__(self, index, ranker, tower, tower_meta, images, signature):
-        self.index, self.ranker, self.tower, self.meta = index, ranker, tower, tower_meta
+    def __init__(self, index, backend, tower, tower_meta, images, signature):
+        self.index, self.backend, self.tower, self.meta = index, backend, tower, tower_meta
         self.images, self.signature = images, signature
         self.number = int(index.meta.get("generation", 1))
         self.version = int(tower_meta["version"])
@@ -42,7 +44,7 @@ def _signature(stem: str):
     the arrays) is refused while incomplete; its arrays' stat changes as the copy goes on, so the
     next poll retries it until it loads, while a refused generation whose files stay as they are is
     not reloaded (and re-hashed) every poll."""
-    path = catalog.json_path(stem)
+    path = index_paths(stem)[1]
     try:
         st = os.stat(path)
     except OSError:
@@ -71,13 +73,13 @@ def load_generation(opts, previous: Generation | None = None) -> Generation:
     from ctl_keras.savedmodel.exporter import SCENE, read_meta, resolve_version_dir
 
     signature = _signature(opts.index)
-    index = catalog.load(opts.index)
+    index = load_index(opts.index)  # hash-checked; ValueError/OSError when missing or torn
     export_dir = opts.export_dir or index.meta.get("export_dir")
     if not export_dir:
         raise ValueError("the index does not record its export dir; pass --export_dir")
     version_dir = resolve_version_dir(export_dir, SCENE, index.meta.get("tower_version"))
     meta = read_meta(version_dir)
-    catalog.check_compatible(index, meta)
+    check_compatible(index, meta)
     if previous is not None and previous.version == int(meta["version"]) \
             and previous.meta.get("model_fingerprint") == meta.get("model_fingerprint"):
         tower = previous.tower
@@ -87,9 +89,22 @@ def load_generation(opts, previous: Generation | None = None) -> Generation:
     if query.shape[1:] != (len(index.categories), index.embedding_dim):
         raise ValueError(f"scene tower answers {query.shape[1:]} but the index has "
                          f"{len(index.categories)} categories of {index.embedding_dim}-d embeddings")
-    ranker = catalog.Ranker(index, opts.backend)
+    backend = _warm_backend(index, opts.backend)
     images = catalog.product_images(opts.product_images, index, opts.max_thumbnail_bytes)
-    return Generation(index, ranker, tower, meta, images, signature)
+    return Generation(index, backend, tower, meta, images, signature)
+
+
+def _warm_backend(index, name: str | None):
+    """The index's search backend with every category's engine built now, not on the first request;
+    one search per category proves each one answers (closed again when one does not)."""
+    backend = open_backend(index, name)
+    try:
+        for category in index.categories:
+            backend.search(np.zeros((1, index.embedding_dim), np.float32), category, 1)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
 
 
 class Live:
@@ -124,7 +139,7 @@ class Live:
                 return f"refused: {self.last_error}"
             self.current, self.last_error, self._refused = new, None, None
             if old is not None:  # its connections (a Lite database) once its last batches are done
-                catalog.retire(old.ranker, max(5.0, 2 * self.opts.deadline_ms / 1000))
+                catalog.retire(old.backend, max(5.0, 2 * self.opts.deadline_ms / 1000))
             self.metrics.reloads.labels(result="loaded").inc()
             self.metrics.generation.set(new.number)
             self.metrics.model_version.set(new.version)

@@ -1,22 +1,18 @@
 """The scene tower, called the way the service needs it: B scene photos -> every category's query.
 
-In process (`tf.saved_model.load` of the version the index was embedded with) or behind TF Serving
-(`grpc://host:8500` / `http://host:8501`, through ctl_keras/savedmodel/client.py, pinned to that
-version). Either way the call is the scene tower's `complete_look` signature: the backbone once per
-image, then query [B, C, d] and attention [B, C, g, g] for the model's C categories in its order.
+In process (retrieval.scene_tower.SceneTower, the wrapper `recommend look` and the Python API use, on
+the version the index was embedded with) or behind TF Serving (`grpc://host:8500` / `http://host:8501`,
+through ctl_keras/savedmodel/client.py, pinned to that version). Either way the call is the scene
+tower's `complete_look` signature: the backbone once per image, then query [B, C, d] and attention [B, C, g, g] for the model's C categories in its order.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from ctl_keras.retrieval.scene_tower import BadImage, SceneTower, human_reason
+
 MODEL = "scene_tower"
-
-
-class BadImage(ValueError):
-    """The tower refused an image (corrupt, truncated or too large): the client's fault (422)."""
 
 
 class TowerUnavailable(RuntimeError):
@@ -28,23 +24,6 @@ def version_not_served(target: str, version: int) -> TowerUnavailable:
         f"TF Serving at {target} does not serve {MODEL} version {version}, which the index was embedded with: "
         "keep it loaded (models.config: model_version_policy { latest { num_versions: 2 } }) or re-index "
         "the catalog (ctl recommend index)")
-
-
-class InProcessTower:
-    def __init__(self, version_dir: str, version: int):
-        import tensorflow as tf
-
-        self.version = version
-        self._fn = tf.saved_model.load(version_dir).signatures["complete_look"]
-
-    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        import tensorflow as tf
-
-        try:
-            out = self._fn(image_bytes=tf.constant(images, tf.string))
-        except tf.errors.InvalidArgumentError as err:
-            raise BadImage(human_reason(err.message)) from None
-        return out["query"].numpy(), out["attention"].numpy()
 
 
 class ServingTower:
@@ -75,27 +54,10 @@ class ServingTower:
         return np.asarray(out["query"], np.float32), np.asarray(out["attention"], np.float32)
 
 
-_GRAPH_NOISE = re.compile(r"\[\[\{\{node [^\]]*\]\]|\[Op:[^\]]*\]|^\w+(?:::\w+)+ failed\.\s*")
-_NOT_HUMAN = ("Graph execution error", "Detected at node", "<stack traces")
-
-
-def human_reason(message: str) -> str:
-    """The first human sentence of a TensorFlow error: graph internals ([[{{node ...}}]], [Op:...],
-    'jpeg::Uncompress failed.', the 'Detected at node' preamble) and assertion brackets removed."""
-    for line in message.splitlines():
-        line = _GRAPH_NOISE.sub("", line.strip()).strip()
-        if not line or line.startswith(_NOT_HUMAN):
-            continue
-        if line.startswith("assertion failed:"):
-            line = " ".join(re.findall(r"\[([^\]]*)\]", line)) or line
-        return line[:200]
-    return "the image cannot be decoded"
-
-
 def open_tower(spec: str | None, version_dir: str, version: int):
     """spec None/'' or 'savedmodel': in process; grpc://... or http(s)://...: TF Serving."""
     if not spec or spec == "savedmodel":
-        return InProcessTower(version_dir, version)
+        return SceneTower(version_dir, version)
     if spec.startswith(("grpc://", "http://", "https://")):
         return ServingTower(spec, version)
     raise ValueError(f"--tower={spec}: expected savedmodel, grpc://host:port or http://host:port")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ctl_keras.retrieval.backend import INDEXED_BACKENDS, backend_class
-from ctl_keras.retrieval.faiss_ann import IVF, ivf_params
+from ctl_keras.retrieval.faiss_ann import ivf_params
 from ctl_keras.retrieval.index import CatalogIndex, ann_path, load_index, save_index
-from ctl_keras.retrieval.search import Searcher, load
+from ctl_keras.retrieval.search import load, open_backend
 
 FAISS = ("ivf", "hnsw", "ivf_sq8", "ivf_pq")
 
@@ -42,14 +42,14 @@ def test_recall_and_exact_fallback_below_threshold(name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
     assert backend.params["small"] == {"exact": True, "size": 50} and not backend.params["big"]["exact"]
-    exact = Searcher(index, "numpy")
-    ids, d = Searcher(index, backend).search(queries, "big", 10)
+    exact = open_backend(index, "numpy")
+    ids, d = backend.search(queries, "big", 10)
     exact_ids, exact_d = exact.search(queries, "big", 10)
     assert _recall(ids, exact_ids) >= 0.9
     assert np.all(np.diff(d, axis=1) >= 0) and np.all(d >= exact_d - 1e-5)  # never better than exact
     truth = 2 - np.einsum("bd,bkd->bk", queries, _rows(index, ids))
     np.testing.assert_allclose(d, truth, atol=1e-5)  # every backend's d* is the exact q·f_p of its answer
-    ids, d = Searcher(index, backend).search(queries, "small", 10)
+    ids, d = backend.search(queries, "small", 10)
     np.testing.assert_array_equal(ids, exact.search(queries, "small", 10)[0])
 
 
@@ -61,6 +61,26 @@ def _rows(index, ids):
 def test_ivf_params_grow_with_the_category():
     assert ivf_params(1_000_000) == (4096, 64)
     assert ivf_params(10_000) == (512, 8)
+
+
+@pytest.mark.parametrize("name, options, factory, faiss_type", [
+    ("ivf", {}, "IVF256,Flat", "IndexIVFFlat"),
+    ("ivf", {"nlist": 1}, "IVF1,Flat", "IndexIVFFlat"),  # plain IVF keeps its one list
+    ("hnsw", {"m": 16}, "HNSW16,Flat", "IndexHNSWFlat"),
+    ("ivf_sq8", {}, "IVF256,SQ8", "IndexIVFScalarQuantizer"),
+    ("ivf_sq8", {"nlist": 1}, "SQ8", "IndexScalarQuantizer"),
+    ("ivf_pq", {}, "IVF256,PQ8x4fs", "IndexIVFPQFastScan"),
+    ("ivf_pq", {"nlist": 1}, "PQ8x4fs", "IndexPQFastScan")])
+def test_each_faiss_name_is_one_class_with_its_factory_string(name, options, factory, faiss_type):
+    """The FAISS backends are one class told apart by the index-factory string: each name the CLI and the
+    index jsons use builds the index that string says (4000 16-d products: nlist 256, 8 sub-quantizers)."""
+    from ctl_keras.retrieval.faiss_ann import FaissANN
+
+    index, _ = _clustered_index()
+    backend = backend_class(name).build(index, min_size=1000, **options)
+    assert type(backend).__mro__[1] is FaissANN and backend.name == name
+    assert backend.factory(4000, 16)[0] == factory
+    assert type(backend.category(0)[1].engine).__name__ == faiss_type
 
 
 def test_ivf_pq_codes_and_one_list(tmp_path):
@@ -75,8 +95,8 @@ def test_ivf_pq_codes_and_one_list(tmp_path):
     assert backend.params["big"] == {"exact": False, "size": 4000, "nlist": 1, "nprobe": 1, "rerank": 400}
     engine = backend.category(0)[1].engine
     assert import_faiss().try_extract_index_ivf(engine) is None and engine.code_size == 4
-    ids, d = Searcher(index, backend).search(queries, "big", 10)
-    exact_ids, exact_d = Searcher(index, "numpy").search(queries, "big", 10)
+    ids, d = backend.search(queries, "big", 10)
+    exact_ids, exact_d = open_backend(index, "numpy").search(queries, "big", 10)
     np.testing.assert_array_equal(ids, exact_ids)
     np.testing.assert_allclose(d, exact_d, atol=1e-5)
     save_index(index, tmp_path / "cat", search=backend)
@@ -84,7 +104,7 @@ def test_ivf_pq_codes_and_one_list(tmp_path):
     assert backend_class("ivf_pq").build(index, min_size=1000).params["big"]["nlist"] == ivf_params(4000)[0]
     sq8 = backend_class("ivf_sq8").build(index, min_size=1000, nlist=1, rerank=400)  # one list: flat SQ8 codes
     assert import_faiss().try_extract_index_ivf(sq8.category(0)[1].engine) is None
-    np.testing.assert_array_equal(Searcher(index, sq8).search(queries, "big", 10)[0], exact_ids)
+    np.testing.assert_array_equal(sq8.search(queries, "big", 10)[0], exact_ids)
     with pytest.raises(ValueError, match=r"--ivf_nlist=5000 is more lists than the 4000 products of a category"):
         backend_class("ivf_pq").build(index, min_size=1000, nlist=5000)
 
@@ -101,13 +121,13 @@ def test_hnsw_records_its_options():
 def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
-    before = Searcher(index, backend).search(queries, "big", 10)
+    before = backend.search(queries, "big", 10)
     save_index(index, tmp_path / "cat", search=backend)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.ann.npz", "cat.json", "cat.npz"]
     meta = json.loads((tmp_path / "cat.json").read_text())
     assert meta["search"]["backend"] == name and len(meta["search"]["ann_sha256"]) == 64
     back = load(tmp_path / "cat")
-    assert back.backend == name
+    assert back.name == name
     after = back.search(queries, "big", 10)
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_allclose(after[1], before[1], atol=1e-6)
@@ -121,7 +141,7 @@ def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
 
 def test_exact_rebuild_removes_the_stale_ann_file(tmp_path):
     index, _ = _clustered_index()
-    save_index(index, tmp_path / "cat", search=IVF.build(index, min_size=1000))
+    save_index(index, tmp_path / "cat", search=backend_class("ivf").build(index, min_size=1000))
     save_index(index, tmp_path / "cat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.json", "cat.npz"]
     assert "search" not in load_index(tmp_path / "cat").meta
@@ -135,7 +155,7 @@ def test_backend_the_index_does_not_hold_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"index .*exact holds the numpy backend, not ivf; rebuild it with "
                                          r"`ctl recommend index --backend=ivf "):
         load(tmp_path / "exact", "ivf")
-    save_index(index, tmp_path / "cat", search=IVF.build(index, min_size=1000))
+    save_index(index, tmp_path / "cat", search=backend_class("ivf").build(index, min_size=1000))
     with pytest.raises(ValueError, match=r"holds the ivf backend, not hnsw; rebuild it with .*--backend=hnsw"):
         load(tmp_path / "cat", "hnsw")
     ids, _ = load(tmp_path / "cat", "numpy").search(queries, "big", 10)
@@ -149,7 +169,7 @@ def test_add_and_remove_by_product_id(name):
     index, queries = _clustered_index()
     backend = backend_class(name).build(index, min_size=1000)
     small_engine = backend.category(1)[1]
-    top = Searcher(index, backend).search(queries, "big", 5)[0]
+    top = backend.search(queries, "big", 5)[0]
     gone = sorted(set(top[:, 0]))
     backend.remove(gone)
     backend.add(["new0", top[1, 1]], queries[:2], [0, 0])  # a new id, and an upsert of an existing one

@@ -17,7 +17,7 @@ pytest.importorskip("pymilvus", reason="the [milvus] extra (pymilvus + milvus-li
 
 from ctl_keras.retrieval.index import CatalogIndex, save_index  # noqa: E402
 from ctl_keras.retrieval.milvus import Milvus  # noqa: E402
-from ctl_keras.retrieval.search import Searcher, load  # noqa: E402
+from ctl_keras.retrieval.search import load, open_backend  # noqa: E402
 from ctl_keras.retrieval.update import update_index  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.getcwd())
@@ -52,21 +52,21 @@ def check_flat_and_hnsw(tmp_path, **options):
     build's (uri=... for a server, which the loaded index must name)."""
     index, queries = _index()
     _build(index, tmp_path / "flat", **options)
-    exact = Searcher(index, "numpy")
+    exact = open_backend(index, "numpy")
     searcher = load(tmp_path / "flat")
-    assert searcher.backend == "milvus" and searcher.engine.uri == options.get("uri", searcher.engine.uri)
+    assert searcher.name == "milvus" and searcher.uri == options.get("uri", searcher.uri)
     for category in index.categories:
         ids, d = searcher.search(queries, category, 10)
         want_ids, want_d = exact.search(queries, category, 10)
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_allclose(d, want_d, atol=1e-5)
-    searcher.engine.close()
+    searcher.close()
     _build(index, tmp_path / "hnsw", "HNSW", m=16, ef_construction=100, ef_search=64, **options)
     searcher = load(tmp_path / "hnsw")
     ids, _ = searcher.search(queries, "b", 10)
     want = exact.search(queries, "b", 10)[0]
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, want)]) >= 0.95
-    searcher.engine.close()
+    searcher.close()
 
 
 def test_update_upserts_and_deletes_by_product_id(tmp_path):
@@ -81,24 +81,24 @@ def check_update(tmp_path, **options):
     _build(index, stem, **options)
     top = load(stem).search(queries, "a", 3)[0]
     gone = sorted(set(top[:, 0]))
-    Milvus.close(load(stem).engine)
+    Milvus.close(load(stem))
     (tmp_path / "ids.txt").write_text("\n".join(gone))
     report = update_index(str(stem), remove=str(tmp_path / "ids.txt"))
     assert sorted(report.removed) == gone and report.generation == 2
     searcher = load(stem)
     searcher.search(queries, "a", 10)  # the category's engine (and its id -> row map) exists before the changes
     moved = str(top[1, 2])
-    searcher.engine.add([moved], queries[1:2], [0])  # upsert: same id, the query's own vector
-    first = searcher.engine.index.product_ids[searcher.engine.category(0)[0][0]]
-    searcher.engine.remove([first])  # every later row of category "a" moves up one
+    searcher.add([moved], queries[1:2], [0])  # upsert: same id, the query's own vector
+    first = searcher.index.product_ids[searcher.category(0)[0][0]]
+    searcher.remove([first])  # every later row of category "a" moves up one
     ids, d = searcher.search(queries, "a", 10)
     assert not set(ids.ravel()) & set(gone + [first])
     assert ids[1, 0] == moved and abs(d[1, 0] - 1.0) < 1e-5
-    want_ids, want_d = Searcher(searcher.engine.index, "numpy").search(queries, "a", 10)
+    want_ids, want_d = open_backend(searcher.index, "numpy").search(queries, "a", 10)
     np.testing.assert_array_equal(ids, want_ids)  # FLAT: exactly the updated catalog's answer
     np.testing.assert_allclose(d, want_d, atol=1e-5)
-    assert searcher.engine.count() == len(index) - len(gone) - 1
-    searcher.engine.close()
+    assert searcher.count() == len(index) - len(gone) - 1
+    searcher.close()
 
 
 _SCRIPT = textwrap.dedent("""
@@ -157,21 +157,21 @@ def test_killed_build_leaves_the_previous_collection_in_use(tmp_path):
     stem = tmp_path / "cat"
     _build(index, stem)
     before = load(stem)
-    want, old_collection, old_db = before.search(queries, "a", 5), before.engine.collection, before.engine.uri
-    before.engine.close()
+    want, old_collection, old_db = before.search(queries, "a", 5), before.collection, before.uri
+    before.close()
     _run_and_kill(["build", str(stem)], tmp_path)
     after = load(stem)
-    assert after.engine.collection == old_collection
+    assert after.collection == old_collection
     np.testing.assert_array_equal(after.search(queries, "a", 5)[0], want[0])
-    after.engine.close()
+    after.close()
     assert len(_databases(stem)) == 2  # the served one and the killed build's, partly written
     proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), "build", str(stem)], capture_output=True,
                           text=True, env=ENV, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("done"), proc.stderr[-2000:]
     rebuilt = load(stem)
     assert len(rebuilt.index) == 20000
-    assert _databases(stem) == sorted([os.path.basename(old_db), os.path.basename(rebuilt.engine.uri)])
-    rebuilt.engine.close()
+    assert _databases(stem) == sorted([os.path.basename(old_db), os.path.basename(rebuilt.uri)])
+    rebuilt.close()
 
 
 @pytest.mark.slow
@@ -191,7 +191,7 @@ def check_reader_during_updates(tmp_path, **options):
     (tmp_path / "job.py").write_text(_SCRIPT)
 
     def expect(searcher, generation: CatalogIndex):
-        exact = Searcher(generation, "numpy")
+        exact = open_backend(generation, "numpy")
         for category in generation.categories:
             ids, d = searcher.search(queries, category, 10)
             want_ids, want_d = exact.search(queries, category, 10)
@@ -214,14 +214,14 @@ def check_reader_during_updates(tmp_path, **options):
     generation2 = reader2.index
     assert generation2.meta["generation"] == 2 and len(generation2) == 2000
     expect(reader2, generation2)
-    reader1.engine.close()
+    reader1.close()
     (tmp_path / "ids2.txt").write_text("\n".join(f"p{i}" for i in range(1, 3000, 3)))
     _run_and_kill(["update", str(stem), str(tmp_path / "ids2.txt")], tmp_path)
     expect(reader2, generation2)
     again = load(stem)  # a fresh reader after the kill: still generation 2, exactly
-    assert again.engine.collection == reader2.engine.collection
+    assert again.collection == reader2.collection
     expect(again, generation2)
-    again.engine.close()
+    again.close()
     proc = subprocess.run([sys.executable, str(tmp_path / "job.py"), "update", str(stem), str(tmp_path / "ids2.txt")],
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -229,13 +229,13 @@ def check_reader_during_updates(tmp_path, **options):
     assert reader3.index.meta["generation"] == 3 and len(reader3.index) == 1000
     expect(reader3, reader3.index)
     expect(reader2, generation2)  # the replaced generation stays until the next writer
-    left = {reader2.engine.collection, reader3.engine.collection}
+    left = {reader2.collection, reader3.collection}
     if "uri" in options:
-        assert {c for c in reader3.engine.client.list_collections() if c.startswith(Milvus.base_name(str(stem)))} == left
+        assert {c for c in reader3.client.list_collections() if c.startswith(Milvus.base_name(str(stem)))} == left
     else:
-        assert _databases(stem) == sorted(os.path.basename(r.engine.uri) for r in (reader2, reader3))
-    reader2.engine.close()
-    reader3.engine.close()
+        assert _databases(stem) == sorted(os.path.basename(r.uri) for r in (reader2, reader3))
+    reader2.close()
+    reader3.close()
     return during
 
 
@@ -270,8 +270,8 @@ def test_lite_database_held_by_another_process(tmp_path):
         holder.stdin.close()
         holder.wait(60)
     searcher = load(stem)
-    assert len(searcher.index) == 598 and searcher.engine.count() == 598
-    searcher.engine.close()
+    assert len(searcher.index) == 598 and searcher.count() == 598
+    searcher.close()
 
 
 def test_damaged_lite_database_is_one_line(tmp_path):
@@ -282,20 +282,20 @@ def test_damaged_lite_database_is_one_line(tmp_path):
     stem = tmp_path / "cat"
     _build(index, stem)
     held = load(stem)  # this process keeps the database open
-    (parquet,) = glob.glob(f"{held.engine.uri}/collections/*/partitions/_pk_10/data/*.parquet")
+    (parquet,) = glob.glob(f"{held.uri}/collections/*/partitions/_pk_10/data/*.parquet")
     good = open(parquet, "rb").read()
     open(parquet, "wb").close()
     with pytest.raises(ValueError, match=r"the milvus part of index .*cat is incomplete \(Milvus Lite database "
                                          r".* is damaged: .*\.parquet is not readable \(.*0 bytes"):
         load(stem)
     open(parquet, "wb").write(good)
-    load(stem).engine.close()  # whole again
-    (collection,) = glob.glob(f"{held.engine.uri}/collections/*")
+    load(stem).close()  # whole again
+    (collection,) = glob.glob(f"{held.uri}/collections/*")
     os.rename(collection, str(tmp_path / "moved"))
     with pytest.raises(ValueError, match=r"collection ctl_\w+ in Milvus Lite database .* is missing or damaged"):
         load(stem)
     os.rename(str(tmp_path / "moved"), collection)
-    held.engine.close()
+    held.close()
 
 
 def test_index_of_one_shared_lite_database_is_updated(tmp_path):
@@ -313,12 +313,12 @@ def test_index_of_one_shared_lite_database_is_updated(tmp_path):
     meta["search"]["uri"] = "cat.milvus.db"
     (tmp_path / "cat.json").write_text(json.dumps(meta))
     searcher = load(stem)
-    np.testing.assert_array_equal(searcher.search(queries, "b", 10)[0], Searcher(index, "numpy").search(queries, "b", 10)[0])
-    searcher.engine.close()
+    np.testing.assert_array_equal(searcher.search(queries, "b", 10)[0], open_backend(index, "numpy").search(queries, "b", 10)[0])
+    searcher.close()
     for n, gone in ((2, "p0"), (3, "p1")):
         (tmp_path / "ids.txt").write_text(gone)
         assert update_index(str(stem), remove=str(tmp_path / "ids.txt")).generation == n
         assert ("cat.milvus.db" in _databases(stem)) == (n == 2) and len(_databases(stem)) == 2
     searcher = load(stem)
-    assert searcher.engine.count() == 598 and not {"p0", "p1"} & set(searcher.search(queries, "a", 600)[0].ravel())
-    searcher.engine.close()
+    assert searcher.count() == 598 and not {"p0", "p1"} & set(searcher.search(queries, "a", 600)[0].ravel())
+    searcher.close()

@@ -5,7 +5,7 @@ import pytest
 
 from ctl_keras.retrieval.backend import EXACT_BACKENDS as BACKENDS
 from ctl_keras.retrieval.index import CatalogIndex
-from ctl_keras.retrieval.search import Searcher
+from ctl_keras.retrieval.search import open_backend
 
 CATS = ("tops", "shoes")
 
@@ -20,14 +20,14 @@ def _hand_index():
 def test_hand_worked_ranking(backend):
     """q=(1,1): shoes scores p0 1.0, p2 1.4, p3 -1.0, p4 1.4 -> p2, p4 (tie, lower row first), p0;
     d* = 2 - score = 0.6, 0.6, 1.0. p1 (tops, score 1) is never returned for shoes."""
-    ids, d = Searcher(_hand_index(), backend).search(np.array([1.0, 1.0]), "shoes", 3)
+    ids, d = open_backend(_hand_index(), backend).search(np.array([1.0, 1.0]), "shoes", 3)
     assert list(ids[0]) == ["p2", "p4", "p0"]
     np.testing.assert_allclose(d[0], [0.6, 0.6, 1.0], atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_k_larger_than_category_returns_whole_category(backend):
-    ids, d = Searcher(_hand_index(), backend).search(np.array([[1.0, 1.0], [0.0, 1.0]]), "tops", 10)
+    ids, d = open_backend(_hand_index(), backend).search(np.array([[1.0, 1.0], [0.0, 1.0]]), "tops", 10)
     assert ids.tolist() == [["p1"], ["p1"]]
     np.testing.assert_allclose(d, [[1.0], [1.0]], atol=1e-6)
 
@@ -39,7 +39,7 @@ def test_ties_at_the_cut_keep_the_lower_rows(backend):
     (for k=5 it used to keep p6 instead of p5)."""
     emb = np.array([[0, 1]] + [[1, 0]] * 7, np.float32)
     index = CatalogIndex(np.array([f"p{i}" for i in range(8)]), np.zeros(8, np.int32), emb, ("all",))
-    searcher = Searcher(index, backend)
+    searcher = open_backend(index, backend)
     for k in (1, 3, 5, 7, 8):
         ids, d = searcher.search(np.array([[1.0, 0.0], [1.0, 0.0]]), "all", k)
         expected = [f"p{i}" for i in range(1, min(k, 7) + 1)] + (["p0"] if k == 8 else [])
@@ -59,17 +59,17 @@ def test_backends_equal_brute_force_on_random_catalog():
     scores = queries @ emb[members].T
     expected = index.product_ids[members[np.argsort(-scores, axis=1, kind="stable")[:, :20]]]
     for backend in BACKENDS:
-        ids, d = Searcher(index, backend).search(queries, "b", 20)
+        ids, d = open_backend(index, backend).search(queries, "b", 20)
         np.testing.assert_array_equal(ids, expected, err_msg=backend)
         np.testing.assert_allclose(d, 2 - np.sort(scores, axis=1)[:, ::-1][:, :20], atol=1e-5)
         assert np.all(np.diff(d, axis=1) >= 0)
 
 
 def test_bad_queries_are_refused():
-    searcher = Searcher(_hand_index())
+    searcher = open_backend(_hand_index())
     with pytest.raises(ValueError, match="query is 3-d but the index holds 2-d"):
         searcher.search(np.ones(3), "shoes", 1)
     with pytest.raises(ValueError, match="unknown category 'hats'; valid: tops, shoes"):
         searcher.search(np.ones(2), "hats", 1)
     with pytest.raises(ValueError, match="unknown backend 'annoy'"):
-        Searcher(_hand_index(), "annoy")
+        open_backend(_hand_index(), "annoy")

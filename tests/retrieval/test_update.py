@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from ctl_keras.retrieval import bundle
 from ctl_keras.retrieval import beam_embed
-from ctl_keras.retrieval.faiss_ann import IVF
+from ctl_keras.retrieval.faiss_ann import CLASSES as FAISS_CLASSES
 from ctl_keras.retrieval.catalog import iter_products
 from ctl_keras.retrieval.index import CatalogIndex, index_paths, load_index, save_index
-from ctl_keras.retrieval.search import Searcher
+from ctl_keras.retrieval.search import open_backend
 from ctl_keras.retrieval.update import update_index
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -84,7 +84,7 @@ def test_remove_then_query_never_returns_removed_ids(catalogs, tmp_path):
     assert sorted(report.removed) == sorted(gone) and report.not_found == ["no-such-id"] and report.added == []
     after = load_index(stem)
     assert sorted(after.product_ids) == sorted(set(before.product_ids) - set(gone))
-    searcher, rng = Searcher(after), np.random.default_rng(0)
+    searcher, rng = open_backend(after), np.random.default_rng(0)
     for category in config.categories:
         ids, _ = searcher.search(rng.normal(size=(4, after.embedding_dim)).astype(np.float32), category, len(before))
         assert not set(ids.ravel()) & set(gone)
@@ -128,14 +128,14 @@ def test_approximate_part_rebuilt_for_changed_categories_only(tmp_path):
     emb = rng.normal(size=(4000, 8)).astype(np.float32)
     index = CatalogIndex(np.array([f"p{i}" for i in range(4000)]), np.repeat([0, 1], 2000),
                          emb / np.linalg.norm(emb, axis=1, keepdims=True), ("a", "b"), {"tower_version": 1})
-    backend = IVF.build(index, min_size=1000)
+    backend = FAISS_CLASSES["ivf"].build(index, min_size=1000)
     save_index(index, tmp_path / "cat", search=backend)
     gone = [f"p{i}" for i in range(0, 2000, 7)]
     (tmp_path / "ids.txt").write_text("\n".join(gone))
     report = update_index(str(tmp_path / "cat"), remove=str(tmp_path / "ids.txt"))
     assert report.rebuilt_ann == ["a"]
-    after = Searcher(load_index(tmp_path / "cat"))
-    engine = lambda s, c: s.engine.category(c)[1]  # noqa: E731
+    after = open_backend(load_index(tmp_path / "cat"))
+    engine = lambda s, c: s.category(c)[1]  # noqa: E731
     assert engine(after, 0).engine.ntotal == 2000 - len(gone) and engine(after, 1).engine.ntotal == 2000
     np.testing.assert_array_equal(engine(after, 1).to_bytes(), backend.category(1)[1].to_bytes())
     ids, _ = after.search(after.index.embeddings[:50], "a", 100)
@@ -177,7 +177,7 @@ def test_category_move_is_refiled_and_counted(catalogs, tmp_path):
     assert report.unchanged == len(products) - 1 and f"1 moved (category changed: {pid})" in report.line()
     np.testing.assert_allclose(after.embeddings[row], before.embeddings[list(before.product_ids).index(pid)],
                                atol=1e-6)  # the product tower sees the image only
-    searcher = Searcher(after)
+    searcher = open_backend(after)
     assert searcher.search(after.embeddings[row:row + 1], other, 1)[0][0][0] == pid
     assert pid not in searcher.search(after.embeddings[row:row + 1], category, len(after))[0].ravel()
     again = update_index(stem, moved_dir, batch_size=4)  # the same update twice: nothing left to do
