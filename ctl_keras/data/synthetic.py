@@ -14,13 +14,11 @@ Output under out_dir: `pairs.json`, `categories.json`, `images/<signature>.jpg`,
 from __future__ import annotations
 
 import colorsys
-import json
 import os
-import sys
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 from PIL import Image, ImageDraw
 
 from ctl_keras.utils import atomic
@@ -264,38 +262,3 @@ def generate(out_dir, *, spec=None, num_scenes=600, num_styles=8, scene_size=160
     _save_json(categories, out["categories"])
     _save_json(pairs, out["pairs"])  # last: its presence means the dataset is complete
     return out
-
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags():
-    # Only when run as a script: the builder imports this module and defines its own flags.
-    from ctl_keras.cli import options  # noqa: PLC0415
-
-    options.define("out", "num_scenes", "seed", defaults={"num_scenes": 600, "seed": 0},
-                   help_texts={"seed": "Random seed; the same seed gives the same bytes."})
-    flags.DEFINE_integer("num_styles", 8, "Number of latent styles.")
-    flags.DEFINE_integer("scene_size", 160, "Scene image side, pixels.")
-    flags.DEFINE_integer("product_size", 96, "Product image side, pixels.")
-    flags.DEFINE_float("noise", 0.1, "Per-item colour jitter and pixel noise, 0..1.")
-
-
-def main(argv):
-    try:
-        if len(argv) > 1:
-            raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-        if not FLAGS.out:
-            raise ValueError("--out is required")
-        out = generate(FLAGS.out, num_scenes=FLAGS.num_scenes, num_styles=FLAGS.num_styles,
-                       scene_size=FLAGS.scene_size, product_size=FLAGS.product_size, noise=FLAGS.noise,
-                       seed=FLAGS.seed)
-    except (ValueError, OSError) as e:  # one line, no traceback (absl's UsageError prints the docs)
-        print(f"synthetic: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    _define_flags()
-    app.run(main)

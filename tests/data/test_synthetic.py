@@ -154,7 +154,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_cli(tmp_path):
-    cmd = [sys.executable, "-m", "ctl_keras.data.synthetic", f"--out={tmp_path}", "--num_scenes=2",
+    cmd = [sys.executable, "-m", "ctl_keras.cli.synthetic", f"--out={tmp_path}", "--num_scenes=2",
            "--num_styles=1", "--scene_size=48", "--product_size=24", "--seed=1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
