@@ -33,7 +33,7 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest tests -q
 
-# The inner loop: lint + every test not marked slow (no subprocess or integration tests).
+# The inner loop: lint + every test not marked slow (no subprocess, integration or training test over ~4 s).
 test-fast: lint
 	$(BIN)/python -m pytest tests -q -m "not slow"
 

@@ -132,6 +132,7 @@ def test_sigterm_during_rebuild_keeps_the_old_dataset_and_rerun_completes(synthe
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_rebuild_deletes_only_files_a_manifest_listed(synthetic_data, tmp_path):
     """a rebuild with fewer shards removes the old shards, never the user's own files
     that merely look like ours."""
@@ -161,6 +162,7 @@ def test_rebuild_deletes_only_files_a_manifest_listed(synthetic_data, tmp_path):
     ("--no_such_option=1", "Unparseable pipeline argument: --no_such_option=1"),
     ("--runner=NoSuchRunner", "Unexpected pipeline runner: NoSuchRunner"),
 ])
+@pytest.mark.slow
 def test_bad_pipeline_option_is_one_line_before_any_output(synthetic_data, tmp_path, option, message):
     _, data_dir = synthetic_data
     out = tmp_path / "out"

@@ -150,6 +150,7 @@ def test_val_test_shards_read_in_pair_id_order(synthetic_data, tmp_path):
         assert ids == sorted(ids) and len(ids) == manifest["splits"][split]["pairs"]
 
 
+@pytest.mark.slow
 def test_rebuild_is_byte_identical_with_a_pool_and_removes_stale_shards(stl_build, tmp_path):
     """Same inputs built again into a fresh dir with 2 workers give the same bytes; a rebuild with
     one train shard removes the two-shard files of the first build."""
@@ -211,6 +212,7 @@ def test_whole_input_errors_write_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(

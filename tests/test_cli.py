@@ -147,6 +147,7 @@ cli.run(main, "tool")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, waits", [("ExitNow", False), ("RuntimeError", True)])
 def test_exit_now_skips_interpreter_shutdown(kind, waits):
     """ExitNow prints the one line and leaves without running atexit handlers, which may block."""

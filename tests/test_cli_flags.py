@@ -21,6 +21,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module,args", CASES, ids=[f"{m.split('.')[-1]}-{a[-1]}" for m, a in CASES])
 def test_a_bad_flag_value_is_two_lines(module, args):
     proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300,

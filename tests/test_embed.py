@@ -98,6 +98,7 @@ def test_scene_queries_shapes_and_units(synthetic_data, image_side):
     assert len(set(ids)) == len(ids) and set(queries.positive_ids) <= set(ids)
 
 
+@pytest.mark.slow
 def test_feature_path_matches_image_path(synthetic_data, models, image_side, cache):
     """Same weights, same center view: embeddings agree to float16 precision, AUCs within 0.02."""
     config, data_dir = synthetic_data
@@ -123,6 +124,7 @@ def test_cache_of_another_view_is_refused(synthetic_data, models, cache):
         embed.product_embeddings(models, other, data_dir, "val", features=cache)
 
 
+@pytest.mark.slow
 def test_full_scene_cache_embeds_cropped_val_and_test(synthetic_data, models, cache, full_cache):
     """A cache built for full-scene training gives exactly the cropped cache's val/test queries and AUC."""
     config, data_dir = synthetic_data

@@ -21,6 +21,7 @@ def model_dir(untrained_model, tmp_path_factory):
     return str(out)
 
 
+@pytest.mark.slow
 def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     config, data_dir = synthetic_data
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -54,6 +55,7 @@ def test_cli_writes_eval_json_and_table(synthetic_data, model_dir):
     assert result["topk"][max(sizes) - 1] == 1.0
 
 
+@pytest.mark.slow
 def test_full_scene_is_an_explicit_image_path_analysis(synthetic_data, model_dir, tmp_path):
     """A model trained on full scenes is scored on cropped ones by default; --full_scene scores the
     uncropped scenes (image path), says so, and is refused with a feature cache."""
@@ -74,6 +76,7 @@ def test_full_scene_is_an_explicit_image_path_analysis(synthetic_data, model_dir
         evaluate.evaluate_model(str(trained), data_dir, full_scene=True, feature_cache=True, out=out)
 
 
+@pytest.mark.slow
 def test_model_dir_without_weights_is_a_clear_error(synthetic_data, tmp_path):
     config, data_dir = synthetic_data
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))

@@ -22,6 +22,7 @@ def trained(untrained_model):
     return untrained_model
 
 
+@pytest.mark.slow
 def test_cli_writes_version_1_of_both_towers(trained, tmp_path):
     config, models, model_dir = trained
     export_dir = tmp_path / "export" / "demo"
@@ -38,6 +39,7 @@ def test_cli_writes_version_1_of_both_towers(trained, tmp_path):
     assert not (export_dir / "recommender").exists()
 
 
+@pytest.mark.slow
 def test_cli_missing_model_dir_is_one_line(tmp_path):
     proc = _cli(f"--model_dir={tmp_path / 'nope'}", f"--export_dir={tmp_path / 'e'}")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -50,6 +52,7 @@ def test_cli_requires_flags():
     assert proc.returncode != 0 and "--export_dir is required" in proc.stderr
 
 
+@pytest.mark.slow
 def test_export_dying_midway_leaves_no_version(trained, tmp_path, monkeypatch):
     """The product tower's warmup write fails after the scene tower is fully written: neither
     scene_tower/1 nor product_tower/1 (nor any staging dir) is left for a server to load."""

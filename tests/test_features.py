@@ -33,6 +33,7 @@ def _first_examples(ds, n):
     return [ex for ex in ds.take(n)]
 
 
+@pytest.mark.slow
 def test_val_features_equal_backbone_on_center_view(synthetic_data, backbone, cache):
     """Row i of the val cache is the backbone's output on eval_view(scene_i) (float16: ~1e-3 relative)."""
     config, data_dir = synthetic_data
@@ -152,6 +153,7 @@ def test_refuses_foreign_directory_and_mismatched_views(synthetic_data, backbone
         cache.scenes("train")
 
 
+@pytest.mark.slow
 def test_interrupted_build_leaves_no_cache(synthetic_data, backbone, tmp_path, monkeypatch):
     """An exception after the train scenes are written (mid-build) leaves neither a cache nor a temp dir."""
     config, data_dir = synthetic_data
@@ -224,6 +226,7 @@ def test_epoch_plan_never_draws_a_product_of_the_same_scene():
     assert seen == {0: {2, 3}, 1: {2, 3}, 2: {0, 1}, 3: {0, 1}}
 
 
+@pytest.mark.slow
 def test_full_scene_cache_uncrops_train_only(synthetic_data, backbone, cache, tmp_path):
     """full_scene=True: train view v of pair i is the backbone on train_view(full_scene_i, same seed);
     val/test rows equal the cropped cache's (the CTL task is always scored on cropped scenes)."""

@@ -44,6 +44,7 @@ def setup(synthetic_data, untrained_model, tmp_path_factory):
     return config, data_dir, models, str(model_dir), export_dir, str(tmp / "catalog"), pairs, str(scene_path), first[1]
 
 
+@pytest.mark.slow
 def test_index_holds_every_test_product_once(setup):
     config, data_dir, *_, index_path, _, _, _ = setup
     index = load_index(index_path)
@@ -55,6 +56,7 @@ def test_index_holds_every_test_product_once(setup):
     np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_index_ranking_equals_training_graph_d_star(setup):
     """For every (test scene, category): ids ranked by the served q·f_p == ids ranked by triplet_model's
     d*(s, p) over all products of that category, and d* = 2 - q·f_p within 1e-5."""
@@ -80,6 +82,7 @@ def test_index_ranking_equals_training_graph_d_star(setup):
         np.testing.assert_allclose(d_star[0], np.sort(d), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_query_json_prints_only_a_sorted_list(setup):
     *_, index_path, _, scene, category = setup
     proc = _cli("query", f"--index={index_path}", f"--scene={scene}", f"--category={category}", "--k=3", "--json")
@@ -91,6 +94,7 @@ def test_query_json_prints_only_a_sorted_list(setup):
     assert results == recommend.run_query(index_path, scene, category, 3)
 
 
+@pytest.mark.slow
 def test_backends_give_the_same_answer(setup):
     *_, index_path, _, scene, category = setup
     answers = [recommend.run_query(index_path, scene, category, 5, backend=b) for b in ("numpy", "tf", "faiss")]
@@ -118,6 +122,7 @@ def test_index_of_another_size_is_refused(setup, tmp_path):
         recommend.run_query(str(tmp_path / "bad"), scene, category, 3)
 
 
+@pytest.mark.slow
 def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
     """export --catalog_index bundles the index: recommender/2 top-3 == index top-3 for every scene;
     the v1 index against scene tower v2 is refused (tower version 1 vs 2)."""
@@ -140,6 +145,7 @@ def test_recommender_savedmodel_matches_index_and_refuses_other_versions(setup):
         recommend.run_query(index_path, scene, category, 3, version=2)
 
 
+@pytest.mark.slow
 def test_truncated_scene_jpeg_is_a_one_line_error(setup, tmp_path):
     """A JPEG cut in half keeps its magic bytes, so only decoding finds it (it used to end in an
     InvalidArgumentError traceback)."""
@@ -153,6 +159,7 @@ def test_truncated_scene_jpeg_is_a_one_line_error(setup, tmp_path):
         f"recommend query: error: scene {truncated} cannot be decoded (truncated or corrupt image)")
 
 
+@pytest.mark.slow
 def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
     """--backend=ivf records the backend and per-category params; every demo category is below the
     size threshold, so it is searched exactly: the same answers as the exact index (recall 1.0).
@@ -174,6 +181,7 @@ def test_approximate_index_on_the_demo_catalog_is_exact(setup, tmp_path):
             in proc.stderr.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_milvus_index_on_the_demo_catalog_equals_numpy(setup, tmp_path):
     """`index --backend=milvus --milvus_index=FLAT` (Milvus Lite beside the index): the json records
     the backend, `query` and `look` use it and give exactly the exact index's ranking (a second
@@ -201,6 +209,7 @@ def _assert_same(got, expected):
     np.testing.assert_allclose([r["d_star"] for r in got], [r["d_star"] for r in expected], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_look_equals_query_once_per_category(setup):
     """`look --json` (every category, backbone once) == `query` called per category: same ids, d* within 1e-6."""
     config, *_, index_path, _, scene, _ = setup
@@ -225,6 +234,7 @@ def test_look_unknown_categories_is_one_line_listing_valid_ones(setup):
         f"recommend look: error: unknown categories 'dresses', 'hats'; valid: {', '.join(config.categories)}")
 
 
+@pytest.mark.slow
 def test_look_category_with_empty_catalog_is_empty_not_an_error(setup, tmp_path):
     """An index without any shoes: look answers shoes with [] and the other categories as before."""
     *_, index_path, _, scene, _ = setup
@@ -237,6 +247,7 @@ def test_look_category_with_empty_catalog_is_empty_not_an_error(setup, tmp_path)
     _assert_same(looks["tops"], recommend.run_look(index_path, scene, 3, "tops")["tops"])
 
 
+@pytest.mark.slow
 def test_index_inside_an_export_tower_dir_or_over_a_user_file_is_refused(tmp_path):
     """Before any embedding: --index inside export/x/scene_tower/99
     left a version dir 99 without saved_model.pb; --index=notes beside the user's notes.json replaced it."""

@@ -73,6 +73,7 @@ def test_unknown_enum_flag_is_one_line_error(flag, value):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_data_dir_without_manifest_says_how_to_build(tmp_path):
     """A non-synthetic dataset is never built implicitly: the error names the build command."""
     data_dir, model_dir = tmp_path / "empty", tmp_path / "model"
@@ -87,6 +88,7 @@ def test_data_dir_without_manifest_says_how_to_build(tmp_path):
     assert os.listdir(data_dir) == [] and not os.path.exists(model_dir)
 
 
+@pytest.mark.slow
 def test_truncated_shard_is_one_line_error(synthetic_data, tmp_path):
     """A damaged TFRecord fails inside TF's iterator; the CLI still prints one line and no traceback."""
     import glob
@@ -146,6 +148,7 @@ def test_read_tf_config_accepts_a_chief_and_names_the_writer():
     assert alone.is_writer and alone.num_workers == 2
 
 
+@pytest.mark.slow
 def test_synthetic_is_not_generated_into_a_foreign_directory(tmp_path):
     """an existing, non-empty --data_dir without a manifest is left alone, with the build command."""
     data_dir = tmp_path / "mine"

@@ -33,6 +33,7 @@ def test_saliency_map_shape_and_finite(synthetic_data, model_dir):
     assert np.all(np.isfinite(maps)) and maps.max() > 0
 
 
+@pytest.mark.slow
 def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
     result = jobs.run_attention(model_dir, str(tmp_path), num_overlays=2, batch_size=8)
     stored = json.loads((tmp_path / "attention.json").read_text())
@@ -50,12 +51,14 @@ def test_attention_command_writes_table_and_overlays(model_dir, tmp_path):
     assert len(overlays) == 2 and all(name.endswith(".png") for name in overlays)
 
 
+@pytest.mark.slow
 def test_figures_png_is_written_and_not_blank(model_dir, tmp_path):
     path = jobs.run_figures(model_dir, str(tmp_path), num_scenes=2)
     image = np.asarray(Image.open(path).convert("L"), np.float64)
     assert image.shape[0] > 100 and image.shape[1] > 300 and image.std() > 10
 
 
+@pytest.mark.slow
 def test_human_kit_from_model(synthetic_data, model_dir, tmp_path):
     key = jobs.run_human_kit(model_dir, str(tmp_path), num_questions=3, methods=["ours", "random"])
     assert key["num_questions"] == 3 and key["methods"] == ["ours", "random"]

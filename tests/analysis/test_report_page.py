@@ -140,6 +140,7 @@ def _check_images(page, out):
             assert image.size[0] > 0
 
 
+@pytest.mark.slow
 def test_capped_scene_count_is_said_once(setup, capped):
     done, said, _ = capped
     scenes = len({str(s) for s in setup["queries"].scene_ids})

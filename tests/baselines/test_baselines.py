@@ -28,6 +28,7 @@ def _check_result(result, config):
     assert result["per_category"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["random", "popularity", "imagenet", "ibr", "bpr_dae", "siamese"])
 def test_baseline_fits_one_epoch_and_scores(synthetic_data, features, name):
     config, data_dir = synthetic_data

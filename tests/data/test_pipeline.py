@@ -145,6 +145,7 @@ def test_train_is_deterministic_per_epoch_and_changes_across_epochs(data_dir):
     assert all(not np.array_equal(by_id_a[i]["scene"], by_id_c[i]["scene"]) for i in by_id_a)
 
 
+@pytest.mark.slow
 def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_dir):
     """Over 30 epochs every negative is another product of the positive's category, no triplet is
     dropped (10 per epoch), and each tops pair sees both other tops products (its 2 possible
@@ -162,6 +163,7 @@ def test_negatives_same_category_never_positive_and_redrawn_over_30_epochs(data_
         assert seen[pair_id] == set(TRAIN_PRODUCTS["tops"]) - {TRAIN_PRODUCTS["tops"][pair_id % 3]}
 
 
+@pytest.mark.slow
 def test_no_training_negative_is_a_product_of_the_same_scene(tmp_path):
     """Scene A holds tops t0, t1 and pants p0; scene E holds both shoes. Pairs 0, 1 (scene A) may only
     draw t2 or t3; the shoes pairs have no product outside their scene and are skipped (8 - 2 = 6

@@ -34,6 +34,7 @@ def _tower_outputs(models, batch):
     return {k: np.asarray(v) for k, v in scene.items()}, np.asarray(pos), np.asarray(neg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_triplet_distances_equal_two_minus_query_dot_product(built, variant):
     """Unit vectors make d* = 2 - q·f_p exact (docs/design.md §3), from images and from backbone features alike."""
@@ -86,6 +87,7 @@ def test_only_heads_train_and_towers_share_them(built):
     assert len(head_ids) == 3 * 6 + 2 + 1
 
 
+@pytest.mark.slow
 def test_no_gradient_enters_the_frozen_backbone(built):
     """The image-path train step's backward has no backbone op (XLA would have to compile them, and
     refuses MaxPoolGrad under op determinism), and the heads still get every gradient."""
@@ -108,6 +110,7 @@ def test_no_gradient_enters_the_frozen_backbone(built):
     assert all(g is not None for g in grads(batch))
 
 
+@pytest.mark.slow
 def test_save_load_heads_round_trip_in_fresh_build(built, tmp_path):
     """Perturbed heads saved, loaded into a fresh same-seed build: identical tower outputs; file has no backbone."""
     models, batch = built["hybrid"], _batch(2)

@@ -117,6 +117,7 @@ def test_hnsw_records_its_options():
     assert engine.hnsw.efConstruction == 80 and engine.hnsw.efSearch == 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAISS)
 def test_save_load_round_trip_and_torn_ann_file(tmp_path, name):
     index, queries = _clustered_index()

@@ -61,6 +61,7 @@ def _bad_catalog(root, data_dir, categories):
     return products
 
 
+@pytest.mark.slow
 def test_index_equals_direct_tower_calls(tower):
     """Every split of the dataset (a product in several splits counted once), embedded on Beam with
     batches of 5: same ids, order and categories as the direct loop, embeddings within 1e-6."""

@@ -48,6 +48,7 @@ def catalogs(synthetic_data, untrained_model, tmp_path_factory):
             changed[0], a[1][0], [p[0] for p in b])
 
 
+@pytest.mark.slow
 def test_update_equals_indexing_the_union_at_once(catalogs):
     config, export_dir, a_dir, b_dir, ab_dir, tmp, changed_id, same_id, b_ids = catalogs
     stem = str(tmp / "catalog")
@@ -73,6 +74,7 @@ def test_update_equals_indexing_the_union_at_once(catalogs):
     assert len(load_index(tmp / "reader")) == sum(len(os.listdir(os.path.join(a_dir, c))) for c in os.listdir(a_dir))
 
 
+@pytest.mark.slow
 def test_remove_then_query_never_returns_removed_ids(catalogs, tmp_path):
     config, export_dir, a_dir, *_ = catalogs
     stem = str(tmp_path / "catalog")
@@ -105,6 +107,7 @@ def test_update_with_another_tower_is_refused(catalogs, tmp_path):
         update_index(str(tmp_path / "catalog"), b_dir, version=2)
 
 
+@pytest.mark.slow
 def test_recommender_reexported_from_updated_index(catalogs, untrained_model):
     _, export_dir, *_, tmp, _, _, b_ids = catalogs
     stem = str(tmp / "catalog")
@@ -158,6 +161,7 @@ def test_update_with_another_export_dir_is_refused(tmp_path):
     assert report.removed == ["p0"] and list(load_index(tmp_path / "cat").product_ids) == ["p1"]
 
 
+@pytest.mark.slow
 def test_category_move_is_refiled_and_counted(catalogs, tmp_path):
     """The same image under another category folder is a change (it was "unchanged", filed under the
     old category for good): it is re-filed, counted `moved`, and found under its new category only."""
@@ -213,6 +217,7 @@ def test_two_updates_at_once_lose_no_product(catalogs, tmp_path):
     assert set(load_index(tmp_path / "catalog").product_ids) == a_ids | {p[0] for p in b}
 
 
+@pytest.mark.slow
 def test_thumbnails_resolve_from_any_cwd_after_an_update_from_another_dir(catalogs, tmp_path, monkeypatch):
     """An index built from a relative --products, updated from a second directory: every product's
     image (the service's thumbnails) is found from another working directory, from the source it was

@@ -131,6 +131,7 @@ def test_rest_body_is_the_row_format_with_b64():
         client.scene_inputs([b"a", b"b"], ["shoes"])
 
 
+@pytest.mark.slow
 def test_rest_scene_and_product_towers(servers):
     loaded, url, _, images = servers
     got = client.rest_predict(url, "scene_tower", client.scene_inputs(images, ["shoes", "tops"]))

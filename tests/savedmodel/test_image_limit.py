@@ -42,6 +42,7 @@ def test_header_size_reads_jpeg_and_png_without_decoding():
     assert header_size(tf.constant(bytes(big))).numpy().tolist() == [40_000, 50_000]
 
 
+@pytest.mark.slow
 def test_oversized_images_are_invalid_argument_and_normal_ones_unchanged(served):
     config, models, dirs = served
     scene = tf.saved_model.load(dirs["scene_tower"]).signatures["serving_default"]

@@ -87,6 +87,7 @@ def fresh_run(exported, tmp_path_factory):
     return dict(np.load(tmp / "out.npz", allow_pickle=True)), json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_layout_versions_and_meta(exported):
     """A first export is version 1 of every model; the metadata names the model and its size."""
     config, models, _, export_dir, dirs, *_ = exported
@@ -101,6 +102,7 @@ def test_layout_versions_and_meta(exported):
         assert os.listdir(os.path.join(export_dir, name)) == ["1"]
 
 
+@pytest.mark.slow
 def test_fresh_process_never_imports_ctl_keras(fresh_run):
     _, info = fresh_run
     assert info["ctl_keras_imported"] is False
@@ -155,6 +157,7 @@ def test_every_warmup_record_replayed(exported, fresh_run):
     assert info["warmup"] == {"scene_tower": 5, "product_tower": 3, "recommender": 5}
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_signatures(exported):
     *_, dirs, _, _, _ = exported
     for name, path in dirs.items():
@@ -174,6 +177,7 @@ def test_saved_model_cli_lists_signatures(exported):
     (dict(image_bytes=[], category=[]), "empty batch"),
     (dict(image_bytes=["JPEG"], category=["dresses"]), "unknown category name(s):] [dresses] [valid names: tops, pants"),
 ])
+@pytest.mark.slow
 def test_bad_input_fails_with_a_clear_assertion(exported, kwargs, message):
     *_, dirs, images, _, _ = exported
     loaded = tf.saved_model.load(dirs["scene_tower"])
@@ -233,6 +237,7 @@ def test_complete_look_equals_one_call_per_category(exported, fresh_run):
     (["shoes", "dresses"], "unknown category name(s):] [dresses] [valid names: tops, pants"),
     ([], "empty category list"),
 ])
+@pytest.mark.slow
 def test_complete_look_bad_categories_fail_clearly(exported, categories, message):
     *_, dirs, images, _, _ = exported
     for model in ("scene_tower", "recommender"):

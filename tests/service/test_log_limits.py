@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 
-from ctl_keras.service.log_limits import RateLimitFilter, RateLimited
+import pytest
+
+from ctl_keras.service.log_limits import RateLimited, RateLimitFilter
 
 SERVER = """
 import asyncio, logging, resource, sys
@@ -59,6 +61,7 @@ def test_filter_limits_records_by_template():
     assert limit.filter(records[3]) and records[3].getMessage().endswith("(2 more like it in the last 6 s)")
 
 
+@pytest.mark.slow
 def test_accepts_out_of_descriptors_log_a_few_lines(tmp_path):
     """300 connections against a server allowed 64 descriptors: asyncio logged a traceback per failed
     accept (backlog times per wake-up); here at most one line per 10 s, no traceback."""

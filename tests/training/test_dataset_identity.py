@@ -22,6 +22,7 @@ def other_build(feature_run, tmp_path):
     return str(other)
 
 
+@pytest.mark.slow
 def test_fingerprint_ignores_location_but_not_content(feature_run, other_build, tmp_path):
     _, data_dir, _, _ = feature_run
     moved = tmp_path / "moved"

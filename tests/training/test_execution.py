@@ -28,6 +28,7 @@ def _train(feature_run, model_dir, config=None, **options) -> dict:
                                                       feature_cache=True, **options))
 
 
+@pytest.mark.slow
 def test_steps_per_execution_trains_bit_identical_weights(feature_run, tmp_path):
     _, _, default_dir, default = feature_run
     results = _train(feature_run, tmp_path / "spe", steps_per_execution=4)
@@ -48,6 +49,7 @@ def no_dropout_run(feature_run, tmp_path_factory):
     return config, model_dir
 
 
+@pytest.mark.slow
 def test_jit_compile_follows_the_same_loss_curve(feature_run, no_dropout_run, tmp_path):
     """XLA fuses and reorders float ops: without dropout the first epoch's mean loss agrees to 1e-3
     relative and later epochs drift apart slowly, as any float perturbation of training does (measured
@@ -65,6 +67,7 @@ def test_jit_compile_follows_the_same_loss_curve(feature_run, no_dropout_run, tm
     assert abs(xla["val_auc"] - plain["val_auc"]) <= 0.05
 
 
+@pytest.mark.slow
 def test_xla_groups_resume_bit_identical(feature_run, tmp_path):
     """XLA with 3 steps per launch (stacked groups, dropout on): stopping after epoch 1 and resuming to
     the end gives the same weights, bit for bit, as the uninterrupted XLA run."""
@@ -80,6 +83,7 @@ def test_xla_groups_resume_bit_identical(feature_run, tmp_path):
     assert _losses(tmp_path / "resumed") == _losses(tmp_path / "straight")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_and_exports_float32_towers(feature_run, no_dropout_run, tmp_path, precision):
     """The heads compute in 16 bits; the loss curve stays near float32's (see below), the d* identity

@@ -82,6 +82,7 @@ def test_tensorboard_tags_and_projector(feature_run):
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_config_is_refused(feature_run):
     """Same model_dir, other learning rate: one clear error naming the key; config.json untouched."""
     config, data_dir, model_dir, _ = feature_run
@@ -96,6 +97,7 @@ def test_checkpoint_of_another_config_is_refused(feature_run):
     assert open(os.path.join(model_dir, "config.json")).read() == before
 
 
+@pytest.mark.slow
 def test_cosine_schedule_decays_to_zero_over_the_run(feature_run, tmp_path):
     """lr_schedule=cosine: the rate logged after epoch e of E is lr·½(1 + cos(π·e/E)), 0 after the last;
     the schedule is recorded in config.json, and make_optimizer needs the steps per epoch for it."""
@@ -128,6 +130,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(feature_run, tmp_path, mo
     assert open(os.path.join(run_dir, "results.json")).read() == results
 
 
+@pytest.mark.slow
 def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_path):
     """The default (no feature cache) path, trained on uncropped scenes: one epoch of floor(train pairs
     / 8) full steps, recorded as a full_scene run, its test AUC the one evaluate gives on cropped scenes."""
@@ -152,6 +155,7 @@ def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_p
     assert os.path.exists(os.path.join(model_dir, "checkpoints", "ckpt-1.index"))
 
 
+@pytest.mark.slow
 def test_feature_cache_full_scene_run_is_scored_on_cropped_scenes(synthetic_data, feature_run, tmp_path):
     """train --feature_cache --full_scene: finishes (attention examples included); its val and test AUC
     equal evaluate's on cropped scenes, also when evaluate reads the cropped run's cache instead of the

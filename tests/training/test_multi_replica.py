@@ -12,6 +12,8 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
+
 from tests.helpers.run_files import weight_arrays
 
 SCRIPT = textwrap.dedent("""
@@ -42,6 +44,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
 
 
 
+@pytest.mark.slow
 def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
     """Same data, seed and global batch (8 = 2 x 4), one epoch: head weights agree within tolerance.
     The mirrored run also runs 3 steps per tf.function call (the one-device run 1)."""
@@ -70,6 +73,7 @@ def test_mirrored_two_replicas_equals_one_device(feature_run, tmp_path):
     assert abs(mirrored["val_auc"] - single["val_auc"]) <= 1 / questions  # one question may flip at most
 
 
+@pytest.mark.slow
 def test_batches_are_fetched_to_each_replicas_device():
     """loop.DEVICE_INPUT: each replica's share of a batch already sits on that replica's device."""
     done = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT], capture_output=True, text=True, timeout=300,

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from ctl_keras.training.checkpointing import ModelDirLock
 from tests.helpers.run_files import latest_epoch, weight_arrays
@@ -30,6 +31,7 @@ def _run(command):
 
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
     """Kill after epoch >= 1 is checkpointed, rerun: the same head weights (dropout on) and AUCs as the
     uninterrupted feature_run of the same config, which ran in the test process."""
@@ -64,6 +66,7 @@ def test_kill_and_resume_matches_uninterrupted(feature_run, tmp_path):
         assert r_straight[key] == r_killed[key], key
 
 
+@pytest.mark.slow
 def test_second_concurrent_run_refuses(feature_run, tmp_path):
     """While another process holds <model_dir>/.lock, the CLI exits 1 with one line naming the dir."""
     _, data_dir, _, _ = feature_run

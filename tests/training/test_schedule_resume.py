@@ -98,6 +98,7 @@ def test_a_damaged_changes_file_does_not_stop_the_resume(tmp_path):
     assert (tmp_path / (CHANGES_FILE + ".damaged")).read_text() == "[{half"
 
 
+@pytest.mark.slow
 def test_resume_with_another_schedule_ends_with_the_uninterrupted_weights(feature_run, tmp_path):
     """2 epochs validating every 2, resumed to 3 validating every epoch == the straight 3-epoch run that
     validated every epoch (feature_run): validation draws nothing from the training's random streams."""
