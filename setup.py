@@ -38,7 +38,8 @@ setup(
         # ruff: the lint `make test` runs (ruff.toml); grpcio-tools compiles TF Serving's
         # session_bundle_config.proto for tests/serving/test_serving_protos.py.
         "test": ["pytest>=8", "ruff>=0.17,<0.18", "grpcio-tools>=1.74,<2",
-                 "selenium>=4.20,<5"],  # selenium: the browser tests (Debian's chromium, .ci/run)
+                 "selenium>=4.20,<5",  # selenium: the browser tests (Debian's chromium, .ci/run)
+                 "openapi-spec-validator>=0.9,<0.10"],  # checks the service's /openapi.json
         "faiss": ["faiss-cpu>=1.8,<2"],
         # GPU machines (README "GPU"): TensorFlow's CUDA wheels, and FAISS's CUDA 12 build instead of
         # faiss-cpu (both install the module `faiss`: use [gpu] without [faiss]). Linux x86_64 only.

@@ -27,13 +27,17 @@ from ctl_keras.retrieval import recommender
 from ctl_keras.retrieval.scene_tower import BadImage
 from ctl_keras.retrieval.search import ranked
 from ctl_keras.service.batcher import Batcher, QueueFull
+from ctl_keras.service.docs_page import DOCS
 from ctl_keras.service.images import HTTPError, check_image, clip_echoes, image_type
 from ctl_keras.service.log_limits import RateLimited
+from ctl_keras.service.openapi import document
 from ctl_keras.service.page import PAGE
 from ctl_keras.service.tower import TowerUnavailable
 from ctl_keras.savedmodel import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger("ctl_keras.serve")
+# The routes that require the API key when one is set: the endpoints' check and /openapi.json's security.
+KEYED = frozenset({"/v1/look", "/v1/query", "/admin/reload", "/metrics"})
 
 
 def _json(status: int, body: dict, headers=None) -> JSONResponse:
@@ -82,7 +86,9 @@ def build_app(opts, live, metrics) -> Starlette:
     api_key = opts.api_key.encode() if opts.api_key else None
     tower_down = RateLimited(log)
 
-    def endpoint(route: str, protected: bool = False):
+    def endpoint(route: str):
+        protected = route in KEYED
+
         def wrap(handler):
             async def run(request: Request):
                 started = time.perf_counter()
@@ -176,7 +182,7 @@ def build_app(opts, live, metrics) -> Starlette:
         except ValueError as err:
             raise HTTPError(404, str(err)) from None
 
-    @endpoint("/v1/look", protected=True)
+    @endpoint("/v1/look")
     async def look(request: Request):
         gen = generation()
         names = parse_categories(gen, request.query_params.get("categories"))
@@ -185,7 +191,7 @@ def build_app(opts, live, metrics) -> Starlette:
         result, maps, body = await answer(request, names, k, with_attention)
         return _json(200, dict(body, look=result, **({"attention": maps} if maps is not None else {})))
 
-    @endpoint("/v1/query", protected=True)
+    @endpoint("/v1/query")
     async def query(request: Request):
         gen = generation()
         category = request.query_params.get("category")
@@ -209,7 +215,7 @@ def build_app(opts, live, metrics) -> Starlette:
             raise HTTPError(404, f"no image of product {request.path_params['product_id']!r} in this catalog")
         return Response(data, media_type=image_type(data), headers={"Cache-Control": "max-age=300"})
 
-    @endpoint("/admin/reload", protected=True)
+    @endpoint("/admin/reload")
     async def reload(request: Request):
         outcome = await asyncio.get_running_loop().run_in_executor(None, live.reload, True)
         status = 200 if not outcome.startswith("refused") else 409
@@ -225,12 +231,21 @@ def build_app(opts, live, metrics) -> Starlette:
         return _json(200, {"status": "ready", "index_generation": gen.number, "model_version": gen.version,
                            "products": len(gen.index), "last_reload_error": live.last_error})
 
-    @endpoint("/metrics", protected=True)  # traffic and error rates are not for anyone who can reach the port
+    @endpoint("/metrics")  # traffic and error rates are not for anyone who can reach the port
     async def metrics_route(request: Request):
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def page(request: Request):
         return HTMLResponse(PAGE)
+
+    @endpoint("/openapi.json")
+    async def openapi(request: Request):
+        current = live.current
+        return _json(200, document(opts, list(current.index.categories) if current else None, KEYED))
+
+    @endpoint("/docs")
+    async def docs(request: Request):
+        return HTMLResponse(DOCS)
 
     async def http_error(request: Request, exc: HTTPException):
         return _json(exc.status_code, {"error": clip_echoes(f"{exc.detail}: {request.method} '{request.url.path}'")})
@@ -246,7 +261,8 @@ def build_app(opts, live, metrics) -> Starlette:
     routes = [Route("/", page), Route("/v1/look", look, methods=["POST"]), Route("/v1/query", query, methods=["POST"]),
               Route("/v1/categories", categories), Route("/v1/products/{product_id}/image", product_image),
               Route("/admin/reload", reload, methods=["POST"]), Route("/healthz", healthz),
-              Route("/readyz", readyz), Route("/metrics", metrics_route)]
+              Route("/readyz", readyz), Route("/metrics", metrics_route),
+              Route("/openapi.json", openapi), Route("/docs", docs)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
                     lifespan=lifespan)
     app.state.batcher = batcher
