@@ -1,4 +1,6 @@
-"""The page at GET /: upload or drop a scene photo, pick categories, see the look (no external URL)."""
+"""The page at GET /: upload or drop a scene photo, pick categories, see the look (no external URL).
+The scene is shown on its own as soon as it is picked (the attention maps draw over a 160 px copy),
+and a legend says what the maps' red means: one HEAT constant draws both, so they cannot disagree."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -15,6 +17,10 @@ PAGE = """<!doctype html>
  figure{margin:0;width:7rem;text-align:center;font-size:.8rem;overflow-wrap:anywhere}
  figure img{width:7rem;height:7rem;object-fit:cover;background:#eee}
  canvas{width:10rem;height:10rem;border:1px solid #ccc}
+ figure.attention{width:10rem} #scene-view{width:auto;margin:.5rem 0}
+ #scene{max-width:20rem;max-height:20rem;width:auto;height:auto;object-fit:contain;border:1px solid #ccc}
+ #legend{margin:.5rem 0;font-size:.9rem} #legend .bar{display:inline-block;width:10rem;height:.9rem;
+  vertical-align:middle;border:1px solid #999;margin:0 .4rem}
  #status{min-height:1.5em} .err{color:#b00}
  button{font-size:1rem;padding:.4rem 1rem}
  @media (max-width:30rem){figure,figure img{width:5.5rem}figure img{height:5.5rem}canvas{width:8rem;height:8rem}}
@@ -29,11 +35,18 @@ PAGE = """<!doctype html>
  <button id="go" type="submit">Complete the look</button>
 </form>
 <p id="status" role="status" aria-live="polite"></p>
+<figure id="scene-view" hidden><img id="scene" alt="the uploaded scene"><figcaption id="scene-name"></figcaption></figure>
+<div id="legend" hidden><strong>Attention map</strong>: where the model looked in the scene for the category
+ named under each map. <span>low</span><span class="bar" role="img" aria-label="from no red (low attention) to
+ strong red (high attention)"></span><span>high</span> attention; each map is scaled to its own highest cell.</div>
 <div id="out"></div>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let scene = null;
+const HEAT = 0.6;  // the red's opacity at a map's highest cell, in the maps and in the legend
+document.querySelector("#legend .bar").style.background =
+  "linear-gradient(to right, rgba(255,0,0,0), rgba(255,0,0," + HEAT + ")), #ccc";
 function say(text, bad) { $("status").textContent = text; $("status").className = bad ? "err" : ""; }
 async function loadCategories() {
   const r = await fetch("/v1/categories");
@@ -45,21 +58,28 @@ async function loadCategories() {
     b.type = "checkbox"; b.value = c; b.checked = true; b.name = "category";
     l.append(b, " " + c); return l; }));
 }
-function pick(file) { if (file) { scene = file; say("scene: " + file.name); } }
+function pick(file) {
+  if (!file) return;
+  scene = file; say("scene: " + file.name);
+  const img = $("scene"); if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(file); $("scene-name").textContent = "scene: " + file.name; $("scene-view").hidden = false;
+}
 $("file").addEventListener("change", (e) => pick(e.target.files[0]));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files[0]); });
-function attentionCanvas(grid, img) {
+function attentionMap(cat, grid, img) {
   const c = document.createElement("canvas"); const n = grid.length; c.width = 160; c.height = 160;
-  c.setAttribute("role", "img"); c.setAttribute("aria-label", "attention over the scene");
+  c.setAttribute("role", "img"); c.setAttribute("aria-label", "attention over the scene for " + cat);
   const g = c.getContext("2d"); g.drawImage(img, 0, 0, 160, 160);
   const max = Math.max(...grid.flat()) || 1;
   for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) {
-    g.fillStyle = "rgba(255,0,0," + (0.6 * grid[y][x] / max).toFixed(3) + ")";
+    g.fillStyle = "rgba(255,0,0," + (HEAT * grid[y][x] / max).toFixed(3) + ")";
     g.fillRect(x * 160 / n, y * 160 / n, 160 / n, 160 / n); }
-  return c;
+  const f = document.createElement("figure"); f.className = "attention";
+  const cap = document.createElement("figcaption"); cap.textContent = "attention for " + cat;
+  f.append(c, cap); return f;
 }
 $("form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -78,7 +98,7 @@ $("form").addEventListener("submit", async (e) => {
     const s = document.createElement("section"); s.className = "cat"; s.dataset.category = cat;
     const h = document.createElement("h2"); h.textContent = cat + (items.length ? "" : " (no product in the catalog)");
     const row = document.createElement("div"); row.className = "row";
-    row.append(attentionCanvas(j.attention[cat], sceneImg));
+    row.append(attentionMap(cat, j.attention[cat], sceneImg));
     for (const it of items) {
       const f = document.createElement("figure"); const im = document.createElement("img");
       im.src = "/v1/products/" + encodeURIComponent(it.product_id) + "/image";
@@ -87,6 +107,7 @@ $("form").addEventListener("submit", async (e) => {
       cap.textContent = it.product_id + " d*=" + it.d_star.toFixed(4);
       f.append(im, cap); row.append(f); }
     s.append(h, row); return s; }));
+  $("legend").hidden = false;
   say("look for generation " + j.index_generation + " in " + j.timings_ms.total + " ms");
   document.body.dataset.done = "1";
 });

@@ -1,10 +1,15 @@
-"""One smoke export + catalog index for the serve tests (built once per session), and a batched server."""
+"""One smoke export + catalog index for the serve tests (built once per session), a batched server, and a
+headless chromium (Debian's, through chromedriver and Selenium) that can reach only loopback."""
 
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from tests.helpers.serve_testing import ENV, Server
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +48,25 @@ def batched_server(serve_setup, tmp_path_factory):
                     log_path=log)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Every host name but loopback resolves to nothing: a page asking a CDN would fail, as offline."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.fail(f"{CHROMIUM} / {DRIVER} missing: apt-get install -y chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
