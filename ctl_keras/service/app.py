@@ -1,10 +1,11 @@
 """The ASGI app (Starlette): routes, bounds, error answers, metrics.
 
 Every error is JSON {"error": one line} with its status: 401 (API key), 404 (unknown category,
-product, route), 413 (body or pixels too large), 415 (not a JPEG/PNG, or another Content-Type),
+product, route), 405 (method), 413 (body or pixels too large), 415 (not a JPEG/PNG, or another Content-Type),
 422 (corrupt image, bad k), 503 + Retry-After (queue full, or not loaded yet), 504 (deadline). No
 error answer carries a traceback; an unexpected one is logged and answered 500 in one line. The
-server never fetches a URL a client gives: it reads only the request body.
+server never fetches a URL a client gives: it reads only the request body. GET /openapi.json describes
+these routes (openapi.py) and GET /docs lets a reader try them (docs_page.py).
 """
 
 from __future__ import annotations
