@@ -45,7 +45,7 @@ function field(p) {
     if (s.default !== undefined) input.placeholder = String(s.default);
   } else input = el("input", { type: "text" });
   input.dataset.param = p.name; input.dataset.where = p.in;
-  const note = [p.in, p.required ? "required" : "", p.description || "",
+  const note = [p.in, p.required ? "required" : "", p.description || "", items ? "Ctrl/Cmd-click picks several" : "",
     s.minimum !== undefined ? "range " + s.minimum + ".." + s.maximum : ""].filter(Boolean).join("; ");
   return el("label", {}, el("code", {}, p.name), " ", input, " ", el("span", { className: "desc" }, note));
 }

@@ -17,8 +17,8 @@ PAGE = """<!doctype html>
  figure{margin:0;width:7rem;text-align:center;font-size:.8rem;overflow-wrap:anywhere}
  figure img{width:7rem;height:7rem;object-fit:cover;background:#eee}
  canvas{width:10rem;height:10rem;border:1px solid #ccc}
- figure.attention{width:10rem} #scene-view{width:auto;margin:.5rem 0}
- #scene{max-width:20rem;max-height:20rem;width:auto;height:auto;object-fit:contain;border:1px solid #ccc}
+ figure.attention{width:10rem} #scene-view{width:auto;margin:.5rem 0;text-align:left}
+ #scene{width:20rem;max-width:100%;height:auto;max-height:20rem;object-fit:contain;border:1px solid #ccc}
  #legend{margin:.5rem 0;font-size:.9rem} #legend .bar{display:inline-block;width:10rem;height:.9rem;
   vertical-align:middle;border:1px solid #999;margin:0 .4rem}
  #status{min-height:1.5em} .err{color:#b00}
