@@ -1,0 +1,107 @@
+"""The backbone's precision: float32 (the default, bit-identical to every earlier export and cache) or
+bfloat16 (ResNet50 built under Keras's `mixed_bfloat16` policy: float32 variables, bfloat16 convolutions,
+float32 outputs), and `auto`, which picks bfloat16 only where the hardware computes it natively.
+
+Why bfloat16 only on such hardware: without native bf16 instructions the convolutions are emulated and run
+slower than float32. Why float32 stays the default: `auto` would silently change the numbers a run produces
+on a bf16 machine; the agreement check (`agreement`) says how much, and the user decides.
+"""
+
+from __future__ import annotations
+
+import random
+
+import keras
+import numpy as np
+from absl import logging
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+# /proc/cpuinfo flags: native bf16 dot products (AVX-512 BF16, Intel AMX); vnni is int8, shown for context.
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_REPORTED_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
+    """The flags of the first processor in /proc/cpuinfo (or in `cpuinfo_text`); empty when unreadable."""
+    if cpuinfo_text is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo_text = f.read()
+        except OSError:
+            return set()
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def reported_cpu_flags(cpuinfo_text: str | None = None) -> str:
+    """The bf16-related flags this CPU has, for benchmark lines and logs ("none" when it has none)."""
+    have = cpu_flags(cpuinfo_text)
+    return ",".join(f for f in CPU_REPORTED_FLAGS if f in have) or "none"
+
+
+def cpu_has_bf16(cpuinfo_text: str | None = None) -> bool:
+    return bool(cpu_flags(cpuinfo_text) & set(CPU_BF16_FLAGS))
+
+
+def gpu_has_bf16(capabilities=None) -> bool:
+    """True when a visible GPU has compute capability >= 8.0 (Ampere and later: bf16 tensor cores).
+    `capabilities`: [(major, minor)] for tests; default: asked of TensorFlow."""
+    if capabilities is None:
+        import tensorflow as tf  # noqa: PLC0415
+
+        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
+                        for gpu in tf.config.list_physical_devices("GPU")]
+    return any(tuple(c) >= (8, 0) for c in capabilities)
+
+
+def resolve(choice: str, cpuinfo_text: str | None = None, gpu_capabilities=None) -> tuple[str, str]:
+    """(float32 | bfloat16, why) for a --backbone_precision value; `auto` looks at the GPU, then the CPU."""
+    if choice not in PRECISIONS:
+        raise ValueError(f"--backbone_precision must be one of {', '.join(PRECISIONS)}, got {choice!r}")
+    if choice != "auto":
+        return choice, "as asked"
+    if gpu_has_bf16(gpu_capabilities):
+        return "bfloat16", "auto: a GPU with compute capability >= 8.0"
+    if cpu_has_bf16(cpuinfo_text):
+        return "bfloat16", f"auto: CPU flags {reported_cpu_flags(cpuinfo_text)}"
+    return "float32", f"auto: no native bf16 (CPU flags {reported_cpu_flags(cpuinfo_text)}, no GPU >= 8.0)"
+
+
+def resolve_and_log(choice: str, what: str) -> str:
+    """resolve() with the one log line saying what was picked and why."""
+    precision, why = resolve(choice)
+    logging.info("%s: backbone precision %s (%s)", what, precision, why)
+    return precision
+
+
+def bf16_backbone(backbone: keras.Model) -> keras.Model:
+    """A copy of the frozen `backbone` whose ResNet50 computes in bfloat16: same weights (float32
+    variables, cast per call), inputs and outputs float32 (the preprocessing and the pools stay float32).
+
+    The copy's random initialization does not move Python's global RNG (saved and restored), so building
+    it changes nothing that is seeded after it.
+    """
+    from ctl_keras.model.backbone import assemble_backbone  # noqa: PLC0415
+
+    size = backbone.input.shape[1]
+    extractor = backbone.get_layer("resnet50_features")
+    pool = backbone.get_layer("local").pool_size[0]
+    local_grid = backbone.output["local"].shape[1]
+    state, np_state = random.getstate(), np.random.get_state()
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3))
+    finally:
+        keras.config.set_dtype_policy(previous)
+        random.setstate(state)
+        np.random.set_state(np_state)
+    for layer in resnet.layers:
+        if layer.weights:
+            layer.set_weights(extractor.get_layer(layer.name).get_weights())
+    model = assemble_backbone(resnet, size, pool)
+    assert model.output["local"].shape[1] == local_grid
+    return model
