@@ -32,7 +32,7 @@ def define_flags() -> None:
                         "feature_cache", "feature_cache_dir", "backbone_precision", "min_backbone_agreement",
                         defaults={"backbone_precision": None}, help_texts={
                             "backbone_precision": "The feature cache's frozen ResNet50: float32, bfloat16 (about "
-                                                  "1.5x faster on CPUs with avx512_bf16/amx_bf16 or GPUs of compute "
+                                                  "2x faster on CPUs with avx512_bf16/amx_bf16 or GPUs of compute "
                                                   "capability >= 8.0; its own cache directory) or auto (bfloat16 "
                                                   "only there). Default: as the run being resumed, else float32.",
                             "model_dir": "Output and resume directory (default: runs/<dataset>-<variant>).",

@@ -77,31 +77,57 @@ def resolve_and_log(choice: str, what: str) -> str:
     return precision
 
 
-def bf16_backbone(backbone: keras.Model) -> keras.Model:
-    """A copy of the frozen `backbone` whose ResNet50 computes in bfloat16: same weights (float32
-    variables, cast per call), inputs and outputs float32 (the preprocessing and the pools stay float32).
+@keras.saving.register_keras_serializable(package="ctl_keras")
+class FoldedBatchNorm(keras.layers.Layer):
+    """Where a BatchNormalization was: its affine map now lives in the convolution before it."""
 
-    The copy's random initialization does not move Python's global RNG (saved and restored), so building
-    it changes nothing that is seeded after it.
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _clone_layer(layer):
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return FoldedBatchNorm(name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def bf16_backbone(backbone: keras.Model) -> keras.Model:
+    """A copy of the frozen `backbone` whose ResNet50 computes in bfloat16, inputs and outputs float32
+    (the preprocessing and the pools stay float32 layers).
+
+    Each inference-mode BatchNormalization is folded into the convolution before it (kernel x gamma /
+    sqrt(var + eps), bias (b - mean) x that + beta, computed in float64, held as float32 variables): under
+    mixed_bfloat16 Keras runs BatchNormalization in float32, and the casts around its 53 layers cost more
+    than they keep (ResNet50 at 112 px, batch 32 on an AVX-512 BF16 CPU: 1.4x float32 unfolded, 2.0x
+    folded, with the same agreement). The copy's random initialization does not move Python's or numpy's
+    global RNG (saved and restored), so building it changes nothing that is seeded after it.
     """
     from ctl_keras.model.backbone import assemble_backbone  # noqa: PLC0415
 
     size = backbone.input.shape[1]
     extractor = backbone.get_layer("resnet50_features")
     pool = backbone.get_layer("local").pool_size[0]
-    local_grid = backbone.output["local"].shape[1]
     state, np_state = random.getstate(), np.random.get_state()
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")
         resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3))
+        folded = keras.models.clone_model(resnet, clone_function=_clone_layer)
     finally:
         keras.config.set_dtype_policy(previous)
         random.setstate(state)
         np.random.set_state(np_state)
-    for layer in resnet.layers:
-        if layer.weights:
-            layer.set_weights(extractor.get_layer(layer.name).get_weights())
-    model = assemble_backbone(resnet, size, pool)
-    assert model.output["local"].shape[1] == local_grid
-    return model
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        if not isinstance(layer, keras.layers.Conv2D):
+            raise ValueError(f"cannot fold {layer.name} ({type(layer).__name__}) into a bfloat16 backbone")
+        kernel, bias = (np.asarray(w, np.float64) for w in extractor.get_layer(layer.name).get_weights())
+        bn = extractor.get_layer(layer.name[: -len("_conv")] + "_bn")
+        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in bn.get_weights())
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        layer.set_weights([(kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)])
+    return assemble_backbone(folded, size, pool)

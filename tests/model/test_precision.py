@@ -72,8 +72,12 @@ def test_bf16_backbone_float32_outputs_same_weights_and_no_rng_drawn():
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     conv = bf16.get_layer("resnet50_features").get_layer("conv1_conv")
     assert conv.dtype_policy.name == "mixed_bfloat16"
-    np.testing.assert_array_equal(conv.kernel.numpy(),
-                                  backbone.get_layer("resnet50_features").get_layer("conv1_conv").kernel.numpy())
+    original = backbone.get_layer("resnet50_features")
+    bn = original.get_layer("conv1_bn")
+    gamma, _, _, var = bn.get_weights()
+    np.testing.assert_allclose(conv.kernel.numpy(), original.get_layer("conv1_conv").kernel.numpy()
+                               * gamma / np.sqrt(var + bn.epsilon), rtol=1e-6)
+    assert isinstance(bf16.get_layer("resnet50_features").get_layer("conv1_bn"), precision.FoldedBatchNorm)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     want, got = backbone(images, training=False), bf16(images, training=False)
     for key in ("pool5", "local"):
