@@ -15,35 +15,10 @@ import keras
 import numpy as np
 from absl import logging
 
+from ctl_keras.utils.cpu_features import cpu_has_bf16, reported_cpu_flags
+
 PRECISIONS = ("float32", "bfloat16", "auto")
-# /proc/cpuinfo flags: native bf16 dot products (AVX-512 BF16, Intel AMX); vnni is int8, shown for context.
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-CPU_REPORTED_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
-    """The flags of the first processor in /proc/cpuinfo (or in `cpuinfo_text`); empty when unreadable."""
-    if cpuinfo_text is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo_text = f.read()
-        except OSError:
-            return set()
-    for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
-def reported_cpu_flags(cpuinfo_text: str | None = None) -> str:
-    """The bf16-related flags this CPU has, for benchmark lines and logs ("none" when it has none)."""
-    have = cpu_flags(cpuinfo_text)
-    return ",".join(f for f in CPU_REPORTED_FLAGS if f in have) or "none"
-
-
-def cpu_has_bf16(cpuinfo_text: str | None = None) -> bool:
-    return bool(cpu_flags(cpuinfo_text) & set(CPU_BF16_FLAGS))
+__all__ = ["PRECISIONS", "cpu_has_bf16", "reported_cpu_flags", "resolve", "resolve_and_log", "bf16_backbone"]
 
 
 def gpu_has_bf16(capabilities=None) -> bool:
