@@ -51,3 +51,22 @@ def test_bf16_cache_records_agreement_and_floor_refuses(synthetic_data, tmp_path
     f32 = FeatureCache.build_or_load(config, data_dir, tmp_path / "bf16", backbone)
     assert "backbone_precision" not in f32.identity and "backbone_agreement" not in f32.manifest
     assert np.asarray(f32.scenes("test")["pool5"]).dtype == np.float16
+
+
+def test_train_resolves_precision_from_the_run_and_auto(monkeypatch):
+    """None: as the run being resumed recorded it, else float32; auto: resolved on this machine and recorded
+    resolved; the image path never runs bfloat16."""
+    from ctl_keras.model import precision
+    from ctl_keras.training import checkpointing, loop
+
+    recorded = {}
+    monkeypatch.setattr(checkpointing, "recorded_option", lambda _dir, name, default: recorded.get(name, default))
+    monkeypatch.setattr(precision, "resolve", lambda choice: (
+        ("bfloat16" if choice == "auto" else choice), "test"))
+    opts = lambda p, cache=True: RunOptions(data_dir="d", model_dir="m", feature_cache=cache,  # noqa: E731
+                                            backbone_precision=p)
+    assert loop._resolve_backbone_precision(opts(None)).backbone_precision == "float32"
+    recorded["backbone_precision"] = "bfloat16"
+    assert loop._resolve_backbone_precision(opts(None)).backbone_precision == "bfloat16"
+    assert loop._resolve_backbone_precision(opts("auto")).recorded()["backbone_precision"] == "bfloat16"
+    assert loop._resolve_backbone_precision(opts("auto", cache=False)).backbone_precision == "float32"

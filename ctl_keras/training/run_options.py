@@ -34,7 +34,7 @@ class RunOptions:
     worker_timeout: float = 600.0
     steps_per_execution: int = 1
     jit_compile: bool = False
-    backbone_precision: str | None = "float32"
+    backbone_precision: str | None = None
     min_backbone_agreement: float | None = None
 
     def __post_init__(self):
@@ -50,7 +50,7 @@ class RunOptions:
                 raise ValueError(f"--{name} must be true or false, got {value!r}")
         if self.backbone_precision not in (None, "float32", "bfloat16", "auto"):
             raise ValueError(f"--backbone_precision must be float32, bfloat16 or auto, got {self.backbone_precision!r}")
-        if self.backbone_precision not in (None, "float32") and self.feature_cache is False:
+        if self.backbone_precision == "bfloat16" and self.feature_cache is False:  # auto: float32 there
             raise ValueError("--backbone_precision applies to the feature cache: it needs --feature_cache")
         if isinstance(self.steps_per_execution, bool) or not isinstance(self.steps_per_execution, int) \
                 or self.steps_per_execution < 1:
