@@ -78,7 +78,7 @@ def _precision_builds(config, data_dir: str, work: str) -> dict:
         r["seconds"] = times
         r["images_per_second"] = r["images"] / statistics.median(times)
         a = r["agreement"]
-        agree = "" if a is None else (f"; pool5 cosine min {a['cosine_min']:.4f}, top-10 overlap mean "
+        agree = "" if a is None else (f"; pool5 cosine min {a['cosine_min']:.6f}, top-10 overlap mean "
                                       f"{a['top_k_overlap_mean']:.2f}, max |delta d*| {a['max_abs_delta_d_star']:.3g}")
         print(f"cache build {choice} ({r['resolved']}): {r['images_per_second']:.1f} images/s (median of "
               f"{len(times)} builds of {r['images']} images: {', '.join(f'{t:.1f}' for t in times)} s){agree} | "

@@ -201,8 +201,8 @@ def _precision(tmp, precision, levels, port, first):
     a = meta.get("backbone_agreement")
     tag = f"[{meta['backbone_precision']}]"
     if a:
-        print(f"{tag} export agreement ({a['sample']}): query cosine min {a['query_cosine_min']:.4f}, product "
-              f"cosine min {a['product_cosine_min']:.4f}, top-10 overlap mean {a['top_k_overlap_mean']:.2f} "
+        print(f"{tag} export agreement ({a['sample']}): query cosine min {a['query_cosine_min']:.6f}, product "
+              f"cosine min {a['product_cosine_min']:.6f}, top-10 overlap mean {a['top_k_overlap_mean']:.2f} "
               f"(min {a['top_k_overlap_min']}), max |delta d*| {a['max_abs_delta_d_star']:.3g}", flush=True)
     table = {}
     top = max(levels)

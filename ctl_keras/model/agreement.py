@@ -49,8 +49,8 @@ def line(agreement: dict) -> str:
     """The one log line of an agreement."""
     a = agreement
     return (f"bfloat16 vs float32 on {a['queries']} queries x {a['products']} products: cosine min "
-            f"{a['cosine_min']:.4f} (queries median {a['query_cosine_median']:.4f}, products median "
-            f"{a['product_cosine_median']:.4f}), top-{a['top_k']} overlap mean {a['top_k_overlap_mean']:.2f} "
+            f"{a['cosine_min']:.6f} (queries median {a['query_cosine_median']:.6f}, products median "
+            f"{a['product_cosine_median']:.6f}), top-{a['top_k']} overlap mean {a['top_k_overlap_mean']:.2f} "
             f"min {a['top_k_overlap_min']} (against the {a['searched']}), max |delta d*| "
             f"{a['max_abs_delta_d_star']:.4g}")
 

@@ -71,12 +71,12 @@ def test_bf16_backbone_float32_outputs_same_weights_and_no_rng_drawn():
     assert random.getstate() == state
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     conv = bf16.get_layer("resnet50_features").get_layer("conv1_conv")
-    assert conv.dtype_policy.name == "mixed_bfloat16"
+    assert conv.dtype_policy.name == "bfloat16" and keras.backend.standardize_dtype(conv.kernel.dtype) == "bfloat16"
     original = backbone.get_layer("resnet50_features")
     bn = original.get_layer("conv1_bn")
     gamma, _, _, var = bn.get_weights()
-    np.testing.assert_allclose(conv.kernel.numpy(), original.get_layer("conv1_conv").kernel.numpy()
-                               * gamma / np.sqrt(var + bn.epsilon), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(conv.kernel.numpy(), np.float32), original.get_layer("conv1_conv").kernel.numpy()
+                               * gamma / np.sqrt(var + bn.epsilon), rtol=1e-2)  # bfloat16: 8 bits of mantissa
     assert isinstance(bf16.get_layer("resnet50_features").get_layer("conv1_bn"), precision.FoldedBatchNorm)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     want, got = backbone(images, training=False), bf16(images, training=False)
