@@ -148,7 +148,7 @@ def _cached_epoch_fn(flags, config, step, strategy, features):
     from ctl_keras.training import loop
     from ctl_keras.training.step import run_epoch
 
-    options = loop.RunOptions(data_dir=flags.data_dir, model_dir="", feature_cache=True)
+    options = loop.RunOptions(data_dir=flags.data_dir, model_dir="(unused)", feature_cache=True)
     epoch = [0]
 
     def run():
