@@ -49,6 +49,11 @@ def resolve_and_log(choice: str, what: str) -> str:
     """resolve() with the one log line saying what was picked and why."""
     precision, why = resolve(choice)
     logging.info("%s: backbone precision %s (%s)", what, precision, why)
+    if choice == "bfloat16" and not cpu_has_bf16() and not gpu_has_bf16():
+        # Measured with oneDNN held to AVX512_CORE_VNNI: 0.41x float32; held to AVX2 its bf16 convolution fails.
+        logging.warning("%s: bfloat16 asked on hardware without native bf16 (CPU flags %s): expect it slower "
+                        "than float32, or to fail on a CPU without AVX-512; --backbone_precision=auto picks "
+                        "float32 here", what, reported_cpu_flags())
     return precision
 
 
