@@ -280,11 +280,12 @@ def _resolve_backbone_precision(options: RunOptions) -> RunOptions:
     (one log line). Recorded resolved, so a resume on other hardware keeps the run's features."""
     from ctl_keras.model import precision  # noqa: PLC0415
 
-    choice = options.backbone_precision
+    choice, what = options.backbone_precision, "feature cache"
     if choice is None:
         choice = checkpointing.recorded_option(options.model_dir, "backbone_precision", "float32")
+        what = "feature cache (the run's recorded precision)"
     if options.feature_cache:
-        choice = precision.resolve_and_log(choice, "feature cache")
+        choice = precision.resolve_and_log(choice, what)
     elif choice == "auto":
         choice = "float32"  # the image path keeps its float32 backbone
     return dataclasses.replace(options, backbone_precision=choice)
