@@ -12,8 +12,13 @@ into tf_records/synthetic when missing, it measures with the real training loop 
    difference (target <= 0.02);
 4. `hybrid` and `global` trained from the cache for config.epochs (issue target: hybrid test AUC
    >= 0.85 and above global).
+5. with --backbone_precisions=float32,bfloat16: the cache build's images/s under each backbone precision,
+   interleaved build by build (--build_repeats, median), with the agreement each bfloat16 build measured and
+   the CPU's bf16 flags beside every figure; --build_only stops there.
 Runs go under --work_dir (wiped per run, so nothing resumes); results are printed and written to
 <work_dir>/summary.json.
+
+    python benchmarks/feature_cache.py --backbone_precisions=float32,bfloat16,auto --build_only
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import time
 
@@ -40,6 +46,49 @@ flags.DEFINE_integer("epochs", None, "Epochs of the hybrid/global quality runs (
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the config's).")
 flags.DEFINE_integer("num_views", None, "Cached views per train image (default: the config's).")
 flags.DEFINE_bool("skip_image_path", False, "Only the cache-path runs (no epoch-time comparison).")
+flags.DEFINE_list("backbone_precisions", [], "Compare the cache build under these backbone precisions "
+                  "(float32, bfloat16, auto), interleaved.")
+flags.DEFINE_integer("build_repeats", 3, "Builds per precision in the comparison (median reported).")
+flags.DEFINE_bool("build_only", False, "Only the precision comparison of the cache build.")
+
+
+def _precision_builds(config, data_dir: str, work: str) -> dict:
+    """{precision: images/s (median), every repeat's, the agreement}: each round builds one cache per
+    precision, in order, from scratch (the bfloat16 copy, its check and every image included)."""
+    from ctl_keras.feature_cache import FeatureCache
+    from ctl_keras.model import precision as precision_lib
+    from ctl_keras.model.ctl import build_ctl
+
+    backbone = build_ctl(config).backbone
+    seconds = {p: [] for p in FLAGS.backbone_precisions}
+    out = {}
+    for _ in range(FLAGS.build_repeats):
+        for choice in FLAGS.backbone_precisions:
+            resolved = precision_lib.resolve(choice)[0]
+            cache_dir = os.path.join(work, f"precision_{choice}")
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            start = time.perf_counter()
+            cache = FeatureCache.build_or_load(config, data_dir, cache_dir, backbone, backbone_precision=resolved)
+            seconds[choice].append(time.perf_counter() - start)
+            images = sum((s["pairs"] + s["products"]) * s["views"] for s in cache.manifest["splits"].values())
+            out[choice] = {"resolved": resolved, "images": images,
+                           "agreement": cache.manifest.get("backbone_agreement")}
+    for choice, times in seconds.items():
+        r = out[choice]
+        r["seconds"] = times
+        r["images_per_second"] = r["images"] / statistics.median(times)
+        a = r["agreement"]
+        agree = "" if a is None else (f"; pool5 cosine min {a['cosine_min']:.6f}, top-10 overlap mean "
+                                      f"{a['top_k_overlap_mean']:.2f}, max |delta d*| {a['max_abs_delta_d_star']:.3g}")
+        print(f"cache build {choice} ({r['resolved']}): {r['images_per_second']:.1f} images/s (median of "
+              f"{len(times)} builds of {r['images']} images: {', '.join(f'{t:.1f}' for t in times)} s){agree} | "
+              f"{timing.machine_line()}", flush=True)
+    base = out.get("float32")
+    if base:
+        for choice in out:
+            out[choice]["vs_float32"] = out[choice]["images_per_second"] / base["images_per_second"]
+        print("cache build vs float32: " + ", ".join(f"{c} {out[c]['vs_float32']:.2f}x" for c in out))
+    return out
 
 
 def _raw_backbone_auc(config, data_dir: str, cache) -> dict:
@@ -112,6 +161,10 @@ def run() -> dict:
     os.makedirs(work)
     summary: dict = {"config": {k: getattr(config, k) for k in ("image_size", "local_grid", "num_views",
                                                                 "learning_rate", "batch_size", "backbone_weights")}}
+    if FLAGS.backbone_precisions:
+        summary["precision_builds"] = _precision_builds(config, data_dir, work)
+        if FLAGS.build_only:
+            return summary
 
     # The trainer's build_ctl seeds the random backbone with config.seed, so this one is identical.
     cache_dir = os.path.join(work, "cache")
@@ -151,6 +204,8 @@ def main(argv):
         json.dump(summary, f, indent=1)
     os.replace(path + ".tmp", path)
     print(json.dumps(summary, indent=1))
+    if FLAGS.build_only:
+        return
     if "speedup_per_epoch" in summary:
         print(f"speedup per epoch: {summary['speedup_per_epoch']:.1f}x (target >= 20x); "
               f"test AUC image {summary['image_path']['test_auc']:.4f} vs cache "

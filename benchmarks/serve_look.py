@@ -14,6 +14,13 @@ while no server runs (also before the servers start, at batch 1 and 32, to show 
 that is not answered 200 is counted by status. Swap: clients at concurrency 8 while the index's next generation is written
 (save_index) mid-run; p99 of the requests around the swap vs the steady p99 before it.
 Clients run on the same machine as the server: they take CPU from it.
+
+Backbone precision: `--backbone_precisions=float32,bfloat16` exports one tower per precision (the same
+weights) and measures each in turn in this one run; every line names its precision and the CPU's bf16
+flags, and the last lines give each precision's looks/s against float32's, with the agreement the export
+recorded. `--modes=on --noswap` keeps such a comparison to the batching-on service and the bare loop:
+
+    python benchmarks/serve_look.py --backbone_precisions=float32,bfloat16 --modes=on --noswap
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+import timing  # noqa: E402
 from timing import wall_times  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,9 +50,12 @@ flags.DEFINE_integer("per_category", 200, "Catalog products per category (5 cate
 flags.DEFINE_integer("requests_per_client", 12, "Requests each client thread sends per measurement.")
 flags.DEFINE_string("concurrency", "1,8,32", "Client threads per measurement.")
 flags.DEFINE_integer("repeats", 3, "Repetitions of each measurement (median reported).")
+flags.DEFINE_list("backbone_precisions", ["float32"], "Export and measure a tower per backbone precision.")
+flags.DEFINE_list("modes", ["on", "off"], "Micro-batching modes measured: on, off.")
+flags.DEFINE_bool("swap", True, "Measure the latency a catalog swap adds (first precision only).")
 
 
-def _build(tmp):
+def _build(tmp, precision="float32"):
     from ctl_keras.config import get_config
     from ctl_keras.model.ctl import build_ctl
     from ctl_keras.retrieval.index import CatalogIndex, save_index
@@ -58,7 +69,7 @@ def _build(tmp):
     index = CatalogIndex(np.array([f"p{i}" for i in range(c * per)]), np.repeat(np.arange(c), per),
                          emb / np.linalg.norm(emb, axis=1, keepdims=True), config.categories,
                          {"model_fingerprint": exporter.model_fingerprint(models), "tower_version": 1})
-    dirs = exporter.export_models(models, config, tmp)
+    dirs = exporter.export_models(models, config, tmp, backbone_precision=precision)
     index.meta["export_dir"] = tmp
     save_index(index, os.path.join(tmp, "catalog"))
     return dirs["scene_tower"], os.path.join(tmp, "catalog"), warmup.example_images(config, seed=0)[0]
@@ -180,41 +191,68 @@ def _swap(stem, jpeg, port):
         server.stop()
 
 
+def _precision(tmp, precision, levels, port, first):
+    """Every figure of one backbone precision: (looks/s at each level with batching on, bare images/s)."""
+    from ctl_keras.savedmodel import exporter
+
+    out = os.path.join(tmp, precision)
+    version_dir, stem, jpeg = _build(out, precision)
+    meta = exporter.read_meta(version_dir)
+    a = meta.get("backbone_agreement")
+    tag = f"[{meta['backbone_precision']}]"
+    if a:
+        print(f"{tag} export agreement ({a['sample']}): query cosine min {a['query_cosine_min']:.6f}, product "
+              f"cosine min {a['product_cosine_min']:.6f}, top-10 overlap mean {a['top_k_overlap_mean']:.2f} "
+              f"(min {a['top_k_overlap_min']}), max |delta d*| {a['max_abs_delta_d_star']:.3g}", flush=True)
+    table = {}
+    top = max(levels)
+    bare_before = {b: _bare(version_dir, jpeg, b) for b in sorted({1, min(32, top)})}
+    for mode, args in (("on", ["--max_batch=32", "--max_wait_ms=5"]), ("off", ["--max_batch=1"])):
+        if mode not in FLAGS.modes:
+            continue
+        server = Server(stem, port, *args)
+        try:
+            for clients in levels:
+                table[(mode, clients)] = r = _measure(server, jpeg, clients)
+                print(f"{tag} batching {mode:3s} c={clients:2d}: {r['rps']:6.1f} looks/s  p50 {r['p50']:7.1f} ms  "
+                      f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  CPU ms/look: server "
+                      f"{r['server_ms']:.1f}, clients {r['client_ms']:.1f}  errors {r['errors']} | "
+                      f"{timing.machine_line()}", flush=True)
+        finally:
+            server.stop()
+    mode = "on" if "on" in FLAGS.modes else "off"
+    batch = max(1, round(table[(mode, top)]["batch"]))
+    after = [_bare(version_dir, jpeg, batch) for _ in range(3)]
+    bare, bare_ms = statistics.median(a[0] for a in after), statistics.median(a[1] for a in after)
+    print(f"{tag} bare complete_look loop before the servers: " +
+          ", ".join(f"batch {b}: {v[0]:.1f} images/s ({v[1]:.1f} CPU ms/image)" for b, v in bare_before.items()))
+    print(f"{tag} bare complete_look loop after, batch {batch} (the service's mean batch at c={top}): {bare:6.1f} "
+          f"images/s ({bare_ms:.1f} CPU ms/image); service at c={top} batching {mode}: "
+          f"{table[(mode, top)]['rps'] / bare:.2f}x of it | {timing.machine_line()}")
+    if 8 in levels and mode == "on":
+        print(f"{tag} p99/p50 at c=8 batching on: {table[('on', 8)]['p99'] / table[('on', 8)]['p50']:.2f}")
+    if first and FLAGS.swap:
+        s = _swap(stem, jpeg, port + 1)
+        print(f"{tag} swap under load (c=8): steady p99 {s['steady_p99']:.1f} ms, p99 around the swap "
+              f"{s['swap_p99']:.1f} ms ({s['swap_requests']} requests, {s['swap_p99'] / s['steady_p99']:.2f}x), "
+              f"failed {s['errors']}, generation after {s['generation_after']}")
+    return {c: table[(mode, c)]["rps"] for c in levels}, bare
+
+
 def main(argv):
     del argv
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     levels = [int(c) for c in FLAGS.concurrency.split(",")]
     port = 18_000 + os.getpid() % 1000
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        version_dir, stem, jpeg = _build(tmp)
-        table = {}
-        top = max(levels)
-        bare_before = {b: _bare(version_dir, jpeg, b) for b in sorted({1, min(32, top)})}
-        for mode, args in (("on", ["--max_batch=32", "--max_wait_ms=5"]), ("off", ["--max_batch=1"])):
-            server = Server(stem, port, *args)
-            try:
-                for clients in levels:
-                    table[(mode, clients)] = r = _measure(server, jpeg, clients)
-                    print(f"batching {mode:3s} c={clients:2d}: {r['rps']:6.1f} looks/s  p50 {r['p50']:7.1f} ms  "
-                          f"p99 {r['p99']:7.1f} ms  mean batch {r['batch']:4.1f}  CPU ms/look: server "
-                          f"{r['server_ms']:.1f}, clients {r['client_ms']:.1f}  errors {r['errors']}", flush=True)
-            finally:
-                server.stop()
-        batch = max(1, round(table[("on", top)]["batch"]))
-        after = [_bare(version_dir, jpeg, batch) for _ in range(3)]
-        bare, bare_ms = statistics.median(a[0] for a in after), statistics.median(a[1] for a in after)
-        print("bare complete_look loop before the servers: " +
-              ", ".join(f"batch {b}: {v[0]:.1f} images/s ({v[1]:.1f} CPU ms/image)" for b, v in bare_before.items()))
-        print(f"bare complete_look loop after, batch {batch} (the service's mean batch at c={top}): {bare:6.1f} "
-              f"images/s ({bare_ms:.1f} CPU ms/image); service at c={top} batching on: "
-              f"{table[('on', top)]['rps'] / bare:.2f}x of it")
-        if 8 in levels:
-            print(f"p99/p50 at c=8 batching on: {table[('on', 8)]['p99'] / table[('on', 8)]['p50']:.2f}")
-        s = _swap(stem, jpeg, port + 1)
-        print(f"swap under load (c=8): steady p99 {s['steady_p99']:.1f} ms, p99 around the swap {s['swap_p99']:.1f} ms "
-              f"({s['swap_requests']} requests, {s['swap_p99'] / s['steady_p99']:.2f}x), failed {s['errors']}, "
-              f"generation after {s['generation_after']}")
-
+        for i, precision in enumerate(FLAGS.backbone_precisions):
+            results[precision] = _precision(tmp, precision, levels, port + 2 * i, first=i == 0)
+    base = results.get("float32")
+    if base and len(results) > 1:
+        for precision, (rps, bare) in results.items():
+            print(f"{precision} vs float32: looks/s " + ", ".join(f"c={c} {rps[c] / base[0][c]:.2f}x" for c in levels)
+                  + f"; bare loop {bare / base[1]:.2f}x | {timing.machine_line()}")
 
 if __name__ == "__main__":
     app.run(main)

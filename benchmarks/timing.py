@@ -55,9 +55,12 @@ def run(main, argv=None) -> None:
 
 
 def machine_line() -> str:
-    """CPUs and the 1-minute load average, to print next to every figure (the machine is shared)."""
+    """CPUs, their bf16-related flags and the 1-minute load average, to print next to every figure (the
+    machine is shared; bfloat16 figures depend on the flags)."""
+    from ctl_keras.utils.cpu_features import reported_cpu_flags
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.1f}"
+    return f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs ({reported_cpu_flags()}), load {load:.1f}"
 
 
 def summary(name: str, values, unit: str = "ms", scale: float = 1000.0) -> str:

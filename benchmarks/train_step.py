@@ -19,6 +19,9 @@ real code: `training.step.make_train_step` + `run_epoch` with the real `TripletT
   dropout, and the main matmul, interleaved round by round (the step's roofline fraction without any
   input or loop cost).
 - variance: per-epoch time of the same cached epoch split into input-only and step-only epochs.
+- precision: the cached epoch from a cache built under each --backbone_precisions (and mixed_bfloat16 heads
+  on the bfloat16 one), interleaved: not in the default parts;
+  `--parts=precision --backbone_precisions=float32,bfloat16 [--precision_cache_root=DIR]`.
 Results are printed and written to --out as JSON.
 """
 
@@ -41,6 +44,9 @@ flags.DEFINE_list("parts", ["host", "roofline", "breakdown", "switches", "varian
 flags.DEFINE_integer("host_steps", 256, "Steps per epoch in the host-overhead measurement.")
 flags.DEFINE_integer("per_call", 16, "N of steps_per_execution in the comparisons.")
 flags.DEFINE_string("out", "/tmp/ctl_bench/train_step.json", "Where the JSON summary goes.")
+flags.DEFINE_list("backbone_precisions", ["float32", "bfloat16"], "Caches compared by the precision part.")
+flags.DEFINE_string("precision_cache_root", None, "Where the precision part finds precision_<p>/ caches "
+                    "(feature_cache.py's --work_dir); default: the trainer's default locations (built if missing).")
 
 
 def main(argv):
@@ -48,7 +54,7 @@ def main(argv):
     import train_step_parts as parts
 
     summary = {"repeats": FLAGS.repeats, "load_average_at_start": os.getloadavg()}
-    for name in ("host", "roofline", "breakdown", "switches", "variance"):
+    for name in ("host", "roofline", "breakdown", "switches", "variance", "precision"):
         if name in FLAGS.parts:
             summary[name] = getattr(parts, name)(FLAGS)
             print(json.dumps({name: summary[name]}, indent=1), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 
@@ -147,7 +148,7 @@ def _cached_epoch_fn(flags, config, step, strategy, features):
     from ctl_keras.training import loop
     from ctl_keras.training.step import run_epoch
 
-    options = loop.RunOptions(data_dir=flags.data_dir, model_dir="", feature_cache=True)
+    options = loop.RunOptions(data_dir=flags.data_dir, model_dir="(unused)", feature_cache=True)
     epoch = [0]
 
     def run():
@@ -278,6 +279,45 @@ def switches(flags) -> dict:
     default = out["default (float32, 1 step/call, no XLA)"]["epoch_seconds_median"]
     for name in SWITCHES:
         out[name]["speedup_vs_default"] = default / out[name]["epoch_seconds_median"]
+    return out
+
+
+def precision(flags) -> dict:
+    """The cached epoch from a cache built under each --backbone_precisions (interleaved epochs, medians),
+    and with the heads under mixed_bfloat16 (--mixed_precision) on the bfloat16 cache: the backbone's
+    precision changes what the cache holds, not what the step computes (both caches are float16 on disk)."""
+    import tensorflow as tf
+
+    from ctl_keras.feature_cache import FeatureCache, default_cache_dir
+    from ctl_keras.model import precision as precision_lib
+    from ctl_keras.model.ctl import build_ctl
+
+    base = _demo_config()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    runs = {}
+    for choice in flags.backbone_precisions:
+        resolved = precision_lib.resolve(choice)[0]
+        cache_dir = (os.path.join(flags.precision_cache_root, f"precision_{choice}") if flags.precision_cache_root
+                     else default_cache_dir(base, flags.data_dir, False, resolved))
+        if os.path.exists(os.path.join(cache_dir, "manifest.json")):
+            features = FeatureCache(cache_dir)  # e.g. the feature_cache benchmark's, whatever its views
+        else:
+            features = FeatureCache.build_or_load(base, flags.data_dir, cache_dir, build_ctl(base).backbone,
+                                                  backbone_precision=resolved)
+        heads = {f"{choice} cache, float32 heads": "float32"}
+        if resolved == "bfloat16":
+            heads[f"{choice} cache, mixed_bfloat16 heads"] = "mixed_bfloat16"
+        for name, policy in heads.items():
+            config = base.replace(num_views=features.num_views, precision=policy)
+            step, _ = trainer_parts(config, strategy)
+            runs[name] = _cached_epoch_fn(flags, config, step, strategy, features)
+    times = timing.interleaved_times(runs, flags.repeats)
+    out = {name: {"epoch_seconds_median": statistics.median(t), "epoch_seconds": t} for name, t in times.items()}
+    first = next(iter(out.values()))["epoch_seconds_median"]
+    for name, r in out.items():
+        r["vs_first"] = first / r["epoch_seconds_median"]
+        print(f"  train step, {name}: {r['epoch_seconds_median']:.2f} s/epoch (median of {len(times[name])}), "
+              f"{r['vs_first']:.2f}x the first | {timing.machine_line()}", flush=True)
     return out
 
 

@@ -85,11 +85,12 @@ def build_dataset(out_dir: str | os.PathLike, dataset: str = "synthetic", *, pai
 
 def train(data_dir: str | os.PathLike, model_dir: str | os.PathLike, *, dataset: str | None = None,
           smoke: bool = False, feature_cache: bool | None = None, full_scene: bool = False,
-          steps_per_execution: int = 1, **overrides) -> dict:
+          steps_per_execution: int = 1, backbone_precision: str | None = None, **overrides) -> dict:
     """Train into `model_dir` (resumes a finished epoch like `ctl train`); returns results.json's dict.
     The dataset is the one `data_dir` was built from (`dataset`, if given, must agree); `overrides`
     are Config fields (epochs, batch_size, learning_rate, lr_schedule, variant, ...). `feature_cache`:
-    as `ctl train --feature_cache` (None: as the run being resumed recorded it, else on)."""
+    as `ctl train --feature_cache` (None: as the run being resumed recorded it, else on).
+    `backbone_precision`: the cache's backbone, as `ctl train --backbone_precision` (None: as recorded, else float32)."""
     from ctl_keras.config import get_config
     from ctl_keras.data.resolve import resolve_dataset
     from ctl_keras.training import loop
@@ -98,7 +99,7 @@ def train(data_dir: str | os.PathLike, model_dir: str | os.PathLike, *, dataset:
     config = get_config(spec, smoke=smoke, **overrides)
     options = loop.RunOptions(data_dir=data_dir, model_dir=os.fspath(model_dir),
                               feature_cache=feature_cache, full_scene=full_scene,
-                              steps_per_execution=steps_per_execution)
+                              steps_per_execution=steps_per_execution, backbone_precision=backbone_precision)
     return loop.train(config, options)
 
 
@@ -112,12 +113,14 @@ def evaluate(model_dir: str | os.PathLike, data_dir: str | os.PathLike | None = 
 
 
 def export(model_dir: str | os.PathLike, export_dir: str | os.PathLike, *, catalog_index: str | None = None,
-           top_k: int = 10) -> dict[str, str]:
+           top_k: int = 10, backbone_precision: str = "float32",
+           min_backbone_agreement: float | None = None) -> dict[str, str]:
     """Export the towers (and the recommender, given a catalog index) as TF Serving SavedModels;
-    {model: version dir}, like `ctl export`."""
+    {model: version dir}, like `ctl export` (its --backbone_precision, --min_backbone_agreement)."""
     from ctl_keras.retrieval.bundle import export_towers
 
-    return export_towers(os.fspath(model_dir), os.fspath(export_dir), catalog_index=catalog_index, top_k=top_k)
+    return export_towers(os.fspath(model_dir), os.fspath(export_dir), catalog_index=catalog_index, top_k=top_k,
+                         backbone_precision=backbone_precision, min_agreement=min_backbone_agreement)
 
 
 def index_catalog(export_dir: str | os.PathLike, products: str, index: str | os.PathLike, *,

@@ -23,15 +23,17 @@ TINY = {
     "complete_look.py": (["--num_categories=2", "--per_category=20", "--k=3"], "speed-up"),
     "download.py": (["--images=6", "--workers=2", "--repeats=1", "--size_kb=2"], "images/s"),
     "feature_cache.py": (["--data_dir={data}", "--work_dir={tmp}/feature_cache", "--compare_epochs=2",
-                          "--epochs=1"], "auc"),
+                          "--epochs=1", "--backbone_precisions=float32,bfloat16", "--build_repeats=1"],
+                         "cache build vs float32"),
     "pipeline_throughput.py": (["--num_scenes=12", "--image_size=64", "--batch_size=4", "--backbone_batches=1",
                                 "--eval_repeats=1", "--data_dir={tmp}/pipeline_data"], "/s"),
     "retrieval.py": (["--queries=3", "--dim=8"], "ms"),
-    "serve_look.py": (["--per_category=10", "--requests_per_client=2", "--concurrency=1,2", "--repeats=1"],
-                      "bare complete_look loop"),
+    "serve_look.py": (["--per_category=10", "--requests_per_client=2", "--concurrency=1,2", "--repeats=1",
+                       "--backbone_precisions=float32,bfloat16"], "bfloat16 vs float32: looks/s"),
     "serving_latency.py": (["--batch_sizes=1"], "savedmodel"),
     "train_step.py": (["--repeats=1", "--data_dir={data}", "--host_steps=4", "--per_call=2",
-                       "--out={tmp}/train_step.json"], "written to"),
+                       "--out={tmp}/train_step.json", "--parts=host,roofline,breakdown,switches,variance,precision"],
+                      "bfloat16 cache, mixed_bfloat16 heads"),
 }
 
 

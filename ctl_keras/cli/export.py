@@ -25,7 +25,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defined on demand, not at import, so other modules can import export_towers() without flag clashes."""
     # --backbone_weights overrides the model's recorded value.
-    config_flags.define("model_dir", "export_dir", "backbone_weights", "which", help_texts={
+    config_flags.define("model_dir", "export_dir", "backbone_weights", "which", "backbone_precision",
+                        "min_backbone_agreement", help_texts={
         "export_dir": "Where scene_tower/, product_tower/ (and recommender/) versions go.",
         "which": "Which head weights of model_dir to export."})
     flags.DEFINE_string("catalog_index", None,
@@ -42,7 +43,8 @@ def main(argv):
     cli.check_output_dir(FLAGS.export_dir, "export_dir")  # before minutes of loading and tracing
     written = export_towers(FLAGS.model_dir, FLAGS.export_dir, backbone_weights=FLAGS.backbone_weights,
                   which=FLAGS.which, catalog_index=FLAGS.catalog_index, top_k=FLAGS.top_k,
-                  max_image_pixels=FLAGS.max_image_pixels)
+                  max_image_pixels=FLAGS.max_image_pixels, backbone_precision=FLAGS.backbone_precision,
+                  min_agreement=FLAGS.min_backbone_agreement)
     for name, path in written.items():
         logging.info("exported %s", path)
         print(f"{name}: {os.path.abspath(path)}")

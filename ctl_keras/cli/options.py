@@ -105,6 +105,13 @@ SHARED = {
     "feature_cache": Flag("model", "bool", None, "Use the frozen-backbone feature cache."),
     "feature_cache_dir": Flag("model", "string", None, "Directory of the --feature_cache (default: under "
                               "<data_dir>/feature_cache/)."),
+    "backbone_precision": Flag("model", "enum", "float32", "The frozen ResNet50's precision: float32 (bit-identical "
+                               "to earlier releases), bfloat16 (about 2x faster where the CPU has avx512_bf16 or "
+                               "amx_bf16, or on a GPU of compute capability >= 8.0; outputs stay float32), or auto "
+                               "(bfloat16 only on such hardware; the log says which). The heads keep "
+                               "--mixed_precision.", choices=lambda: ["float32", "bfloat16", "auto"]),
+    "min_backbone_agreement": Flag("model", "float", None, "Refuse (write nothing) when the bfloat16 backbone's "
+                                   "worst cosine with float32 on the check's sample is below this, e.g. 0.99."),
     "methods": Flag("comparison", "list", None, "Methods to compare."),
     "out": Flag("output", "string", None, "Output directory."),
     "export_dir": Flag("serving", "string", None, "Export dir (scene_tower/, product_tower/, recommender/)."),

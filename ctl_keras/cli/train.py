@@ -29,7 +29,12 @@ def define_flags() -> None:
     """Defined on demand (cli.run), never at import. The shared flags (the Config fields among them) come
     from cli/options.py; the rest say how to run."""
     config_flags.define("dataset", "data_dir", "smoke", *config_flags.FIELDS, "model_dir", "full_scene",
-                        "feature_cache", "feature_cache_dir", help_texts={
+                        "feature_cache", "feature_cache_dir", "backbone_precision", "min_backbone_agreement",
+                        defaults={"backbone_precision": None}, help_texts={
+                            "backbone_precision": "The feature cache's frozen ResNet50: float32, bfloat16 (about "
+                                                  "2x faster on CPUs with avx512_bf16/amx_bf16 or GPUs of compute "
+                                                  "capability >= 8.0; its own cache directory) or auto (bfloat16 "
+                                                  "only there). Default: as the run being resumed, else float32.",
                             "model_dir": "Output and resume directory (default: runs/<dataset>-<variant>).",
                             "feature_cache": "Train the heads from cached frozen-backbone features (default: as "
                                              "the run being resumed in --model_dir recorded it, else on; "
@@ -103,7 +108,8 @@ def main(argv):
                          feature_cache=FLAGS.feature_cache, full_scene=FLAGS.full_scene,
                          feature_cache_dir=FLAGS.feature_cache_dir, cluster=cluster_task,
                          worker_timeout=FLAGS.worker_timeout, steps_per_execution=FLAGS.steps_per_execution,
-                         jit_compile=FLAGS.jit_compile)
+                         jit_compile=FLAGS.jit_compile, backbone_precision=FLAGS.backbone_precision,
+                         min_backbone_agreement=FLAGS.min_backbone_agreement)
     cli.check_output_dir(model_dir, "model_dir")
     _ensure_dataset(spec, config, data_dir, named=FLAGS.dataset is not None, explicit=FLAGS.data_dir is not None,
                     multi_worker=multi_worker)

@@ -48,8 +48,11 @@ _SCENE, _PRODUCT = 0, 1
 _BATCH = 32  # images per backbone call
 
 
-def identity(config, data_dir, full_scene: bool) -> dict:
-    """What the cache's contents depend on: the data manifest's bytes and the view/backbone config."""
+def identity(config, data_dir, full_scene: bool, backbone_precision: str = "float32") -> dict:
+    """What the cache's contents depend on: the data manifest's bytes and the view/backbone config.
+
+    `backbone_precision` (resolved: float32 | bfloat16) is a key only when bfloat16, so float32 caches
+    built before the switch existed stay valid and a float32 and a bfloat16 cache never match."""
     path = os.path.join(data_dir, "manifest.json")
     dataset_dir.read_manifest(data_dir)  # clear error when the dataset is not built
     with open(path, "rb") as f:
@@ -60,6 +63,8 @@ def identity(config, data_dir, full_scene: bool) -> dict:
         # Full-scene caches built before val/test were always cropped lack this key, so they rebuild.
         ident["full_scene_splits"] = ["train"]
     ident["data_manifest_sha256"] = data_hash
+    if backbone_precision != "float32":
+        ident["backbone_precision"] = backbone_precision
     weights = config.backbone_weights
     if weights not in ("none", "imagenet") and os.path.exists(weights):
         st = os.stat(weights)
@@ -179,16 +184,22 @@ def _remove_stale_temps(cache_dir: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_compile: bool = False) -> None:
+def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_compile: bool = False,
+          backbone_precision: str = "float32", min_agreement: float | None = None) -> None:
     """Write a complete cache at `cache_dir` (replacing an outdated one) or nothing at all.
 
     `full_scene`: the train split's scenes are uncropped; val/test scenes are cropped either way.
     `jit_compile`: run the backbone through XLA (features equal within float tolerance).
+    `backbone_precision` (resolved): bfloat16 runs `backbone`'s bfloat16 copy, after measuring its agreement
+    with float32 on test images (manifest "backbone_agreement"); below `min_agreement` nothing is written.
     """
     if config.num_views < 1:
         raise ValueError(f"num_views must be >= 1, got {config.num_views}")
     cache_dir = os.path.abspath(os.fspath(cache_dir))
-    ident = identity(config, data_dir, full_scene)
+    ident = identity(config, data_dir, full_scene, backbone_precision)
+    agreement = None
+    if backbone_precision == "bfloat16":
+        backbone, agreement = _bf16_checked(config, data_dir, backbone, min_agreement)
     os.makedirs(os.path.dirname(cache_dir), exist_ok=True)
     _remove_stale_temps(cache_dir)
     tmp = f"{cache_dir}.tmp-{os.getpid()}"
@@ -203,7 +214,8 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_c
         splits = {s: _build_split(config, data_dir, s, os.path.join(tmp, s), call, full_scene, total)
                   for s in SPLITS}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
-            json.dump({"format": FORMAT, "identity": ident, "splits": splits}, f, indent=1)
+            extra = {} if agreement is None else {"backbone_agreement": agreement}
+            json.dump({"format": FORMAT, "identity": ident, "splits": splits, **extra}, f, indent=1)
         atomic.publish_dir(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,3 +223,23 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_c
     finally:
         heartbeat.stop()
 
+
+
+def _bf16_checked(config, data_dir, backbone, floor):
+    """(the bfloat16 copy of `backbone`, its agreement with float32): L2-normalized pool5 of up to 64 test
+    scenes and products, the scenes' top-10 among those products; raises below `floor`."""
+    from ctl_keras.model import agreement, precision  # noqa: PLC0415
+
+    bf16 = precision.bf16_backbone(backbone)
+    view = lambda jpeg: pipeline.eval_view(pipeline.decode_image(jpeg), config)  # noqa: E731
+    scenes = tf.stack([view(ex["scene_jpeg"]) for ex in pipeline.raw_pairs(data_dir, "test").take(64)])
+    products = tf.stack([view(ex["product_jpeg"]) for ex in pipeline.raw_products(data_dir, "test").take(64)])
+    out = {}
+    for name, model in (("float32", backbone), ("bfloat16", bf16)):
+        call = tf.function(lambda x, m=model: m(x, training=False)["pool5"])
+        out[name] = agreement.normalized(call(scenes)), agreement.normalized(call(products))
+    result = agreement.compare(out["float32"][0], out["bfloat16"][0], out["float32"][1], out["bfloat16"][1])
+    result["sample"] = "test split (L2-normalized pool5)"
+    logging.info("feature cache: %s", agreement.line(result))
+    agreement.check_floor(result, floor, "feature cache refused")
+    return bf16, result

@@ -39,15 +39,17 @@ class FeatureCache:
     # ------------------------------------------------------------ construction
     @classmethod
     def build_or_load(cls, config, data_dir, cache_dir, backbone, full_scene: bool = False,
-                      jit_compile: bool = False) -> "FeatureCache":
+                      jit_compile: bool = False, backbone_precision: str = "float32",
+                      min_agreement: float | None = None) -> "FeatureCache":
         """Load the cache at `cache_dir` if it matches (data manifest, view/backbone config), else rebuild it.
 
         `full_scene=True` caches uncropped TRAIN scenes; val/test scenes are cropped in every cache.
+        `backbone_precision` (resolved) and `min_agreement`: build.build.
 
         A non-empty directory that is not a feature cache is never overwritten: that is a ValueError.
         """
         cache_dir = os.path.abspath(os.fspath(cache_dir))
-        want = _build.identity(config, data_dir, full_scene)
+        want = _build.identity(config, data_dir, full_scene, backbone_precision)
         manifest = os.path.join(cache_dir, "manifest.json")
         if os.path.exists(manifest):
             cache = cls(cache_dir)
@@ -60,7 +62,8 @@ class FeatureCache:
             raise ValueError(f"feature cache dir {cache_dir} exists, is not empty and has no manifest.json; "
                              "refusing to overwrite it: pass another directory (--feature_cache_dir; "
                              "experiments: --feature_cache_root)")
-        _build.build(config, data_dir, cache_dir, backbone, full_scene, jit_compile=jit_compile)
+        _build.build(config, data_dir, cache_dir, backbone, full_scene, jit_compile=jit_compile,
+                     backbone_precision=backbone_precision, min_agreement=min_agreement)
         return cls(cache_dir)
 
     # ------------------------------------------------------------ accessors

@@ -110,12 +110,18 @@ def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") 
     pool = pool_size_for_grid(image_size, local_grid)
     weights_path = resolve_weights(weights)
 
-    # Section 1: ResNet50 with its weights, exposing conv4 next to the last stage.
     resnet = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(image_size, image_size, 3)
     )
     if weights_path is not None:
         _load_resnet_weights(resnet, weights_path)
+    return assemble_backbone(resnet, image_size, pool)
+
+
+def assemble_backbone(resnet: keras.Model, image_size: int, pool: int) -> keras.Model:
+    """The frozen backbone graph around a ResNet50 (float32, or bfloat16 for model/precision.py): the
+    preprocessing and the pools are float32 layers, so the outputs are float32 whatever ResNet computes in."""
+    # Section 1: ResNet50 exposing conv4 next to the last stage.
     extractor = keras.Model(
         resnet.input,
         {"conv4": resnet.get_layer(CONV4_LAYER).output, "conv5": resnet.output},
@@ -125,9 +131,10 @@ def build_backbone(image_size: int, local_grid: int, weights: str = "imagenet") 
     # Section 2: the frozen backbone graph. trainable=False (set below) is what keeps BatchNorm on its
     # moving statistics even when an outer model is called with training=True.
     image = keras.Input((image_size, image_size, 3), name="image")
-    features = extractor(CaffePreprocess(name="caffe_preprocess")(image), training=False)
-    pool5 = keras.layers.GlobalAveragePooling2D(name="pool5")(features["conv5"])
-    local = keras.layers.AveragePooling2D(pool_size=pool, strides=pool, name="local")(features["conv4"])
+    features = extractor(CaffePreprocess(name="caffe_preprocess", dtype="float32")(image), training=False)
+    pool5 = keras.layers.GlobalAveragePooling2D(name="pool5", dtype="float32")(features["conv5"])
+    local = keras.layers.AveragePooling2D(pool_size=pool, strides=pool, name="local", dtype="float32")(
+        features["conv4"])
     backbone = keras.Model(image, {"pool5": pool5, "local": local}, name="backbone")
     backbone.trainable = False
     return backbone

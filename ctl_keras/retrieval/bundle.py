@@ -8,9 +8,13 @@ from ctl_keras.savedmodel import DEFAULT_MAX_IMAGE_PIXELS
 
 
 def export_towers(model_dir: str, export_dir: str, *, backbone_weights=None, which="best", catalog_index=None,
-        top_k=10, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> dict[str, str]:
-    """Load, export, and return {model: version dir}. Raises ValueError/FileNotFoundError on bad input."""
-    from ctl_keras.model.run_dir import load_trained
+        top_k=10, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS, backbone_precision="float32",
+        min_agreement=None) -> dict[str, str]:
+    """Load, export, and return {model: version dir}. Raises ValueError/FileNotFoundError on bad input.
+
+    `backbone_precision` / `min_agreement`: exporter.export_models; the bfloat16 check samples the run's
+    dataset (run_dir.run_data_dir) when it is on this machine."""
+    from ctl_keras.model.run_dir import load_trained, run_data_dir
     from ctl_keras.savedmodel.exporter import export_models
 
     index = None
@@ -26,4 +30,6 @@ def export_towers(model_dir: str, export_dir: str, *, backbone_weights=None, whi
         check_compatible(index, {"embedding_dim": config.embedding_dim, "model_fingerprint": model_fingerprint(models),
                                  "categories": list(config.categories)},
                          what="model being exported", check_version=False)
-    return export_models(models, config, export_dir, index=index, top_k=top_k, max_image_pixels=max_image_pixels)
+    return export_models(models, config, export_dir, index=index, top_k=top_k, max_image_pixels=max_image_pixels,
+                         backbone_precision=backbone_precision, min_agreement=min_agreement,
+                         data_dir=run_data_dir(model_dir, config.dataset))

@@ -140,8 +140,9 @@ class TowerParts:
     signature of a module shares one traced copy of ResNet50.
     """
 
-    def __init__(self, tower, config):
-        backbone = tower.get_layer("backbone")
+    def __init__(self, tower, config, backbone=None):
+        """`backbone`: run this one instead of the tower's (the bfloat16 copy, model/precision.py)."""
+        backbone = tower.get_layer("backbone") if backbone is None else backbone
         g = config.local_grid
 
         @tf.function(input_signature=[images_spec(config)])
@@ -168,7 +169,7 @@ class TowerParts:
         return self.scene_head(features["pool5"], features["local"], ids)
 
 
-def track(module, keras_models):
+def track(module, keras_models, backbone=None):
     """Track the models' variables (deduplicated) so tf.saved_model.save writes them.
 
     The tf.Variable inside each Keras variable (`.value`), not the Keras wrapper: the traced functions
@@ -176,8 +177,11 @@ def track(module, keras_models):
     ("Variable_N"). The checkpoint then restores the wrappers' copies only, so TF Serving's
     session-based loader (tensorflow::LoadSavedModel) ran the signatures on uninitialized variables
     ("Could not find variable conv3_block1_0_bn/beta"), while tf.saved_model.load resolved them
-    (tests/serving/test_cc_loader.py)."""
+    (tests/serving/test_cc_loader.py). `backbone`: the one TowerParts runs instead of the towers'."""
     seen, variables = set(), []
+    if backbone is not None:  # the towers' own backbone is not in the graph: save the one that is
+        seen = {id(v) for m in keras_models for v in m.get_layer("backbone").variables}
+        keras_models = [backbone, *keras_models]
     for model in keras_models:
         for v in model.variables:
             if id(v) not in seen:

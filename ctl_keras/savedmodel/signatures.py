@@ -77,12 +77,12 @@ def _with_category_signatures(module, run, config, max_pixels: int):
     return module
 
 
-def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, backbone=None):
     """Module with `serving_default(image_bytes, category)` and `predict_images(images, category)`."""
     module = tf.Module(name="scene_tower")
-    _track(module, [scene_tower])
+    _track(module, [scene_tower], backbone)
     module.category_table = _category_table(config.categories)
-    parts = TowerParts(scene_tower, config)
+    parts = TowerParts(scene_tower, config, backbone)
 
     def run(images, category):
         ids = _category_ids(module.category_table, category, images, config.categories)
@@ -93,11 +93,11 @@ def scene_tower_module(scene_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_
     return _with_category_signatures(module, run, config, max_pixels)
 
 
-def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, backbone=None):
     """Module with `serving_default(image_bytes)` and `predict_images(images)` -> product_embedding."""
     module = tf.Module(name="product_tower")
-    _track(module, [product_tower])
-    parts = TowerParts(product_tower, config)
+    _track(module, [product_tower], backbone)
+    parts = TowerParts(product_tower, config, backbone)
 
     def run(images):
         out = parts.product_head(parts.features(images)["pool5"])
@@ -117,7 +117,7 @@ def product_tower_module(product_tower, config, max_pixels: int = DEFAULT_MAX_IM
     return module
 
 
-def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, backbone=None):
     """Scene tower + the catalog: (image bytes, category) -> top-K product_ids and d_star per image.
 
     Exact search by ctl_keras.savedmodel.top_k.BruteForce (the `tf` search backend's module): q·f_p
@@ -128,7 +128,7 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
     if list(index.categories) != list(config.categories):
         raise ValueError("the catalog index and the model have different category lists")
     module = tf.Module(name="recommender")
-    _track(module, [scene_tower])
+    _track(module, [scene_tower], backbone)
     module.category_table = _category_table(config.categories)
     module.catalog = BruteForce(index.embeddings, index.category_ids, index.product_ids)
     k = int(min(top_k, len(index)))
@@ -139,7 +139,7 @@ def recommender_module(scene_tower, config, index, top_k: int, max_pixels: int =
         """query [N, d], category ids [N] -> top-k of that category per row (padded)."""
         return module.catalog.padded(query, ids, k)
 
-    parts = TowerParts(scene_tower, config)
+    parts = TowerParts(scene_tower, config, backbone)
 
     def run(images, category):
         ids = _category_ids(module.category_table, category, images, config.categories)

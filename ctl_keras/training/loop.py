@@ -133,18 +133,21 @@ class Trainer:
     def _load_features(self) -> None:
         from ctl_keras.feature_cache import FeatureCache, default_cache_dir
 
+        precision = self.options.backbone_precision
         cache_dir = self.options.feature_cache_dir or default_cache_dir(self.config, self.options.data_dir,
-                                                                        self.options.full_scene)
+                                                                        self.options.full_scene, precision)
         if not self.writer:  # one worker builds; the others wait for the complete cache
             from ctl_keras.feature_cache import build, coordination
 
-            want = build.identity(self.config, self.options.data_dir, self.options.full_scene)
+            want = build.identity(self.config, self.options.data_dir, self.options.full_scene, precision)
             coordination.wait_until_built(cache_dir, want, self.options.worker_timeout)
             self.features = FeatureCache(cache_dir)
             return
         self.features = FeatureCache.build_or_load(self.config, self.options.data_dir, cache_dir,
                                                    self.models.backbone, full_scene=self.options.full_scene,
-                                                   jit_compile=self.options.jit_compile)
+                                                   jit_compile=self.options.jit_compile,
+                                                   backbone_precision=precision,
+                                                   min_agreement=self.options.min_backbone_agreement)
 
     def _auc(self, split: str) -> float:
         """AUC on the cropped scenes of `split`, whatever the train scenes are."""
@@ -253,6 +256,7 @@ def train(config: Config, options: RunOptions) -> dict:
     if options.feature_cache is None:  # as the run being resumed recorded it, else on
         options = dataclasses.replace(options, feature_cache=bool(
             checkpointing.recorded_option(options.model_dir, "feature_cache", True)))
+    options = _resolve_backbone_precision(options)
     recorded = {**options.recorded(), checkpointing.DATASET_KEY: {
         "fingerprint": dataset_fingerprint(options.data_dir), "data_dir": os.path.abspath(options.data_dir)},
         checkpointing.SCHEDULE_KEY: options.schedule()}
@@ -269,3 +273,19 @@ def train(config: Config, options: RunOptions) -> dict:
     with checkpointing.ModelDirLock(options.model_dir):
         checkpointing.check_or_write_config(options.model_dir, config, recorded)
         return trainer.run()
+
+
+def _resolve_backbone_precision(options: RunOptions) -> RunOptions:
+    """None: as the run being resumed recorded it (else float32); auto: what this machine computes natively
+    (one log line). Recorded resolved, so a resume on other hardware keeps the run's features."""
+    from ctl_keras.model import precision  # noqa: PLC0415
+
+    choice, what = options.backbone_precision, "feature cache"
+    if choice is None:
+        choice = checkpointing.recorded_option(options.model_dir, "backbone_precision", "float32")
+        what = "feature cache (the run's recorded precision)"
+    if options.feature_cache:
+        choice = precision.resolve_and_log(choice, what)
+    elif choice == "auto":
+        choice = "float32"  # the image path keeps its float32 backbone
+    return dataclasses.replace(options, backbone_precision=choice)

@@ -20,6 +20,8 @@ class RunOptions:
     the wait for the other workers at start-up and for a feature cache another worker builds.
     steps_per_execution: train steps per tf.function call (the host dispatches once per N batches; the
     weights do not depend on N). jit_compile: XLA for the train step and the feature-cache backbone.
+    backbone_precision: the feature cache's backbone, float32 | bfloat16 | auto (model/precision.py); None:
+    as the run being resumed recorded it, else float32. min_backbone_agreement: the cache build's floor.
     """
 
     data_dir: str
@@ -32,6 +34,8 @@ class RunOptions:
     worker_timeout: float = 600.0
     steps_per_execution: int = 1
     jit_compile: bool = False
+    backbone_precision: str | None = None
+    min_backbone_agreement: float | None = None
 
     def __post_init__(self):
         """One line naming the flag, as for Config's fields."""
@@ -44,6 +48,10 @@ class RunOptions:
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "feature_cache" and value is None):
                 raise ValueError(f"--{name} must be true or false, got {value!r}")
+        if self.backbone_precision not in (None, "float32", "bfloat16", "auto"):
+            raise ValueError(f"--backbone_precision must be float32, bfloat16 or auto, got {self.backbone_precision!r}")
+        if self.backbone_precision == "bfloat16" and self.feature_cache is False:  # auto: float32 there
+            raise ValueError("--backbone_precision applies to the feature cache: it needs --feature_cache")
         if isinstance(self.steps_per_execution, bool) or not isinstance(self.steps_per_execution, int) \
                 or self.steps_per_execution < 1:
             raise ValueError(f"--steps_per_execution must be at least 1, got {self.steps_per_execution}")
@@ -58,7 +66,10 @@ class RunOptions:
         stateless RNG draws other dropout masks for the same seeds (tests/training/test_execution.py)."""
         if self.feature_cache is None:
             raise ValueError("feature_cache unresolved: loop.train resolves None from the model_dir")
-        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene, "jit_compile": self.jit_compile}
+        if self.backbone_precision not in ("float32", "bfloat16"):
+            raise ValueError("backbone_precision unresolved: loop.train resolves None and auto")
+        return {"feature_cache": self.feature_cache, "full_scene": self.full_scene, "jit_compile": self.jit_compile,
+                "backbone_precision": self.backbone_precision}
 
     def schedule(self) -> dict:
         """How the steps run, which a resume may change (recorded): steps_per_execution leaves the weights
