@@ -146,7 +146,8 @@ def test_image_path_with_full_scenes_trains_and_records_it(synthetic_data, tmp_p
     assert scored["auc"] == pytest.approx(results["test_auc"], abs=1e-9)
     with open(os.path.join(model_dir, "train_options.json")) as f:
         recorded = json.load(f)
-    assert recorded == {"feature_cache": False, "full_scene": True, "jit_compile": False, "dataset": {
+    assert recorded == {"feature_cache": False, "full_scene": True, "jit_compile": False,
+                        "backbone_precision": "float32", "dataset": {
         "fingerprint": dataset_fingerprint(data_dir), "data_dir": os.path.abspath(data_dir)},
         "schedule": {"steps_per_execution": 1, "strategy": "auto"}}
     tags = _events(model_dir)
