@@ -224,22 +224,20 @@ def build(config, data_dir, cache_dir, backbone, full_scene: bool = False, jit_c
         heartbeat.stop()
 
 
-
 def _bf16_checked(config, data_dir, backbone, floor):
-    """(the bfloat16 copy of `backbone`, its agreement with float32): L2-normalized pool5 of up to 64 test
-    scenes and products, the scenes' top-10 among those products; raises below `floor`."""
+    """(the bfloat16 copy of `backbone`, its agreement with float32): L2-normalized pool5 of
+    agreement.dataset_sample's scenes and products, the scenes' top-10 among those products; raises below
+    `floor`."""
     from ctl_keras.model import agreement, precision  # noqa: PLC0415
 
     bf16 = precision.bf16_backbone(backbone)
-    view = lambda jpeg: pipeline.eval_view(pipeline.decode_image(jpeg), config)  # noqa: E731
-    scenes = tf.stack([view(ex["scene_jpeg"]) for ex in pipeline.raw_pairs(data_dir, "test").take(64)])
-    products = tf.stack([view(ex["product_jpeg"]) for ex in pipeline.raw_products(data_dir, "test").take(64)])
+    sample = agreement.dataset_sample(config, data_dir)
     out = {}
     for name, model in (("float32", backbone), ("bfloat16", bf16)):
         call = tf.function(lambda x, m=model: m(x, training=False)["pool5"])
-        out[name] = agreement.normalized(call(scenes)), agreement.normalized(call(products))
+        out[name] = agreement.normalized(call(sample["scenes"])), agreement.normalized(call(sample["products"]))
     result = agreement.compare(out["float32"][0], out["bfloat16"][0], out["float32"][1], out["bfloat16"][1])
-    result["sample"] = "test split (L2-normalized pool5)"
+    result["sample"] = f"{sample['source']} (L2-normalized pool5)"
     logging.info("feature cache: %s", agreement.line(result))
     agreement.check_floor(result, floor, "feature cache refused")
     return bf16, result

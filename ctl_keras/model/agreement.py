@@ -9,7 +9,40 @@ float32 against itself gives cosine 1, overlap 10/10 and 0.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+SAMPLE = 64  # scenes and products: a few seconds of backbone on a CPU
+
+
+def dataset_sample(config, data_dir: str | None, n: int = SAMPLE) -> dict:
+    """The images both precisions are compared on: the first `n` test scenes (with their categories) and
+    test products of `data_dir` when it is built on this machine, else `n` seeded synthetic images (weaker
+    evidence; `source` says so). {"scenes": [n,S,S,3], "category": [n] int32, "products": [m,S,S,3],
+    "source": str}; the export and the feature cache both draw it here."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from ctl_keras.data import pipeline  # noqa: PLC0415
+
+    if data_dir and os.path.exists(os.path.join(data_dir, "manifest.json")):
+        view = lambda jpeg: pipeline.eval_view(pipeline.decode_image(jpeg), config)  # noqa: E731
+        scenes, cats = [], []
+        for ex in pipeline.raw_pairs(data_dir, "test").take(n):
+            scenes.append(view(ex["scene_jpeg"]))
+            cats.append(int(ex["category_index"]))
+        products = [view(ex["product_jpeg"]) for ex in pipeline.raw_products(data_dir, "test").take(n)]
+        if scenes and products:
+            return {"scenes": tf.stack(scenes), "category": np.array(cats, np.int32),
+                    "products": tf.stack(products), "source": f"test split of {os.path.abspath(data_dir)}"}
+    rng = np.random.default_rng(0)
+    size = config.image_size
+    # Smooth random images (a coarse grid upsampled): closer to photographs than white noise.
+    coarse = rng.uniform(0, 255, (2 * n, 8, 8, 3)).astype(np.float32)
+    images = tf.image.resize(coarse, [size, size])
+    return {"scenes": images[:n], "category": (np.arange(n) % len(config.categories)).astype(np.int32),
+            "products": images[n:], "source": "synthetic (no dataset of the run on this machine)"}
+
 
 FLOOR_KEY = "cosine_min"  # what --min_backbone_agreement is compared with: the worst row anywhere
 

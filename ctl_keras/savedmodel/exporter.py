@@ -123,7 +123,7 @@ def _bf16_backbone(models, config, choice: str, floor: float | None, data_dir: s
     if resolved == "float32":
         return None, {"backbone_precision": "float32"}
     bf16 = precision.bf16_backbone(models.backbone)
-    sample = precision_check.dataset_sample(config, data_dir)
+    sample = agreement.dataset_sample(config, data_dir)
     catalog = None if index is None else index.embeddings
     result = precision_check.measure(models, bf16, sample, catalog)
     logging.info("export: %s (sample: %s)", agreement.line(result), result["sample"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctl_keras.model import precision
+from ctl_keras.model import agreement, precision
 from ctl_keras.savedmodel import exporter, precision_check
 from ctl_keras.savedmodel import signatures as sig
 
@@ -74,7 +74,7 @@ def test_floor_refuses_and_writes_nothing(untrained_model, tmp_path):
 def test_float32_against_itself_measures_perfect_agreement(untrained_model):
     """The check's own arithmetic: the same backbone on both sides gives cosine 1, 10/10, |delta d*| 0."""
     config, models, _ = untrained_model
-    sample = precision_check.dataset_sample(config, None, n=12)
+    sample = agreement.dataset_sample(config, None, n=12)
     assert sample["source"].startswith("synthetic")
     a = precision_check.measure(models, models.backbone, sample)
     assert a["cosine_min"] == pytest.approx(1.0, abs=1e-6) and a["max_abs_delta_d_star"] == 0.0
