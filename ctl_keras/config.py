@@ -19,6 +19,8 @@ VARIANTS = ("hybrid", "global", "local", "local_uniform")
 # Keras dtype policies of the trained heads (`train --mixed_precision` picks mixed_float16 on a GPU,
 # mixed_bfloat16 on a CPU); the frozen backbone, normalisations, distances and the loss stay float32.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# The frozen backbone's precision (model/precision.py: `auto` picks bfloat16 only on native bf16 hardware).
+BACKBONE_PRECISIONS = ("float32", "bfloat16", "auto")
 # Learning-rate schedules: constant (the paper) or cosine decay to 0 over config.epochs.
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -161,6 +163,13 @@ def get_config(dataset: "str | spec_lib.DatasetSpec | dict", smoke: bool = False
         return Config(**base)
     except TypeError as e:  # a misspelt override or default
         raise ValueError(f"{spec.source}: {e}") from None
+
+
+def check_agreement_floor(floor: float | None) -> None:
+    """--min_backbone_agreement is a floor on a cosine: None, or a number in [-1, 1] (2 refused every export,
+    NaN none)."""
+    if floor is not None and not -1.0 <= floor <= 1.0:
+        raise ValueError(f"--min_backbone_agreement must be a cosine in [-1, 1], got {floor}")
 
 
 def check_backbone_weights(weights: str | None) -> None:

@@ -18,6 +18,7 @@ CASES = [
     ("ctl_keras.download", ["--retries=abc"]),
     ("ctl_keras.recommend", ["index", "--batch_size=abc"]),
     ("ctl_keras.recommend", ["query", "--batch_size=0"]),  # below lower_bound
+    ("ctl_keras.export", ["--min_backbone_agreement=1.5"]),  # above upper_bound
 ]
 
 

@@ -89,6 +89,9 @@ def test_every_shared_flag_has_one_group():
     ({"model_dir": ""}, "--model_dir must be a non-empty path, got ''"),
     ({"full_scene": None}, "--full_scene must be true or false, got None"),
     ({"feature_cache": "yes"}, "--feature_cache must be true or false, got 'yes'"),
+    ({"backbone_precision": "fp8"}, "--backbone_precision must be float32, bfloat16 or auto, got 'fp8'"),
+    ({"min_backbone_agreement": 2.0}, "--min_backbone_agreement must be a cosine in [-1, 1], got 2.0"),
+    ({"min_backbone_agreement": float("nan")}, "--min_backbone_agreement must be a cosine in [-1, 1], got nan"),
 ])
 def test_run_options_refuse_bad_values_in_one_line(values, message):
     with pytest.raises(ValueError) as err:

@@ -88,6 +88,7 @@ class Flag:
     help: str | typing.Callable[[], str]
     choices: typing.Callable[[], list[str]] | None = None
     lower_bound: int | None = None
+    upper_bound: int | None = None
 
 
 SHARED = {
@@ -109,9 +110,10 @@ SHARED = {
                                "to earlier releases), bfloat16 (about 2x faster where the CPU has avx512_bf16 or "
                                "amx_bf16, or on a GPU of compute capability >= 8.0; outputs stay float32), or auto "
                                "(bfloat16 only on such hardware; the log says which). The heads keep "
-                               "--mixed_precision.", choices=lambda: ["float32", "bfloat16", "auto"]),
+                               "--mixed_precision.", choices=lambda: list(config_lib.BACKBONE_PRECISIONS)),
     "min_backbone_agreement": Flag("model", "float", None, "Refuse (write nothing) when the bfloat16 backbone's "
-                                   "worst cosine with float32 on the check's sample is below this, e.g. 0.99."),
+                                   "worst cosine with float32 on the check's sample is below this, e.g. 0.99.",
+                                   lower_bound=-1, upper_bound=1),
     "methods": Flag("comparison", "list", None, "Methods to compare."),
     "out": Flag("output", "string", None, "Output directory."),
     "export_dir": Flag("serving", "string", None, "Export dir (scene_tower/, product_tower/, recommender/)."),
@@ -149,6 +151,8 @@ def define(*names: str, help_texts: dict | None = None, defaults: dict | None = 
         extra = {"enum_values": flag.choices()} if flag.choices else {}
         if flag.lower_bound is not None:
             extra["lower_bound"] = flag.lower_bound
+        if flag.upper_bound is not None:
+            extra["upper_bound"] = flag.upper_bound
         getattr(flags, f"DEFINE_{flag.kind}")(name, defaults.get(name, flag.default), help=help_text,
                                                 flag_values=values, **extra)
 

@@ -17,7 +17,7 @@ from absl import logging
 
 from ctl_keras.utils.cpu_features import cpu_has_bf16, reported_cpu_flags
 
-PRECISIONS = ("float32", "bfloat16", "auto")
+from ctl_keras.config import BACKBONE_PRECISIONS as PRECISIONS
 __all__ = ["PRECISIONS", "cpu_has_bf16", "reported_cpu_flags", "resolve", "resolve_and_log", "bf16_backbone"]
 
 

@@ -116,6 +116,9 @@ def export_models(models, config, export_dir: str, *, index=None, top_k: int = 1
 
 def _bf16_backbone(models, config, choice: str, floor: float | None, data_dir: str | None, index):
     """(the bfloat16 backbone or None, metadata entries); raises before anything is written."""
+    from ctl_keras.config import check_agreement_floor  # noqa: PLC0415
+
+    check_agreement_floor(floor)
     from ctl_keras.model import agreement, precision  # noqa: PLC0415
     from ctl_keras.savedmodel import precision_check  # noqa: PLC0415
 

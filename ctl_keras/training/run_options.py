@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ctl_keras.config import STRATEGIES
+from ctl_keras.config import BACKBONE_PRECISIONS, STRATEGIES, check_agreement_floor
 from ctl_keras.training.cluster import ClusterTask
 
 
@@ -48,8 +48,9 @@ class RunOptions:
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "feature_cache" and value is None):
                 raise ValueError(f"--{name} must be true or false, got {value!r}")
-        if self.backbone_precision not in (None, "float32", "bfloat16", "auto"):
+        if self.backbone_precision not in (None, *BACKBONE_PRECISIONS):
             raise ValueError(f"--backbone_precision must be float32, bfloat16 or auto, got {self.backbone_precision!r}")
+        check_agreement_floor(self.min_backbone_agreement)
         if self.backbone_precision == "bfloat16" and self.feature_cache is False:  # auto: float32 there
             raise ValueError("--backbone_precision applies to the feature cache: it needs --feature_cache")
         if isinstance(self.steps_per_execution, bool) or not isinstance(self.steps_per_execution, int) \

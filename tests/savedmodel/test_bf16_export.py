@@ -65,9 +65,20 @@ def test_floor_refuses_and_writes_nothing(untrained_model, tmp_path):
     config, models, _ = untrained_model
     with pytest.raises(ValueError, match="export refused: the bfloat16 backbone agrees with float32 less than"):
         exporter.export_models(models, config, str(tmp_path / "e"), backbone_precision="bfloat16",
-                               min_agreement=1.01)
+                               min_agreement=1.0)
     assert not os.path.exists(tmp_path / "e") or not any(p.name == "saved_model.pb"
                                                          for p in (tmp_path / "e").rglob("*"))
+
+
+@pytest.mark.slow
+def test_a_floor_outside_the_cosine_range_is_refused_before_any_work(untrained_model, tmp_path):
+    """A floor above 1 refused every export after the bf16 check ran, one below -1 none: both are one line
+    before anything runs, float32 exports included."""
+    config, models, _ = untrained_model
+    for floor in (1.5, -2.0):
+        with pytest.raises(ValueError, match=r"^--min_backbone_agreement must be a cosine in \[-1, 1\]"):
+            exporter.export_models(models, config, str(tmp_path / "e"), min_agreement=floor)
+    assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.slow
